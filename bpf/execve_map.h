@@ -1,0 +1,36 @@
+/* execve_map.h - the kernel's table of live processes, keyed by tgid.
+ *
+ * Owned and written by process.c (exec, fork, exit) and seeded from /proc by
+ * user space at start; policy programs read it (matchBinaries) after
+ * declaring it with TETRAD_EXECVE_MAP_EXTERN. Mirrored by ExecEntry in
+ * tetrad/api/records.py.
+ */
+#ifndef TETRAD_EXECVE_MAP_H
+#define TETRAD_EXECVE_MAP_H
+
+#include "tetrad_events.h"
+
+#ifndef EXECVE_MAP_ENTRIES
+#define EXECVE_MAP_ENTRIES 32768
+#endif
+#define TETRAD_BINARY_MAX 256
+
+/* One live process as the kernel side knows it. */
+struct tetrad_exec_entry {
+	struct tetrad_proc_key key;     /* exec_id of the process            */
+	struct tetrad_proc_key parent;
+	__u32 flags;
+	__s32 threads;                  /* live tasks; used without group_dead */
+	__u32 exit_how;                 /* final answer once set (TETRAD_EXIT_*) */
+	__u32 exit_code;
+	__u32 sig_candidate;            /* fatal signal sent, not yet taken  */
+	__u32 thread_code;              /* exit() of a thread; 0x100 = valid */
+	__u32 bin_len;
+	__u32 pad;
+	char binary[TETRAD_BINARY_MAX]; /* resolved path, NUL terminated     */
+};
+
+#define TETRAD_EXECVE_MAP_EXTERN \
+	BPF_TABLE("extern", u32, struct tetrad_exec_entry, execve_map, EXECVE_MAP_ENTRIES)
+
+#endif

@@ -1,0 +1,533 @@
+/* process.c - the process lifecycle sensor: exec, fork, exit.
+ *
+ * Layout-independent by construction: everything that identifies a process
+ * comes from tracepoint fields, BPF helpers and user memory, so it is right
+ * on any kernel. Two enrichments read kernel structs — the binary's resolved
+ * path and the cwd (walking dentries), and the login uid — and they use byte
+ * offsets that user space computes from the running kernel's own BTF
+ * (tetrad/sensors/offsets.py passes them as -DOFF_*), never the offsets of
+ * whatever headers happen to be installed. Without BTF, TETRAD_NO_BTF is set
+ * and those fields are left to user space (flag noCWDSupport).
+ *
+ * Hooks:
+ *   syscalls:sys_enter_execve/execveat  argv from user memory -> exec_args[tid]
+ *   sched:sched_process_exec            exec record; execve_map[tgid] updated
+ *   task:task_newtask                   fork: execve_map[child] from parent,
+ *                                       clone record; its clone_flags tell
+ *                                       threads from processes without
+ *                                       reading task_struct (which
+ *                                       sched_process_fork would need)
+ *   syscalls:sys_enter_exit_group/exit  exit code
+ *   signal:signal_generate/deliver      death by signal (see exit_by_signal)
+ *   sched:sched_process_exit            exit record when the group is dead
+ *
+ * The ring buffer `events` and execve_map are exported: policy programs
+ * write their records into the same ring buffer and match on the binary of
+ * the current process (matchBinaries) in the kernel; see shared_maps.h.
+ */
+#include <uapi/linux/ptrace.h>
+#include <linux/sched.h>
+#include "tetrad_events.h"
+#include "execve_map.h"
+
+#ifndef RINGBUF_PAGES
+#define RINGBUF_PAGES 2048          /* 8 MiB with 4 KiB pages */
+#endif
+
+#define DATA_MASK 0x3fff            /* data offsets are masked into 16 KiB */
+#define DATA_SIZE (DATA_MASK + 1 + TETRAD_PATH_MAX)
+#define STASH_SIZE (TETRAD_ARGS_MAX + TETRAD_ARG_READ)
+#define DEPTH_MASK 63               /* >= TETRAD_PATH_DEPTH - 1 */
+#define FILENAME_READ 256
+
+#define CLONE_THREAD_FLAG 0x00010000
+
+struct args_stash {
+	__u32 len;
+	__u32 flags;
+	char buf[STASH_SIZE];
+};
+
+struct exec_scratch {
+	struct tetrad_msg_exec msg;
+	char data[DATA_SIZE];
+};
+
+struct walk_scratch {
+	__u64 names[DEPTH_MASK + 1];
+	__u32 n;
+	__u32 pos;
+};
+
+BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
+/* Exported, like execve_map, for policy programs (shared_maps.h). */
+__attribute__((section("maps/export"))) struct events_table_t __events;
+BPF_TABLE_PUBLIC("hash", u32, struct tetrad_exec_entry, execve_map, EXECVE_MAP_ENTRIES);
+BPF_TABLE("lru_hash", u32, struct args_stash, exec_args, 1024);
+BPF_PERCPU_ARRAY(exec_heap, struct exec_scratch, 1);
+BPF_PERCPU_ARRAY(walk_heap, struct walk_scratch, 1);
+BPF_PERCPU_ARRAY(args_heap, struct args_stash, 1);
+/* Never written: the zero value new execve_map entries start from. */
+BPF_PERCPU_ARRAY(zero_entry, struct tetrad_exec_entry, 1);
+/* Records the ring buffer refused, by op code (user space sums the CPUs). */
+BPF_PERCPU_ARRAY(ringbuf_drops, u64, 8);
+/* execve_map updates that failed (map full). */
+BPF_PERCPU_ARRAY(map_errors, u64, 1);
+
+static __always_inline void count(void *table_lookup_result)
+{
+	u64 *n = table_lookup_result;
+	if (n)
+		__sync_fetch_and_add(n, 1);
+}
+
+/* Reads through the scratch map that the compiler may not cache in a
+ * register, so the verifier sees an unknown value (see walk_path). */
+#define LAUNDER(lvalue) (*(volatile typeof(lvalue) *)&(lvalue))
+
+static __always_inline void *read_ptr(void *addr)
+{
+	void *p = NULL;
+	bpf_probe_read_kernel(&p, sizeof(p), addr);
+	return p;
+}
+
+static __always_inline void fill_header(struct tetrad_msg_header *h, u8 op, u16 size)
+{
+	h->op = op;
+	h->pad0 = 0;
+	h->size = size;
+	h->cpu = bpf_get_smp_processor_id();
+	h->ktime = bpf_ktime_get_ns();
+}
+
+/* ---- argv from user memory at syscall entry ------------------------------ */
+
+static __always_inline int stash_args(const char *const *argv)
+{
+	u32 zero = 0;
+	struct args_stash *st = args_heap.lookup(&zero);
+	if (!st)
+		return 0;
+	u32 tid = (u32)bpf_get_current_pid_tgid();
+
+	st->flags = 0;
+	st->len = 0;
+	for (int i = 0; i < TETRAD_MAX_ARGS; i++) {
+		u32 off = LAUNDER(st->len);   /* see walk_path */
+		const char *arg = NULL;
+		if (bpf_probe_read_user(&arg, sizeof(arg), &argv[i]) < 0) {
+			st->flags |= TETRAD_F_ERROR_ARGS;
+			break;
+		}
+		if (!arg)
+			break;
+		if (off >= TETRAD_ARGS_MAX) {
+			st->flags |= TETRAD_F_TRUNC_ARGS;
+			break;
+		}
+		long n = bpf_probe_read_user_str(&st->buf[off & (TETRAD_ARGS_MAX - 1)],
+						 TETRAD_ARG_READ, arg);
+		if (n < 0) {
+			st->flags |= TETRAD_F_ERROR_ARGS;
+			break;
+		}
+		if (n == TETRAD_ARG_READ)
+			st->flags |= TETRAD_F_TRUNC_ARGS;
+		LAUNDER(st->len) = off + n;
+	}
+	if (st->len > TETRAD_ARGS_MAX) {
+		st->len = TETRAD_ARGS_MAX;
+		st->flags |= TETRAD_F_TRUNC_ARGS;
+	}
+	exec_args.update(&tid, st);
+	return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_execve)
+{
+	return stash_args((const char *const *)args->argv);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_execveat)
+{
+	return stash_args((const char *const *)args->argv);
+}
+
+/* ---- path walk with BTF-derived offsets ---------------------------------- */
+
+#ifndef TETRAD_NO_BTF
+/* Writes the path of (dentry, vfsmount) relative to the task's root at
+ * data[base...], like d_path(): components are collected leaf first, then
+ * written root first. Returns the number of bytes written (no NUL).
+ *
+ * Loop-carried counters live in the per-CPU scratch map, not in registers:
+ * the verifier then sees them as unknown values and prunes the loop to one
+ * state per iteration instead of one per (iteration, count) pair. */
+static __always_inline u32 walk_path(struct exec_scratch *s, struct walk_scratch *w,
+				     u32 base, void *dentry, void *vfsmnt,
+				     void *root_dentry, void *root_mnt, u32 trunc_flag)
+{
+	void *mnt = (char *)vfsmnt - OFF_MOUNT_MNT;
+
+	w->n = 0;
+	w->pos = 0;
+	for (int i = 0; i < TETRAD_PATH_DEPTH; i++) {
+		if (dentry == root_dentry && vfsmnt == root_mnt)
+			goto collected;
+		void *mnt_root = read_ptr((char *)vfsmnt + OFF_VFSMOUNT_MNT_ROOT);
+		void *parent = read_ptr((char *)dentry + OFF_DENTRY_D_PARENT);
+		if (dentry == mnt_root || dentry == parent) {
+			void *mnt_parent = read_ptr((char *)mnt + OFF_MOUNT_MNT_PARENT);
+			if (dentry != mnt_root || mnt_parent == mnt)
+				goto collected;  /* global root, or a pseudo fs */
+			dentry = read_ptr((char *)mnt + OFF_MOUNT_MNT_MOUNTPOINT);
+			mnt = mnt_parent;
+			vfsmnt = (char *)mnt + OFF_MOUNT_MNT;
+			continue;
+		}
+		u32 n = LAUNDER(w->n);
+		w->names[n & DEPTH_MASK] =
+			(u64)read_ptr((char *)dentry + OFF_DENTRY_D_NAME + OFF_QSTR_NAME);
+		LAUNDER(w->n) = n + 1;
+		dentry = parent;
+	}
+	s->msg.flags |= trunc_flag;
+collected:
+	for (int j = 0; j < TETRAD_PATH_DEPTH; j++) {
+		u32 n = LAUNDER(w->n);
+		u32 pos = LAUNDER(w->pos);
+		if (j >= n)
+			break;
+		if (pos >= TETRAD_PATH_MAX - TETRAD_NAME_READ) {
+			s->msg.flags |= trunc_flag;
+			break;
+		}
+		s->data[(base + pos) & DATA_MASK] = '/';
+		pos++;
+		long r = bpf_probe_read_kernel_str(&s->data[(base + pos) & DATA_MASK],
+						   TETRAD_NAME_READ,
+						   (void *)w->names[(n - 1 - j) & DEPTH_MASK]);
+		if (r > 1)
+			pos += r - 1;
+		LAUNDER(w->pos) = pos;
+	}
+	if (LAUNDER(w->pos) == 0) {
+		s->data[base & DATA_MASK] = '/';
+		LAUNDER(w->pos) = 1;
+	}
+	return LAUNDER(w->pos);
+}
+#endif
+
+/* ---- exec ----------------------------------------------------------------- */
+
+TRACEPOINT_PROBE(sched, sched_process_exec)
+{
+	u32 zero = 0;
+	struct exec_scratch *s = exec_heap.lookup(&zero);
+	struct walk_scratch *w = walk_heap.lookup(&zero);
+	if (!s || !w)
+		return 0;
+
+	u64 pid_tgid = bpf_get_current_pid_tgid();
+	u64 uid_gid = bpf_get_current_uid_gid();
+	u32 tgid = pid_tgid >> 32;
+	u32 old_tid = args->old_pid;
+	struct tetrad_msg_exec *m = &s->msg;
+	u32 off = 0;
+
+	fill_header(&m->hdr, TETRAD_OP_EXEC, 0);
+	m->pid = tgid;
+	m->tid = (u32)pid_tgid;
+	m->uid = (u32)uid_gid;
+	m->gid = uid_gid >> 32;
+	m->auid = (u32)-1;
+	m->cgroup_id = bpf_get_current_cgroup_id();
+	m->flags = TETRAD_F_EXECVE;
+
+	struct args_stash *st = exec_args.lookup(&old_tid);
+	if (st) {
+		u32 len = st->len;
+		if (len > TETRAD_ARGS_MAX)
+			len = TETRAD_ARGS_MAX;
+		bpf_probe_read_kernel(s->data, len & (TETRAD_ARGS_MAX * 2 - 1), st->buf);
+		m->flags |= st->flags;
+		off = len;
+		exec_args.delete(&old_tid);
+	} else {
+		m->flags |= TETRAD_F_MISS;
+	}
+	m->args_len = off;
+
+#ifndef TETRAD_NO_BTF
+	void *task = (void *)bpf_get_current_task();
+	void *fs = read_ptr((char *)task + OFF_TASK_FS);
+	void *root_mnt = read_ptr((char *)fs + OFF_FS_ROOT + OFF_PATH_MNT);
+	void *root_dentry = read_ptr((char *)fs + OFF_FS_ROOT + OFF_PATH_DENTRY);
+	void *mm = read_ptr((char *)task + OFF_TASK_MM);
+	void *exe = read_ptr((char *)mm + OFF_MM_EXE_FILE);
+	u32 len;
+
+	if (exe) {
+		len = walk_path(s, w, off,
+				read_ptr((char *)exe + OFF_FILE_F_PATH + OFF_PATH_DENTRY),
+				read_ptr((char *)exe + OFF_FILE_F_PATH + OFF_PATH_MNT),
+				root_dentry, root_mnt, TETRAD_F_TRUNC_FILE);
+	} else {
+		len = 0;
+		m->flags |= TETRAD_F_ERROR_FILE;
+	}
+	m->exe_len = len;
+	off += len;
+
+	len = walk_path(s, w, off,
+			read_ptr((char *)fs + OFF_FS_PWD + OFF_PATH_DENTRY),
+			read_ptr((char *)fs + OFF_FS_PWD + OFF_PATH_MNT),
+			root_dentry, root_mnt, TETRAD_F_TRUNC_CWD);
+	if (len == 1)
+		m->flags |= TETRAD_F_ROOT_CWD;
+	m->cwd_len = len;
+	off += len;
+
+#ifdef OFF_TASK_LOGINUID
+	bpf_probe_read_kernel(&m->auid, sizeof(m->auid), (char *)task + OFF_TASK_LOGINUID);
+#endif
+#else
+	m->exe_len = 0;
+	m->cwd_len = 0;
+	m->flags |= TETRAD_F_NO_CWD;
+#endif
+
+	unsigned short loc = args->data_loc_filename & 0xFFFF;
+	long fl = bpf_probe_read_kernel_str(&s->data[off & DATA_MASK], FILENAME_READ,
+					    (char *)args + loc);
+	if (fl > 1) {
+		m->filename_len = fl - 1;
+		off += fl - 1;
+	} else {
+		m->filename_len = 0;
+	}
+
+	/* Update the kernel's view before emitting, so a policy program that
+	 * runs for the new image already sees its binary. */
+	struct tetrad_exec_entry *e = execve_map.lookup(&tgid);
+	if (!e) {
+		struct tetrad_exec_entry *fresh = zero_entry.lookup(&zero);
+		if (fresh)
+			e = execve_map.lookup_or_try_init(&tgid, fresh);
+		if (!e) {
+			count(map_errors.lookup(&zero));
+			__builtin_memset(&m->parent, 0, sizeof(m->parent));
+			goto emit;
+		}
+	} else if (e->flags & TETRAD_F_CLONE && !(e->flags & TETRAD_F_EXECVE)) {
+		m->flags |= TETRAD_F_CLONE;
+	}
+	m->parent = e->parent;
+	e->key.pid = tgid;
+	e->key.ktime = m->hdr.ktime;
+	e->flags = m->flags;
+	e->threads = 1;
+	e->exit_how = 0;
+	e->exit_code = 0;
+	e->sig_candidate = 0;
+	e->thread_code = 0;
+#ifndef TETRAD_NO_BTF
+	{
+		u32 blen = m->exe_len;
+		if (blen > TETRAD_BINARY_MAX - 1)
+			blen = TETRAD_BINARY_MAX - 1;
+		bpf_probe_read_kernel(e->binary, blen & (TETRAD_BINARY_MAX - 1),
+				      &s->data[m->args_len & DATA_MASK]);
+		e->binary[blen & (TETRAD_BINARY_MAX - 1)] = 0;
+		e->bin_len = blen;
+	}
+#endif
+
+emit:;
+	u32 size = sizeof(*m) + (off & DATA_MASK);
+	m->hdr.size = size;
+	if (events.ringbuf_output(m, size, 0) < 0) {
+		u32 op = TETRAD_OP_EXEC;
+		count(ringbuf_drops.lookup(&op));
+	}
+	return 0;
+}
+
+/* ---- fork ----------------------------------------------------------------- */
+
+TRACEPOINT_PROBE(task, task_newtask)
+{
+	u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct tetrad_exec_entry *parent = execve_map.lookup(&tgid);
+	if (!parent)
+		return 0;   /* kernel threads, or a parent we never learned */
+
+	if (args->clone_flags & CLONE_THREAD_FLAG) {
+#ifndef TETRAD_HAVE_GROUP_DEAD
+		__sync_fetch_and_add(&parent->threads, 1);
+#endif
+		return 0;
+	}
+
+	u32 child = args->pid;
+	if (execve_map.update(&child, parent) < 0) {
+		u32 zero = 0;
+		count(map_errors.lookup(&zero));
+		return 0;
+	}
+	struct tetrad_exec_entry *c = execve_map.lookup(&child);
+	if (!c)
+		return 0;
+	c->parent = c->key;
+	c->key.pid = child;
+	c->key.ktime = bpf_ktime_get_ns();
+	c->flags = TETRAD_F_CLONE | (c->flags & ~(TETRAD_F_EXECVE | TETRAD_F_PROCFS));
+	c->threads = 1;
+	c->exit_how = 0;
+	c->exit_code = 0;
+	c->sig_candidate = 0;
+	c->thread_code = 0;
+
+	struct tetrad_msg_clone m = {};
+	fill_header(&m.hdr, TETRAD_OP_CLONE, sizeof(m));
+	c->key.ktime = m.hdr.ktime;
+	m.proc = c->key;
+	m.parent = c->parent;
+	m.flags = c->flags;
+	if (events.ringbuf_output(&m, sizeof(m), 0) < 0) {
+		u32 op = TETRAD_OP_CLONE;
+		count(ringbuf_drops.lookup(&op));
+	}
+	return 0;
+}
+
+/* ---- exit status ---------------------------------------------------------- */
+
+static __always_inline struct tetrad_exec_entry *current_entry(void)
+{
+	u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	return execve_map.lookup(&tgid);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_exit_group)
+{
+	struct tetrad_exec_entry *e = current_entry();
+	if (e && !e->exit_how) {
+		e->exit_how = TETRAD_EXIT_CODE;
+		e->exit_code = args->error_code & 0xff;
+	}
+	return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_exit)
+{
+	struct tetrad_exec_entry *e = current_entry();
+	if (e)
+		e->thread_code = 0x100 | (args->error_code & 0xff);
+	return 0;
+}
+
+/* Signals whose default action ends the process (not ignore/stop/continue). */
+static __always_inline bool default_fatal(int sig)
+{
+	switch (sig) {
+	case 17: /* SIGCHLD */
+	case 18: /* SIGCONT */
+	case 19: /* SIGSTOP */
+	case 20: /* SIGTSTP */
+	case 21: /* SIGTTIN */
+	case 22: /* SIGTTOU */
+	case 23: /* SIGURG */
+	case 28: /* SIGWINCH */
+		return false;
+	}
+	return sig > 0 && sig < 65;
+}
+
+/* A fatal signal sent to a process (process-directed signals name the
+ * leader, whose pid is the tgid). The kernel may turn it straight into a
+ * group exit that each thread then "delivers" as SIGKILL, so remember the
+ * real signal here. */
+TRACEPOINT_PROBE(signal, signal_generate)
+{
+	if (args->result != 0 || !default_fatal(args->sig))
+		return 0;
+	u32 pid = args->pid;
+	struct tetrad_exec_entry *e = execve_map.lookup(&pid);
+	if (e && !e->exit_how)
+		e->sig_candidate = args->sig;
+	return 0;
+}
+
+/* The current thread takes a signal: with a handler it survives; with the
+ * default action of a fatal signal the whole process dies of it. */
+TRACEPOINT_PROBE(signal, signal_deliver)
+{
+	struct tetrad_exec_entry *e = current_entry();
+	if (!e || e->exit_how)
+		return 0;
+	int sig = args->sig;
+	if (args->sa_handler != 0) {   /* SIG_DFL is 0 */
+		if (e->sig_candidate == sig)
+			e->sig_candidate = 0;
+		return 0;
+	}
+	if (!default_fatal(sig))
+		return 0;
+	e->exit_how = TETRAD_EXIT_SIGNAL;
+	e->exit_code = (sig == 9 && e->sig_candidate) ? e->sig_candidate : sig;
+	return 0;
+}
+
+/* ---- exit ----------------------------------------------------------------- */
+
+TRACEPOINT_PROBE(sched, sched_process_exit)
+{
+	u64 pid_tgid = bpf_get_current_pid_tgid();
+	u32 tgid = pid_tgid >> 32;
+	u32 tid = (u32)pid_tgid;
+	struct tetrad_exec_entry *e = execve_map.lookup(&tgid);
+
+	exec_args.delete(&tid);
+#ifdef TETRAD_HAVE_GROUP_DEAD
+	if (!args->group_dead)
+		return 0;
+#else
+	if (e) {
+		if (__sync_fetch_and_add(&e->threads, -1) > 1)
+			return 0;
+	} else if (tid != tgid) {
+		return 0;
+	}
+#endif
+
+	struct tetrad_msg_exit m = {};
+	fill_header(&m.hdr, TETRAD_OP_EXIT, sizeof(m));
+	m.pid = tgid;
+	m.tid = tid;
+	m.cgroup_id = bpf_get_current_cgroup_id();
+	if (e) {
+		m.proc = e->key;
+		m.parent = e->parent;
+		if (e->exit_how) {
+			m.how = e->exit_how;
+			m.code = e->exit_code;
+		} else if (e->sig_candidate) {
+			m.how = TETRAD_EXIT_SIGNAL;
+			m.code = e->sig_candidate;
+		} else if (e->thread_code & 0x100) {
+			m.how = TETRAD_EXIT_CODE;
+			m.code = e->thread_code & 0xff;
+		}
+		execve_map.delete(&tgid);
+	} else {
+		m.proc.pid = tgid;
+	}
+	if (events.ringbuf_output(&m, sizeof(m), 0) < 0) {
+		u32 op = TETRAD_OP_EXIT;
+		count(ringbuf_drops.lookup(&op));
+	}
+	return 0;
+}
