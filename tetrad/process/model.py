@@ -1,0 +1,78 @@
+"""The Process as events report it, and how its fields are derived.
+
+A Process is one image of one process: a new exec makes a new Process for the
+same pid. Fields follow Tetragon's `Process` message; `to_dict()` gives its
+JSON form with Tetragon's names, leaving out empty fields as protojson does.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from tetrad.decode.process import ProcKey
+from tetrad.events.timefmt import rfc3339
+
+
+@dataclass(slots=True, eq=False)
+class Process:
+    exec_id: str
+    key: ProcKey
+    pid: int
+    tid: int
+    uid: int
+    gid: int
+    auid: int
+    cwd: str
+    binary: str
+    arguments: str
+    flags: str
+    start_time_ns: int
+    parent_exec_id: str = ""
+    parent_key: ProcKey | None = None
+    cgroup_id: int = 0
+    exited: bool = False
+    # Extra JSON fields from enrichers (e.g. "docker", "container"); merged
+    # into to_dict() output.
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = {"exec_id": self.exec_id, "pid": self.pid, "uid": self.uid}
+        if self.cwd:
+            d["cwd"] = self.cwd
+        if self.binary:
+            d["binary"] = self.binary
+        if self.arguments:
+            d["arguments"] = self.arguments
+        if self.flags:
+            d["flags"] = self.flags
+        d["start_time"] = rfc3339(self.start_time_ns)
+        d["auid"] = self.auid
+        if self.parent_exec_id:
+            d["parent_exec_id"] = self.parent_exec_id
+        d["tid"] = self.tid
+        if self.extra:
+            d.update(self.extra)
+        return d
+
+
+def join_arguments(args: tuple[str, ...] | list[str]) -> str:
+    """Tetragon's `arguments`: argv[1:] joined by spaces, an argument that
+    contains whitespace (or is empty) in double quotes."""
+    out = []
+    for arg in args:
+        if arg == "" or any(c.isspace() for c in arg):
+            out.append('"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"')
+        else:
+            out.append(arg)
+    return " ".join(out)
+
+
+def binary_path(exe: str, filename: str, cwd: str) -> str:
+    """The resolved path of the executable when the kernel walked it, else the
+    path given to execve, made absolute against the cwd when relative."""
+    if exe:
+        return exe
+    if filename and not filename.startswith("/") and cwd:
+        return os.path.normpath(os.path.join(cwd, filename))
+    return filename

@@ -1,0 +1,110 @@
+"""Processes that were running before tetrad started, read from /proc.
+
+The scan runs once, after the sensor is attached (so nothing falls between
+the two): each process becomes a cache entry with the `procFS` flag and an
+execve_map entry, so its later events and exit name it and its parent.
+
+Identity: Tetragon's exec_id for such a process uses its start time from
+/proc/<pid>/stat (clock ticks since boot) in nanoseconds, which is also what
+the kernel side is told, so the exit record finds the same key.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+
+import psutil
+
+from tetrad.process.cache import ProcfsEntry
+
+log = logging.getLogger(__name__)
+
+KTHREADD_PID = 2
+UNSET_AUID = 0xFFFFFFFF
+
+
+@dataclass(frozen=True, slots=True)
+class ScanResult:
+    entries: list[ProcfsEntry]
+    threads: dict[int, int]       # pid -> live threads, for the kernel's counter
+    skipped: int                  # vanished while scanned, or unreadable
+
+
+def start_ticks(stat_line: str) -> int:
+    """Field 22 (starttime) of /proc/<pid>/stat; comm may contain spaces and ')'."""
+    fields = stat_line.rpartition(")")[2].split()
+    return int(fields[19])
+
+
+class ProcfsScanner:
+    """Reads /proc; `proc_root` and clocks are injectable for tests."""
+
+    def __init__(self, proc_root: str = "/proc", clk_tck: int | None = None,
+                 boot_wall_ns: int | None = None):
+        self._root = proc_root
+        self._tick_ns = 1_000_000_000 // (clk_tck or os.sysconf("SC_CLK_TCK"))
+        if boot_wall_ns is None:
+            boot_wall_ns = time.time_ns() - time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+        self._boot_wall_ns = boot_wall_ns
+
+    def _read(self, pid: int, name: str) -> str:
+        with open(f"{self._root}/{pid}/{name}", encoding="utf-8", errors="backslashreplace") as f:
+            return f.read()
+
+    def ktime_of(self, pid: int) -> int:
+        return start_ticks(self._read(pid, "stat")) * self._tick_ns
+
+    def scan(self) -> ScanResult:
+        entries, threads, skipped = [], {}, 0
+        ktimes: dict[int, int] = {}
+        for pid in psutil.pids():
+            try:
+                entry, nthreads = self._entry(pid, ktimes)
+            except (psutil.Error, OSError, ValueError, IndexError) as err:
+                log.debug("skipping pid %d in /proc scan: %s", pid, err)
+                skipped += 1
+                continue
+            if entry is not None:
+                entries.append(entry)
+                threads[pid] = nthreads
+        return ScanResult(entries, threads, skipped)
+
+    def _entry(self, pid: int, ktimes: dict[int, int]) -> tuple[ProcfsEntry | None, int]:
+        proc = psutil.Process(pid)
+        with proc.oneshot():
+            ppid = proc.ppid()
+            if pid == KTHREADD_PID or ppid == KTHREADD_PID:
+                return None, 0   # kernel threads never exec
+            stat = self._read(pid, "stat")
+            ktime = start_ticks(stat) * self._tick_ns
+            ktimes[pid] = ktime
+            if ppid and ppid not in ktimes:
+                try:
+                    ktimes[ppid] = self.ktime_of(ppid)
+                except (OSError, ValueError, IndexError):
+                    ktimes[ppid] = 0
+            try:
+                auid = int(self._read(pid, "loginuid"))
+            except (OSError, ValueError):
+                auid = UNSET_AUID
+            try:
+                cwd = proc.cwd()
+            except psutil.AccessDenied:
+                cwd = ""
+            entry = ProcfsEntry(
+                pid=pid,
+                ktime=ktime,
+                start_time_ns=self._boot_wall_ns + ktime,
+                ppid=ppid,
+                parent_ktime=ktimes.get(ppid, 0),
+                uid=proc.uids().real,
+                gid=proc.gids().real,
+                auid=auid,
+                cwd=cwd,
+                binary=proc.exe(),
+                argv=tuple(proc.cmdline()),
+            )
+            return entry, proc.num_threads()

@@ -1,0 +1,74 @@
+"""Kernel struct offsets for BPF programs, read from the running kernel's BTF.
+
+Installed kernel headers can describe a different kernel than the one running
+(on our CI machine: 6.1 headers under a 6.18 kernel), and then every
+`task->fs` compiled from them reads the wrong bytes. The kernel's own BTF
+always describes the running layout, so the few struct fields our BPF code
+follows are looked up there and handed to the compiler as `-DOFF_*=<bytes>`.
+BPF sources read those fields with bpf_probe_read_kernel() at these offsets.
+
+Without BTF, `struct_offsets()` raises `OffsetsUnavailable`; callers then
+compile with `-DTETRAD_NO_BTF` and leave the struct-derived fields empty.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from tetrad.bpf.btf import Btf
+
+# macro name -> (struct, member path). Every entry is required unless listed
+# in _OPTIONAL (kernels built without CONFIG_AUDIT have no loginuid).
+_FIELDS: dict[str, tuple[str, str]] = {
+    "OFF_TASK_FS": ("task_struct", "fs"),
+    "OFF_TASK_MM": ("task_struct", "mm"),
+    "OFF_TASK_LOGINUID": ("task_struct", "loginuid"),
+    "OFF_FS_ROOT": ("fs_struct", "root"),
+    "OFF_FS_PWD": ("fs_struct", "pwd"),
+    "OFF_PATH_MNT": ("path", "mnt"),
+    "OFF_PATH_DENTRY": ("path", "dentry"),
+    "OFF_MM_EXE_FILE": ("mm_struct", "exe_file"),
+    "OFF_FILE_F_PATH": ("file", "f_path"),
+    "OFF_VFSMOUNT_MNT_ROOT": ("vfsmount", "mnt_root"),
+    "OFF_DENTRY_D_PARENT": ("dentry", "d_parent"),
+    "OFF_DENTRY_D_NAME": ("dentry", "d_name"),
+    "OFF_QSTR_NAME": ("qstr", "name"),
+    "OFF_MOUNT_MNT": ("mount", "mnt"),
+    "OFF_MOUNT_MNT_PARENT": ("mount", "mnt_parent"),
+    "OFF_MOUNT_MNT_MOUNTPOINT": ("mount", "mnt_mountpoint"),
+}
+_OPTIONAL = frozenset({"OFF_TASK_LOGINUID"})
+
+
+class OffsetsUnavailable(Exception):
+    """The running kernel's struct layout cannot be learned (no usable BTF)."""
+
+
+def resolve(btf: Btf) -> dict[str, int]:
+    """Map each OFF_* macro to its byte offset in `btf`; optional ones may be absent."""
+    offsets = {}
+    for macro, (struct_name, member) in _FIELDS.items():
+        if macro in _OPTIONAL and not btf.has_member(struct_name, member):
+            continue
+        try:
+            offsets[macro] = btf.member_offset(struct_name, member)
+        except (KeyError, ValueError) as err:
+            raise OffsetsUnavailable(f"BTF has no {struct_name}.{member}: {err}") from err
+    return offsets
+
+
+@functools.cache
+def struct_offsets(btf_path: str = "/sys/kernel/btf/vmlinux") -> dict[str, int]:
+    """Offsets for the running kernel, parsed once per process."""
+    try:
+        btf = Btf.load(btf_path)
+    except OSError as err:
+        raise OffsetsUnavailable(f"cannot read {btf_path}: {err.strerror}") from err
+    return resolve(btf)
+
+
+def cflags(offsets: dict[str, int] | None) -> list[str]:
+    """Compiler flags for BPF sources: the offsets, or TETRAD_NO_BTF without them."""
+    if offsets is None:
+        return ["-DTETRAD_NO_BTF"]
+    return [f"-D{macro}={value}" for macro, value in sorted(offsets.items())]

@@ -1,0 +1,138 @@
+"""The process lifecycle sensor: loads bpf/process.c and seeds its map.
+
+Owns the arrow "kernel hooks -> ring buffer" for exec, clone and exit. One of
+the two modules allowed to import bcc (with tetrad.observer). The BPF side
+and its guarantees are described in bpf/process.c.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bcc import BPF
+from bcc.libbcc import lib
+
+from tetrad.api.ops import Op, ProcFlag
+from tetrad.api.records import ExecEntry
+from tetrad.paths import bpf_dir
+from tetrad.process.procfs import ScanResult
+from tetrad.sensors import offsets as struct_offsets
+
+log = logging.getLogger(__name__)
+
+BPF_NOEXIST = 1
+TRACEFS_ROOTS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
+
+
+@dataclass(frozen=True)
+class ProcessSensorConfig:
+    ringbuf_pages: int = 2048          # 8 MiB; a power of two
+    execve_map_entries: int = 32768
+
+
+def tracepoint_has_field(category: str, event: str, field: str) -> bool:
+    """Whether a tracepoint's format (tracefs) has `field`; kernels differ."""
+    for root in TRACEFS_ROOTS:
+        try:
+            text = Path(root, "events", category, event, "format").read_text()
+        except OSError:
+            continue
+        return any(line.split(";")[0].split()[-1:] == [field]
+                   for line in text.splitlines() if "field:" in line)
+    return False
+
+
+class ProcessSensor:
+    def __init__(self, config: ProcessSensorConfig = ProcessSensorConfig()):
+        if config.ringbuf_pages & (config.ringbuf_pages - 1):
+            raise ValueError(f"ringbuf_pages must be a power of two, not {config.ringbuf_pages}")
+        self._config = config
+        self.bpf: BPF | None = None
+        self.walks_kernel_paths = False
+        self.load_seconds = 0.0
+
+    def cflags(self) -> list[str]:
+        flags = [
+            f"-I{bpf_dir()}",
+            f"-DRINGBUF_PAGES={self._config.ringbuf_pages}",
+            f"-DEXECVE_MAP_ENTRIES={self._config.execve_map_entries}",
+        ]
+        try:
+            offsets = struct_offsets.struct_offsets()
+        except struct_offsets.OffsetsUnavailable as err:
+            log.warning("binary paths and cwd come from /proc, racy for short-lived "
+                        "processes: %s", err)
+            offsets = None
+        self.walks_kernel_paths = offsets is not None
+        flags += struct_offsets.cflags(offsets)
+        if tracepoint_has_field("sched", "sched_process_exit", "group_dead"):
+            flags.append("-DTETRAD_HAVE_GROUP_DEAD")
+        return flags
+
+    def source(self) -> Path:
+        return bpf_dir() / "process.c"
+
+    def load(self) -> None:
+        """Compile, load and attach every hook (bcc attaches TRACEPOINT_PROBEs)."""
+        started = time.monotonic()
+        self.bpf = BPF(src_file=str(self.source()).encode(), cflags=self.cflags())
+        self.load_seconds = time.monotonic() - started
+        log.info("process sensor attached in %.2fs", self.load_seconds)
+
+    def seed(self, scan: ScanResult) -> int:
+        """Tell the kernel about processes that predate it; returns how many
+        entries were written. Entries the sensor made meanwhile are newer
+        and are kept (BPF_NOEXIST)."""
+        table = self.bpf["execve_map"]
+        written = 0
+        for entry in scan.entries:
+            value = ExecEntry()
+            value.key.pid = entry.pid
+            value.key.ktime = entry.ktime
+            value.parent.pid = entry.ppid
+            value.parent.ktime = entry.parent_ktime
+            value.flags = ProcFlag.PROCFS | ProcFlag.EXECVE
+            value.threads = max(1, scan.threads.get(entry.pid, 1))
+            raw = os.fsencode(entry.binary)[: len(value.binary) - 1]
+            value.binary = raw
+            value.bin_len = len(raw)
+            if _update_noexist(table, entry.pid, value):
+                written += 1
+        return written
+
+    def drops(self) -> dict[str, int]:
+        """Records the ring buffer refused, per op, summed over CPUs."""
+        table = self.bpf["ringbuf_drops"]
+        out = {}
+        for op in Op:
+            total = sum(table[table.Key(op)])
+            if total:
+                out[op.name.lower()] = total
+        return out
+
+    def map_errors(self) -> int:
+        table = self.bpf["map_errors"]
+        return sum(table[table.Key(0)])
+
+    def close(self) -> None:
+        if self.bpf is not None:
+            self.bpf.cleanup()
+            self.bpf = None
+
+
+def _update_noexist(table, pid: int, value: ExecEntry) -> bool:
+    """Insert unless present; False when the kernel already has the pid (or
+    the map is full, which map_errors will not show, so log it)."""
+    key = table.Key(pid)
+    if lib.bpf_update_elem(table.map_fd, ctypes.byref(key), ctypes.byref(value), BPF_NOEXIST) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err != errno.EEXIST:
+        log.warning("cannot seed execve_map for pid %d: %s", pid, os.strerror(err))
+    return False
