@@ -1,0 +1,49 @@
+"""`tetrad` command line: run the daemon, probe the kernel, debug helpers."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from tetrad import __version__
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tetrad", description=(
+        "eBPF host security daemon: process, file and network events and "
+        "Tetragon TracingPolicy enforcement for plain systemd hosts."))
+    p.add_argument("--version", action="version", version=f"tetrad {__version__}")
+    p.add_argument("--log-level", default="info",
+                   choices=["debug", "info", "warning", "error"])
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the daemon in the foreground")
+    run.add_argument("--export-file", metavar="PATH",
+                     help="also write events as JSON lines to PATH (mode 0600, appended)")
+    run.add_argument("--quiet", action="store_true",
+                     help="do not print compact events on standard output")
+    run.add_argument("--node-name", help="node name in events and exec_ids (default: hostname)")
+
+    probe = sub.add_parser("probe", help="show which BPF features this kernel has, by trying them")
+    probe.add_argument("--json", action="store_true", help="machine-readable output")
+
+    debug = sub.add_parser("debug", help="developer helpers")
+    debug_sub = debug.add_subparsers(dest="debug_command", required=True, metavar="WHAT")
+    debug_sub.add_parser("dump-bpf", help="print the process sensor's BPF C with the "
+                         "compiler flags this kernel gets")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="tetrad: %(levelname)s: %(message)s")
+    if args.command == "run":
+        from tetrad.cli import run
+        return run.run(args)
+    if args.command == "probe":
+        from tetrad.cli import probe
+        return probe.run(args)
+    from tetrad.cli import debug
+    return debug.run(args)

@@ -1,0 +1,54 @@
+"""The observer: ring buffers -> op-code dispatch.
+
+Owns the arrow "ring buffer -> decode". Every BPF record starts with an op
+code; sensors register a decoder and a handler per op. There is one ring
+buffer, the process sensor's `events`; policy programs write into it too
+(bpf/shared_maps.h), so one thread reads every record in kernel order.
+
+One of the two modules allowed to import bcc (with tetrad.sensors).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+from typing import Any, Callable
+
+from bcc import BPF
+
+log = logging.getLogger(__name__)
+
+Decoder = Callable[[bytes], Any]
+Handler = Callable[[Any], None]
+
+
+class Observer:
+    def __init__(self) -> None:
+        self._routes: dict[int, tuple[Decoder, Handler]] = {}
+        self._poller: BPF | None = None
+        self.received = 0
+        self.errors = 0
+
+    def register(self, op: int, decoder: Decoder, handler: Handler) -> None:
+        self._routes[int(op)] = (decoder, handler)
+
+    def open(self, bpf: BPF, table: str = "events") -> None:
+        """Read `bpf`'s ring buffer `table` from now on."""
+        bpf[table].open_ring_buffer(self._on_record)
+        self._poller = bpf
+
+    def poll(self, timeout_ms: int) -> None:
+        """Wait up to `timeout_ms` for records and handle all that are ready."""
+        if self._poller is not None:
+            self._poller.ring_buffer_poll(timeout_ms)
+
+    def _on_record(self, _ctx, data, size) -> int:
+        self.received += 1
+        try:
+            buf = ctypes.string_at(data, size)
+            decoder, handler = self._routes[buf[0]]
+            handler(decoder(buf))
+        except Exception:  # a bad record must not stop the reader
+            self.errors += 1
+            log.debug("dropping undecodable record", exc_info=True)
+        return 0

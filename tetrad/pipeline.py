@@ -1,0 +1,50 @@
+"""Process records -> cache -> events -> filters -> sinks.
+
+Owns the arrows after decoding. Runs on the observer's thread: the cache
+must see every record, in order, so nothing here may drop; the only place
+events can be dropped is the bounded sink queue behind `emit`, which counts
+what it drops.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from tetrad.api.ops import ExitHow, Op
+from tetrad.decode import process as process_decode
+from tetrad.decode.process import CloneRecord, ExecRecord, ExitRecord
+from tetrad.events.model import Event, exec_event, exit_event
+from tetrad.events.timefmt import KtimeClock
+from tetrad.process.cache import ProcessCache
+
+Emit = Callable[[Event], None]
+
+
+class ProcessEvents:
+    """Turns process sensor records into process_exec/process_exit events."""
+
+    def __init__(self, cache: ProcessCache, clock: KtimeClock, emit: Emit):
+        self._cache = cache
+        self._clock = clock
+        self._emit = emit
+
+    def routes(self):
+        """(op, decoder, handler) triples for Observer.register()."""
+        return (
+            (Op.EXEC, process_decode.decode_exec, self.on_exec),
+            (Op.CLONE, process_decode.decode_clone, self.on_clone),
+            (Op.EXIT, process_decode.decode_exit, self.on_exit),
+        )
+
+    def on_exec(self, rec: ExecRecord) -> None:
+        proc, parent = self._cache.on_exec(rec)
+        self._emit(exec_event(self._clock.wall_ns(rec.ktime), proc, parent))
+
+    def on_clone(self, rec: CloneRecord) -> None:
+        self._cache.on_clone(rec)
+
+    def on_exit(self, rec: ExitRecord) -> None:
+        proc, parent = self._cache.on_exit(rec)
+        status = rec.code if rec.how == ExitHow.CODE else None
+        sig = rec.code if rec.how == ExitHow.SIGNAL else None
+        self._emit(exit_event(self._clock.wall_ns(rec.ktime), proc, parent, status, sig))
