@@ -348,7 +348,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
 emit:;
 	u32 size = sizeof(*m) + (off & DATA_MASK);
 	m->hdr.size = size;
-	if (events.ringbuf_output(m, size, 0) < 0) {
+	if (events.ringbuf_output(m, size, TETRAD_RB_FLAGS) < 0) {
 		u32 op = TETRAD_OP_EXEC;
 		count(ringbuf_drops.lookup(&op));
 	}
@@ -396,7 +396,7 @@ TRACEPOINT_PROBE(task, task_newtask)
 	m.proc = c->key;
 	m.parent = c->parent;
 	m.flags = c->flags;
-	if (events.ringbuf_output(&m, sizeof(m), 0) < 0) {
+	if (events.ringbuf_output(&m, sizeof(m), TETRAD_RB_FLAGS) < 0) {
 		u32 op = TETRAD_OP_CLONE;
 		count(ringbuf_drops.lookup(&op));
 	}
@@ -525,7 +525,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
 	} else {
 		m.proc.pid = tgid;
 	}
-	if (events.ringbuf_output(&m, sizeof(m), 0) < 0) {
+	if (events.ringbuf_output(&m, sizeof(m), TETRAD_RB_FLAGS) < 0) {
 		u32 op = TETRAD_OP_EXIT;
 		count(ringbuf_drops.lookup(&op));
 	}

@@ -15,6 +15,12 @@
 #define TETRAD_OP_EXIT 2
 #define TETRAD_OP_CLONE 3
 
+/* Ring buffer records never wake the reader: waking it for each record
+ * costs an inter-processor interrupt and a context switch per event on the
+ * traced task's path. The observer drains the buffer on a short timer
+ * instead (tetrad/observer.py), trading a few milliseconds of latency. */
+#define TETRAD_RB_FLAGS BPF_RB_NO_WAKEUP
+
 /* Sizes of the variable-length pieces of an exec record. */
 #define TETRAD_ARGS_MAX 4096      /* argv bytes kept, NUL separated        */
 #define TETRAD_ARG_READ 1024      /* longest single argument read at once   */

@@ -6,8 +6,8 @@ follows Tetragon's order so nothing is missed: kernel mounts -> feature probe
 predate the sensor) -> sinks running. Records that arrive during the scan wait
 in the ring buffer and are applied after it, so they win over the scan.
 
-Signal handlers only set a flag; the loop polls the ring buffer with a
-timeout so it always wakes to see it.
+Signal handlers only set a flag; the loop drains the ring buffer on a short
+timer, so it always wakes to see it.
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ from tetrad.sinks.dispatch import Sink, SinkDispatcher
 
 log = logging.getLogger(__name__)
 
-POLL_MS = 250
+# How long the loop sleeps when the ring buffer is empty: the latency of an
+# event on an idle host, and the idle wake-up rate.
+DRAIN_INTERVAL_S = 0.02
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,9 @@ class Daemon:
     def run(self, stop: threading.Event) -> None:
         next_stats = time.monotonic() + self.config.stats_interval_s
         while not stop.is_set():
-            self.observer.poll(POLL_MS)
+            if not self.observer.drain():
+                stop.wait(DRAIN_INTERVAL_S)
+            self.sinks.commit()
             if time.monotonic() >= next_stats:
                 log.info("%s", self.stats_line())
                 next_stats = time.monotonic() + self.config.stats_interval_s
@@ -109,7 +113,8 @@ class Daemon:
         if self.sensor.bpf is None:
             self.sinks.close()
             return
-        self.observer.poll(0)
+        self.observer.drain()
+        self.sinks.commit()
         self.sinks.close()
         final = self.stats_line()
         self.sensor.close()

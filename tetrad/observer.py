@@ -37,10 +37,15 @@ class Observer:
         bpf[table].open_ring_buffer(self._on_record)
         self._poller = bpf
 
-    def poll(self, timeout_ms: int) -> None:
-        """Wait up to `timeout_ms` for records and handle all that are ready."""
-        if self._poller is not None:
-            self._poller.ring_buffer_poll(timeout_ms)
+    def drain(self) -> int:
+        """Handle every record that is in the ring buffer now; returns how
+        many. Records do not wake the reader (bpf/tetrad_events.h), so the
+        caller drains on a timer and again at once while records keep coming."""
+        if self._poller is None:
+            return 0
+        before = self.received
+        self._poller.ring_buffer_consume()
+        return self.received - before
 
     def _on_record(self, _ctx, data, size) -> int:
         self.received += 1

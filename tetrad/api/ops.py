@@ -1,6 +1,7 @@
 """Op codes and flag bits of kernel records; mirrors bpf/tetrad_events.h."""
 
 import enum
+import functools
 
 
 class Op(enum.IntEnum):
@@ -52,6 +53,8 @@ TETRAGON_NAMES: tuple[tuple[ProcFlag, str], ...] = (
 )
 
 
+@functools.lru_cache(maxsize=512)
 def flag_names(flags: int) -> str:
-    """Space-separated flag words in Tetragon's order, e.g. "execve rootcwd clone"."""
+    """Space-separated flag words in Tetragon's order, e.g. "execve rootcwd clone".
+    Memoized: a handful of combinations occur, once per event each."""
     return " ".join(name for bit, name in TETRAGON_NAMES if flags & bit)

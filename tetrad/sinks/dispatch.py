@@ -2,16 +2,20 @@
 
 The observer thread must never wait for a disk or journald, or the kernel's
 ring buffer fills and records are lost where nobody can see them. So events
-go into a bounded queue; when it is full the event is dropped and counted
-(`dropped`), and a writer thread feeds each sink in turn. A sink that raises
-is counted per sink and the others still get the event.
+are collected per drain of the ring buffer (`emit`), handed over as one batch
+(`commit`), and a writer thread feeds each sink in turn. At most `capacity`
+events wait; what does not fit is dropped and counted (`dropped`). A sink
+that raises is counted per sink and the others still get the event.
+
+Batches, not single events, cross the thread boundary: one lock round trip
+per drain instead of per event keeps the reader's cost per event low.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
+from collections import deque
 from typing import Protocol
 
 from tetrad.events.model import Event
@@ -27,13 +31,15 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
-_STOP = object()
-
-
 class SinkDispatcher:
     def __init__(self, sinks: list[Sink], capacity: int = 65536):
         self._sinks = sinks
-        self._queue: queue.Queue = queue.Queue(maxsize=capacity)
+        self._capacity = capacity
+        self._batch: list[Event] = []
+        self._batches: deque[list[Event]] = deque()
+        self._pending = 0
+        self._cond = threading.Condition()
+        self._closing = False
         self._thread = threading.Thread(target=self._run, name="tetrad-sinks", daemon=True)
         self.dropped = 0
         self.written = 0
@@ -43,18 +49,36 @@ class SinkDispatcher:
         self._thread.start()
 
     def emit(self, event: Event) -> None:
-        try:
-            self._queue.put_nowait(event)
-        except queue.Full:
-            self.dropped += 1
+        """Called by the observer thread for each event."""
+        self._batch.append(event)
+
+    def commit(self) -> None:
+        """Hand the events emitted since the last commit to the writer."""
+        batch = self._batch
+        if not batch:
+            return
+        self._batch = []
+        with self._cond:
+            room = self._capacity - self._pending
+            if len(batch) > room:
+                self.dropped += len(batch) - max(room, 0)
+                batch = batch[:max(room, 0)]
+            if batch:
+                self._batches.append(batch)
+                self._pending += len(batch)
+                self._cond.notify()
 
     def backlog(self) -> int:
-        return self._queue.qsize()
+        return self._pending
 
-    def close(self, timeout: float = 10.0) -> None:
+    def close(self, timeout: float = 30.0) -> None:
         """Write what is queued, then close every sink."""
-        self._queue.put(_STOP)
-        self._thread.join(timeout)
+        self.commit()
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
         for sink in self._sinks:
             try:
                 sink.close()
@@ -63,18 +87,22 @@ class SinkDispatcher:
 
     def _run(self) -> None:
         while True:
-            event = self._queue.get()
-            if event is _STOP:
-                break
-            self._deliver(event)
-            if self._queue.empty():
+            with self._cond:
+                while not self._batches and not self._closing:
+                    self._cond.wait()
+                if not self._batches:
+                    return
+                batch = self._batches.popleft()
+            for event in batch:
+                for sink in self._sinks:
+                    self._call(sink, sink.write, event)
+            self.written += len(batch)
+            with self._cond:
+                self._pending -= len(batch)
+                idle = not self._batches
+            if idle:
                 for sink in self._sinks:
                     self._call(sink, sink.flush)
-
-    def _deliver(self, event: Event) -> None:
-        for sink in self._sinks:
-            self._call(sink, sink.write, event)
-        self.written += 1
 
     def _call(self, sink: Sink, method, *args) -> None:
         try:
