@@ -177,3 +177,22 @@ def test_exec_event_json_field_names():
     assert list(p) == ["exec_id", "pid", "uid", "cwd", "binary", "arguments", "flags",
                        "start_time", "auid", "parent_exec_id", "tid"]
     assert d["time"] == "2023-11-14T22:13:20.000000000Z"
+
+
+def test_event_json_text_equals_serialized_dict():
+    import json
+    cache = ProcessCache(NODE, clock())
+    bash = shell(cache)
+    child, parent = cache.on_exec(decode(exec_bytes(pid=101, ktime=3000, argv=("t", 'q"uote', "é"),
+                                                    exe="/x", cwd="/", parent=(100, 1000))))
+    for ev in (exec_event(7, child, parent), exit_event(9, child, parent, 3, None),
+               exit_event(9, bash, None, None, 9)):
+        assert json.loads(ev.to_json(NODE)) == ev.to_dict(NODE)
+
+
+def test_enrichment_after_serialization_is_not_lost():
+    cache = ProcessCache(NODE, clock())
+    bash = shell(cache)
+    bash.to_json()
+    bash.set_extra("docker", "abc")
+    assert '"docker":"abc"' in bash.to_json()

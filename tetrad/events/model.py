@@ -9,11 +9,14 @@ export: `{"<kind>": {"process": ..., "parent": ..., ...}, "node_name": ...,
 
 from __future__ import annotations
 
+import json
 import signal
 from dataclasses import dataclass, field
 
 from tetrad.events.timefmt import rfc3339
 from tetrad.process.model import Process
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 PROCESS_EXEC = "process_exec"
 PROCESS_EXIT = "process_exit"
@@ -35,6 +38,17 @@ class Event:
             body["parent"] = self.parent.to_dict()
         body.update(self.fields)
         return {self.kind: body, "node_name": node_name, "time": rfc3339(self.time_ns)}
+
+    def to_json(self, node_name: str) -> str:
+        """The JSON text of to_dict(), assembled from each Process's cached
+        JSON instead of serializing the same process again per event."""
+        parts = ['{"', self.kind, '":{"process":', self.process.to_json()]
+        if self.parent is not None:
+            parts += [',"parent":', self.parent.to_json()]
+        if self.fields:
+            parts += [",", _dumps(self.fields)[1:-1]]
+        parts += ['},"node_name":', _dumps(node_name), ',"time":"', rfc3339(self.time_ns), '"}']
+        return "".join(parts)
 
 
 def signal_name(number: int) -> str:

@@ -7,7 +7,9 @@ JSON form with Tetragon's names, leaving out empty fields as protojson does.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from dataclasses import dataclass, field
 
 from tetrad.decode.process import ProcKey
@@ -33,8 +35,20 @@ class Process:
     cgroup_id: int = 0
     exited: bool = False
     # Extra JSON fields from enrichers (e.g. "docker", "container"); merged
-    # into to_dict() output.
+    # into to_dict() output. Change through set_extra().
     extra: dict = field(default_factory=dict)
+    _json: str = ""
+
+    def set_extra(self, key: str, value) -> None:
+        self.extra[key] = value
+        self._json = ""
+
+    def to_json(self) -> str:
+        """to_dict() as JSON text, made once: a process appears in many
+        events (its exec, its exit, as the parent of its children)."""
+        if not self._json:
+            self._json = _dumps(self.to_dict())
+        return self._json
 
     def to_dict(self) -> dict:
         d = {"exec_id": self.exec_id, "pid": self.pid, "uid": self.uid}
@@ -56,12 +70,16 @@ class Process:
         return d
 
 
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_WHITESPACE = re.compile(r"\s").search
+
+
 def join_arguments(args: tuple[str, ...] | list[str]) -> str:
     """Tetragon's `arguments`: argv[1:] joined by spaces, an argument that
     contains whitespace (or is empty) in double quotes."""
     out = []
     for arg in args:
-        if arg == "" or any(c.isspace() for c in arg):
+        if arg == "" or _WHITESPACE(arg):
             out.append('"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"')
         else:
             out.append(arg)

@@ -6,12 +6,9 @@ hold secrets) and opened for append, so restarts never truncate it.
 
 from __future__ import annotations
 
-import json
 import os
 
 from tetrad.events.model import Event
-
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 class JsonLinesSink:
@@ -23,7 +20,7 @@ class JsonLinesSink:
         self._file = os.fdopen(fd, "a", encoding="utf-8", buffering=1 << 16)
 
     def write(self, event: Event) -> None:
-        self._file.write(_dumps(event.to_dict(self._node)) + "\n")
+        self._file.write(event.to_json(self._node) + "\n")
 
     def flush(self) -> None:
         self._file.flush()

@@ -1,0 +1,63 @@
+import threading
+
+from tetrad.sinks.dispatch import SinkDispatcher
+
+
+class ListSink:
+    name = "list"
+
+    def __init__(self, fail_on=None, gate=None):
+        self.got, self.flushes, self.closed = [], 0, False
+        self._fail_on, self._gate = fail_on, gate
+
+    def write(self, event):
+        if self._gate:
+            self._gate.wait()
+        if event == self._fail_on:
+            raise OSError("disk full")
+        self.got.append(event)
+
+    def flush(self):
+        self.flushes += 1
+
+    def close(self):
+        self.closed = True
+
+
+def test_batches_are_delivered_in_order_and_flushed():
+    sink = ListSink()
+    d = SinkDispatcher([sink])
+    d.start()
+    for i in range(10):
+        d.emit(i)
+        if i % 3 == 0:
+            d.commit()
+    d.close()
+    assert sink.got == list(range(10)) and sink.closed and sink.flushes >= 1
+    assert d.written == 10 and d.dropped == 0
+
+
+def test_full_queue_drops_and_counts_without_blocking():
+    gate = threading.Event()
+    sink = ListSink(gate=gate)
+    d = SinkDispatcher([sink], capacity=5)
+    d.start()
+    for i in range(8):
+        d.emit(i)
+    d.commit()                   # 5 fit, 3 dropped, and commit did not block
+    assert d.dropped == 3
+    gate.set()
+    d.close()
+    assert sink.got == [0, 1, 2, 3, 4]
+
+
+def test_failing_sink_is_counted_and_others_still_get_events():
+    bad, good = ListSink(fail_on=2), ListSink()
+    bad.name = "bad"
+    d = SinkDispatcher([bad, good])
+    d.start()
+    for i in range(4):
+        d.emit(i)
+    d.close()
+    assert good.got == [0, 1, 2, 3] and bad.got == [0, 1, 3]
+    assert d.errors == {"bad": 1, "list": 0}
