@@ -1,0 +1,47 @@
+"""The ctypes mirrors in tetrad/api/records.py match bpf/*.h as compiled.
+
+bcc builds its own ctypes type for each map value from clang's view of the
+C struct; a map per record struct gives us clang's layout to compare field
+by field (the alignchecker idea). A field moved on one side only fails here.
+"""
+
+import ctypes
+
+import pytest
+
+from tetrad.api import records
+from tetrad.paths import bpf_dir
+
+pytestmark = pytest.mark.kernel
+
+PAIRS = {
+    "tetrad_msg_header": records.MsgHeader,
+    "tetrad_proc_key": records.ProcKey,
+    "tetrad_msg_exec": records.MsgExec,
+    "tetrad_msg_exit": records.MsgExit,
+    "tetrad_msg_clone": records.MsgClone,
+    "tetrad_exec_entry": records.ExecEntry,
+}
+
+
+@pytest.fixture(scope="module")
+def compiled():
+    from bcc import BPF
+    text = '#include "execve_map.h"\n' + "".join(
+        f"BPF_ARRAY(layout_{name}, struct {name}, 1);\n" for name in PAIRS)
+    text += "int unused(void *ctx) { return 0; }\n"
+    b = BPF(text=text.encode(), cflags=[f"-I{bpf_dir()}"])
+    yield b
+    b.cleanup()
+
+
+def layout(ctype):
+    return [(name, getattr(ctype, name).offset, ctypes.sizeof(t)) for name, t in ctype._fields_]
+
+
+@pytest.mark.parametrize("name", PAIRS)
+def test_mirror_matches_compiled_struct(compiled, name):
+    mirror = PAIRS[name]
+    clang = compiled[f"layout_{name}".encode()].Leaf
+    assert ctypes.sizeof(mirror) == ctypes.sizeof(clang)
+    assert layout(mirror) == layout(clang)
