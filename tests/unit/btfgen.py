@@ -1,0 +1,68 @@
+"""A tiny BTF encoder for tests: builds raw BTF blobs type by type."""
+
+import struct
+
+KIND = {"int": 1, "ptr": 2, "array": 3, "struct": 4, "union": 5, "enum": 6, "typedef": 8,
+        "const": 10, "func": 12, "func_proto": 13, "decl_tag": 17, "enum64": 19}
+
+
+class BtfBuilder:
+    def __init__(self):
+        self.strings = b"\0"
+        self.types = b""
+        self.count = 0
+
+    def _str(self, name: str) -> int:
+        if not name:
+            return 0
+        off = len(self.strings)
+        self.strings += name.encode() + b"\0"
+        return off
+
+    def _add(self, kind, name, vlen, size_or_type, extra=b"", kflag=0) -> int:
+        info = (kflag << 31) | (KIND[kind] << 24) | vlen
+        self.types += struct.pack("<III", self._str(name), info, size_or_type) + extra
+        self.count += 1
+        return self.count
+
+    def int(self, name="int", size=4):
+        return self._add("int", name, 0, size, struct.pack("<I", size * 8))
+
+    def ptr(self, to):
+        return self._add("ptr", "", 0, to)
+
+    def typedef(self, name, to):
+        return self._add("typedef", name, 0, to)
+
+    def const(self, to):
+        return self._add("const", "", 0, to)
+
+    def array(self, elem, index, n):
+        return self._add("array", "", 0, 0, struct.pack("<III", elem, index, n))
+
+    def struct(self, name, size, members, kind="struct", bitfields=False):
+        """members: (name, type_id, bit_offset[, bitfield_size])"""
+        extra = b""
+        for m in members:
+            off = m[2] | (m[3] << 24 if len(m) > 3 else 0) if bitfields else m[2]
+            extra += struct.pack("<III", self._str(m[0]), m[1], off)
+        return self._add(kind, name, len(members), size, extra, kflag=int(bitfields))
+
+    def enum64(self, name, values):
+        extra = b"".join(struct.pack("<III", self._str(n), v & 0xFFFFFFFF, v >> 32) for n, v in values)
+        return self._add("enum64", name, len(values), 8, extra)
+
+    def decl_tag(self, name, to, component=-1):
+        return self._add("decl_tag", name, 0, to, struct.pack("<i", component))
+
+    def func(self, name, proto):
+        return self._add("func", name, 0, proto)
+
+    def func_proto(self, ret, params):
+        extra = b"".join(struct.pack("<II", self._str(n), t) for n, t in params)
+        return self._add("func_proto", "", len(params), ret, extra)
+
+    def build(self) -> bytes:
+        hdr_len = 24
+        return struct.pack("<HBBIIIII", 0xEB9F, 1, 0, hdr_len, 0, len(self.types),
+                           len(self.types), len(self.strings)) + self.types + self.strings
