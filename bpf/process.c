@@ -495,8 +495,13 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
 	if (!args->group_dead)
 		return 0;
 #else
+	/* Count live tasks instead. The atomic's return value needs BPF
+	 * atomics with fetch (-mcpu=v3), which bcc does not ask LLVM for, so
+	 * read the counter back: two threads dying together may both see 0,
+	 * and the delete below lets only one of them report. */
 	if (e) {
-		if (__sync_fetch_and_add(&e->threads, -1) > 1)
+		__sync_fetch_and_add(&e->threads, -1);
+		if (e->threads > 0)
 			return 0;
 	} else if (tid != tgid) {
 		return 0;
@@ -521,7 +526,8 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
 			m.how = TETRAD_EXIT_CODE;
 			m.code = e->thread_code & 0xff;
 		}
-		execve_map.delete(&tgid);
+		if (execve_map.delete(&tgid) < 0)
+			return 0;   /* another dying thread reported it */
 	} else {
 		m.proc.pid = tgid;
 	}

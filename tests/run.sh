@@ -10,7 +10,7 @@ HERE=$(cd "$(dirname "$0")/.." && pwd)
 OUT=$(mktemp -d /tmp/tetrad-tests.XXXXXX)
 cd "$HERE"
 
-/usr/bin/python3 -m pytest -v -rs --junitxml="$OUT/host-junit.xml" tests "$@"
+/usr/bin/python3 -m pytest -v -rs --durations=10 --junitxml="$OUT/host-junit.xml" tests "$@"
 host_rc=$?
 
 guest_rc=0

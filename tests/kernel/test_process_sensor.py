@@ -149,9 +149,11 @@ def test_crash_reports_sigsegv(daemon):
 
 
 def test_exec_storm_loses_nothing(daemon):
-    """10,000 fork+exec: exactly 10,000 exec and 10,000 exit events."""
+    """10,000 fork+exec: exactly 10,000 exec and 10,000 exit events.
+    TETRAD_STORM_EXECS lowers the count where execs are slow: the guest
+    runs under emulation at ~36 ms per exec."""
     m = mark()
-    n = 10_000
+    n = int(os.environ.get("TETRAD_STORM_EXECS", "10000"))
     started = time.monotonic()
     for _ in range(n):
         pid = os.posix_spawn(TRUE, [TRUE, f"storm-{m}"], os.environ)
@@ -172,4 +174,4 @@ def test_daemon_stops_cleanly_and_reports_no_loss(daemon):
     assert daemon.proc.returncode == 0
     assert counters["ringbuf_drops"] == 0
     assert counters["queue_drops"] == 0
-    assert counters["records"] > 20_000
+    assert counters["records"] > 2 * int(os.environ.get("TETRAD_STORM_EXECS", "10000"))
