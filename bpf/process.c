@@ -29,6 +29,7 @@
 #include <linux/sched.h>
 #include "tetrad_events.h"
 #include "execve_map.h"
+#include "path_walk.h"
 
 #ifndef RINGBUF_PAGES
 #define RINGBUF_PAGES 2048          /* 8 MiB with 4 KiB pages */
@@ -37,7 +38,6 @@
 #define DATA_MASK 0x3fff            /* data offsets are masked into 16 KiB */
 #define DATA_SIZE (DATA_MASK + 1 + TETRAD_PATH_MAX)
 #define STASH_SIZE (TETRAD_ARGS_MAX + TETRAD_ARG_READ)
-#define DEPTH_MASK 63               /* >= TETRAD_PATH_DEPTH - 1 */
 #define FILENAME_READ 256
 
 #define CLONE_THREAD_FLAG 0x00010000
@@ -51,12 +51,6 @@ struct args_stash {
 struct exec_scratch {
 	struct tetrad_msg_exec msg;
 	char data[DATA_SIZE];
-};
-
-struct walk_scratch {
-	__u64 names[DEPTH_MASK + 1];
-	__u32 n;
-	__u32 pos;
 };
 
 BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
@@ -79,17 +73,6 @@ static __always_inline void count(void *table_lookup_result)
 	u64 *n = table_lookup_result;
 	if (n)
 		__sync_fetch_and_add(n, 1);
-}
-
-/* Reads through the scratch map that the compiler may not cache in a
- * register, so the verifier sees an unknown value (see walk_path). */
-#define LAUNDER(lvalue) (*(volatile typeof(lvalue) *)&(lvalue))
-
-static __always_inline void *read_ptr(void *addr)
-{
-	void *p = NULL;
-	bpf_probe_read_kernel(&p, sizeof(p), addr);
-	return p;
 }
 
 static __always_inline void fill_header(struct tetrad_msg_header *h, u8 op, u16 size)
@@ -156,69 +139,6 @@ TRACEPOINT_PROBE(syscalls, sys_enter_execveat)
 
 /* ---- path walk with BTF-derived offsets ---------------------------------- */
 
-#ifndef TETRAD_NO_BTF
-/* Writes the path of (dentry, vfsmount) relative to the task's root at
- * data[base...], like d_path(): components are collected leaf first, then
- * written root first. Returns the number of bytes written (no NUL).
- *
- * Loop-carried counters live in the per-CPU scratch map, not in registers:
- * the verifier then sees them as unknown values and prunes the loop to one
- * state per iteration instead of one per (iteration, count) pair. */
-static __always_inline u32 walk_path(struct exec_scratch *s, struct walk_scratch *w,
-				     u32 base, void *dentry, void *vfsmnt,
-				     void *root_dentry, void *root_mnt, u32 trunc_flag)
-{
-	void *mnt = (char *)vfsmnt - OFF_MOUNT_MNT;
-
-	w->n = 0;
-	w->pos = 0;
-	for (int i = 0; i < TETRAD_PATH_DEPTH; i++) {
-		if (dentry == root_dentry && vfsmnt == root_mnt)
-			goto collected;
-		void *mnt_root = read_ptr((char *)vfsmnt + OFF_VFSMOUNT_MNT_ROOT);
-		void *parent = read_ptr((char *)dentry + OFF_DENTRY_D_PARENT);
-		if (dentry == mnt_root || dentry == parent) {
-			void *mnt_parent = read_ptr((char *)mnt + OFF_MOUNT_MNT_PARENT);
-			if (dentry != mnt_root || mnt_parent == mnt)
-				goto collected;  /* global root, or a pseudo fs */
-			dentry = read_ptr((char *)mnt + OFF_MOUNT_MNT_MOUNTPOINT);
-			mnt = mnt_parent;
-			vfsmnt = (char *)mnt + OFF_MOUNT_MNT;
-			continue;
-		}
-		u32 n = LAUNDER(w->n);
-		w->names[n & DEPTH_MASK] =
-			(u64)read_ptr((char *)dentry + OFF_DENTRY_D_NAME + OFF_QSTR_NAME);
-		LAUNDER(w->n) = n + 1;
-		dentry = parent;
-	}
-	s->msg.flags |= trunc_flag;
-collected:
-	for (int j = 0; j < TETRAD_PATH_DEPTH; j++) {
-		u32 n = LAUNDER(w->n);
-		u32 pos = LAUNDER(w->pos);
-		if (j >= n)
-			break;
-		if (pos >= TETRAD_PATH_MAX - TETRAD_NAME_READ) {
-			s->msg.flags |= trunc_flag;
-			break;
-		}
-		s->data[(base + pos) & DATA_MASK] = '/';
-		pos++;
-		long r = bpf_probe_read_kernel_str(&s->data[(base + pos) & DATA_MASK],
-						   TETRAD_NAME_READ,
-						   (void *)w->names[(n - 1 - j) & DEPTH_MASK]);
-		if (r > 1)
-			pos += r - 1;
-		LAUNDER(w->pos) = pos;
-	}
-	if (LAUNDER(w->pos) == 0) {
-		s->data[base & DATA_MASK] = '/';
-		LAUNDER(w->pos) = 1;
-	}
-	return LAUNDER(w->pos);
-}
-#endif
 
 /* ---- exec ----------------------------------------------------------------- */
 
@@ -270,10 +190,10 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
 	u32 len;
 
 	if (exe) {
-		len = walk_path(s, w, off,
+		len = walk_path(s->data, DATA_MASK, off, TETRAD_PATH_MAX, w,
 				read_ptr((char *)exe + OFF_FILE_F_PATH + OFF_PATH_DENTRY),
 				read_ptr((char *)exe + OFF_FILE_F_PATH + OFF_PATH_MNT),
-				root_dentry, root_mnt, TETRAD_F_TRUNC_FILE);
+				root_dentry, root_mnt, &m->flags, TETRAD_F_TRUNC_FILE);
 	} else {
 		len = 0;
 		m->flags |= TETRAD_F_ERROR_FILE;
@@ -281,10 +201,10 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
 	m->exe_len = len;
 	off += len;
 
-	len = walk_path(s, w, off,
+	len = walk_path(s->data, DATA_MASK, off, TETRAD_PATH_MAX, w,
 			read_ptr((char *)fs + OFF_FS_PWD + OFF_PATH_DENTRY),
 			read_ptr((char *)fs + OFF_FS_PWD + OFF_PATH_MNT),
-			root_dentry, root_mnt, TETRAD_F_TRUNC_CWD);
+			root_dentry, root_mnt, &m->flags, TETRAD_F_TRUNC_CWD);
 	if (len == 1)
 		m->flags |= TETRAD_F_ROOT_CWD;
 	m->cwd_len = len;
