@@ -23,6 +23,7 @@ from tetrad.bpf.mounts import ensure_kernel_mounts
 from tetrad.events.timefmt import KtimeClock
 from tetrad.observer import Observer
 from tetrad.pipeline import ProcessEvents
+from tetrad.policy import schema
 from tetrad.process.cache import ProcessCache
 from tetrad.process.procfs import ProcfsScanner
 from tetrad.sensors.process import ProcessSensor, ProcessSensorConfig
@@ -42,6 +43,7 @@ class DaemonConfig:
     sink_queue_size: int = 65536
     stats_interval_s: float = 60.0
     sensor: ProcessSensorConfig = ProcessSensorConfig()
+    policy_files: tuple[str, ...] = ()     # loaded at start, in order
 
 
 class Daemon:
@@ -52,6 +54,7 @@ class Daemon:
         self.sinks = SinkDispatcher(sinks, capacity=config.sink_queue_size)
         self.sensor = ProcessSensor(config.sensor)
         self.observer = Observer()
+        self.policies = None            # PolicyManager, once the sensor is up
         self.started_at = 0.0
 
     def start(self) -> None:
@@ -65,6 +68,7 @@ class Daemon:
             self.observer.register(op, decoder, handler)
         self.observer.open(self.sensor.bpf)
         self._seed_from_procfs()
+        self._load_policies()
         self.sinks.start()
         log.info("ready in %.2fs", time.monotonic() - self.started_at)
 
@@ -77,6 +81,17 @@ class Daemon:
         log.info("found %d running processes in /proc (%d told to the kernel, %d vanished "
                  "while read) in %.2fs", len(scan.entries), seeded, scan.skipped,
                  time.monotonic() - started)
+
+    def _load_policies(self) -> None:
+        """Load the configured policy files; a bad one is reported and the
+        others still load."""
+        from tetrad.policy.manager import PolicyManager
+        self.policies = PolicyManager(self.observer, self.sinks.emit, self.cache, self.clock)
+        for path in self.config.policy_files:
+            try:
+                self.policies.load(schema.read(path))
+            except schema.PolicyError as err:
+                log.error("policy not loaded:\n%s", err)
 
     def run(self, stop: threading.Event) -> None:
         next_stats = time.monotonic() + self.config.stats_interval_s
@@ -117,5 +132,7 @@ class Daemon:
         self.sinks.commit()
         self.sinks.close()
         final = self.stats_line()
+        if self.policies is not None:
+            self.policies.close()
         self.sensor.close()
         log.info("stopped, programs detached; %s", final)

@@ -24,6 +24,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true",
                      help="do not print compact events on standard output")
     run.add_argument("--node-name", help="node name in events and exec_ids (default: hostname)")
+    run.add_argument("--policy", action="append", default=[], metavar="FILE",
+                     help="load this TracingPolicy file at start (repeatable)")
+    run.add_argument("--policy-dir", metavar="DIR",
+                     help="load every *.yaml, *.yml and *.json policy in DIR at start")
+
+    policy = sub.add_parser("policy", help="work with TracingPolicy files")
+    policy_sub = policy.add_subparsers(dest="policy_command", required=True, metavar="WHAT")
+    pcheck = policy_sub.add_parser("check", help="validate and compile policy files offline; "
+                                   "exits non-zero on any error")
+    pcheck.add_argument("files", nargs="+", metavar="FILE")
 
     probe = sub.add_parser("probe", help="show which BPF features this kernel has, by trying them")
     probe.add_argument("--json", action="store_true", help="machine-readable output")
@@ -42,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         from tetrad.cli import run
         return run.run(args)
+    if args.command == "policy":
+        from tetrad.cli import policy
+        return policy.run(args)
     if args.command == "probe":
         from tetrad.cli import probe
         return probe.run(args)

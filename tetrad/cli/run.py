@@ -7,6 +7,7 @@ import os
 import signal
 import threading
 from dataclasses import replace
+from pathlib import Path
 
 from tetrad.daemon import Daemon, DaemonConfig
 
@@ -24,11 +25,18 @@ def _sinks(args, node_name: str) -> list:
     return sinks
 
 
+def policy_dir_files(directory: str | None) -> tuple[str, ...]:
+    if not directory:
+        return ()
+    return tuple(str(p) for p in sorted(Path(directory).iterdir())
+                 if p.is_file() and p.suffix in (".yaml", ".yml", ".json"))
+
+
 def run(args) -> int:
     if os.geteuid() != 0:
         log.error("tetrad run needs root (it loads BPF programs); try: sudo tetrad run")
         return 1
-    config = DaemonConfig()
+    config = DaemonConfig(policy_files=tuple(args.policy) + policy_dir_files(args.policy_dir))
     if args.node_name:
         config = replace(config, node_name=args.node_name)
     stop = threading.Event()

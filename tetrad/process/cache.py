@@ -80,6 +80,22 @@ class ProcessCache:
         """The live image currently holding `pid`, if any."""
         return self._live.get(pid)
 
+    def for_event(self, key: ProcKey | None, pid: int) -> Process:
+        """The process an event (a policy hit) names: by identity when the
+        kernel knew it, else the image holding the pid, else a placeholder
+        flagged `miss` (not cached)."""
+        proc = self.get(key) if key else None
+        if proc is None:
+            proc = self._live.get(pid)
+        if proc is None:
+            if key is None:
+                self.misses += 1
+            key = key or ProcKey(pid, 0)
+            proc = Process(exec_id=exec_id(self._node, key.ktime, pid), key=key, pid=pid, tid=pid,
+                           uid=0, gid=0, auid=0xFFFFFFFF, cwd="", binary="", arguments="",
+                           flags=flag_names(ProcFlag.MISS), start_time_ns=0)
+        return proc
+
     def stats(self) -> CacheStats:
         return CacheStats(len(self._live) + len(self._retired), self._capacity,
                           self.misses, self.evictions)

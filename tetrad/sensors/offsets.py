@@ -39,6 +39,30 @@ _FIELDS: dict[str, tuple[str, str]] = {
 }
 _OPTIONAL = frozenset({"OFF_TASK_LOGINUID"})
 
+# Fields policy programs follow for file, fd, sock, linux_binprm arguments
+# and isNamespacePID (bpf/generic_hook.c). Missing ones make only the
+# argument types that need them unavailable.
+POLICY_FIELDS: dict[str, tuple[str, str]] = {
+    "OFF_TASK_FILES": ("task_struct", "files"),
+    "OFF_FILES_FDT": ("files_struct", "fdt"),
+    "OFF_FDT_FD": ("fdtable", "fd"),
+    "OFF_FDT_MAX_FDS": ("fdtable", "max_fds"),
+    "OFF_BINPRM_FILE": ("linux_binprm", "file"),
+    "OFF_SOCK_FAMILY": ("sock", "__sk_common.skc_family"),
+    "OFF_SOCK_STATE": ("sock", "__sk_common.skc_state"),
+    "OFF_SOCK_DADDR": ("sock", "__sk_common.skc_daddr"),
+    "OFF_SOCK_SADDR": ("sock", "__sk_common.skc_rcv_saddr"),
+    "OFF_SOCK_DPORT": ("sock", "__sk_common.skc_dport"),
+    "OFF_SOCK_NUM": ("sock", "__sk_common.skc_num"),
+    "OFF_SOCK_V6_DADDR": ("sock", "__sk_common.skc_v6_daddr"),
+    "OFF_SOCK_V6_SADDR": ("sock", "__sk_common.skc_v6_rcv_saddr"),
+    "OFF_SOCK_PROTOCOL": ("sock", "sk_protocol"),
+    "OFF_SOCK_TYPE": ("sock", "sk_type"),
+    "OFF_TASK_THREAD_PID": ("task_struct", "thread_pid"),
+    "OFF_PID_LEVEL": ("pid", "level"),
+    "OFF_PID_NUMBERS": ("pid", "numbers"),
+}
+
 
 class OffsetsUnavailable(Exception):
     """The running kernel's struct layout cannot be learned (no usable BTF)."""
@@ -65,6 +89,27 @@ def struct_offsets(btf_path: str = "/sys/kernel/btf/vmlinux") -> dict[str, int]:
     except OSError as err:
         raise OffsetsUnavailable(f"cannot read {btf_path}: {err.strerror}") from err
     return resolve(btf)
+
+
+@functools.cache
+def policy_offsets(btf_path: str = "/sys/kernel/btf/vmlinux") -> dict[str, int]:
+    """POLICY_FIELDS that this kernel's BTF has (plus SIZEOF_UPID), with the
+    process sensor's offsets; empty without BTF."""
+    try:
+        btf = Btf.load(btf_path)
+        base = resolve(btf)
+    except (OSError, OffsetsUnavailable):
+        return {}
+    for macro, (struct_name, member) in POLICY_FIELDS.items():
+        try:
+            base[macro] = btf.member_offset(struct_name, member)
+        except (KeyError, ValueError):
+            continue
+    try:
+        base["SIZEOF_UPID"] = btf.type(btf.find("upid", "struct")).size_or_type
+    except KeyError:
+        pass
+    return base
 
 
 def cflags(offsets: dict[str, int] | None) -> list[str]:

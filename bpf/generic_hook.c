@@ -1,0 +1,956 @@
+/* generic_hook.c - one program for policy hooks of one argument layout.
+ *
+ * Built per argument layout, never per policy: the layout (how each of up to
+ * five arguments is read) comes from -D flags (tetrad/sensors/generic.py),
+ * the selectors from maps. Programs built for syscall tracepoints serve
+ * every syscall with that layout and find their hooks by syscall number, so
+ * ten policies on openat cost one compile and one program run per call.
+ *
+ * Per call: find the hooks for this key -> read the arguments -> for each
+ * hook, the first selector whose filters all match -> its actions (signal,
+ * override, post). Nothing is reserved in the ring buffer before a selector
+ * matched. Kinds (G_KIND): syscall entry, syscall exit (return values),
+ * tracepoint, kprobe, kretprobe, LSM, uprobe.
+ *
+ * Build flags: G_KIND, OBJ_ID, G_HAS_RETURN, and per slot n (0..4)
+ * ARGn_KIND (GA_*), ARGn_SRC (raw argument index, or tracepoint field
+ * offset), ARGn_SIZE/ARGn_SIGNED (integers), ARGn_SIZESRC (raw index of the
+ * length of a buffer/sockaddr, -1 for none), ARGn_RETCOPY; G_NARGS; for LSM
+ * G_LSM_HOOK; the OFF_* struct offsets from BTF.
+ */
+#include <uapi/linux/ptrace.h>
+#include "generic.h"
+#include "shared_maps.h"
+#include "path_walk.h"
+
+#define G_KIND_SYSCALL 1
+#define G_KIND_TRACEPOINT 3
+#define G_KIND_KPROBE 4
+#define G_KIND_LSM 5
+#define G_KIND_UPROBE 6
+
+#ifndef G_NARGS
+#define G_NARGS 0
+#endif
+/* Loop bounds from the policy itself (tetrad/sensors/generic.py): the
+ * verifier walks only as many selectors, matches, values and actions as the
+ * policy has, so simple policies verify quickly. Arrays stay full size. */
+#ifndef G_SEL_LIMIT
+#define G_SEL_LIMIT G_MAX_SEL
+#endif
+#ifndef G_MATCH_LIMIT
+#define G_MATCH_LIMIT G_MAX_MATCH
+#endif
+#ifndef G_VAL_LIMIT
+#define G_VAL_LIMIT G_MAX_VALUES
+#endif
+#ifndef G_ACT_LIMIT
+#define G_ACT_LIMIT G_MAX_ACTIONS
+#endif
+#ifndef G_PID_LIMIT
+#define G_PID_LIMIT G_MAX_PIDS
+#endif
+#ifndef G_MAX_HOOKS
+#define G_MAX_HOOKS 64
+#endif
+
+TETRAD_EVENTS_EXTERN;
+TETRAD_EXECVE_MAP_EXTERN;
+
+BPF_HASH(hook_index, u32, struct g_hook_list, 512);
+BPF_ARRAY(hooks, struct g_hook, G_MAX_HOOKS);
+BPF_PERCPU_ARRAY(hook_stats, struct g_hook_stats, G_MAX_HOOKS);
+BPF_HASH(str_eq, struct g_str_key, u8, 1024);
+BPF_F_TABLE("lpm_trie", struct g_lpm_str_key, u8, str_prefix, 1024, BPF_F_NO_PREALLOC);
+BPF_F_TABLE("lpm_trie", struct g_lpm_str_key, u8, str_postfix, 1024, BPF_F_NO_PREALLOC);
+BPF_F_TABLE("lpm_trie", struct g_lpm_addr_key, u8, cidr, 1024, BPF_F_NO_PREALLOC);
+BPF_TABLE("lru_hash", u64, u64, rate_limits, 8192);
+
+struct g_scratch {
+	struct g_msg msg;
+	u32 iter;
+	struct g_str_key str_key;
+	struct g_lpm_str_key lpm_key;
+	struct g_lpm_addr_key addr_key;
+	u64 raw[G_MAX_ARGS];
+	/* Reversed copies for Postfix matching, made once per event. */
+	char rev[G_MAX_ARGS][G_POSTFIX_MAX];
+	u32 rev_len[G_MAX_ARGS];
+	char bin[G_STR_MAX];            /* the process's binary, zero padded */
+	char bin_rev[G_POSTFIX_MAX];
+	u32 bin_len;
+	u32 have_bin;
+};
+BPF_PERCPU_ARRAY(scratch, struct g_scratch, 1);
+BPF_PERCPU_ARRAY(walk_heap, struct walk_scratch, 1);
+
+#if G_HAS_RETURN
+/* Arguments read at entry wait here for the return value. */
+struct g_pending {
+	struct g_msg msg;
+	u64 raw[G_MAX_ARGS];
+	u8 sel[G_HOOKS_PER_KEY];    /* selector chosen at entry, 0xff none */
+};
+BPF_TABLE("lru_hash", u32, struct g_pending, pending, 2048);
+BPF_PERCPU_ARRAY(pending_heap, struct g_pending, 1);
+#endif
+
+/* ---- raw argument values ------------------------------------------------- */
+
+#if G_KIND == G_KIND_SYSCALL
+/* What a BPF program gets at a syscall tracepoint (perf_call_bpf_enter/
+ * exit): 8 bytes of header, the syscall number (the demux key), then each
+ * argument in 8 bytes; sys_exit has the return value at 16. */
+#define RAW(ctx, n) (*(u64 *)((char *)(ctx) + 16 + 8 * (n)))
+#define DEMUX_KEY(ctx) (*(u32 *)((char *)(ctx) + 8))
+#define CTX_T void
+#elif G_KIND == G_KIND_TRACEPOINT
+#define RAW(ctx, off) tp_field(ctx, off)
+#define DEMUX_KEY(ctx) 0
+#define CTX_T void
+#elif G_KIND == G_KIND_LSM
+#define RAW(ctx, n) ((ctx)[n])
+#define DEMUX_KEY(ctx) 0
+#define CTX_T unsigned long long
+#else   /* kprobe, kretprobe, uprobe */
+#define RAW(ctx, n) kparm(ctx, n)
+#define DEMUX_KEY(ctx) 0
+#define CTX_T struct pt_regs
+static __always_inline u64 kparm(struct pt_regs *ctx, int n)
+{
+	switch (n) {
+	case 0: return PT_REGS_PARM1(ctx);
+	case 1: return PT_REGS_PARM2(ctx);
+	case 2: return PT_REGS_PARM3(ctx);
+	case 3: return PT_REGS_PARM4(ctx);
+	case 4: return PT_REGS_PARM5(ctx);
+	default: return PT_REGS_PARM6(ctx);
+	}
+}
+#endif
+
+#if G_KIND == G_KIND_TRACEPOINT
+static __always_inline u64 tp_field(void *ctx, int off)
+{
+	u64 v = 0;
+	bpf_probe_read_kernel(&v, sizeof(v), (char *)ctx + off);
+	return v;
+}
+#endif
+
+/* ---- reading a slot -------------------------------------------------------- */
+
+/* Hides a value's range from the compiler, so it keeps a loop's constant
+ * bound even when it could derive it from a clamped count: the verifier
+ * needs to see that bound (libbpf's barrier_var). */
+#define BARRIER_VAR(var) asm volatile("" : "+r"(var))
+
+/* Reverse the last (at most G_POSTFIX_MAX) bytes of a string into dst. */
+static __always_inline u32 reverse_into(char *dst, char *src, u32 len)
+{
+	if (len > G_POSTFIX_MAX)
+		len = G_POSTFIX_MAX;
+	BARRIER_VAR(len);
+	for (int i = 0; i < G_POSTFIX_MAX; i++) {
+		if (i >= len)
+			break;
+		u32 from = len - 1 - i;
+		u32 to = i;
+		BARRIER_VAR(from);
+		BARRIER_VAR(to);
+		dst[to & (G_POSTFIX_MAX - 1)] = src[from & G_STR_MASK];
+	}
+	return len;
+}
+
+static __always_inline s64 extend(u64 v, int size, int is_signed)
+{
+	switch (size) {
+	case 1: return is_signed ? (s64)(s8)v : (s64)(u8)v;
+	case 2: return is_signed ? (s64)(s16)v : (s64)(u16)v;
+	case 4: return is_signed ? (s64)(s32)v : (s64)(u32)v;
+	default: return (s64)v;
+	}
+}
+
+#ifndef TETRAD_NO_BTF
+static __always_inline void slot_path(struct g_slot *s, void *dentry, void *mnt)
+{
+	u32 zero = 0;
+	struct walk_scratch *w = walk_heap.lookup(&zero);
+	if (!w || !dentry || !mnt) {
+		s->flags |= G_SLOT_ERROR;
+		return;
+	}
+	void *root_dentry, *root_mnt;
+	task_root((void *)bpf_get_current_task(), &root_dentry, &root_mnt);
+	u32 flags = 0;
+	/* G_STR_MAX bytes, written within a 128-byte name-read margin. */
+	s->len = walk_path(s->data, G_STR_MASK >> 1 | 0x80, 0, G_STR_MAX - 1, w, dentry, mnt,
+			   root_dentry, root_mnt, &flags, G_SLOT_PATH_TRUNC) & G_STR_MASK;
+	s->flags |= flags;
+}
+
+static __always_inline void slot_file(struct g_slot *s, void *file)
+{
+	if (!file) {
+		s->flags |= G_SLOT_ERROR;
+		return;
+	}
+	slot_path(s, read_ptr((char *)file + OFF_FILE_F_PATH + OFF_PATH_DENTRY),
+		  read_ptr((char *)file + OFF_FILE_F_PATH + OFF_PATH_MNT));
+}
+
+/* The file behind a descriptor of the current process: files->fdt->fd[fd]. */
+static __always_inline void *fd_file(s64 fd)
+{
+	void *files = read_ptr((char *)bpf_get_current_task() + OFF_TASK_FILES);
+	void *fdt = read_ptr((char *)files + OFF_FILES_FDT);
+	u32 max = 0;
+	bpf_probe_read_kernel(&max, sizeof(max), (char *)fdt + OFF_FDT_MAX_FDS);
+	if (fd < 0 || fd >= max)
+		return NULL;
+	void **array = read_ptr((char *)fdt + OFF_FDT_FD);
+	return read_ptr(&array[fd]);
+}
+
+static __always_inline void slot_sock(struct g_slot *s, void *sk)
+{
+	struct g_sockinfo *si = (struct g_sockinfo *)s->data;
+	if (!sk) {
+		s->flags |= G_SLOT_ERROR;
+		return;
+	}
+	bpf_probe_read_kernel(&si->family, 2, (char *)sk + OFF_SOCK_FAMILY);
+	bpf_probe_read_kernel(&si->type, 2, (char *)sk + OFF_SOCK_TYPE);
+	bpf_probe_read_kernel(&si->protocol, 2, (char *)sk + OFF_SOCK_PROTOCOL);
+	bpf_probe_read_kernel(&si->state, 1, (char *)sk + OFF_SOCK_STATE);
+	bpf_probe_read_kernel(&si->sport, 2, (char *)sk + OFF_SOCK_NUM);
+	u16 dport = 0;
+	bpf_probe_read_kernel(&dport, 2, (char *)sk + OFF_SOCK_DPORT);
+	si->dport = (dport >> 8) | (dport << 8);
+	if (si->family == 10 /* AF_INET6 */) {
+		bpf_probe_read_kernel(si->saddr, 16, (char *)sk + OFF_SOCK_V6_SADDR);
+		bpf_probe_read_kernel(si->daddr, 16, (char *)sk + OFF_SOCK_V6_DADDR);
+	} else {
+		bpf_probe_read_kernel(si->saddr, 4, (char *)sk + OFF_SOCK_SADDR);
+		bpf_probe_read_kernel(si->daddr, 4, (char *)sk + OFF_SOCK_DADDR);
+	}
+	s->len = sizeof(*si);
+}
+#endif
+
+/* struct sockaddr from user memory: both ends of the slot get its address,
+ * so S* and D* operators both match it (connect names the peer, bind the
+ * local end). */
+static __always_inline void slot_usockaddr(struct g_slot *s, void *uaddr, s64 len)
+{
+	struct g_sockinfo *si = (struct g_sockinfo *)s->data;
+	u16 port = 0;
+	if (!uaddr || bpf_probe_read_user(&si->family, 2, uaddr) < 0) {
+		s->flags |= G_SLOT_ERROR;
+		return;
+	}
+	s->ival = len;
+	if (si->family == 2 /* AF_INET */) {
+		bpf_probe_read_user(&port, 2, (char *)uaddr + 2);
+		bpf_probe_read_user(si->daddr, 4, (char *)uaddr + 4);
+		__builtin_memcpy(si->saddr, si->daddr, 4);
+	} else if (si->family == 10 /* AF_INET6 */) {
+		bpf_probe_read_user(&port, 2, (char *)uaddr + 2);
+		bpf_probe_read_user(si->daddr, 16, (char *)uaddr + 8);
+		__builtin_memcpy(si->saddr, si->daddr, 16);
+	}
+	si->dport = si->sport = (port >> 8) | (port << 8);
+	s->len = sizeof(*si);
+}
+
+static __always_inline void read_slot(CTX_T *ctx, struct g_slot *s, u64 *raw, int kind,
+				      int src, int size, int is_signed, int sizesrc)
+{
+	u64 v = RAW(ctx, src);
+	*raw = v;
+	s->flags = 0;
+	s->len = 0;
+	s->ival = 0;
+	if (kind == GA_INT) {
+		s->ival = extend(v, size, is_signed);
+		return;
+	}
+	__builtin_memset(s->data, 0, G_STR_MAX);
+	if (kind == GA_USTR || kind == GA_KSTR || kind == GA_DATALOC) {
+		long n;
+		if (kind == GA_USTR)
+			n = bpf_probe_read_user_str(s->data, G_STR_MAX, (void *)v);
+		else if (kind == GA_KSTR)
+			n = bpf_probe_read_kernel_str(s->data, G_STR_MAX, (void *)v);
+		else
+			n = bpf_probe_read_kernel_str(s->data, G_STR_MAX,
+						      (char *)ctx + ((u32)v & 0xffff));
+		if (n < 0) {
+			s->flags |= G_SLOT_ERROR;
+		} else if (n > 0) {
+			s->len = (n - 1) & G_STR_MASK;
+			if (n == G_STR_MAX)
+				s->flags |= G_SLOT_TRUNC;
+		}
+		return;
+	}
+	if (kind == GA_UBUF) {
+		s64 want = sizesrc >= 0 ? (s64)RAW(ctx, sizesrc) : G_STR_MAX;
+		u32 n = want < 0 ? 0 : (want > G_STR_MAX ? G_STR_MAX : want);
+		s->ival = want;
+		if (want > G_STR_MAX)
+			s->flags |= G_SLOT_TRUNC;
+		if (n && bpf_probe_read_user(s->data, n & (G_STR_MAX * 2 - 1), (void *)v) < 0)
+			s->flags |= G_SLOT_ERROR;
+		else
+			s->len = n;
+		return;
+	}
+	if (kind == GA_USOCKADDR) {
+		slot_usockaddr(s, (void *)v, sizesrc >= 0 ? (s64)RAW(ctx, sizesrc) : 0);
+		return;
+	}
+#ifndef TETRAD_NO_BTF
+	if (kind == GA_FD) {
+		s->ival = (s32)v;
+		slot_file(s, fd_file((s32)v));
+	} else if (kind == GA_FILE) {
+		slot_file(s, (void *)v);
+	} else if (kind == GA_PATH) {
+		slot_path(s, read_ptr((char *)v + OFF_PATH_DENTRY), read_ptr((char *)v + OFF_PATH_MNT));
+	} else if (kind == GA_BINPRM) {
+		slot_file(s, read_ptr((char *)v + OFF_BINPRM_FILE));
+	} else if (kind == GA_SOCK) {
+		slot_sock(s, (void *)v);
+	}
+#endif
+}
+
+#define READ_SLOT(n)                                                          \
+	read_slot(ctx, &msg->slots[n], &sc->raw[n], ARG##n##_KIND, ARG##n##_SRC,  \
+		  ARG##n##_SIZE, ARG##n##_SIGNED, ARG##n##_SIZESRC);               \
+	if (ARG##n##_REVERSE)                                                  \
+		sc->rev_len[n] = reverse_into(sc->rev[n], msg->slots[n].data,       \
+					      msg->slots[n].len & G_STR_MASK)
+
+static __always_inline void read_slots(CTX_T *ctx, struct g_scratch *sc)
+{
+	struct g_msg *msg = &sc->msg;
+	msg->nslots = G_NARGS;
+#if G_NARGS > 0
+	READ_SLOT(0);
+#endif
+#if G_NARGS > 1
+	READ_SLOT(1);
+#endif
+#if G_NARGS > 2
+	READ_SLOT(2);
+#endif
+#if G_NARGS > 3
+	READ_SLOT(3);
+#endif
+#if G_NARGS > 4
+	READ_SLOT(4);
+#endif
+}
+
+/* ---- selectors ------------------------------------------------------------- */
+
+/* Loop index i masked for an array of mask+1 entries, hidden from the
+ * compiler first: it cannot then turn indexing into a running pointer
+ * (which loses the bound), and the verifier sees an index within the
+ * array. */
+static __always_inline u32 at(u32 i, u32 mask)
+{
+	BARRIER_VAR(i);
+	return i & mask;
+}
+
+/* Whether x satisfies op against any value (ranges: (lo, hi) pairs).
+ * Unrolled to the policy's own bound, so every index is a constant. */
+static __always_inline bool int_match(u8 op, u8 nvals, s64 *vals, s64 x)
+{
+#pragma unroll
+	for (int i = 0; i < G_VAL_LIMIT; i++) {
+		if (i < nvals) {
+			s64 v = vals[i];
+			if (op == G_OP_MASK) {
+				if (x & v)
+					return true;
+			} else if (op == G_OP_GT) {
+				if (x > v)
+					return true;
+			} else if (op == G_OP_LT) {
+				if (x < v)
+					return true;
+			} else if (op == G_OP_INRANGE) {
+				if (!(i & 1) && x >= v && x <= vals[(i + 1) & (G_MAX_VALUES - 1)])
+					return true;
+			} else if (x == v) {
+				return true;
+			}
+		}
+	}
+	return false;
+}
+
+static __always_inline bool str_match(struct g_scratch *sc, struct g_match *m, struct g_slot *s)
+{
+	u32 len = s->len & G_STR_MASK;
+	if (m->op == G_OP_STR_EQ || m->op == G_OP_STR_NE) {
+		sc->str_key.id = m->id;
+		__builtin_memcpy(sc->str_key.data, s->data, G_STR_MAX);
+		return str_eq.lookup(&sc->str_key) != NULL;
+	}
+	sc->lpm_key.id = m->id;
+	if (m->op == G_OP_PREFIX || m->op == G_OP_NOTPREFIX) {
+		sc->lpm_key.prefixlen = 32 + 8 * (len > G_LPM_STR ? G_LPM_STR : len);
+		__builtin_memcpy(sc->lpm_key.data, s->data, G_LPM_STR);
+		return str_prefix.lookup(&sc->lpm_key) != NULL;
+	}
+	/* Postfix: the reversed string (made by reverse_slot) against
+	 * reversed values. */
+	u32 slot = m->slot;
+	if (slot >= G_MAX_ARGS)
+		return false;
+	sc->lpm_key.prefixlen = 32 + 8 * (sc->rev_len[slot] & (G_POSTFIX_MAX * 2 - 1));
+	__builtin_memset(sc->lpm_key.data, 0, G_LPM_STR);
+	__builtin_memcpy(sc->lpm_key.data, sc->rev[slot], G_POSTFIX_MAX);
+	return str_postfix.lookup(&sc->lpm_key) != NULL;
+}
+
+
+static __always_inline bool addr_match(struct g_scratch *sc, struct g_match *m,
+				       struct g_sockinfo *si, bool source)
+{
+	struct g_lpm_addr_key *k = &sc->addr_key;
+	k->id = m->id;
+	k->family = si->family;
+	if (si->family == 10) {
+		k->prefixlen = 32 + 8 + 128;
+		__builtin_memcpy(k->addr, source ? si->saddr : si->daddr, 16);
+	} else {
+		k->prefixlen = 32 + 8 + 32;
+		__builtin_memcpy(k->addr, source ? si->saddr : si->daddr, 4);
+	}
+	return cidr.lookup(k) != NULL;
+}
+
+/* Does match `m` hold for the record? */
+static __always_inline bool eval_match(struct g_scratch *sc, struct g_match *m)
+{
+	u8 op = m->op;
+	u8 idx = m->slot;
+	s64 x;
+	u8 iop = G_OP_EQ;
+	bool negate = false;
+
+	if (idx == G_RETURN_SLOT) {
+		x = sc->msg.retval;
+		iop = op;
+		negate = op == G_OP_NE || op == G_OP_NOTINRANGE;
+		if (op == G_OP_NOTINRANGE)
+			iop = G_OP_INRANGE;
+		return int_match(iop, m->nvals, m->vals, x) != negate;
+	}
+	if (idx >= G_MAX_ARGS)
+		return false;
+	struct g_slot *s = &sc->msg.slots[idx];
+	struct g_sockinfo *si = (struct g_sockinfo *)s->data;
+	switch (op) {
+	case G_OP_STR_EQ:
+	case G_OP_PREFIX:
+	case G_OP_POSTFIX:
+		return str_match(sc, m, s);
+	case G_OP_STR_NE:
+	case G_OP_NOTPREFIX:
+	case G_OP_NOTPOSTFIX:
+		return !str_match(sc, m, s);
+	case G_OP_SADDR:
+	case G_OP_NOTSADDR:
+		return addr_match(sc, m, si, true) != (op == G_OP_NOTSADDR);
+	case G_OP_DADDR:
+	case G_OP_NOTDADDR:
+		return addr_match(sc, m, si, false) != (op == G_OP_NOTDADDR);
+	case G_OP_SPORT:
+	case G_OP_NOTSPORT:
+		x = si->sport;
+		iop = G_OP_INRANGE;
+		negate = op == G_OP_NOTSPORT;
+		break;
+	case G_OP_DPORT:
+	case G_OP_NOTDPORT:
+		x = si->dport;
+		iop = G_OP_INRANGE;
+		negate = op == G_OP_NOTDPORT;
+		break;
+	case G_OP_PROTOCOL:
+		x = si->protocol;
+		break;
+	case G_OP_FAMILY:
+		x = si->family;
+		break;
+	case G_OP_NE:
+		x = s->ival;
+		negate = true;
+		break;
+	case G_OP_NOTINRANGE:
+		x = s->ival;
+		iop = G_OP_INRANGE;
+		negate = true;
+		break;
+	default:
+		x = s->ival;
+		iop = op;
+	}
+	return int_match(iop, m->nvals, m->vals, x) != negate;
+}
+
+/* The pid a matchPIDs entry compares: the tgid, or with isNamespacePID the
+ * pid in the task's own pid namespace (task->thread_pid->numbers[level]). */
+static __always_inline u32 selector_pid(struct g_selector *sel, u32 tgid)
+{
+#ifndef TETRAD_NO_BTF
+	if (sel->ns_pid) {
+		void *pid = read_ptr((char *)bpf_get_current_task() + OFF_TASK_THREAD_PID);
+		u32 level = 0, nr = 0;
+		bpf_probe_read_kernel(&level, sizeof(level), (char *)pid + OFF_PID_LEVEL);
+		bpf_probe_read_kernel(&nr, sizeof(nr),
+				      (char *)pid + OFF_PID_NUMBERS + (level & 31) * SIZEOF_UPID);
+		return nr;
+	}
+#endif
+	return tgid;
+}
+
+static __always_inline bool pid_in(struct g_selector *sel, u32 pid)
+{
+#pragma unroll
+	for (int i = 0; i < G_PID_LIMIT; i++) {
+		if (i < sel->npids && sel->pids[i] == pid)
+			return true;
+	}
+	return false;
+}
+
+#define G_ANCESTORS 8
+
+static __always_inline bool pids_match(struct g_selector *sel, u32 tgid)
+{
+	if (!sel->pid_op)
+		return true;
+	bool in = pid_in(sel, selector_pid(sel, tgid));
+	if (!in && sel->follow_forks && !sel->ns_pid) {
+		/* followForks: a descendant of a listed pid matches too. */
+		u32 pid = tgid;
+		for (int i = 0; i < G_ANCESTORS; i++) {
+			struct tetrad_exec_entry *e = execve_map.lookup(&pid);
+			if (!e || !e->parent.pid)
+				break;
+			pid = e->parent.pid;
+			if (pid_in(sel, pid)) {
+				in = true;
+				break;
+			}
+		}
+	}
+	return sel->pid_op == G_SET_IN ? in : !in;
+}
+
+/* The process's binary from execve_map, zero padded, and reversed. */
+static __always_inline void load_binary(struct g_scratch *sc, u32 tgid)
+{
+	struct tetrad_exec_entry *e = execve_map.lookup(&tgid);
+	__builtin_memset(sc->bin, 0, G_STR_MAX);
+	__builtin_memset(sc->bin_rev, 0, G_POSTFIX_MAX);
+	sc->have_bin = e != NULL;
+	sc->bin_len = 0;
+	if (!e)
+		return;
+	u32 len = e->bin_len & G_STR_MASK;
+	bpf_probe_read_kernel(sc->bin, len, e->binary);
+	sc->bin_len = len;
+	reverse_into(sc->bin_rev, sc->bin, len);
+}
+
+static __always_inline bool binary_match(struct g_scratch *sc, struct g_selector *sel)
+{
+	bool hit;
+	if (!sel->bin_op)
+		return true;
+	if (!sc->have_bin)
+		return sel->bin_op == G_SET_NOTIN || sel->bin_op == G_SET_NOTPREFIX ||
+		       sel->bin_op == G_SET_NOTPOSTFIX;
+	u32 len = sc->bin_len & G_STR_MASK;
+	switch (sel->bin_op) {
+	case G_SET_IN:
+	case G_SET_NOTIN:
+		sc->str_key.id = sel->bin_id;
+		__builtin_memcpy(sc->str_key.data, sc->bin, G_STR_MAX);
+		hit = str_eq.lookup(&sc->str_key) != NULL;
+		return sel->bin_op == G_SET_IN ? hit : !hit;
+	case G_SET_PREFIX:
+	case G_SET_NOTPREFIX:
+		sc->lpm_key.id = sel->bin_id;
+		sc->lpm_key.prefixlen = 32 + 8 * (len > G_LPM_STR ? G_LPM_STR : len);
+		__builtin_memcpy(sc->lpm_key.data, sc->bin, G_LPM_STR);
+		hit = str_prefix.lookup(&sc->lpm_key) != NULL;
+		return sel->bin_op == G_SET_PREFIX ? hit : !hit;
+	default:
+		sc->lpm_key.id = sel->bin_id;
+		sc->lpm_key.prefixlen = 32 + 8 * (len > G_POSTFIX_MAX ? G_POSTFIX_MAX : len);
+		__builtin_memset(sc->lpm_key.data, 0, G_LPM_STR);
+		__builtin_memcpy(sc->lpm_key.data, sc->bin_rev, G_POSTFIX_MAX);
+		hit = str_postfix.lookup(&sc->lpm_key) != NULL;
+		return sel->bin_op == G_SET_POSTFIX ? hit : !hit;
+	}
+}
+
+/* Index of the first selector whose entry filters all match, or -1. A hook
+ * without selectors matches everything (Tetragon: no selector => Post):
+ * NO_SELECTORS. */
+#define NO_SELECTORS 0xfe
+#define NO_MATCH 0xff
+
+static __always_inline int select_entry(struct g_scratch *sc, struct g_hook *h, u32 tgid)
+{
+	u32 nsel = h->nsel;
+	if (nsel == 0)
+		return NO_SELECTORS;
+	int found = -1;
+	/* Fully unrolled (no break/continue, which stop clang unrolling):
+	 * every index is a constant, which is what the verifier handles best. */
+#pragma unroll
+	for (int s = 0; s < G_SEL_LIMIT; s++) {
+		if (found < 0 && s < nsel) {
+			struct g_selector *sel = &h->sel[s];
+			if (pids_match(sel, tgid) && binary_match(sc, sel)) {
+				/* Not unrolled: one copy of eval_match per selector
+				 * keeps the program small enough for 16-bit jumps. */
+				u32 nmatch = sel->nmatch;
+				int i;
+				for (i = 0; i < G_MATCH_LIMIT; i++) {
+					if (i >= nmatch)
+						break;
+					if (!eval_match(sc, &sel->match[at(i, G_MAX_MATCH - 1)]))
+						break;
+				}
+				if (i >= nmatch || i == G_MATCH_LIMIT)
+					found = s;
+			}
+		}
+	}
+	return found;
+}
+
+/* ---- actions ---------------------------------------------------------------- */
+
+static __always_inline struct g_hook_stats *stats_of(u32 hook_id)
+{
+	return hook_stats.lookup(&hook_id);
+}
+
+static __always_inline bool rate_limited(struct g_scratch *sc, u32 hook_id, u32 sel, u32 seconds)
+{
+	/* Key: hook, selector, process and the first bytes of each argument. */
+	u64 h = 14695981039346656037ULL ^ ((u64)hook_id << 40 | (u64)sel << 32 | sc->msg.pid);
+	for (int i = 0; i < G_MAX_ARGS; i++) {
+		h = (h ^ (u64)sc->msg.slots[i].ival) * 1099511628211ULL;
+		u64 head = 0;
+		__builtin_memcpy(&head, sc->msg.slots[i].data, 8);
+		h = (h ^ head) * 1099511628211ULL;
+	}
+	u64 now = bpf_ktime_get_ns();
+	u64 *last = rate_limits.lookup(&h);
+	if (last && now - *last < (u64)seconds * 1000000000ULL)
+		return true;
+	rate_limits.update(&h, &now);
+	return false;
+}
+
+static __always_inline void post(struct g_scratch *sc)
+{
+	struct g_msg *msg = &sc->msg;
+	msg->hdr.op = TETRAD_OP_GENERIC;
+	msg->hdr.size = sizeof(*msg);
+	msg->hdr.cpu = bpf_get_smp_processor_id();
+	msg->hdr.ktime = bpf_ktime_get_ns();
+	if (events.ringbuf_output(msg, sizeof(*msg), TETRAD_RB_FLAGS) < 0) {
+		struct g_hook_stats *st = stats_of(msg->hook_id);
+		if (st)
+			__sync_fetch_and_add(&st->dropped, 1);
+	}
+}
+
+/* Runs the actions of a chosen selector; returns the LSM/override verdict
+ * (0 or a negative errno). */
+static __always_inline int run_actions(void *ctx, struct g_scratch *sc, struct g_hook *h,
+				       struct g_action *acts, u8 nact, u32 sel)
+{
+	bool monitor = h->flags & G_HOOK_MONITOR;
+	bool do_post = true, limited = false;
+	int verdict = 0;
+	u8 shown = G_ACT_POST;
+
+#pragma unroll
+	for (int i = 0; i < G_ACT_LIMIT; i++) {
+		if (i >= nact)
+			continue;
+		struct g_action *a = &acts[i];
+		switch (a->action) {
+		case G_ACT_NOPOST:
+			do_post = false;
+			break;
+		case G_ACT_POST:
+			if (a->rate_limit_s && rate_limited(sc, h->id, sel, a->rate_limit_s)) {
+				do_post = false;
+				limited = true;
+			}
+			break;
+		case G_ACT_SIGKILL:
+		case G_ACT_SIGNAL:
+			shown = a->action;
+			if (!monitor)
+				bpf_send_signal(a->action == G_ACT_SIGKILL ? 9 : a->arg);
+			break;
+		case G_ACT_OVERRIDE:
+			shown = a->action;
+			if (!monitor) {
+				verdict = a->arg;
+#if G_KIND == G_KIND_KPROBE && defined(G_OVERRIDE_RETURN)
+				bpf_override_return(ctx, a->arg);
+#endif
+			}
+			break;
+		default:    /* FollowFD/UnfollowFD: fds resolve from the fd table */
+			break;
+		}
+	}
+	struct g_hook_stats *st = stats_of(h->id);
+	if (st) {
+		if (shown != G_ACT_POST) {
+			if (monitor)
+				__sync_fetch_and_add(&st->monitored, 1);
+			else
+				__sync_fetch_and_add(&st->enforced, 1);
+		}
+		if (limited)
+			__sync_fetch_and_add(&st->rate_limited, 1);
+		if (do_post)
+			__sync_fetch_and_add(&st->posted, 1);
+	}
+	if (do_post) {
+		sc->msg.hook_id = h->id;
+		sc->msg.selector = sel;
+		sc->msg.action = shown;
+		if (monitor && shown != G_ACT_POST)
+			sc->msg.flags |= G_MSG_MONITOR;
+		else
+			sc->msg.flags &= ~G_MSG_MONITOR;
+		post(sc);
+	}
+	return verdict;
+}
+
+/* Actions of a matched selector; none (nact 0) means a plain Post. */
+static __always_inline void fill_common(struct g_scratch *sc, u32 tgid, u32 tid)
+{
+	struct tetrad_exec_entry *e = execve_map.lookup(&tgid);
+	sc->msg.obj_id = OBJ_ID;
+	sc->msg.pid = tgid;
+	sc->msg.tid = tid;
+	sc->msg.proc_ktime = e ? e->key.ktime : 0;
+	sc->msg.retval = 0;
+	sc->msg.flags = 0;
+	load_binary(sc, tgid);
+}
+
+/* ---- entry points ------------------------------------------------------------ */
+
+/* Entry of a hooked call: select and act (or, for hooks with a return
+ * value, remember the arguments and the selector chosen). */
+static __always_inline int on_entry(CTX_T *ctx)
+{
+	u32 key = DEMUX_KEY(ctx);
+	struct g_hook_list *list = hook_index.lookup(&key);
+	if (!list || !list->n)
+		return 0;
+	u32 zero = 0;
+	struct g_scratch *sc = scratch.lookup(&zero);
+	if (!sc)
+		return 0;
+	u64 pid_tgid = bpf_get_current_pid_tgid();
+	u32 tgid = pid_tgid >> 32;
+	fill_common(sc, tgid, (u32)pid_tgid);
+	read_slots(ctx, sc);
+
+#if G_HAS_RETURN
+	struct g_pending *p = pending_heap.lookup(&zero);
+	if (!p)
+		return 0;
+	bool any = false;
+	for (int i = 0; i < G_HOOKS_PER_KEY; i++) {
+		p->sel[at(i, G_HOOKS_PER_KEY - 1)] = NO_MATCH;
+		if (i >= list->n)
+			continue;
+		u32 id = list->ids[at(i, G_HOOKS_PER_KEY - 1)];
+		struct g_hook *h = hooks.lookup(&id);
+		if (!h || !(h->flags & G_HOOK_ACTIVE))
+			continue;
+		int s = select_entry(sc, h, tgid);
+		if (s >= 0) {
+			p->sel[at(i, G_HOOKS_PER_KEY - 1)] = s;
+			any = true;
+		}
+	}
+	if (!any)
+		return 0;
+	/* Too big for an inline copy: the helper copies map memory. */
+	bpf_probe_read_kernel(&p->msg, sizeof(p->msg), &sc->msg);
+	bpf_probe_read_kernel(p->raw, sizeof(p->raw), sc->raw);
+	u32 tid = (u32)pid_tgid;
+	pending.update(&tid, p);
+	return 0;
+#else
+	int verdict = 0;
+	for (int i = 0; i < G_HOOKS_PER_KEY; i++) {
+		if (i >= list->n)
+			break;
+		u32 id = list->ids[at(i, G_HOOKS_PER_KEY - 1)];
+		struct g_hook *h = hooks.lookup(&id);
+		if (!h || !(h->flags & G_HOOK_ACTIVE))
+			continue;
+		int s = select_entry(sc, h, tgid);
+		int v;
+		if (s < 0)
+			continue;
+		if (s == NO_SELECTORS) {
+			v = run_actions(ctx, sc, h, NULL, 0, 0);
+		} else {
+			struct g_selector *sel = &h->sel[at(s, G_MAX_SEL - 1)];
+			v = run_actions(ctx, sc, h, sel->act, sel->nact, s);
+		}
+		if (v)
+			verdict = v;
+	}
+	return verdict;
+#endif
+}
+
+#if G_HAS_RETURN
+/* Return of a hooked call: the return value, return-time buffers, then
+ * matchReturnArgs and the actions of the selector chosen at entry. */
+static __always_inline int on_return(void *ctx, s64 retval)
+{
+	u32 tid = (u32)bpf_get_current_pid_tgid();
+	struct g_pending *p = pending.lookup(&tid);
+	if (!p)
+		return 0;
+	u32 zero = 0;
+	struct g_scratch *sc = scratch.lookup(&zero);
+	if (!sc) {
+		pending.delete(&tid);
+		return 0;
+	}
+	bpf_probe_read_kernel(&sc->msg, sizeof(sc->msg), &p->msg);
+	u8 sel_of[G_HOOKS_PER_KEY];
+	__builtin_memcpy(sel_of, p->sel, sizeof(sel_of));
+	u64 raw[G_MAX_ARGS];
+	__builtin_memcpy(raw, p->raw, sizeof(raw));
+	pending.delete(&tid);
+	sc->msg.retval = retval;
+	sc->msg.flags |= G_MSG_RETURN;
+
+#define RETCOPY(n)                                                                  \
+	if (ARG##n##_RETCOPY) {                                                     \
+		struct g_slot *s = &sc->msg.slots[n];                               \
+		u32 len = retval < 0 ? 0 : (retval > G_STR_MAX ? G_STR_MAX : retval); \
+		s->ival = retval;                                                   \
+		s->len = len;                                                       \
+		s->flags = retval > G_STR_MAX ? G_SLOT_TRUNC : 0;                   \
+		if (len && bpf_probe_read_user(s->data, len & (G_STR_MAX * 2 - 1), (void *)raw[n]) < 0) \
+			s->flags |= G_SLOT_ERROR;                                   \
+	}
+#if G_NARGS > 0
+	RETCOPY(0)
+#endif
+#if G_NARGS > 1
+	RETCOPY(1)
+#endif
+#if G_NARGS > 2
+	RETCOPY(2)
+#endif
+#if G_NARGS > 3
+	RETCOPY(3)
+#endif
+#if G_NARGS > 4
+	RETCOPY(4)
+#endif
+
+	u32 key = DEMUX_KEY(ctx);
+	struct g_hook_list *list = hook_index.lookup(&key);
+	if (!list)
+		return 0;
+	for (int i = 0; i < G_HOOKS_PER_KEY; i++) {
+		if (i >= list->n)
+			break;
+		u8 s = sel_of[at(i, G_HOOKS_PER_KEY - 1)];
+		if (s == NO_MATCH)
+			continue;
+		u32 id = list->ids[i];
+		struct g_hook *h = hooks.lookup(&id);
+		if (!h || !(h->flags & G_HOOK_ACTIVE))
+			continue;
+		if (s == NO_SELECTORS) {
+			run_actions(ctx, sc, h, NULL, 0, 0);
+			continue;
+		}
+		struct g_selector *sel = &h->sel[at(s, G_MAX_SEL - 1)];
+		if (sel->has_ret && !eval_match(sc, &sel->ret_match))
+			continue;
+		if (sel->nret_act)
+			run_actions(ctx, sc, h, sel->ret_act, sel->nret_act, s);
+		else
+			run_actions(ctx, sc, h, sel->act, sel->nact, s);
+	}
+	return 0;
+}
+#endif
+
+#if G_KIND == G_KIND_SYSCALL
+int g_enter(void *ctx)
+{
+	return on_entry(ctx);
+}
+#if G_HAS_RETURN
+int g_exit(void *ctx)
+{
+	return on_return(ctx, *(s64 *)((char *)ctx + 16));
+}
+#endif
+#elif G_KIND == G_KIND_TRACEPOINT
+int g_enter(void *ctx)
+{
+	return on_entry(ctx);
+}
+#elif G_KIND == G_KIND_LSM
+#define G_CAT(a, b) a##b
+#define G_LSM_FN(hook) G_CAT(lsm__, hook)
+int G_LSM_FN(G_LSM_HOOK)(unsigned long long *ctx)
+{
+	return on_entry(ctx);
+}
+#else
+int g_enter(struct pt_regs *ctx)
+{
+	return on_entry(ctx);
+}
+#if G_HAS_RETURN
+int g_exit(struct pt_regs *ctx)
+{
+	return on_return(ctx, PT_REGS_RC(ctx));
+}
+#endif
+#endif

@@ -1,0 +1,67 @@
+"""Policy hook records: raw ring buffer bytes -> PolicyRecord. Pure.
+
+Owns the arrow "ring buffer -> decode" for op TETRAD_OP_GENERIC. Arguments
+stay raw here (slot bytes and integers); rendering them by type is the
+event builder's job, which knows the policy.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass
+
+from tetrad.decode.process import DecodeError
+from tetrad.policy import encoding as enc
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    ival: int
+    data: bytes
+    flags: int
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyRecord:
+    ktime: int
+    obj_id: int
+    hook_id: int
+    pid: int
+    tid: int
+    proc_ktime: int
+    retval: int
+    selector: int
+    action: int
+    flags: int
+    slots: tuple[Slot, ...]
+
+    @property
+    def monitor(self) -> bool:
+        return bool(self.flags & enc.MSG_MONITOR)
+
+    @property
+    def has_return(self) -> bool:
+        return bool(self.flags & enc.MSG_RETURN)
+
+
+_SIZE = ctypes.sizeof(enc.Msg)
+_SLOTS_AT = enc.Msg.slots.offset
+_SLOT_SIZE = ctypes.sizeof(enc.Slot)
+_DATA_AT = enc.Slot.data.offset
+
+
+def decode_policy(buf: bytes) -> PolicyRecord:
+    if len(buf) < _SIZE:
+        raise DecodeError(f"policy record of {len(buf)} bytes, need {_SIZE}")
+    m = enc.Msg.from_buffer_copy(buf)
+    n = min(m.nslots, enc.MAX_ARGS)
+    # Slot data is sliced from the buffer: ctypes would cut char arrays at
+    # the first NUL, and buffers and socket addresses contain NULs.
+    slots = []
+    for i in range(n):
+        s = m.slots[i]
+        start = _SLOTS_AT + i * _SLOT_SIZE + _DATA_AT
+        slots.append(Slot(s.ival, buf[start:start + min(s.len, enc.STR_MAX)], s.flags))
+    slots = tuple(slots)
+    return PolicyRecord(m.hdr.ktime, m.obj_id, m.hook_id, m.pid, m.tid, m.proc_ktime, m.retval,
+                        m.selector, m.action, m.flags, slots)

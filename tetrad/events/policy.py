@@ -1,0 +1,208 @@
+"""Policy hook events: process_kprobe, process_tracepoint, process_lsm,
+process_uprobe, in Tetragon's JSON shape, and their compact lines.
+
+Arguments are rendered by the type the policy gave them, as Tetragon's
+KprobeArgument: {"int_arg": 3}, {"string_arg": ...}, {"file_arg": {"path":
+...}}, {"sock_arg": {...}}, {"bytes_arg": base64}, with "label" when set.
+"""
+
+from __future__ import annotations
+
+import base64
+import ctypes
+import ipaddress
+
+from tetrad.decode.generic import PolicyRecord, Slot
+from tetrad.events import compact
+from tetrad.events.model import Event
+from tetrad.policy import encoding as enc
+from tetrad.policy.compile import INT_SIZES, CompiledHook
+from tetrad.policy.schema import ArgSpec
+
+KIND_EVENT = {"syscall": "process_kprobe", "kprobe": "process_kprobe",
+              "tracepoint": "process_tracepoint", "lsm": "process_lsm", "uprobe": "process_uprobe"}
+ACTION_NAMES = {enc.ACTIONS["Post"]: "KPROBE_ACTION_POST", enc.ACTIONS["NoPost"]: "KPROBE_ACTION_NOPOST",
+                enc.ACTIONS["Sigkill"]: "KPROBE_ACTION_SIGKILL", enc.ACTIONS["Signal"]: "KPROBE_ACTION_SIGNAL",
+                enc.ACTIONS["Override"]: "KPROBE_ACTION_OVERRIDE"}
+FAMILIES = {1: "AF_UNIX", 2: "AF_INET", 10: "AF_INET6", 16: "AF_NETLINK", 17: "AF_PACKET"}
+SOCK_TYPES = {1: "SOCK_STREAM", 2: "SOCK_DGRAM", 3: "SOCK_RAW", 5: "SOCK_SEQPACKET"}
+PROTOCOLS = {1: "IPPROTO_ICMP", 6: "IPPROTO_TCP", 17: "IPPROTO_UDP", 58: "IPPROTO_ICMPV6",
+             132: "IPPROTO_SCTP", 255: "IPPROTO_RAW"}
+TCP_STATES = {1: "TCP_ESTABLISHED", 2: "TCP_SYN_SENT", 3: "TCP_SYN_RECV", 4: "TCP_FIN_WAIT1",
+              5: "TCP_FIN_WAIT2", 6: "TCP_TIME_WAIT", 7: "TCP_CLOSE", 8: "TCP_CLOSE_WAIT",
+              9: "TCP_LAST_ACK", 10: "TCP_LISTEN", 11: "TCP_CLOSING", 12: "TCP_NEW_SYN_RECV"}
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def _addr(family: int, raw: bytes) -> str:
+    if family == 10:
+        return str(ipaddress.IPv6Address(raw[:16]))
+    return str(ipaddress.IPv4Address(raw[:4]))
+
+
+def _sockinfo(slot: Slot) -> enc.SockInfo:
+    size = ctypes.sizeof(enc.SockInfo)
+    return enc.SockInfo.from_buffer_copy(slot.data[:size].ljust(size, b"\0"))
+
+
+def render_arg(spec: ArgSpec, slot: Slot) -> dict:
+    t = spec.type
+    if t in INT_SIZES:
+        size, signed = INT_SIZES[t]
+        if t == "size_t" or (size == 8 and not signed):
+            arg = {"size_arg": slot.ival & 0xFFFFFFFFFFFFFFFF}
+        elif size == 8:
+            arg = {"long_arg": slot.ival}
+        elif signed:
+            arg = {"int_arg": slot.ival}
+        else:
+            arg = {"uint_arg": slot.ival & 0xFFFFFFFF}
+    elif t in ("string", "filename", "data_loc"):
+        arg = {"string_arg": _text(slot.data)}
+    elif t == "char_buf":
+        data = base64.b64encode(slot.data).decode()
+        if slot.flags & enc.SLOT_TRUNC:
+            arg = {"truncated_bytes_arg": {"bytes_arg": data, "orig_size": slot.ival}}
+        else:
+            arg = {"bytes_arg": data}
+    elif t in ("fd", "file"):
+        arg = {"file_arg": {"path": _text(slot.data)}}
+    elif t == "path":
+        arg = {"path_arg": {"path": _text(slot.data)}}
+    elif t == "linux_binprm":
+        arg = {"linux_binprm_arg": {"path": _text(slot.data)}}
+    elif t == "sock":
+        si = _sockinfo(slot)
+        arg = {"sock_arg": {"family": FAMILIES.get(si.family, str(si.family)),
+                            "type": SOCK_TYPES.get(si.type, str(si.type)),
+                            "protocol": PROTOCOLS.get(si.protocol, str(si.protocol)),
+                            "saddr": _addr(si.family, bytes(si.saddr)),
+                            "daddr": _addr(si.family, bytes(si.daddr)),
+                            "sport": si.sport, "dport": si.dport,
+                            "state": TCP_STATES.get(si.state, str(si.state))}}
+    elif t == "sockaddr":
+        si = _sockinfo(slot)
+        arg = {"sockaddr_arg": {"family": FAMILIES.get(si.family, str(si.family)),
+                                "addr": _addr(si.family, bytes(si.daddr)), "port": si.dport}}
+    else:
+        arg = {"int_arg": slot.ival}
+    if spec.label:
+        arg["label"] = spec.label
+    return arg
+
+
+def policy_event(rec: PolicyRecord, ch: CompiledHook, time_ns: int, process, parent) -> Event:
+    hook = ch.hook
+    fields: dict = {}
+    kind = KIND_EVENT[ch.target.kind]
+    if kind == "process_tracepoint":
+        subsys, event = hook.call.split("/", 1)
+        fields["subsys"], fields["event"] = subsys, event
+    elif kind == "process_uprobe":
+        fields["path"], fields["symbol"] = hook.binary, hook.symbol
+    else:
+        fields["function_name"] = ch.target.function_name
+    fields["args"] = [render_arg(spec, slot) for spec, slot in zip(hook.args, rec.slots)]
+    if rec.has_return and hook.return_arg is not None:
+        fields["return"] = render_arg(hook.return_arg, Slot(rec.retval, b"", 0))
+    fields["action"] = ACTION_NAMES.get(rec.action, "KPROBE_ACTION_POST")
+    if rec.monitor:
+        # policy-mode monitor: what the policy would have done, not done.
+        fields["action"] = "KPROBE_ACTION_POST"
+        fields["monitor_action"] = ACTION_NAMES.get(rec.action, "")
+    fields["policy_name"] = ch.policy_name
+    if hook.message:
+        fields["message"] = hook.message
+    if hook.tags:
+        fields["tags"] = list(hook.tags)
+    return Event(kind, time_ns, process, parent, fields, policy_name=ch.policy_name)
+
+
+# ---- compact lines ---------------------------------------------------------------
+
+_SYSCALL_WORDS = {
+    "write": ("📝", "write"), "pwrite64": ("📝", "write"), "writev": ("📝", "write"),
+    "read": ("📚", "read"), "pread64": ("📚", "read"), "readv": ("📚", "read"),
+    "open": ("📬", "open"), "openat": ("📬", "open"), "openat2": ("📬", "open"),
+    "creat": ("📬", "open"), "close": ("📪", "close"), "mount": ("💾", "mount"),
+    "pivot_root": ("💾", "mount"), "setuid": ("🔑", "setuid"), "setresuid": ("🔑", "setuid"),
+    "clock_settime": ("⏰", "clock"), "setns": ("🔧", "setns"), "connect": ("🔌", "connect"),
+    "sendmsg": ("📤", "sendmsg"), "sendto": ("📤", "sendmsg"), "bpf": ("🐝", "bpf"),
+}
+_KPROBE_WORDS = {"tcp_connect": ("🔌", "connect"), "tcp_sendmsg": ("📤", "sendmsg"),
+                 "tcp_close": ("🧹", "close"), "fd_install": ("📬", "open"),
+                 "security_file_permission": ("📝", "file"), "do_dup2": ("📪", "dup")}
+
+
+def _arg_text(arg: dict) -> str:
+    """What a compact line shows of an argument: paths, strings, addresses;
+    integers and buffers are left to the JSON."""
+    (key, value), = ((k, v) for k, v in arg.items() if k != "label")
+    if key in ("file_arg", "path_arg", "linux_binprm_arg"):
+        return value["path"]
+    if key == "sock_arg":
+        proto = value["protocol"].removeprefix("IPPROTO_").lower()
+        return f"{proto} {value['saddr']}:{value['sport']} -> {value['daddr']}:{value['dport']}"
+    if key == "sockaddr_arg":
+        return f"{value['addr']}:{value['port']}"
+    if key == "string_arg":
+        return value
+    return ""
+
+
+def _detail(fields: dict, with_size: bool = False) -> str:
+    args = fields.get("args", [])
+    text = " ".join(t for t in (_arg_text(a) for a in args) if t)
+    sizes = [a["size_arg"] for a in args if "size_arg" in a]
+    if with_size and sizes:
+        text += f" {sizes[-1]} bytes"
+    return text.strip()
+
+
+def _line(emoji: str, word: str, event: Event, node_name: str, detail: str) -> str:
+    proc = event.process
+    text = f"{emoji} {word:<7} {compact.where(event, node_name)} {proc.binary}"
+    if detail:
+        text += f" {detail}"
+    action = event.fields.get("action", "")
+    if event.fields.get("monitor_action"):
+        text += f" [monitor: {event.fields['monitor_action'].removeprefix('KPROBE_ACTION_')}]"
+    elif action not in ("KPROBE_ACTION_POST", ""):
+        text += f" [{action.removeprefix('KPROBE_ACTION_')}]"
+    return text
+
+
+def _kprobe(event: Event, node_name: str) -> str:
+    fn = event.fields["function_name"]
+    name = fn.split("sys_", 1)[1] if "sys_" in fn else fn
+    emoji, word = _SYSCALL_WORDS.get(name) if "sys_" in fn and name in _SYSCALL_WORDS \
+        else _KPROBE_WORDS.get(fn, ("❓", "syscall" if "sys_" in fn else "kprobe"))
+    detail = _detail(event.fields, with_size=word in ("read", "write", "sendmsg"))
+    if word in ("syscall", "kprobe"):
+        detail = f"{fn} {detail}".strip()
+    return _line(emoji, word, event, node_name, detail)
+
+
+def _tracepoint(event: Event, node_name: str) -> str:
+    f = event.fields
+    if f["subsys"] == "raw_syscalls":
+        return _line("☎", "syscall", event, node_name, _detail(f))
+    return _line("⁉️", "tracepoint", event, node_name, f"{f['subsys']}/{f['event']} {_detail(f)}".strip())
+
+
+def _lsm(event: Event, node_name: str) -> str:
+    return _line("🔒", "LSM", event, node_name, f"{event.fields['function_name']} {_detail(event.fields)}".strip())
+
+
+def _uprobe(event: Event, node_name: str) -> str:
+    f = event.fields
+    return _line("🕵️", "uprobe", event, node_name, f"{f['path']} {f['symbol']}")
+
+
+compact.register("process_kprobe", _kprobe)
+compact.register("process_tracepoint", _tracepoint)
+compact.register("process_lsm", _lsm)
+compact.register("process_uprobe", _uprobe)

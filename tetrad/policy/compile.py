@@ -1,0 +1,440 @@
+"""Validated policies -> plain values for the kernel. Pure: no kernel access.
+
+Owns the arrow "parse/validate -> compile". Each hook becomes a
+`CompiledHook`: where it attaches (`Target`), how the program reads its
+arguments (`Layout`, which becomes compiler flags for bpf/generic_hook.c;
+hooks with equal layouts can share one program), and `encode(hook_id)`:
+the bytes of its `struct g_hook` and the entries of the value maps.
+
+Encoding (bpf/generic.h, mirrored in tetrad/policy/encoding.py):
+- Arguments are read into up to five slots, in the order of the hook's
+  `args`; `matchArgs.index` names an argument by its `index`, and the match
+  refers to that argument's slot. The return value is slot 7.
+- Integer operators keep their values in `g_match.vals` (up to 8; InRange,
+  SPort and DPort values as (lo, hi) pairs).
+- String and path operators keep values in maps keyed by the match's `id`
+  (hook_id * 64 + n, unique in a program): Equal/NotEqual in `str_eq`
+  ({id, 256 zero-padded bytes}), Prefix/NotPrefix in the LPM trie
+  `str_prefix` ({prefixlen = 32 + 8*len, id, bytes}), Postfix/NotPostfix in
+  `str_postfix` with the bytes reversed (at most 128).
+- SAddr/DAddr/NotSAddr/NotDAddr keep CIDRs in the LPM trie `cidr`
+  ({prefixlen = 32 + 8 + bits, id, family, address}).
+- matchBinaries values go to the same maps under the selector's `bin_id`.
+- Monitor mode sets HOOK_MONITOR: the kernel then posts instead of killing
+  or overriding, and says so in the record.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+from tetrad.policy import encoding as enc
+from tetrad.policy import schema
+from tetrad.policy.schema import ArgSpec, Hook, Policy, PolicyError
+
+IDS_PER_HOOK = 64
+
+INT_SIZES = {"int": (4, True), "sint32": (4, True), "int32": (4, True), "s32": (4, True),
+             "uint32": (4, False), "u32": (4, False), "uint": (4, False),
+             "sint8": (1, True), "int8": (1, True), "uint8": (1, False),
+             "sint16": (2, True), "int16": (2, True), "uint16": (2, False),
+             "long": (8, True), "sint64": (8, True), "int64": (8, True), "s64": (8, True),
+             "ulong": (8, False), "uint64": (8, False), "u64": (8, False),
+             "size_t": (8, False), "auto": (8, False)}
+
+# Argument types by where the value lives. Syscall and uprobe arguments are
+# user-space values; kprobe and LSM arguments are kernel values.
+_USER_TYPES = {"string": "ustr", "char_buf": "ubuf", "fd": "fd", "sockaddr": "usockaddr"}
+_KERNEL_TYPES = {"string": "kstr", "fd": "fd", "file": "file", "path": "path", "sock": "sock",
+                 "linux_binprm": "binprm"}
+
+
+@dataclass(frozen=True)
+class TracepointField:
+    name: str
+    type: str                   # the C declaration without the name
+    offset: int
+    size: int
+    signed: bool
+    data_loc: bool
+    pointer: bool
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a hook attaches. kind: syscall, tracepoint, kprobe, lsm, uprobe."""
+
+    kind: str
+    name: str                   # syscall name, "subsys/event", function, LSM hook, symbol
+    binary: str = ""            # uprobes
+    function_name: str = ""     # as events report it (Tetragon's function_name)
+
+
+@dataclass(frozen=True)
+class SlotLayout:
+    kind: int                   # encoding.GA
+    src: int                    # argument index, or tracepoint field offset
+    size: int = 8
+    signed: bool = False
+    sizesrc: int = -1
+    retcopy: bool = False
+    reverse: bool = False
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How one program reads arguments; equal layouts can share a program."""
+
+    kind: str
+    slots: tuple[SlotLayout, ...]
+    has_return: bool
+    limits: tuple[int, int, int, int, int]      # selectors, matches, values, actions, pids
+    lsm_hook: str = ""
+    override_return: bool = False
+
+    def cflags(self) -> list[str]:
+        kinds = {"syscall": 1, "tracepoint": 3, "kprobe": 4, "lsm": 5, "uprobe": 6}
+        sel, match, vals, acts, pids = self.limits
+        flags = [f"-DG_KIND={kinds[self.kind]}", f"-DG_HAS_RETURN={int(self.has_return)}",
+                 f"-DG_NARGS={len(self.slots)}", f"-DG_SEL_LIMIT={sel}",
+                 f"-DG_MATCH_LIMIT={match}", f"-DG_VAL_LIMIT={vals}", f"-DG_ACT_LIMIT={acts}",
+                 f"-DG_PID_LIMIT={pids}"]
+        for n, s in enumerate(self.slots):
+            flags += [f"-DARG{n}_KIND={s.kind}", f"-DARG{n}_SRC={s.src}", f"-DARG{n}_SIZE={s.size}",
+                      f"-DARG{n}_SIGNED={int(s.signed)}", f"-DARG{n}_SIZESRC={s.sizesrc}",
+                      f"-DARG{n}_RETCOPY={int(s.retcopy)}", f"-DARG{n}_REVERSE={int(s.reverse)}"]
+        if self.lsm_hook:
+            flags.append(f"-DG_LSM_HOOK={self.lsm_hook}")
+        if self.override_return:
+            flags.append("-DG_OVERRIDE_RETURN")
+        return flags
+
+
+@dataclass(frozen=True)
+class CompiledHook:
+    hook: Hook
+    target: Target
+    layout: Layout
+    policy_name: str
+    monitor: bool
+
+    @property
+    def enforces(self) -> bool:
+        return any(a.action in schema.ENFORCING_ACTIONS for s in self.hook.selectors
+                   for a in s.actions + s.return_actions)
+
+    def encode(self, hook_id: int) -> tuple[bytes, list[tuple[str, bytes]]]:
+        """The `struct g_hook` for program slot `hook_id` and the value map
+        entries (map name, key bytes); every value is the byte 1."""
+        h = enc.Hook()
+        h.id = hook_id
+        h.flags = enc.HOOK_ACTIVE | (enc.HOOK_MONITOR if self.monitor else 0)
+        h.nsel = len(self.hook.selectors)
+        entries: list[tuple[str, bytes]] = []
+        next_id = [hook_id * IDS_PER_HOOK]
+
+        def new_id() -> int:
+            next_id[0] += 1
+            return next_id[0]
+
+        for i, sel in enumerate(self.hook.selectors):
+            _encode_selector(h.sel[i], sel, self.hook, new_id, entries)
+        return bytes(h), entries
+
+
+# ---- argument layouts --------------------------------------------------------
+
+def _int_slot(type_: str, src: int) -> SlotLayout:
+    size, signed = INT_SIZES.get(type_, (8, False))
+    return SlotLayout(enc.GA["int"], src, size, signed)
+
+
+def _slot(hook: Hook, arg: ArgSpec, kind: str, fields: list[TracepointField] | None,
+          reverse: bool) -> SlotLayout:
+    where = f"{hook.path}.args[{hook.args.index(arg)}]"
+    if kind == "tracepoint":
+        assert fields is not None
+        if arg.index >= len(fields):
+            raise PolicyError("", [(f"{where}.index", f"tracepoint {hook.call} has only {len(fields)} fields")])
+        f = fields[arg.index]
+        user = hook.call.startswith(("syscalls/", "raw_syscalls/"))
+        if f.data_loc:
+            return SlotLayout(enc.GA["dataloc"], f.offset, reverse=reverse)
+        if arg.type in ("string", "filename") or (arg.type == "auto" and f.pointer and "char" in f.type):
+            return SlotLayout(enc.GA["ustr" if user else "kstr"], f.offset, reverse=reverse)
+        if arg.type in schema.INT_TYPES:
+            size, signed = (f.size, f.signed) if arg.type == "auto" else INT_SIZES[arg.type]
+            return SlotLayout(enc.GA["int"], f.offset, size, signed)
+        if arg.type == "fd":
+            return SlotLayout(enc.GA["fd"], f.offset, 4, True)
+        raise PolicyError("", [(f"{where}.type", f"type {arg.type} is not supported on tracepoints")])
+    if arg.type in schema.INT_TYPES:
+        return _int_slot(arg.type, arg.index)
+    user = kind in ("syscall", "uprobe")
+    table = _USER_TYPES if user else _KERNEL_TYPES
+    strategy = table.get(arg.type)
+    if strategy is None:
+        where_kind = "syscall arguments (user-space values)" if kind == "syscall" else f"{kind} hooks"
+        raise PolicyError("", [(f"{where}.type", f"type {arg.type} is not supported on {where_kind}")])
+    sizesrc = -1
+    if strategy == "ubuf":
+        if arg.size_arg_index is None and not arg.return_copy:
+            raise PolicyError("", [(f"{where}", "char_buf needs sizeArgIndex or returnCopy")])
+        if arg.size_arg_index is not None:
+            sizesrc = arg.size_arg_index
+    return SlotLayout(enc.GA[strategy], arg.index, 8, False, sizesrc,
+                      retcopy=arg.return_copy, reverse=reverse)
+
+
+def _limits(hook: Hook) -> tuple[int, int, int, int, int]:
+    sels = hook.selectors
+    matches = max((len(s.match_args) for s in sels), default=0)
+    values = max((len(m.values) * (2 if m.operator in _RANGE_OPS else 1)
+                  for s in sels for m in s.match_args + s.match_return_args), default=1)
+    actions = max((max(len(s.actions), len(s.return_actions)) for s in sels), default=1)
+    pids = max((len(p.values) for s in sels for p in s.match_pids), default=0)
+    return (max(len(sels), 1), max(matches, 1), min(max(values, 1), enc.MAX_VALUES),
+            max(actions, 1), pids)
+
+
+_RANGE_OPS = {"InRange", "NotInRange", "SPort", "NotSPort", "DPort", "NotDPort"}
+
+
+# ---- selectors ----------------------------------------------------------------
+
+def _str_key(id_: int, text: str) -> bytes:
+    k = enc.StrKey()
+    k.id = id_
+    k.data = text.encode()[: enc.STR_MAX - 1]
+    return bytes(k)
+
+
+def _lpm_key(id_: int, raw: bytes) -> bytes:
+    k = enc.LpmStrKey()
+    k.id = id_
+    k.prefixlen = 32 + 8 * len(raw)
+    k.data = raw
+    return bytes(k)
+
+
+def _cidr_key(id_: int, text: str) -> bytes:
+    net = ipaddress.ip_network(text, strict=False)
+    k = enc.LpmAddrKey()
+    k.id = id_
+    k.family = 2 if net.version == 4 else 10
+    k.prefixlen = 32 + 8 + net.prefixlen
+    raw = net.network_address.packed
+    ctypes.memmove(k.addr, raw, len(raw))
+    return bytes(k)
+
+
+def _ranges(values) -> list[int]:
+    out = []
+    for v in values:
+        lo, _, hi = v.partition(":")
+        out += [schema.parse_int(lo), schema.parse_int(hi or lo)]
+    return out
+
+
+def _encode_match(m: enc.Match, ma: schema.MatchArg, slot: int, group: str, new_id,
+                  entries: list[tuple[str, bytes]]) -> None:
+    op = ma.operator
+    m.slot = slot
+    if group in ("string", "path") and op in schema.STRING_OPS:
+        m.id = new_id()
+        if op in ("Equal", "NotEqual"):
+            m.op = enc.OPS["StrEqual" if op == "Equal" else "StrNotEqual"]
+            entries += [("str_eq", _str_key(m.id, v)) for v in ma.values]
+        elif op in ("Prefix", "NotPrefix"):
+            m.op = enc.OPS[op]
+            entries += [("str_prefix", _lpm_key(m.id, v.encode())) for v in ma.values]
+        else:
+            m.op = enc.OPS[op]
+            entries += [("str_postfix", _lpm_key(m.id, v.encode()[::-1][: enc.POSTFIX_MAX]))
+                        for v in ma.values]
+        return
+    m.op = enc.OPS[op]
+    if op in ("SAddr", "NotSAddr", "DAddr", "NotDAddr"):
+        m.id = new_id()
+        entries += [("cidr", _cidr_key(m.id, v)) for v in ma.values]
+        return
+    if op in _RANGE_OPS:
+        vals = _ranges(ma.values)
+    elif op == "Protocol":
+        vals = [schema.protocol_number(v) for v in ma.values]
+    elif op == "Family":
+        vals = [schema.family_number(v) for v in ma.values]
+    else:
+        vals = [schema.parse_int(v) for v in ma.values]
+    if len(vals) > enc.MAX_VALUES:
+        raise PolicyError("", [(ma.path, f"at most {enc.MAX_VALUES // 2} ranges")])
+    m.nvals = len(vals)
+    for i, v in enumerate(vals):
+        m.vals[i] = v
+
+
+def _encode_action(a: enc.Action, action: schema.Action, hook: Hook) -> None:
+    a.action = enc.ACTIONS[action.action]
+    a.rate_limit_s = action.rate_limit_s
+    if action.action == "Override":
+        a.arg = action.arg_error
+    elif action.action == "Signal":
+        a.arg = action.arg_sig
+    elif action.action in ("FollowFD", "UnfollowFD"):
+        a.arg = action.arg_fd
+        a.arg2 = action.arg_name
+
+
+def _encode_selector(out: enc.Selector, sel: schema.Selector, hook: Hook, new_id,
+                     entries: list[tuple[str, bytes]]) -> None:
+    positions = {a.index: n for n, a in enumerate(hook.args)}
+    out.nmatch = len(sel.match_args)
+    for i, ma in enumerate(sel.match_args):
+        arg = hook.arg(ma.index)
+        _encode_match(out.match[i], ma, positions[ma.index], arg.group, new_id, entries)
+    if sel.match_return_args:
+        out.has_ret = 1
+        ma = sel.match_return_args[0]
+        _encode_match(out.ret_match, ma, enc.RETURN_SLOT, hook.return_arg.group, new_id, entries)
+    if sel.match_pids:
+        p = sel.match_pids[0]
+        out.pid_op = enc.SETS[p.operator]
+        out.npids = len(p.values)
+        out.follow_forks = int(p.follow_forks)
+        out.ns_pid = int(p.is_namespace_pid)
+        for i, v in enumerate(p.values):
+            out.pids[i] = v
+    if sel.match_binaries:
+        b = sel.match_binaries
+        out.bin_op = enc.SETS[b.operator]
+        out.bin_id = new_id()
+        if b.operator in ("In", "NotIn"):
+            entries += [("str_eq", _str_key(out.bin_id, v)) for v in b.values]
+        elif b.operator in ("Prefix", "NotPrefix"):
+            entries += [("str_prefix", _lpm_key(out.bin_id, v.encode())) for v in b.values]
+        else:
+            entries += [("str_postfix", _lpm_key(out.bin_id, v.encode()[::-1][: enc.POSTFIX_MAX]))
+                        for v in b.values]
+    out.nact = len(sel.actions)
+    for i, a in enumerate(sel.actions):
+        _encode_action(out.act[i], a, hook)
+    out.nret_act = len(sel.return_actions)
+    for i, a in enumerate(sel.return_actions):
+        _encode_action(out.ret_act[i], a, hook)
+
+
+# ---- hooks -----------------------------------------------------------------
+
+SYSCALL_PREFIX = re.compile(r"^(__x64_|__arm64_|__ia32_)?sys_")
+
+
+def syscall_name(call: str) -> str:
+    """sys_openat, __x64_sys_openat -> openat"""
+    return SYSCALL_PREFIX.sub("", call)
+
+
+@dataclass(frozen=True)
+class KernelFacts:
+    """What compiling needs to know about the running kernel, gathered by
+    the caller (tetrad.policy.manager) so this module stays pure."""
+
+    arch_prefix: str = "__x64_"
+    has_kprobes: bool = False
+    has_override_return: bool = False
+    tracepoint_fields: Callable[[str, str], list[TracepointField]] | None = None
+
+
+def compile_hook(policy: Policy, hook: Hook, facts: KernelFacts) -> CompiledHook:
+    problems = []
+
+    def refuse(path: str, reason: str):
+        problems.append((path, reason))
+
+    for s_i, sel in enumerate(hook.selectors):
+        if len(sel.match_pids) > 1:
+            refuse(f"{hook.path}.selectors[{s_i}].matchPIDs", "one matchPIDs entry per selector is supported")
+        for a_i, a in enumerate(sel.actions + sel.return_actions):
+            if a.action == "Override" and hook.kind not in ("lsm", "kprobe"):
+                refuse(f"{hook.path}.selectors[{s_i}]",
+                       "Override needs an lsmhooks hook (or a kprobe on an error-injectable "
+                       "function); syscall and tracepoint hooks cannot change a return value")
+    postfix_slots = {m.index for s in hook.selectors for m in s.match_args
+                     if m.operator in ("Postfix", "NotPostfix")}
+    fields = None
+    if hook.kind == "kprobe" and hook.syscall:
+        kind = "syscall"
+        name = syscall_name(hook.call)
+        target = Target("syscall", name, function_name=f"{facts.arch_prefix}sys_{name}")
+    elif hook.kind == "kprobe":
+        kind = "kprobe"
+        target = Target("kprobe", hook.call, function_name=hook.call)
+    elif hook.kind == "tracepoint":
+        kind = "tracepoint"
+        subsys, event = hook.call.split("/", 1)
+        if hook.raw:
+            refuse(f"{hook.path}.raw", "raw tracepoints are not supported by tetrad")
+        if facts.tracepoint_fields is None:
+            raise PolicyError(policy.source, [(hook.path, "tracepoint formats are not available")])
+        try:
+            fields = facts.tracepoint_fields(subsys, event)
+        except OSError as err:
+            raise PolicyError(policy.source, [(hook.path, f"no tracepoint {subsys}:{event} on this kernel "
+                                                          f"({err.strerror})")]) from None
+        target = Target("tracepoint", hook.call, function_name=hook.call)
+    elif hook.kind == "lsm":
+        kind = "lsm"
+        target = Target("lsm", hook.call, function_name=f"security_{hook.call}")
+    else:
+        kind = "uprobe"
+        target = Target("uprobe", hook.symbol, binary=hook.binary, function_name=hook.symbol)
+    if hook.return_ and kind in ("lsm", "tracepoint"):
+        refuse(f"{hook.path}.return", f"{kind} hooks have no return probe here")
+    slots = []
+    for arg in hook.args:
+        try:
+            slots.append(_slot(hook, arg, kind, fields, arg.index in postfix_slots))
+        except PolicyError as err:
+            problems += err.problems
+    if problems:
+        raise PolicyError(policy.source, problems)
+    overriding = kind == "kprobe" and any(a.action == "Override" for s in hook.selectors
+                                          for a in s.actions + s.return_actions)
+    layout = Layout(kind, tuple(slots), hook.return_, _limits(hook),
+                    lsm_hook=hook.call if kind == "lsm" else "", override_return=overriding)
+    return CompiledHook(hook, target, layout, policy.name, policy.mode == "monitor")
+
+
+def compile_policy(policy: Policy, facts: KernelFacts) -> list[CompiledHook]:
+    """All hooks of a policy, or PolicyError listing every hook's problems."""
+    compiled, problems = [], []
+    for hook in policy.hooks:
+        try:
+            compiled.append(compile_hook(policy, hook, facts))
+        except PolicyError as err:
+            problems += err.problems
+    if problems:
+        raise PolicyError(policy.source, problems)
+    return compiled
+
+
+def parse_tracepoint_format(text: str) -> list[TracepointField]:
+    """Fields of a tracefs `format` file, common ones included, in order
+    (Tetragon's tracepoint `index` counts them this way)."""
+    fields = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line.startswith("field:"):
+            continue
+        parts = dict(p.strip().split(":", 1) for p in line.split(";") if ":" in p)
+        decl = parts["field"].strip()
+        name = decl.split()[-1].split("[")[0].lstrip("*")
+        fields.append(TracepointField(
+            name=name, type=decl.rsplit(None, 1)[0] if " " in decl else decl,
+            offset=int(parts["offset"]), size=int(parts["size"]),
+            signed=parts.get("signed", "0").strip() == "1",
+            data_loc="__data_loc" in decl, pointer="*" in decl))
+    return fields
