@@ -1,4 +1,4 @@
-"""The ctypes mirrors in tetrad/api/records.py match bpf/*.h as compiled.
+"""The ctypes mirrors (tetrad/api/records.py, tetrad/policy/encoding.py) match bpf/*.h.
 
 bcc builds its own ctypes type for each map value from clang's view of the
 C struct; a map per record struct gives us clang's layout to compare field
@@ -11,6 +11,7 @@ import pytest
 
 from tetrad.api import records
 from tetrad.paths import bpf_dir
+from tetrad.policy import encoding
 
 pytestmark = pytest.mark.kernel
 
@@ -21,13 +22,25 @@ PAIRS = {
     "tetrad_msg_exit": records.MsgExit,
     "tetrad_msg_clone": records.MsgClone,
     "tetrad_exec_entry": records.ExecEntry,
+    "g_sockinfo": encoding.SockInfo,
+    "g_slot": encoding.Slot,
+    "g_match": encoding.Match,
+    "g_action": encoding.Action,
+    "g_selector": encoding.Selector,
+    "g_hook": encoding.Hook,
+    "g_hook_list": encoding.HookList,
+    "g_str_key": encoding.StrKey,
+    "g_lpm_str_key": encoding.LpmStrKey,
+    "g_lpm_addr_key": encoding.LpmAddrKey,
+    "g_msg": encoding.Msg,
+    "g_hook_stats": encoding.HookStats,
 }
 
 
 @pytest.fixture(scope="module")
 def compiled():
     from bcc import BPF
-    text = '#include "execve_map.h"\n' + "".join(
+    text = '#include "execve_map.h"\n#include "generic.h"\n' + "".join(
         f"BPF_ARRAY(layout_{name}, struct {name}, 1);\n" for name in PAIRS)
     text += "int unused(void *ctx) { return 0; }\n"
     b = BPF(text=text.encode(), cflags=[f"-I{bpf_dir()}"])
@@ -36,7 +49,9 @@ def compiled():
 
 
 def layout(ctype):
-    return [(name, getattr(ctype, name).offset, ctypes.sizeof(t)) for name, t in ctype._fields_]
+    # bcc spells out trailing padding as __pad_* fields; sizes are compared too
+    return [(name, getattr(ctype, name).offset, ctypes.sizeof(t)) for name, t in ctype._fields_
+            if not name.startswith("__pad")]
 
 
 @pytest.mark.parametrize("name", PAIRS)

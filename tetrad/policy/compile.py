@@ -358,10 +358,12 @@ def compile_hook(policy: Policy, hook: Hook, facts: KernelFacts) -> CompiledHook
         if len(sel.match_pids) > 1:
             refuse(f"{hook.path}.selectors[{s_i}].matchPIDs", "one matchPIDs entry per selector is supported")
         for a_i, a in enumerate(sel.actions + sel.return_actions):
-            if a.action == "Override" and hook.kind not in ("lsm", "kprobe"):
+            overridable = hook.kind == "lsm" or (hook.kind == "kprobe" and not hook.syscall)
+            if a.action == "Override" and not overridable:
                 refuse(f"{hook.path}.selectors[{s_i}]",
-                       "Override needs an lsmhooks hook (or a kprobe on an error-injectable "
-                       "function); syscall and tracepoint hooks cannot change a return value")
+                       "Override needs an lsmhooks hook (or a kprobe on an error-injectable kernel "
+                       "function); tetrad runs syscall hooks on tracepoints, which cannot change "
+                       "a return value")
     postfix_slots = {m.index for s in hook.selectors for m in s.match_args
                      if m.operator in ("Postfix", "NotPostfix")}
     fields = None

@@ -238,7 +238,7 @@ class _Checker:
 
     # ---- hooks ---------------------------------------------------------------
 
-    def arg(self, raw, path: str) -> ArgSpec | None:
+    def arg(self, raw, path: str, max_index: int = 5) -> ArgSpec | None:
         raw = self.mapping(raw, path, {"index", "type", "label", "sizeArgIndex", "returnCopy",
                                        "maxData", "resolve", "btfType", "source"})
         for unsupported in ("resolve", "btfType", "source"):
@@ -249,8 +249,8 @@ class _Checker:
         if index is None:
             self.fail(path, "index is required")
             return None
-        if not 0 <= index <= 5:
-            self.fail(f"{path}.index", f"{index} is out of range 0..5")
+        if not 0 <= index <= max_index:
+            self.fail(f"{path}.index", f"{index} is out of range 0..{max_index}")
         if type_ not in ARG_TYPES:
             self.fail(f"{path}.type", f"unknown or unsupported type {type_!r} "
                                       f"(supported: {', '.join(sorted(ARG_TYPES))})")
@@ -443,7 +443,9 @@ class _Checker:
         args_raw = self.seq(raw.get("args"), f"{path}.args")
         if len(args_raw) > MAX_ARGS:
             self.fail(f"{path}.args", f"{len(args_raw)} args; Tetragon allows at most {MAX_ARGS}")
-        args = [a for i, x in enumerate(args_raw) if (a := self.arg(x, f"{path}.args[{i}]"))]
+        # Tracepoint indexes count the fields of the tracepoint's format.
+        max_index = 63 if kind == "tracepoint" else 5
+        args = [a for i, x in enumerate(args_raw) if (a := self.arg(x, f"{path}.args[{i}]", max_index))]
         by_index = {}
         for i, a in enumerate(args):
             if a.index in by_index:
