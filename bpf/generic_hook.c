@@ -140,11 +140,6 @@ static __always_inline u64 tp_field(void *ctx, int off)
 
 /* ---- reading a slot -------------------------------------------------------- */
 
-/* Hides a value's range from the compiler, so it keeps a loop's constant
- * bound even when it could derive it from a clamped count: the verifier
- * needs to see that bound (libbpf's barrier_var). */
-#define BARRIER_VAR(var) asm volatile("" : "+r"(var))
-
 /* Reverse the last (at most G_POSTFIX_MAX) bytes of a string into dst. */
 static __always_inline u32 reverse_into(char *dst, char *src, u32 len)
 {
@@ -185,8 +180,7 @@ static __always_inline void slot_path(struct g_slot *s, void *dentry, void *mnt)
 	void *root_dentry, *root_mnt;
 	task_root((void *)bpf_get_current_task(), &root_dentry, &root_mnt);
 	u32 flags = 0;
-	/* G_STR_MAX bytes, written within a 128-byte name-read margin. */
-	s->len = walk_path(s->data, G_STR_MASK >> 1 | 0x80, 0, G_STR_MAX - 1, w, dentry, mnt,
+	s->len = walk_path(s->data, G_STR_MASK, 0, G_STR_MAX - 1, w, dentry, mnt,
 			   root_dentry, root_mnt, &flags, G_SLOT_PATH_TRUNC) & G_STR_MASK;
 	s->flags |= flags;
 }

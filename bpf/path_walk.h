@@ -19,6 +19,11 @@
  * iteration instead of one per (iteration, counter value) pair. */
 #define LAUNDER(lvalue) (*(volatile typeof(lvalue) *)&(lvalue))
 
+/* Hides a value's range from the compiler, so that a bound we state for
+ * the verifier (a mask, a loop's constant limit) is not optimized away as
+ * redundant (libbpf's barrier_var). */
+#define BARRIER_VAR(var) asm volatile("" : "+r"(var))
+
 static __always_inline void *read_ptr(void *addr)
 {
 	void *p = NULL;
@@ -38,7 +43,7 @@ struct walk_scratch {
  * data[base...] (offsets masked with `mask`, at most `limit` bytes), like
  * d_path(): components are collected leaf first, then written root first.
  * Sets `trunc_flag` in *flags when the path is cut. Returns the bytes
- * written (no NUL). `data` must have mask + 1 + TETRAD_NAME_READ bytes. */
+ * written (no NUL); nothing is written past data[base + limit]. */
 static __always_inline u32 walk_path(char *data, u32 mask, u32 base, u32 limit,
 				     struct walk_scratch *w, void *dentry, void *vfsmnt,
 				     void *root_dentry, void *root_mnt,
@@ -75,17 +80,26 @@ collected:
 		u32 pos = LAUNDER(w->pos);
 		if (j >= n)
 			break;
-		if (pos + TETRAD_NAME_READ >= limit) {
+		if (pos + 2 > limit) {          /* room for '/' and one byte */
 			*flags |= trunc_flag;
 			break;
 		}
 		data[(base + pos) & mask] = '/';
 		pos++;
-		long r = bpf_probe_read_kernel_str(&data[(base + pos) & mask], TETRAD_NAME_READ,
+		u32 room = limit - pos;
+		if (room > TETRAD_NAME_READ)
+			room = TETRAD_NAME_READ;
+		BARRIER_VAR(room);
+		room &= TETRAD_NAME_READ * 2 - 1;   /* a bound the verifier can see */
+		long r = bpf_probe_read_kernel_str(&data[(base + pos) & mask], room,
 						   (void *)w->names[(n - 1 - j) & TETRAD_DEPTH_MASK]);
 		if (r > 1)
 			pos += r - 1;
 		LAUNDER(w->pos) = pos;
+		if (r == room && room < TETRAD_NAME_READ) {   /* the name did not fit */
+			*flags |= trunc_flag;
+			break;
+		}
 	}
 	if (LAUNDER(w->pos) == 0) {
 		data[base & mask] = '/';

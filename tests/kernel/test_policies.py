@@ -1,0 +1,399 @@
+"""TracingPolicies on the real kernel, through the real `tetrad run`.
+
+Each operator is checked by a pair of calls of which exactly one must be
+reported, so an inverted operator fails. Triggers are unique per run:
+lseek(-1, offset, whence) with marker values (the call fails with EBADF, but
+its entry is traced), connects to our own listeners, files in a temp dir.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from tests.kernel.daemon_harness import DaemonProcess, exits
+
+pytestmark = pytest.mark.kernel
+
+PID = os.getpid()
+RUN = uuid.uuid4().hex[:8]
+BASE = 7_000_000 + (int(RUN, 16) % 1_000_000) * 16
+
+
+def lseek_policy(name: str, selectors: str, extra: str = "") -> str:
+    return f"""apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: "{name}"
+spec:{extra}
+  kprobes:
+  - call: "sys_lseek"
+    syscall: true
+    args:
+    - index: 0
+      type: int
+    - index: 1
+      type: long
+    - index: 2
+      type: int
+    selectors:
+{selectors}"""
+
+
+def policy(name: str, body: str, extra: str = "") -> str:
+    return f"""apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: "{name}"
+spec:{extra}
+{body}"""
+
+
+def connect_hook(op: str, value: str) -> str:
+    return f"""  kprobes:
+  - call: "sys_connect"
+    syscall: true
+    args:
+    - index: 0
+      type: int
+    - index: 1
+      type: sockaddr
+    selectors:
+    - matchPIDs:
+      - operator: In
+        values: [{PID}]
+      matchArgs:
+      - index: 1
+        operator: {op}
+        values: ["{value}"]
+"""
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    work = tmp_path_factory.mktemp("policies")
+    os.chmod(work, 0o755)
+    files = work / "files"
+    files.mkdir()
+    victim = work / f"victim-{RUN}"
+    watched = work / f"watched-{RUN}"
+    shutil.copy("/usr/bin/touch", victim)
+    shutil.copy("/usr/bin/touch", watched)
+    listeners = [socket.create_server(("127.0.0.1", 0)) for _ in range(2)]
+    listener6 = socket.create_server(("::1", 0), family=socket.AF_INET6)
+    ports = [s.getsockname()[1] for s in listeners]
+    policies = {
+        "eq-ne": lseek_policy("t-eq-ne", f"""    - matchArgs:
+      - index: 1
+        operator: Equal
+        values: ["{BASE + 1}"]
+      - index: 2
+        operator: NotEqual
+        values: ["4444"]
+"""),
+        "mask": lseek_policy("t-mask", """    - matchArgs:
+      - index: 1
+        operator: Mask
+        values: ["0x10000"]
+      - index: 2
+        operator: Equal
+        values: ["7777"]
+"""),
+        "range": lseek_policy("t-range", f"""    - matchArgs:
+      - index: 2
+        operator: Equal
+        values: ["8888"]
+      - index: 1
+        operator: InRange
+        values: ["{BASE}:{BASE + 10}"]
+    - matchArgs:
+      - index: 2
+        operator: Equal
+        values: ["9999"]
+      - index: 1
+        operator: LessThan
+        values: ["100"]
+"""),
+        "rate": lseek_policy("t-rate", """    - matchArgs:
+      - index: 2
+        operator: Equal
+        values: ["1212"]
+      matchActions:
+      - action: Post
+        rateLimit: "1m"
+"""),
+        "dport": policy("t-dport", connect_hook("DPort", str(ports[0]))),
+        "notdport": policy("t-notdport", connect_hook("NotDPort", str(ports[0]))),
+        "daddr": policy("t-daddr", connect_hook("DAddr", "127.0.0.0/8")),
+        "notdaddr": policy("t-notdaddr", connect_hook("NotDAddr", "127.0.0.0/8")),
+        "open": policy("t-open", f"""  kprobes:
+  - call: "sys_openat"
+    syscall: true
+    args:
+    - index: 1
+      type: string
+    selectors:
+    - matchArgs:
+      - index: 1
+        operator: Prefix
+        values: ["{files}/"]
+      matchBinaries:
+      - operator: In
+        values: ["{os.path.realpath('/usr/bin/cat')}"]
+"""),
+        "postfix": policy("t-postfix", f"""  kprobes:
+  - call: "sys_openat"
+    syscall: true
+    args:
+    - index: 1
+      type: string
+    selectors:
+    - matchPIDs:
+      - operator: In
+        values: [{PID}]
+      matchArgs:
+      - index: 1
+        operator: Postfix
+        values: [".post-{RUN}"]
+"""),
+        "kill": policy("t-kill", f"""  kprobes:
+  - call: "sys_execve"
+    syscall: true
+    args:
+    - index: 0
+      type: string
+    selectors:
+    - matchArgs:
+      - index: 0
+        operator: Equal
+        values: ["{victim}"]
+      matchActions:
+      - action: Sigkill
+"""),
+        "monitor": policy("t-monitor", f"""  kprobes:
+  - call: "sys_execve"
+    syscall: true
+    args:
+    - index: 0
+      type: string
+    selectors:
+    - matchArgs:
+      - index: 0
+        operator: Equal
+        values: ["{watched}"]
+      matchActions:
+      - action: Sigkill
+""", extra="\n  options:\n  - name: policy-mode\n    value: monitor"),
+        "return": policy("t-return", f"""  kprobes:
+  - call: "sys_openat"
+    syscall: true
+    return: true
+    returnArg:
+      index: 0
+      type: int
+    args:
+    - index: 1
+      type: string
+    selectors:
+    - matchArgs:
+      - index: 1
+        operator: Prefix
+        values: ["{files}/ret-"]
+      matchReturnArgs:
+      - index: 0
+        operator: Equal
+        values: ["-2"]
+"""),
+        "write": policy("t-write", f"""  kprobes:
+  - call: "sys_write"
+    syscall: true
+    args:
+    - index: 0
+      type: fd
+    - index: 1
+      type: char_buf
+      sizeArgIndex: 3
+    - index: 2
+      type: size_t
+    selectors:
+    - matchArgs:
+      - index: 0
+        operator: Prefix
+        values: ["{files}/w-"]
+"""),
+        "kprobe": policy("t-kprobe", """  kprobes:
+  - call: "tcp_connect"
+    syscall: false
+    args:
+    - index: 0
+      type: sock
+"""),
+    }
+    paths = []
+    for key, text in policies.items():
+        path = work / f"{key}.yaml"
+        path.write_text(text)
+        paths.append(path)
+    args = [a for p in paths for a in ("--policy", str(p))]
+    daemon = DaemonProcess(work, *args)
+    yield {"daemon": daemon, "files": files, "victim": victim, "watched": watched, "ports": ports,
+           "port6": listener6.getsockname()[1], "work": work}
+    if daemon.proc.poll() is None:
+        daemon.stop()
+    for s in listeners + [listener6]:
+        s.close()
+
+
+def hits(events, policy_name: str) -> list[dict]:
+    return [e["process_kprobe"] for e in events if "process_kprobe" in e
+            and e["process_kprobe"]["policy_name"] == policy_name]
+
+
+def lseek(offset: int, whence: int) -> None:
+    try:
+        os.lseek(-1, offset, whence)
+    except OSError:
+        pass
+
+
+def arg_values(hit: dict) -> list:
+    return [next(v for k, v in a.items() if k != "label") for a in hit["args"]]
+
+
+def test_equal_and_notequal(setup):
+    lseek(BASE + 1, 4444)      # whence excluded by NotEqual
+    lseek(BASE + 1, 5555)
+    lseek(BASE + 2, 5555)      # offset not Equal
+    got = [arg_values(h)[1:] for h in hits(setup["daemon"].sync(), "t-eq-ne")]
+    assert got == [[BASE + 1, 5555]]
+
+
+def test_mask(setup):
+    lseek(0x10000 | 5, 7777)
+    lseek(0x20000, 7777)
+    got = [arg_values(h)[1] for h in hits(setup["daemon"].sync(), "t-mask")]
+    assert got == [0x10005]
+
+
+def test_inrange_lessthan_and_first_selector_wins(setup):
+    lseek(BASE + 5, 8888)
+    lseek(BASE + 11, 8888)
+    lseek(50, 9999)
+    lseek(150, 9999)
+    got = [arg_values(h)[1:] for h in hits(setup["daemon"].sync(), "t-range")]
+    assert got == [[BASE + 5, 8888], [50, 9999]]
+
+
+def test_rate_limit_posts_once(setup):
+    for _ in range(3):
+        lseek(BASE + 3, 1212)
+    assert len(hits(setup["daemon"].sync(), "t-rate")) == 1
+
+
+def connect(addr, port, family=socket.AF_INET) -> None:
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.settimeout(2)
+        s.connect((addr, port))
+
+
+def test_ports(setup):
+    a, b = setup["ports"]
+    connect("127.0.0.1", a)
+    connect("127.0.0.1", b)
+    events = setup["daemon"].sync()
+    dport = [arg_values(h)[1]["port"] for h in hits(events, "t-dport")]
+    notdport = [arg_values(h)[1]["port"] for h in hits(events, "t-notdport") if arg_values(h)[1]["port"] in (a, b)]
+    assert dport == [a]
+    assert notdport == [b]
+    [hit] = hits(events, "t-dport")
+    assert hit["args"][1]["sockaddr_arg"] == {"family": "AF_INET", "addr": "127.0.0.1", "port": a}
+    assert hit["function_name"] == "__x64_sys_connect"
+    assert hit["process"]["pid"] == PID
+
+
+def test_cidr(setup):
+    connect("127.0.0.1", setup["ports"][0])
+    connect("::1", setup["port6"], socket.AF_INET6)
+    events = setup["daemon"].sync()
+    daddr = {arg_values(h)[1]["addr"] for h in hits(events, "t-daddr")}
+    notdaddr = {arg_values(h)[1]["addr"] for h in hits(events, "t-notdaddr")}
+    assert daddr == {"127.0.0.1"}
+    assert "::1" in notdaddr and "127.0.0.1" not in notdaddr
+
+
+def test_openat_prefix_and_matchbinaries(setup):
+    files = setup["files"]
+    (files / "a.txt").write_text("x")
+    subprocess.run(["cat", str(files / "a.txt")], check=True, capture_output=True)
+    subprocess.run(["head", "-c1", str(files / "a.txt")], check=True, capture_output=True)
+    subprocess.run(["cat", "/proc/version"], check=True, capture_output=True)
+    got = hits(setup["daemon"].sync(), "t-open")
+    assert [(h["process"]["binary"], arg_values(h)[0]) for h in got] == \
+        [(os.path.realpath("/usr/bin/cat"), str(files / "a.txt"))]
+
+
+def test_postfix(setup):
+    path = setup["files"] / f"b.post-{RUN}"
+    path.write_text("x")
+    path.read_text()
+    (setup["files"] / f"b.post-{RUN}.not").write_text("y")
+    got = [arg_values(h)[0] for h in hits(setup["daemon"].sync(), "t-postfix")]
+    assert got and all(g == str(path) for g in got)
+
+
+def test_sigkill_on_execve_kills_before_the_binary_runs(setup):
+    marker = setup["work"] / f"touched-{RUN}"
+    p = subprocess.run([str(setup["victim"]), str(marker)])
+    assert p.returncode == -9
+    assert not marker.exists()          # the new image never ran user code
+    events = setup["daemon"].sync()
+    [hit] = hits(events, "t-kill")
+    assert hit["action"] == "KPROBE_ACTION_SIGKILL"
+    assert exits(events, pid=hit["process"]["pid"])[-1]["signal"] == "SIGKILL"
+
+
+def test_monitor_mode_reports_without_killing(setup):
+    marker = setup["work"] / f"monitored-{RUN}"
+    p = subprocess.run([str(setup["watched"]), str(marker)])
+    assert p.returncode == 0 and marker.exists()
+    [hit] = hits(setup["daemon"].sync(), "t-monitor")
+    assert hit["action"] == "KPROBE_ACTION_POST" and hit["monitor_action"] == "KPROBE_ACTION_SIGKILL"
+
+
+def test_return_value_selects(setup):
+    files = setup["files"]
+    (files / "ret-exists").write_text("x")
+    (files / "ret-exists").read_text()
+    with pytest.raises(FileNotFoundError):
+        open(files / "ret-missing")
+    got = hits(setup["daemon"].sync(), "t-return")
+    assert [(arg_values(h)[0], h["return"]["int_arg"]) for h in got] == [(str(files / "ret-missing"), -2)]
+
+
+def test_write_resolves_fd_and_copies_the_buffer(setup):
+    path = setup["files"] / "w-out"
+    with open(path, "w") as f:
+        f.write("hello tetrad")
+    [hit] = hits(setup["daemon"].sync(), "t-write")
+    fd, buf, size = hit["args"]
+    assert fd == {"file_arg": {"path": str(path)}}
+    assert base64.b64decode(buf["bytes_arg"]) == b"hello tetrad"
+    assert size == {"size_arg": 12}
+
+
+def test_kernel_without_kprobes_refuses_the_kprobe_policy_only(setup):
+    from tetrad.bpf import features
+    log = setup["daemon"].stderr_path.read_text()
+    if features.has_kprobes().available:
+        assert "policy t-kprobe loaded" in log
+    else:
+        assert "tcp_connect) needs kprobes, which this kernel lacks" in log
+        assert "policy t-kprobe loaded" not in log
+    assert "policy t-open loaded" in log
