@@ -82,6 +82,10 @@ class Tetrad:
         final = [l for l in self.log.read_text().splitlines() if "stopped" in l]
         return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", final[-1])} if final else {}
 
+    def count_policy(self, policy_name: str) -> int:
+        with open(self.export) as f:
+            return sum(1 for line in f if f'"policy_name":"{policy_name}"' in line)
+
     def count(self, kind: str, arguments: str) -> int:
         n = 0
         with open(self.export) as f:

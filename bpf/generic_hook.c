@@ -50,6 +50,12 @@
 #ifndef G_PID_LIMIT
 #define G_PID_LIMIT G_MAX_PIDS
 #endif
+#ifndef G_NEEDS_BINARY
+#define G_NEEDS_BINARY 1
+#endif
+#ifndef G_BIN_POSTFIX
+#define G_BIN_POSTFIX 1
+#endif
 #ifndef G_MAX_HOOKS
 #define G_MAX_HOOKS 64
 #endif
@@ -558,7 +564,9 @@ static __always_inline void load_binary(struct g_scratch *sc, u32 tgid)
 {
 	struct tetrad_exec_entry *e = execve_map.lookup(&tgid);
 	__builtin_memset(sc->bin, 0, G_STR_MAX);
+#if G_BIN_POSTFIX
 	__builtin_memset(sc->bin_rev, 0, G_POSTFIX_MAX);
+#endif
 	sc->have_bin = e != NULL;
 	sc->bin_len = 0;
 	if (!e)
@@ -566,7 +574,9 @@ static __always_inline void load_binary(struct g_scratch *sc, u32 tgid)
 	u32 len = e->bin_len & G_STR_MASK;
 	bpf_probe_read_kernel(sc->bin, len, e->binary);
 	sc->bin_len = len;
+#if G_BIN_POSTFIX
 	reverse_into(sc->bin_rev, sc->bin, len);
+#endif
 }
 
 static __always_inline bool binary_match(struct g_scratch *sc, struct g_selector *sel)
@@ -748,7 +758,6 @@ static __always_inline int run_actions(void *ctx, struct g_scratch *sc, struct g
 	return verdict;
 }
 
-/* Actions of a matched selector; none (nact 0) means a plain Post. */
 static __always_inline void fill_common(struct g_scratch *sc, u32 tgid, u32 tid)
 {
 	struct tetrad_exec_entry *e = execve_map.lookup(&tgid);
@@ -758,18 +767,49 @@ static __always_inline void fill_common(struct g_scratch *sc, u32 tgid, u32 tid)
 	sc->msg.proc_ktime = e ? e->key.ktime : 0;
 	sc->msg.retval = 0;
 	sc->msg.flags = 0;
+#if G_NEEDS_BINARY
 	load_binary(sc, tgid);
+#endif
 }
 
 /* ---- entry points ------------------------------------------------------------ */
 
-/* Entry of a hooked call: select and act (or, for hooks with a return
- * value, remember the arguments and the selector chosen). */
-static __always_inline int on_entry(CTX_T *ctx)
+/* The hook for this call (one per demux key), if active. */
+static __always_inline struct g_hook *find_hook(CTX_T *ctx)
 {
 	u32 key = DEMUX_KEY(ctx);
 	struct g_hook_list *list = hook_index.lookup(&key);
 	if (!list || !list->n)
+		return NULL;
+	u32 id = list->ids[0];
+	struct g_hook *h = hooks.lookup(&id);
+	if (!h || !(h->flags & G_HOOK_ACTIVE))
+		return NULL;
+	return h;
+}
+
+/* Whether some selector accepts the caller (matchPIDs, matchBinaries).
+ * When none does, the call is left alone before any argument is read: the
+ * cheap filters run first. */
+static __always_inline bool caller_wanted(struct g_scratch *sc, struct g_hook *h, u32 tgid)
+{
+	u32 nsel = h->nsel;
+	if (nsel == 0)
+		return true;
+#pragma unroll
+	for (int s = 0; s < G_SEL_LIMIT; s++) {
+		if (s < nsel && pids_match(&h->sel[s], tgid) && binary_match(sc, &h->sel[s]))
+			return true;
+	}
+	return false;
+}
+
+/* Entry of a hooked call: select and act (or, for a hook with a return
+ * value, remember the arguments and the selector chosen). */
+static __always_inline int on_entry(CTX_T *ctx)
+{
+	struct g_hook *h = find_hook(ctx);
+	if (!h)
 		return 0;
 	u32 zero = 0;
 	struct g_scratch *sc = scratch.lookup(&zero);
@@ -778,29 +818,18 @@ static __always_inline int on_entry(CTX_T *ctx)
 	u64 pid_tgid = bpf_get_current_pid_tgid();
 	u32 tgid = pid_tgid >> 32;
 	fill_common(sc, tgid, (u32)pid_tgid);
+	if (!caller_wanted(sc, h, tgid))
+		return 0;
 	read_slots(ctx, sc);
+	int s = select_entry(sc, h, tgid);
+	if (s < 0)
+		return 0;
 
 #if G_HAS_RETURN
 	struct g_pending *p = pending_heap.lookup(&zero);
 	if (!p)
 		return 0;
-	bool any = false;
-	for (int i = 0; i < G_HOOKS_PER_KEY; i++) {
-		p->sel[at(i, G_HOOKS_PER_KEY - 1)] = NO_MATCH;
-		if (i >= list->n)
-			continue;
-		u32 id = list->ids[at(i, G_HOOKS_PER_KEY - 1)];
-		struct g_hook *h = hooks.lookup(&id);
-		if (!h || !(h->flags & G_HOOK_ACTIVE))
-			continue;
-		int s = select_entry(sc, h, tgid);
-		if (s >= 0) {
-			p->sel[at(i, G_HOOKS_PER_KEY - 1)] = s;
-			any = true;
-		}
-	}
-	if (!any)
-		return 0;
+	p->sel[0] = s;
 	/* Too big for an inline copy: the helper copies map memory. */
 	bpf_probe_read_kernel(&p->msg, sizeof(p->msg), &sc->msg);
 	bpf_probe_read_kernel(p->raw, sizeof(p->raw), sc->raw);
@@ -808,28 +837,10 @@ static __always_inline int on_entry(CTX_T *ctx)
 	pending.update(&tid, p);
 	return 0;
 #else
-	int verdict = 0;
-	for (int i = 0; i < G_HOOKS_PER_KEY; i++) {
-		if (i >= list->n)
-			break;
-		u32 id = list->ids[at(i, G_HOOKS_PER_KEY - 1)];
-		struct g_hook *h = hooks.lookup(&id);
-		if (!h || !(h->flags & G_HOOK_ACTIVE))
-			continue;
-		int s = select_entry(sc, h, tgid);
-		int v;
-		if (s < 0)
-			continue;
-		if (s == NO_SELECTORS) {
-			v = run_actions(ctx, sc, h, NULL, 0, 0);
-		} else {
-			struct g_selector *sel = &h->sel[at(s, G_MAX_SEL - 1)];
-			v = run_actions(ctx, sc, h, sel->act, sel->nact, s);
-		}
-		if (v)
-			verdict = v;
-	}
-	return verdict;
+	if (s == NO_SELECTORS)
+		return run_actions(ctx, sc, h, NULL, 0, 0);
+	struct g_selector *sel = &h->sel[at(s, G_MAX_SEL - 1)];
+	return run_actions(ctx, sc, h, sel->act, sel->nact, s);
 #endif
 }
 
@@ -883,32 +894,23 @@ static __always_inline int on_return(void *ctx, s64 retval)
 	RETCOPY(4)
 #endif
 
-	u32 key = DEMUX_KEY(ctx);
-	struct g_hook_list *list = hook_index.lookup(&key);
-	if (!list)
+	struct g_hook *h = find_hook(ctx);
+	if (!h)
 		return 0;
-	for (int i = 0; i < G_HOOKS_PER_KEY; i++) {
-		if (i >= list->n)
-			break;
-		u8 s = sel_of[at(i, G_HOOKS_PER_KEY - 1)];
-		if (s == NO_MATCH)
-			continue;
-		u32 id = list->ids[i];
-		struct g_hook *h = hooks.lookup(&id);
-		if (!h || !(h->flags & G_HOOK_ACTIVE))
-			continue;
-		if (s == NO_SELECTORS) {
-			run_actions(ctx, sc, h, NULL, 0, 0);
-			continue;
-		}
-		struct g_selector *sel = &h->sel[at(s, G_MAX_SEL - 1)];
-		if (sel->has_ret && !eval_match(sc, &sel->ret_match))
-			continue;
-		if (sel->nret_act)
-			run_actions(ctx, sc, h, sel->ret_act, sel->nret_act, s);
-		else
-			run_actions(ctx, sc, h, sel->act, sel->nact, s);
+	u8 s = sel_of[0];
+	if (s == NO_MATCH)
+		return 0;
+	if (s == NO_SELECTORS) {
+		run_actions(ctx, sc, h, NULL, 0, 0);
+		return 0;
 	}
+	struct g_selector *sel = &h->sel[at(s, G_MAX_SEL - 1)];
+	if (sel->has_ret && !eval_match(sc, &sel->ret_match))
+		return 0;
+	if (sel->nret_act)
+		run_actions(ctx, sc, h, sel->ret_act, sel->nret_act, s);
+	else
+		run_actions(ctx, sc, h, sel->act, sel->nact, s);
 	return 0;
 }
 #endif

@@ -95,6 +95,8 @@ class Layout:
     limits: tuple[int, int, int, int, int]      # selectors, matches, values, actions, pids
     lsm_hook: str = ""
     override_return: bool = False
+    needs_binary: bool = False          # some selector has matchBinaries
+    binary_postfix: bool = False        # ... with a Postfix operator
 
     def cflags(self) -> list[str]:
         kinds = {"syscall": 1, "tracepoint": 3, "kprobe": 4, "lsm": 5, "uprobe": 6}
@@ -107,6 +109,8 @@ class Layout:
             flags += [f"-DARG{n}_KIND={s.kind}", f"-DARG{n}_SRC={s.src}", f"-DARG{n}_SIZE={s.size}",
                       f"-DARG{n}_SIGNED={int(s.signed)}", f"-DARG{n}_SIZESRC={s.sizesrc}",
                       f"-DARG{n}_RETCOPY={int(s.retcopy)}", f"-DARG{n}_REVERSE={int(s.reverse)}"]
+        flags += [f"-DG_NEEDS_BINARY={int(self.needs_binary)}",
+                  f"-DG_BIN_POSTFIX={int(self.binary_postfix)}"]
         if self.lsm_hook:
             flags.append(f"-DG_LSM_HOOK={self.lsm_hook}")
         if self.override_return:
@@ -405,8 +409,11 @@ def compile_hook(policy: Policy, hook: Hook, facts: KernelFacts) -> CompiledHook
         raise PolicyError(policy.source, problems)
     overriding = kind == "kprobe" and any(a.action == "Override" for s in hook.selectors
                                           for a in s.actions + s.return_actions)
+    binaries = [s.match_binaries for s in hook.selectors if s.match_binaries]
     layout = Layout(kind, tuple(slots), hook.return_, _limits(hook),
-                    lsm_hook=hook.call if kind == "lsm" else "", override_return=overriding)
+                    lsm_hook=hook.call if kind == "lsm" else "", override_return=overriding,
+                    needs_binary=bool(binaries),
+                    binary_postfix=any(b.operator.endswith("Postfix") for b in binaries))
     return CompiledHook(hook, target, layout, policy.name, policy.mode == "monitor")
 
 
