@@ -27,8 +27,12 @@ class DaemonProcess:
         self.stderr_path = workdir / "daemon.stderr"
         self._stderr = open(self.stderr_path, "w")
         self.proc = subprocess.Popen(
+            # Only this test's config: no /etc/tetragon files, policies or journald;
+            # one export file that never rotates (rotation has its own tests).
             [sys.executable, "-m", "tetrad", "run", "--quiet", "--node-name", "testnode",
-             "--export-file", str(self.export), *extra_args],
+             "--config-dir", str(workdir), "--policy-dir", "", "--no-journald",
+             "--export-file", str(self.export), "--export-file-max-size-mb", "100000",
+             *extra_args],
             cwd=REPO, stdout=subprocess.DEVNULL, stderr=self._stderr)
         self._offset = 0
         self._events: list[dict] = []

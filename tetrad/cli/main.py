@@ -19,15 +19,28 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the daemon in the foreground")
+    run.add_argument("--config-dir", default="/etc/tetragon", metavar="DIR",
+                     help="where tetrad.toml and tetrad.d/*.toml are read (default /etc/tetragon)")
     run.add_argument("--export-file", metavar="PATH",
-                     help="also write events as JSON lines to PATH (mode 0600, appended)")
+                     help="write events as JSON lines to PATH (mode 0600, appended); '' turns it off")
+    run.add_argument("--export-file-max-size-mb", type=int, metavar="MB",
+                     help="rotate the export file at this size (default 10)")
+    run.add_argument("--export-file-max-backups", type=int, metavar="N",
+                     help="rotated files to keep (default 5)")
+    run.add_argument("--export-file-rotation-interval", metavar="DURATION",
+                     help="also rotate after this long, e.g. 1h (default 0: by size only)")
+    run.add_argument("--export-file-compress", action="store_true",
+                     help="gzip rotated export files")
+    run.add_argument("--export-rate-limit", type=int, metavar="PER_MINUTE",
+                     help="events per minute written to the export file (-1: unlimited)")
+    run.add_argument("--no-journald", action="store_true", help="do not write events to journald")
     run.add_argument("--quiet", action="store_true",
                      help="do not print compact events on standard output")
     run.add_argument("--node-name", help="node name in events and exec_ids (default: hostname)")
     run.add_argument("--policy", action="append", default=[], metavar="FILE",
-                     help="load this TracingPolicy file at start (repeatable)")
+                     help="also load this TracingPolicy file at start (repeatable)")
     run.add_argument("--policy-dir", metavar="DIR",
-                     help="load every *.yaml, *.yml and *.json policy in DIR at start")
+                     help="policy directory (default /etc/tetragon/policies.d); '' for none")
 
     policy = sub.add_parser("policy", help="work with TracingPolicy files")
     policy_sub = policy.add_subparsers(dest="policy_command", required=True, metavar="WHAT")

@@ -1,4 +1,10 @@
-"""`tetrad run`: the daemon in the foreground."""
+"""`tetrad run`: the daemon in the foreground (also what systemd starts).
+
+Configuration comes from the TOML layers of tetrad/config.py; the flags
+given here are the last layer. Which sinks run follows from it: the terminal
+unless --quiet, journald when enabled and reachable, the JSON file when a
+path is set (with the export filters and rate limit in front of it).
+"""
 
 from __future__ import annotations
 
@@ -6,43 +12,104 @@ import logging
 import os
 import signal
 import threading
-from dataclasses import replace
 from pathlib import Path
 
+from tetrad import config as cfg
 from tetrad.daemon import Daemon, DaemonConfig
+from tetrad.sensors.process import ProcessSensorConfig
 
 log = logging.getLogger(__name__)
 
 
-def _sinks(args, node_name: str) -> list:
+def overrides(args) -> dict:
+    """The flags given, as a config layer."""
+    layer: dict = {}
+    export: dict = {}
+    if args.node_name is not None:
+        layer["node_name"] = args.node_name
+    if args.policy_dir is not None:
+        layer["policies"] = {"dir": args.policy_dir}
+    if args.export_file is not None:
+        export["file"] = args.export_file
+    if args.export_file_max_size_mb is not None:
+        export["max_size_mb"] = args.export_file_max_size_mb
+    if args.export_file_max_backups is not None:
+        export["max_backups"] = args.export_file_max_backups
+    if args.export_file_rotation_interval is not None:
+        export["rotation_interval"] = args.export_file_rotation_interval
+    if args.export_file_compress:
+        export["compress"] = True
+    if args.export_rate_limit is not None:
+        export["rate_limit"] = args.export_rate_limit
+    if export:
+        layer["export"] = export
+    if args.no_journald:
+        layer["journald"] = {"enabled": False}
+    return layer
+
+
+def build_sinks(config: cfg.Config, quiet: bool) -> list:
+    from tetrad.filters import ExportFilter, FilteredSink, RateLimit
+    node = config.node
     sinks = []
-    if not args.quiet:
+    if not quiet:
         from tetrad.sinks.terminal import TerminalSink
-        sinks.append(TerminalSink(node_name))
-    if args.export_file:
+        sinks.append(TerminalSink(node))
+    if config.journald.enabled:
+        from tetrad.sinks.journald import SOCKET, JournaldSink
+        if os.path.exists(SOCKET):
+            sinks.append(JournaldSink(node))
+        else:
+            log.warning("journald sink off: %s does not exist (is systemd-journald running?)", SOCKET)
+    ex = config.export
+    if ex.file:
         from tetrad.sinks.jsonfile import JsonLinesSink
-        sinks.append(JsonLinesSink(args.export_file, node_name))
+        Path(ex.file).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        file_sink = JsonLinesSink(ex.file, node, max_bytes=ex.max_size_mb << 20,
+                                  max_backups=ex.max_backups,
+                                  interval_s=cfg.parse_duration(ex.rotation_interval),
+                                  compress=ex.compress)
+        if ex.allow or ex.deny or ex.rate_limit >= 0:
+            file_sink = FilteredSink(file_sink, ExportFilter(ex.allow, ex.deny),
+                                     RateLimit(ex.rate_limit), node)
+        sinks.append(file_sink)
     return sinks
 
 
-def policy_dir_files(directory: str | None) -> tuple[str, ...]:
-    if not directory:
+def policy_dir_files(directory: str) -> tuple[str, ...]:
+    if not directory or not os.path.isdir(directory):
         return ()
     return tuple(str(p) for p in sorted(Path(directory).iterdir())
                  if p.is_file() and p.suffix in (".yaml", ".yml", ".json"))
+
+
+def daemon_config(config: cfg.Config, extra_policies: list[str]) -> DaemonConfig:
+    return DaemonConfig(
+        node_name=config.node,
+        process_cache_size=config.process.cache_size,
+        sink_queue_size=config.queue_size,
+        stats_interval_s=cfg.parse_duration(config.stats_interval),
+        sensor=ProcessSensorConfig(ringbuf_pages=config.process.ringbuf_pages,
+                                   execve_map_entries=config.process.execve_map_entries),
+        policy_files=tuple(extra_policies) + policy_dir_files(config.policies.dir))
 
 
 def run(args) -> int:
     if os.geteuid() != 0:
         log.error("tetrad run needs root (it loads BPF programs); try: sudo tetrad run")
         return 1
-    config = DaemonConfig(policy_files=tuple(args.policy) + policy_dir_files(args.policy_dir))
-    if args.node_name:
-        config = replace(config, node_name=args.node_name)
+    try:
+        files = cfg.layer_files(Path(args.config_dir))
+        config = cfg.load(files, overrides(args))
+        sinks = build_sinks(config, args.quiet)
+    except (cfg.ConfigError, OSError, ValueError) as err:
+        log.error("%s; fix it and start again", err)
+        return 2
+    log.info("config: %s", ", ".join(config.sources))
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    daemon = Daemon(config, _sinks(args, config.node_name))
+    daemon = Daemon(daemon_config(config, args.policy), sinks)
     try:
         daemon.start()
         daemon.run(stop)

@@ -1,11 +1,12 @@
-"""The bounded queue between the observer and the sinks.
+"""Bounded queues between the observer and the sinks, one worker per sink.
 
 The observer thread must never wait for a disk or journald, or the kernel's
-ring buffer fills and records are lost where nobody can see them. So events
-are collected per drain of the ring buffer (`emit`), handed over as one batch
-(`commit`), and a writer thread feeds each sink in turn. At most `capacity`
-events wait; what does not fit is dropped and counted (`dropped`). A sink
-that raises is counted per sink and the others still get the event.
+ring buffer fills and records are lost where nobody can see them. Events are
+collected per drain of the ring buffer (`emit`) and handed over as one batch
+(`commit`) to every sink's own worker thread, so a slow sink (journald under
+load, a full disk) costs only its own events: each worker lets at most
+`capacity` events wait, drops the rest and counts them. A sink that raises
+is counted and keeps receiving later events.
 
 Batches, not single events, cross the thread boundary: one lock round trip
 per drain instead of per event keeps the reader's cost per event low.
@@ -31,35 +32,27 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
-class SinkDispatcher:
-    def __init__(self, sinks: list[Sink], capacity: int = 65536):
-        self._sinks = sinks
-        self._capacity = capacity
-        self._batch: list[Event] = []
+class SinkWorker:
+    """One sink, its queue of batches and its thread."""
+
+    def __init__(self, sink: Sink, capacity: int):
+        self.sink = sink
+        self.capacity = capacity
         self._batches: deque[list[Event]] = deque()
         self._pending = 0
         self._cond = threading.Condition()
         self._closing = False
-        self._thread = threading.Thread(target=self._run, name="tetrad-sinks", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"tetrad-sink-{sink.name}", daemon=True)
         self.dropped = 0
         self.written = 0
-        self.errors: dict[str, int] = {s.name: 0 for s in sinks}
+        self.errors = 0
 
     def start(self) -> None:
         self._thread.start()
 
-    def emit(self, event: Event) -> None:
-        """Called by the observer thread for each event."""
-        self._batch.append(event)
-
-    def commit(self) -> None:
-        """Hand the events emitted since the last commit to the writer."""
-        batch = self._batch
-        if not batch:
-            return
-        self._batch = []
+    def offer(self, batch: list[Event]) -> None:
         with self._cond:
-            room = self._capacity - self._pending
+            room = self.capacity - self._pending
             if len(batch) > room:
                 self.dropped += len(batch) - max(room, 0)
                 batch = batch[:max(room, 0)]
@@ -68,22 +61,17 @@ class SinkDispatcher:
                 self._pending += len(batch)
                 self._cond.notify()
 
+    @property
     def backlog(self) -> int:
         return self._pending
 
-    def close(self, timeout: float = 30.0) -> None:
-        """Write what is queued, then close every sink."""
-        self.commit()
+    def close(self, timeout: float) -> None:
         with self._cond:
             self._closing = True
             self._cond.notify()
         if self._thread.is_alive():
             self._thread.join(timeout)
-        for sink in self._sinks:
-            try:
-                sink.close()
-            except Exception:
-                log.exception("closing sink %s", sink.name)
+        self._call(self.sink.close)
 
     def _run(self) -> None:
         while True:
@@ -94,21 +82,85 @@ class SinkDispatcher:
                     return
                 batch = self._batches.popleft()
             for event in batch:
-                for sink in self._sinks:
-                    self._call(sink, sink.write, event)
-            self.written += len(batch)
+                if self._call(self.sink.write, event):
+                    self.written += 1
             with self._cond:
                 self._pending -= len(batch)
                 idle = not self._batches
             if idle:
-                for sink in self._sinks:
-                    self._call(sink, sink.flush)
+                self._call(self.sink.flush)
 
-    def _call(self, sink: Sink, method, *args) -> None:
+    def _call(self, method, *args) -> bool:
         try:
             method(*args)
+            return True
         except Exception as err:
-            self.errors[sink.name] += 1
-            if self.errors[sink.name] == 1 or self.errors[sink.name] % 1000 == 0:
-                log.error("sink %s failed (%d errors so far): %s", sink.name,
-                          self.errors[sink.name], err)
+            self.errors += 1
+            if self.errors == 1 or self.errors % 1000 == 0:
+                log.error("sink %s failed (%d errors so far): %s", self.sink.name, self.errors, err)
+            return False
+
+
+class SinkDispatcher:
+    def __init__(self, sinks: list[Sink], capacity: int = 65536):
+        self._capacity = capacity
+        self._workers = [SinkWorker(s, capacity) for s in sinks]
+        self._batch: list[Event] = []
+        self._started = False
+        self.emitted = 0
+
+    def start(self) -> None:
+        for w in self._workers:
+            w.start()
+        self._started = True
+
+    def emit(self, event: Event) -> None:
+        """Called by the observer thread for each event."""
+        self._batch.append(event)
+
+    def commit(self) -> None:
+        """Hand the events emitted since the last commit to every sink."""
+        batch = self._batch
+        if not batch:
+            return
+        self._batch = []
+        self.emitted += len(batch)
+        for w in self._workers:
+            w.offer(batch)
+
+    def replace(self, sinks: list[Sink], timeout: float = 30.0) -> None:
+        """Swap in new sinks (config reload): the old ones finish their
+        queues and close; events committed from now on go to the new."""
+        old = self._workers
+        self._workers = [SinkWorker(s, self._capacity) for s in sinks]
+        if self._started:
+            for w in self._workers:
+                w.start()
+        for w in old:
+            w.close(timeout)
+
+    @property
+    def dropped(self) -> int:
+        return sum(w.dropped for w in self._workers)
+
+    @property
+    def written(self) -> int:
+        """Events the slowest sink has written (all sinks, when equal)."""
+        return min((w.written for w in self._workers), default=self.emitted)
+
+    def per_sink(self) -> dict[str, dict[str, int]]:
+        return {w.sink.name: {"written": w.written, "dropped": w.dropped, "errors": w.errors,
+                              "backlog": w.backlog} for w in self._workers}
+
+    @property
+    def errors(self) -> dict[str, int]:
+        return {w.sink.name: w.errors for w in self._workers}
+
+    def backlog(self) -> int:
+        return max((w.backlog for w in self._workers), default=0)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Write what is queued, then close every sink."""
+        self.commit()
+        for w in self._workers:
+            w.close(timeout)

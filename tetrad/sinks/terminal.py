@@ -19,6 +19,9 @@ class TerminalSink:
     def write(self, event: Event) -> None:
         self._stream.write(compact(event, self._node) + "\n")
 
+    def write_raw(self, json_line: str) -> None:
+        self._stream.write(json_line + "\n")
+
     def flush(self) -> None:
         self._stream.flush()
 

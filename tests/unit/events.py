@@ -1,0 +1,18 @@
+"""Events for unit tests of sinks and filters (no kernel, no cache)."""
+
+from tetrad.decode.process import ProcKey
+from tetrad.events.model import Event
+from tetrad.process.model import Process
+
+
+def process(pid=100, binary="/usr/bin/curl", arguments="-I https://example.org", **extra):
+    return Process(exec_id=f"id-{pid}", key=ProcKey(pid, 1), pid=pid, tid=pid, uid=0, gid=0,
+                   auid=4294967295, cwd="/", binary=binary, arguments=arguments, flags="execve",
+                   start_time_ns=1_700_000_000_000_000_000, extra=extra)
+
+
+def event(kind="process_exec", pid=100, binary="/usr/bin/curl", policy_name="", parent=None,
+          container=None, **fields):
+    extra = {"container": container} if container else {}
+    return Event(kind, 1_700_000_000_000_000_000 + pid, process(pid, binary, **extra),
+                 parent=parent, fields=fields, policy_name=policy_name)

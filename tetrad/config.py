@@ -1,0 +1,170 @@
+"""Configuration: TOML layers, validated into one frozen Config.
+
+Layers, later wins, key by key:
+  1. packaged defaults   /usr/lib/tetrad/tetrad.toml  (a checkout: etc/tetrad.toml)
+  2. the admin's file    /etc/tetragon/tetrad.toml
+  3. drop-ins            /etc/tetragon/tetrad.d/*.toml, in name order
+  4. command-line flags
+A missing layer file or drop-in directory is simply absent (the packaged
+defaults must exist). Unknown keys and values of the wrong type or range are
+errors that name the file and the key, so a typo never silently falls back
+to a default.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+
+import toml
+
+from tetrad.paths import shipped_etc_dir
+
+ETC = Path("/etc/tetragon")
+
+
+class ConfigError(Exception):
+    """A config file or flag is wrong; the message names where and which key."""
+
+
+@dataclass(frozen=True)
+class ProcessConfig:
+    cache_size: int = 65536
+    ringbuf_pages: int = 2048
+    execve_map_entries: int = 32768
+
+
+@dataclass(frozen=True)
+class PoliciesConfig:
+    dir: str = "/etc/tetragon/policies.d"
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    file: str = ""
+    max_size_mb: int = 10
+    max_backups: int = 5
+    rotation_interval: str = "0"
+    compress: bool = False
+    allow: list = field(default_factory=list)
+    deny: list = field(default_factory=list)
+    rate_limit: int = -1            # events per minute; -1 off, 0 none exported
+
+
+@dataclass(frozen=True)
+class JournaldConfig:
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    socket: str = "/run/tetrad/tetrad.sock"
+    metrics_address: str = ""
+
+
+@dataclass(frozen=True)
+class Config:
+    node_name: str = ""
+    log_level: str = "info"
+    queue_size: int = 65536
+    stats_interval: str = "60s"
+    process: ProcessConfig = ProcessConfig()
+    policies: PoliciesConfig = PoliciesConfig()
+    export: ExportConfig = ExportConfig()
+    journald: JournaldConfig = JournaldConfig()
+    server: ServerConfig = ServerConfig()
+    sources: tuple = ()            # files read, in order (for `tetra status`)
+
+    @property
+    def node(self) -> str:
+        return self.node_name or socket.gethostname()
+
+
+_CHECKS = {
+    "log_level": lambda v: v in ("debug", "info", "warning", "error"),
+    "queue_size": lambda v: 16 <= v <= 10_000_000,
+    "process.cache_size": lambda v: 1024 <= v <= 10_000_000,
+    "process.ringbuf_pages": lambda v: v >= 16 and v & (v - 1) == 0,
+    "process.execve_map_entries": lambda v: 1024 <= v <= 4_000_000,
+    "export.max_size_mb": lambda v: v >= 1,
+    "export.max_backups": lambda v: v >= 0,
+    "export.rate_limit": lambda v: v >= -1,
+}
+_HINTS = {
+    "process.ringbuf_pages": "a power of two, at least 16",
+    "log_level": "debug, info, warning or error",
+}
+
+
+def parse_duration(text: str) -> float:
+    """"90", "30s", "5m", "1h" -> seconds; "0" means off."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*", str(text))
+    if not m:
+        raise ValueError(f"{text!r} is not a duration such as 30s, 5m or 1h")
+    return float(m.group(1)) * {None: 1, "ms": 0.001, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+
+
+def _merge(target, data: dict, source: str, prefix: str = ""):
+    """A copy of dataclass `target` with `data` applied, checked key by key."""
+    known = {f.name: f for f in fields(target) if f.name != "sources"}
+    changes = {}
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if key not in known:
+            raise ConfigError(f"{source}: unknown key {dotted!r} "
+                              f"(known: {', '.join(sorted(known))})")
+        current = getattr(target, key)
+        if is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: {dotted} must be a table ([{dotted}])")
+            changes[key] = _merge(current, value, source, f"{dotted}.")
+            continue
+        if type(value) is not type(current):
+            raise ConfigError(f"{source}: {dotted} must be {type(current).__name__}, "
+                              f"not {type(value).__name__} ({value!r})")
+        check = _CHECKS.get(dotted)
+        if check and not check(value):
+            hint = _HINTS.get(dotted, "")
+            raise ConfigError(f"{source}: {dotted} = {value!r} is out of range{': ' + hint if hint else ''}")
+        if dotted in ("stats_interval", "export.rotation_interval"):
+            try:
+                parse_duration(value)
+            except ValueError as err:
+                raise ConfigError(f"{source}: {dotted}: {err}") from None
+        changes[key] = value
+    return replace(target, **changes)
+
+
+def _read(path: Path) -> dict:
+    try:
+        return toml.loads(path.read_text(encoding="utf-8"))
+    except toml.TomlDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML: {err}") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read: {err.strerror}") from None
+
+
+def layer_files(etc: Path = ETC, defaults: Path | None = None) -> list[Path]:
+    """The files to read, lowest precedence first (packaged defaults always)."""
+    if defaults is None:
+        packaged = Path("/usr/lib/tetrad/tetrad.toml")
+        defaults = packaged if packaged.exists() else shipped_etc_dir() / "tetrad.toml"
+    files = [defaults]
+    if (etc / "tetrad.toml").is_file():
+        files.append(etc / "tetrad.toml")
+    dropins = etc / "tetrad.d"
+    if dropins.is_dir():
+        files += sorted(p for p in dropins.iterdir() if p.suffix == ".toml" and p.is_file())
+    return files
+
+
+def load(files: list[Path], overrides: dict | None = None) -> Config:
+    """Apply each file in order, then flag overrides ({"export": {"file": ...}})."""
+    config = Config()
+    for path in files:
+        config = _merge(config, _read(path), str(path))
+    if overrides:
+        config = _merge(config, overrides, "command line")
+    return replace(config, sources=tuple(str(p) for p in files))
