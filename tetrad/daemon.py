@@ -1,23 +1,28 @@
-"""Daemon lifecycle: start-up order, the main loop, shutdown.
+"""Daemon lifecycle: start-up order, the main loop, reload, shutdown.
 
 Lifecycle only; every arrow of the data flow lives in its own module. Start-up
 follows Tetragon's order so nothing is missed: kernel mounts -> feature probe
 -> process sensor attached -> ring buffer opened -> /proc scan (processes that
-predate the sensor) -> sinks running. Records that arrive during the scan wait
-in the ring buffer and are applied after it, so they win over the scan.
+predate the sensor) -> policies -> sinks running -> READY=1. Records that
+arrive during the scan wait in the ring buffer and are applied after it.
 
-Signal handlers only set a flag; the loop drains the ring buffer on a short
-timer, so it always wakes to see it.
+One thread owns BPF: the main loop drains the ring buffer on a short timer
+and, between drains, syncs the policy directory when it changed, runs API
+requests queued by the socket threads, and reloads on SIGHUP. Signal handlers
+and other threads only set flags or queue work.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
+from tetrad import __version__
 from tetrad.bpf import features
 from tetrad.bpf.mounts import ensure_kernel_mounts
 from tetrad.events.timefmt import KtimeClock
@@ -27,6 +32,7 @@ from tetrad.policy import schema
 from tetrad.process.cache import ProcessCache
 from tetrad.process.procfs import ProcfsScanner
 from tetrad.sensors.process import ProcessSensor, ProcessSensorConfig
+from tetrad.service.notify import Notifier
 from tetrad.sinks.dispatch import Sink, SinkDispatcher
 
 log = logging.getLogger(__name__)
@@ -34,6 +40,8 @@ log = logging.getLogger(__name__)
 # How long the loop sleeps when the ring buffer is empty: the latency of an
 # event on an idle host, and the idle wake-up rate.
 DRAIN_INTERVAL_S = 0.02
+STATUS_INTERVAL_S = 5.0
+COMPILE_EXTEND_S = 120.0          # more start/reload time per policy being compiled
 
 
 @dataclass(frozen=True)
@@ -43,19 +51,42 @@ class DaemonConfig:
     sink_queue_size: int = 65536
     stats_interval_s: float = 60.0
     sensor: ProcessSensorConfig = ProcessSensorConfig()
-    policy_files: tuple[str, ...] = ()     # loaded at start, in order
+    policy_files: tuple[str, ...] = ()     # loaded at start, in order (--policy)
+    policy_dir: str = ""                   # watched; "" for none
+    socket_path: str = ""                  # local API; "" for none
+    metrics_address: str = ""              # host:port for Prometheus; "" for none
+
+
+# Rebuilds sinks from the config files on reload (tetrad/cli/run.py).
+Reconfigure = Callable[[], list[Sink]]
 
 
 class Daemon:
-    def __init__(self, config: DaemonConfig, sinks: list[Sink]):
+    def __init__(self, config: DaemonConfig, sinks: list[Sink], notifier: Notifier | None = None,
+                 reconfigure: Reconfigure | None = None):
+        from tetrad.api.server import EventStreams
         self.config = config
         self.clock = KtimeClock()
         self.cache = ProcessCache(config.node_name, self.clock, capacity=config.process_cache_size)
-        self.sinks = SinkDispatcher(sinks, capacity=config.sink_queue_size)
+        self.streams = EventStreams(config.node_name)
+        self.sinks = SinkDispatcher(sinks + [self.streams], capacity=config.sink_queue_size)
         self.sensor = ProcessSensor(config.sensor)
         self.observer = Observer()
+        self.notify = notifier or Notifier()
+        self._reconfigure = reconfigure
         self.policies = None            # PolicyManager, once the sensor is up
+        self.directory = None           # PolicyDirectory
+        self.watcher = None             # DirectoryWatcher
+        self.extra_policies: dict[str, object] = {}    # name -> LoadedPolicy (--policy, tetra add)
+        self.disabled: dict[str, tuple[object, str]] = {}   # name -> (Policy, where it came from)
+        self.api = None
+        self.metrics = None
         self.started_at = 0.0
+        self.reload_requested = threading.Event()
+        self._commands: queue.Queue = queue.Queue()
+        self._last_records = (0.0, 0)
+
+    # ---- start --------------------------------------------------------------------
 
     def start(self) -> None:
         self.started_at = time.monotonic()
@@ -63,14 +94,24 @@ class Daemon:
         if mounted:
             log.info("mounted %s", ", ".join(mounted))
         log.info("kernel: %s", features.summary_line())
+        self.notify.extend(COMPILE_EXTEND_S, "compiling the process sensor")
         self.sensor.load()
         for op, decoder, handler in ProcessEvents(self.cache, self.clock, self.sinks.emit).routes():
             self.observer.register(op, decoder, handler)
         self.observer.open(self.sensor.bpf)
         self._seed_from_procfs()
-        self._load_policies()
+        self._start_policies()
         self.sinks.start()
+        if self.config.socket_path:
+            from tetrad.api.server import ApiServer
+            self.api = ApiServer(self.config.socket_path, self.submit, self.streams)
+            self.api.start()
+        if self.config.metrics_address:
+            from tetrad.service.metrics import MetricsServer
+            self.metrics = MetricsServer(self.config.metrics_address, self)
+            self.metrics.start()
         log.info("ready in %.2fs", time.monotonic() - self.started_at)
+        self.notify.ready(self.status_line())
 
     def _seed_from_procfs(self) -> None:
         started = time.monotonic()
@@ -82,26 +123,127 @@ class Daemon:
                  "while read) in %.2fs", len(scan.entries), seeded, scan.skipped,
                  time.monotonic() - started)
 
-    def _load_policies(self) -> None:
-        """Load the configured policy files; a bad one is reported and the
-        others still load."""
+    def _start_policies(self) -> None:
+        """Load --policy files, then the directory; a bad policy is reported
+        and the others still load."""
+        from tetrad.policy.directory import PolicyDirectory
         from tetrad.policy.manager import PolicyManager
+        from tetrad.policy.watch import DirectoryWatcher
         self.policies = PolicyManager(self.observer, self.sinks.emit, self.cache, self.clock)
         for path in self.config.policy_files:
             try:
-                self.policies.load(schema.read(path))
+                policy = schema.read(path)
+                self.extra_policies[policy.name] = self._load(policy)
             except schema.PolicyError as err:
                 log.error("policy not loaded:\n%s", err)
+        if self.config.policy_dir:
+            self.directory = PolicyDirectory(self.config.policy_dir, self._load, self._unload)
+            self.watcher = DirectoryWatcher(self.config.policy_dir)
+            self.directory.sync()
+            self.watcher.start()
+
+    def _load(self, policy):
+        if policy.name in self.disabled or policy.name in self.extra_policies:
+            raise schema.PolicyError(policy.source, [("metadata.name", f"a policy named "
+                                     f"{policy.name!r} is already loaded or disabled")])
+        self.notify.extend(COMPILE_EXTEND_S, f"compiling policy {policy.name}")
+        return self.policies.load(policy)
+
+    def _unload(self, loaded) -> None:
+        if loaded is not None:
+            self.policies.unload(loaded)
+
+    # ---- main loop ----------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
         next_stats = time.monotonic() + self.config.stats_interval_s
+        next_status = time.monotonic() + STATUS_INTERVAL_S
         while not stop.is_set():
             if not self.observer.drain():
                 stop.wait(DRAIN_INTERVAL_S)
             self.sinks.commit()
-            if time.monotonic() >= next_stats:
+            self._run_commands()
+            if self.reload_requested.is_set():
+                self.reload_requested.clear()
+                self.reload()
+            if self.watcher is not None and self.watcher.due():
+                self.directory.sync()
+            self.notify.watchdog()
+            now = time.monotonic()
+            if now >= next_status:
+                self.notify.status(self.status_line())
+                next_status = now + STATUS_INTERVAL_S
+            if now >= next_stats:
                 log.info("%s", self.stats_line())
-                next_stats = time.monotonic() + self.config.stats_interval_s
+                next_stats = now + self.config.stats_interval_s
+
+    def submit(self, request: dict, timeout: float = 600.0) -> dict:
+        """Run an API request on the main loop (called from API threads)."""
+        done = threading.Event()
+        box: dict = {}
+        self._commands.put((request, box, done))
+        if not done.wait(timeout):
+            return {"ok": False, "error": f"the daemon did not answer within {timeout:.0f}s"}
+        return box["answer"]
+
+    def _run_commands(self) -> None:
+        from tetrad.api.commands import execute
+        while True:
+            try:
+                request, box, done = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                box["answer"] = execute(self, request)
+            except Exception as err:       # an API bug must not stop the daemon
+                log.exception("API request %r failed", request.get("op"))
+                box["answer"] = {"ok": False, "error": f"internal error: {err}"}
+            done.set()
+
+    def reload(self) -> dict:
+        """SIGHUP / `tetrad reload`: re-read config (sinks) and policies."""
+        started = time.monotonic()
+        self.notify.reloading()
+        log.info("reloading")
+        errors_before = self.directory.errors if self.directory else 0
+        if self._reconfigure is not None:
+            try:
+                new_sinks = self._reconfigure()
+            except Exception as err:
+                log.error("config not reloaded, the previous one stays in force: %s", err)
+            else:
+                self.sinks.commit()
+                self.sinks.replace(new_sinks + [self.streams])
+        if self.directory is not None:
+            self.directory.sync(retry=True)
+        errors = (self.directory.errors if self.directory else 0) - errors_before
+        log.info("reloaded in %.2fs (%d policy errors)", time.monotonic() - started, errors)
+        self.notify.ready(self.status_line())
+        return {"ok": True, "policy_errors": errors, "seconds": round(time.monotonic() - started, 3)}
+
+    # ---- state --------------------------------------------------------------------
+
+    def policy_states(self) -> list[dict]:
+        out = []
+        loaded = self.policies.loaded() if self.policies else []
+        origin = {}
+        if self.directory is not None:
+            for path, entry in self.directory.entries.items():
+                origin[id(entry.loaded)] = (path, entry.error)
+                if entry.loaded is None and entry.name not in self.disabled:
+                    out.append({"name": entry.name or "", "source": path, "state": "error",
+                                "error": entry.error})
+        for lp in loaded:
+            path, error = origin.get(id(lp), (lp.source, ""))
+            row = {"name": lp.name, "source": path, "state": "enabled", "mode": lp.mode,
+                   "hooks": len(lp.hooks), "load_seconds": round(lp.load_seconds, 3),
+                   "counters": self.policies.counters(lp)}
+            if error:
+                row["error"] = error + " (the version shown stays in force)"
+            out.append(row)
+        for name, (policy, source) in self.disabled.items():
+            out.append({"name": name, "source": source, "state": "disabled", "mode": policy.mode})
+        return out
 
     def stats(self) -> dict:
         cache = self.cache.stats()
@@ -110,12 +252,34 @@ class Daemon:
             "record_errors": self.observer.errors,
             "ringbuf_drops": self.sensor.drops(),
             "execve_map_errors": self.sensor.map_errors(),
+            "events_emitted": self.sinks.emitted,
+            "events_by_type": dict(self.sinks.by_kind),
             "events_written": self.sinks.written,
             "queue_drops": self.sinks.dropped,
             "sink_errors": dict(self.sinks.errors),
+            "sinks": self.sinks.per_sink(),
             "process_cache": {"size": cache.size, "capacity": cache.capacity,
                               "misses": cache.misses, "evictions": cache.evictions},
+            "policy_errors": self.directory.errors if self.directory else 0,
         }
+
+    def status(self) -> dict:
+        return {"version": __version__, "node_name": self.config.node_name,
+                "uptime_seconds": round(time.monotonic() - self.started_at, 1),
+                "kernel_features": {f.name: f.available for f in features.probe_all()},
+                "policies": self.policy_states(), "stats": self.stats()}
+
+    def status_line(self) -> str:
+        now = time.monotonic()
+        at, records = self._last_records
+        rate = (self.observer.received - records) / (now - at) if at and now > at else 0.0
+        self._last_records = (now, self.observer.received)
+        states = self.policy_states() if self.policies else []
+        enabled = sum(1 for p in states if p["state"] == "enabled")
+        failed = sum(1 for p in states if p.get("error"))
+        drops = sum(self.sensor.drops().values()) + self.sinks.dropped
+        return (f"{enabled} policies loaded{f', {failed} with errors' if failed else ''}; "
+                f"{rate:.0f} events/s; {drops} dropped")
 
     def stats_line(self) -> str:
         s = self.stats()
@@ -123,8 +287,17 @@ class Daemon:
                 f"ringbuf_drops={sum(s['ringbuf_drops'].values())} queue_drops={s['queue_drops']} "
                 f"cache={s['process_cache']['size']} misses={s['process_cache']['misses']}")
 
+    # ---- stop ---------------------------------------------------------------------
+
     def stop(self) -> None:
         """Drain what the kernel already queued, flush sinks, detach."""
+        self.notify.stopping()
+        if self.watcher is not None:
+            self.watcher.stop()
+        if self.api is not None:
+            self.api.close()
+        if self.metrics is not None:
+            self.metrics.close()
         if self.sensor.bpf is None:
             self.sinks.close()
             return

@@ -32,6 +32,7 @@ class DaemonProcess:
             [sys.executable, "-m", "tetrad", "run", "--quiet", "--node-name", "testnode",
              "--config-dir", str(workdir), "--policy-dir", "", "--no-journald",
              "--export-file", str(self.export), "--export-file-max-size-mb", "100000",
+             "--socket", str(workdir / "api.sock"),
              *extra_args],
             cwd=REPO, stdout=subprocess.DEVNULL, stderr=self._stderr)
         self._offset = 0

@@ -1,6 +1,13 @@
 import threading
+from dataclasses import dataclass
 
 from tetrad.sinks.dispatch import SinkDispatcher
+
+
+@dataclass(frozen=True)
+class Ev:
+    n: int
+    kind: str = "process_exec"
 
 
 class ListSink:
@@ -29,12 +36,12 @@ def test_batches_are_delivered_in_order_and_flushed():
     d = SinkDispatcher([sink])
     d.start()
     for i in range(10):
-        d.emit(i)
+        d.emit(Ev(i))
         if i % 3 == 0:
             d.commit()
     d.close()
-    assert sink.got == list(range(10)) and sink.closed and sink.flushes >= 1
-    assert d.written == 10 and d.dropped == 0
+    assert sink.got == [Ev(i) for i in range(10)] and sink.closed and sink.flushes >= 1
+    assert d.written == 10 and d.dropped == 0 and d.by_kind == {"process_exec": 10}
 
 
 def test_full_queue_drops_and_counts_without_blocking():
@@ -43,21 +50,21 @@ def test_full_queue_drops_and_counts_without_blocking():
     d = SinkDispatcher([sink], capacity=5)
     d.start()
     for i in range(8):
-        d.emit(i)
+        d.emit(Ev(i))
     d.commit()                   # 5 fit, 3 dropped, and commit did not block
     assert d.dropped == 3
     gate.set()
     d.close()
-    assert sink.got == [0, 1, 2, 3, 4]
+    assert sink.got == [Ev(i) for i in range(5)]
 
 
 def test_failing_sink_is_counted_and_others_still_get_events():
-    bad, good = ListSink(fail_on=2), ListSink()
+    bad, good = ListSink(fail_on=Ev(2)), ListSink()
     bad.name = "bad"
     d = SinkDispatcher([bad, good])
     d.start()
     for i in range(4):
-        d.emit(i)
+        d.emit(Ev(i))
     d.close()
-    assert good.got == [0, 1, 2, 3] and bad.got == [0, 1, 3]
+    assert good.got == [Ev(i) for i in range(4)] and bad.got == [Ev(0), Ev(1), Ev(3)]
     assert d.errors == {"bad": 1, "list": 0}

@@ -14,7 +14,7 @@ def _parser() -> argparse.ArgumentParser:
         "eBPF host security daemon: process, file and network events and "
         "Tetragon TracingPolicy enforcement for plain systemd hosts."))
     p.add_argument("--version", action="version", version=f"tetrad {__version__}")
-    p.add_argument("--log-level", default="info",
+    p.add_argument("--log-level", default=None,
                    choices=["debug", "info", "warning", "error"])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -41,6 +41,14 @@ def _parser() -> argparse.ArgumentParser:
                      help="also load this TracingPolicy file at start (repeatable)")
     run.add_argument("--policy-dir", metavar="DIR",
                      help="policy directory (default /etc/tetragon/policies.d); '' for none")
+    run.add_argument("--socket", metavar="PATH",
+                     help="local API socket (default /run/tetrad/tetrad.sock); '' for none")
+    run.add_argument("--metrics-address", metavar="HOST:PORT",
+                     help="serve Prometheus metrics here, e.g. 127.0.0.1:2112 (default: off)")
+
+    reload = sub.add_parser("reload", help="re-read config and policies in the running daemon; "
+                            "waits until done (for systemd's ExecReload)")
+    reload.add_argument("--socket", default="/run/tetrad/tetrad.sock", metavar="PATH")
 
     policy = sub.add_parser("policy", help="work with TracingPolicy files")
     policy_sub = policy.add_subparsers(dest="policy_command", required=True, metavar="WHAT")
@@ -60,11 +68,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+    logging.basicConfig(level=(args.log_level or "info").upper(), stream=sys.stderr,
                         format="tetrad: %(levelname)s: %(message)s")
     if args.command == "run":
         from tetrad.cli import run
         return run.run(args)
+    if args.command == "reload":
+        from tetrad.cli import tetra
+        return tetra.reload(args.socket)
     if args.command == "policy":
         from tetrad.cli import policy
         return policy.run(args)

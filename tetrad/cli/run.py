@@ -45,6 +45,10 @@ def overrides(args) -> dict:
         layer["export"] = export
     if args.no_journald:
         layer["journald"] = {"enabled": False}
+    if args.socket is not None:
+        layer["server"] = {"socket": args.socket}
+    if args.metrics_address is not None:
+        layer.setdefault("server", {})["metrics_address"] = args.metrics_address
     return layer
 
 
@@ -76,13 +80,6 @@ def build_sinks(config: cfg.Config, quiet: bool) -> list:
     return sinks
 
 
-def policy_dir_files(directory: str) -> tuple[str, ...]:
-    if not directory or not os.path.isdir(directory):
-        return ()
-    return tuple(str(p) for p in sorted(Path(directory).iterdir())
-                 if p.is_file() and p.suffix in (".yaml", ".yml", ".json"))
-
-
 def daemon_config(config: cfg.Config, extra_policies: list[str]) -> DaemonConfig:
     return DaemonConfig(
         node_name=config.node,
@@ -91,7 +88,10 @@ def daemon_config(config: cfg.Config, extra_policies: list[str]) -> DaemonConfig
         stats_interval_s=cfg.parse_duration(config.stats_interval),
         sensor=ProcessSensorConfig(ringbuf_pages=config.process.ringbuf_pages,
                                    execve_map_entries=config.process.execve_map_entries),
-        policy_files=tuple(extra_policies) + policy_dir_files(config.policies.dir))
+        policy_files=tuple(extra_policies),
+        policy_dir=config.policies.dir,
+        socket_path=config.server.socket,
+        metrics_address=config.server.metrics_address)
 
 
 def run(args) -> int:
@@ -106,10 +106,20 @@ def run(args) -> int:
         log.error("%s; fix it and start again", err)
         return 2
     log.info("config: %s", ", ".join(config.sources))
+    if args.log_level is None:
+        logging.getLogger().setLevel(config.log_level.upper())
+
+    def reconfigure() -> list:
+        """Sinks from the config files as they are now (SIGHUP, tetrad reload).
+        Settings that shape kernel maps need a restart; they are not re-read."""
+        again = cfg.load(cfg.layer_files(Path(args.config_dir)), overrides(args))
+        return build_sinks(again, args.quiet)
+
     stop = threading.Event()
+    daemon = Daemon(daemon_config(config, args.policy), sinks, reconfigure=reconfigure)
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    daemon = Daemon(daemon_config(config, args.policy), sinks)
+    signal.signal(signal.SIGHUP, lambda *_: daemon.reload_requested.set())
     try:
         daemon.start()
         daemon.run(stop)

@@ -108,6 +108,7 @@ class SinkDispatcher:
         self._batch: list[Event] = []
         self._started = False
         self.emitted = 0
+        self.by_kind: dict[str, int] = {}
 
     def start(self) -> None:
         for w in self._workers:
@@ -125,6 +126,9 @@ class SinkDispatcher:
             return
         self._batch = []
         self.emitted += len(batch)
+        by_kind = self.by_kind
+        for event in batch:
+            by_kind[event.kind] = by_kind.get(event.kind, 0) + 1
         for w in self._workers:
             w.offer(batch)
 

@@ -1,0 +1,266 @@
+"""The daemon as a service, on the real kernel: the watched policy directory,
+the local API and `tetra`, `tetrad reload`, metrics, clean stop.
+
+Policies hook lseek(-1, offset, whence) with offsets unique to this run:
+the call fails (EBADF) but its entry is traced, so a hit proves the version
+of the policy in force without touching any file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+
+import pytest
+
+from tests.kernel.daemon_harness import REPO, DaemonProcess
+
+pytestmark = pytest.mark.kernel
+
+RUN = uuid.uuid4().hex[:8]
+BASE = 5_000_000 + (int(RUN, 16) % 1_000_000) * 16
+METRICS_PORT = 20000 + int(RUN, 16) % 20000
+
+
+def lseek_policy(name: str, offset: int) -> str:
+    return f"""apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: "{name}"
+spec:
+  kprobes:
+  - call: "sys_lseek"
+    syscall: true
+    args:
+    - index: 1
+      type: long
+    selectors:
+    - matchArgs:
+      - index: 1
+        operator: Equal
+        values: ["{offset}"]
+"""
+
+
+def lseek(offset: int) -> None:
+    try:
+        os.lseek(-1, offset, 0)
+    except OSError:
+        pass
+
+
+def put(directory, name: str, text: str, mode: int = 0o644):
+    """Write as editors do: a temp file renamed over the target."""
+    tmp = directory / f".{name}.tmp"
+    tmp.write_text(text)
+    os.chmod(tmp, mode)
+    os.rename(tmp, directory / name)
+
+
+def bpf_programs(pid: int) -> int:
+    """BPF program fds the daemon holds (fdinfo of a program has prog_id)."""
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fdinfo"):
+        try:
+            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                count += "prog_id:" in f.read()
+        except OSError:
+            continue
+    return count
+
+
+def tetra(sock, *args, stdin=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tetrad.cli.tetra", "--socket", str(sock), *args],
+                          cwd=REPO, capture_output=True, text=True, timeout=60, input=stdin)
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    work = tmp_path_factory.mktemp("service")
+    os.chmod(work, 0o755)
+    policies = work / "policies.d"
+    policies.mkdir(mode=0o755)
+    put(policies, "other.yaml", lseek_policy("svc-other", BASE + 9))
+    daemon = DaemonProcess(work, "--policy-dir", str(policies),
+                           "--metrics-address", f"127.0.0.1:{METRICS_PORT}")
+    yield {"daemon": daemon, "dir": policies, "sock": work / "api.sock", "work": work}
+    if daemon.proc.poll() is None:
+        daemon.stop()
+
+
+def hits(events, name: str) -> list[int]:
+    return [int(e["process_kprobe"]["args"][0]["long_arg"]) for e in events
+            if "process_kprobe" in e and e["process_kprobe"]["policy_name"] == name]
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"{what} not within {timeout}s")
+
+
+def policy_rows(sock) -> dict:
+    out = tetra(sock, "policy", "list")
+    assert out.returncode == 0, out.stderr
+    return {line.split()[0]: line.split()[1] for line in out.stdout.splitlines()[1:]
+            if not line.startswith(" ")}
+
+
+def test_policy_dropped_in_is_in_force_within_two_seconds(service):
+    d = service["daemon"]
+    put(service["dir"], "watch.yaml", lseek_policy("svc-watch", BASE + 1))
+    dropped = time.monotonic()
+
+    def fires():
+        lseek(BASE + 1)
+        return hits(d.sync(), "svc-watch")
+    wait_for(fires, 2.0, "an event of the new policy")
+    print(f"policy in force {time.monotonic() - dropped:.2f}s after the file appeared")
+
+
+def test_edited_policy_replaces_the_old_version(service):
+    d = service["daemon"]
+    put(service["dir"], "watch.yaml", lseek_policy("svc-watch", BASE + 2))
+    wait_for(lambda: "replaced by the new version" in d.stderr_path.read_text(), 10, "the swap")
+    before = len(hits(d.sync(), "svc-watch"))
+    lseek(BASE + 1)
+    lseek(BASE + 2)
+    assert hits(d.sync(), "svc-watch")[before:] == [BASE + 2]
+
+
+def test_deleted_policy_detaches_its_programs(service):
+    d = service["daemon"]
+    held = bpf_programs(d.proc.pid)
+    (service["dir"] / "watch.yaml").unlink()
+    wait_for(lambda: bpf_programs(d.proc.pid) < held, 5, "the program fd to close")
+    before = len(hits(d.sync(), "svc-watch"))
+    lseek(BASE + 2)
+    assert hits(d.sync(), "svc-watch")[before:] == []
+    assert "svc-watch" not in policy_rows(service["sock"])
+
+
+def test_malformed_and_writable_files_are_refused_and_others_keep_working(service):
+    d = service["daemon"]
+    put(service["dir"], "broken.yaml", "apiVersion: cilium.io/v1alpha1\nkind: [")
+    put(service["dir"], "writable.yaml", lseek_policy("svc-writable", BASE + 3), mode=0o666)
+    wait_for(lambda: "writable.yaml is group- or world-writable" in d.stderr_path.read_text(), 5,
+             "the refusal")
+    wait_for(lambda: "broken.yaml" in d.stderr_path.read_text(), 5, "the parse error")
+    lseek(BASE + 3)
+    lseek(BASE + 9)
+    events = d.sync()
+    assert hits(events, "svc-writable") == [] and BASE + 9 in hits(events, "svc-other")
+    assert d.proc.poll() is None
+    (service["dir"] / "broken.yaml").unlink()
+    (service["dir"] / "writable.yaml").unlink()
+
+
+def test_bad_edit_keeps_the_previous_version_in_force(service):
+    d = service["daemon"]
+    put(service["dir"], "other.yaml", lseek_policy("svc-other", BASE + 9).replace("Equal", "Equalz"))
+    wait_for(lambda: "version loaded before stays in force: svc-other" in d.stderr_path.read_text(),
+             5, "the error report")
+    before = len(hits(d.sync(), "svc-other"))
+    lseek(BASE + 9)
+    assert hits(d.sync(), "svc-other")[before:] == [BASE + 9]
+    status = json.loads(tetra(service["sock"], "status", "-o", "json").stdout)
+    row = next(p for p in status["policies"] if p["name"] == "svc-other")
+    assert row["state"] == "enabled" and "Equalz" in row["error"]
+    put(service["dir"], "other.yaml", lseek_policy("svc-other", BASE + 9))
+
+
+def test_tetra_policy_add_disable_enable_delete(service, tmp_path):
+    d, sock = service["daemon"], service["sock"]
+    f = tmp_path / "api.yaml"
+    f.write_text(lseek_policy("svc-api", BASE + 4))
+    assert tetra(sock, "policy", "add", str(f)).returncode == 0
+    assert policy_rows(sock)["svc-api"] == "enabled"
+    lseek(BASE + 4)
+    assert hits(d.sync(), "svc-api") == [BASE + 4]
+    assert tetra(sock, "policy", "disable", "svc-api").returncode == 0
+    assert policy_rows(sock)["svc-api"] == "disabled"
+    lseek(BASE + 4)
+    assert hits(d.sync(), "svc-api") == [BASE + 4]
+    assert tetra(sock, "policy", "enable", "svc-api").returncode == 0
+    lseek(BASE + 4)
+    assert hits(d.sync(), "svc-api") == [BASE + 4] * 2
+    assert tetra(sock, "policy", "delete", "svc-api").returncode == 0
+    assert "svc-api" not in policy_rows(sock)
+    refused = tetra(sock, "policy", "delete", "svc-other")
+    assert refused.returncode == 1 and "remove that file" in refused.stderr
+
+
+def test_tetra_getevents_live_and_from_stdin_with_filters(service):
+    sock = service["sock"]
+    live = subprocess.Popen([sys.executable, "-m", "tetrad.cli.tetra", "--socket", str(sock),
+                             "getevents", "--live", "-o", "compact", "--event-types", "PROCESS_EXEC",
+                             "--process", "true$"], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    marker = f"live-{RUN}"
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(l) for l in live.stdout], daemon=True).start()
+    line = ""
+    deadline = time.monotonic() + 15
+    while marker not in line and time.monotonic() < deadline:
+        # Until the client has subscribed, events pass it by: exec until one arrives.
+        subprocess.run(["/bin/echo", marker], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(["/bin/true", marker], check=True)
+        try:
+            line = lines.get(timeout=0.5)
+        except queue.Empty:
+            pass
+    live.kill()
+    assert line.startswith("🚀 process") and line.rstrip().endswith(f"true {marker}"), line
+    log = service["daemon"].export.read_text()
+    out = tetra(sock, "getevents", "-o", "compact", "--event-types", "PROCESS_EXIT",
+                "--process", "echo", stdin=log)
+    lines = [l for l in out.stdout.splitlines() if marker in l]
+    assert lines and all(l.startswith("💥 exit") and "/echo " in l for l in lines)
+
+
+def test_reload_waits_and_retries_failed_files(service):
+    d = service["daemon"]
+    out = subprocess.run([sys.executable, "-m", "tetrad", "reload", "--socket", str(service["sock"])],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.startswith("reloaded in"), out.stderr
+    assert "reloaded in" in d.stderr_path.read_text()
+    os.kill(d.proc.pid, signal.SIGHUP)
+    wait_for(lambda: d.stderr_path.read_text().count("reloaded in") >= 2, 10, "the SIGHUP reload")
+
+
+def test_metrics_follow_tetragon_names(service):
+    lseek(BASE + 9)
+    service["daemon"].sync()
+    text = urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=10).read().decode()
+    assert 'tetragon_tracingpolicy_loaded{state="enabled"} 1' in text
+    posted = [l for l in text.splitlines() if l.startswith('tetragon_policy_events_total{policy="svc-other"}')]
+    assert posted and int(posted[0].split()[-1]) >= 1
+    assert int(next(l for l in text.splitlines()
+                    if l.startswith('tetragon_events_total{type="PROCESS_EXEC"}')).split()[-1]) > 0
+
+
+def test_api_socket_is_root_only(service):
+    mode = os.stat(service["sock"]).st_mode & 0o777
+    assert mode == 0o600
+    out = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                          sys.executable, "-m", "tetrad.cli.tetra", "--socket", str(service["sock"]),
+                          "status"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "Permission denied" in out.stderr
+
+
+def test_stop_detaches_everything(service):
+    d = service["daemon"]
+    counters = d.stop()
+    assert d.proc.returncode == 0 and counters["ringbuf_drops"] == 0
+    assert not os.path.exists(service["sock"])

@@ -1,0 +1,245 @@
+"""`tetra`: talk to the running daemon over its local socket.
+
+  tetra getevents [-o compact|json] [--process RE] [--policy-names N] [--event-types T] [--container ID]
+  tetra policy list | add FILE | delete NAME | enable NAME | disable NAME
+  tetra status [-o json]
+
+`getevents` streams live events from the daemon, or, when standard input is
+a file or a pipe, reads JSON lines from it instead (`tetra getevents -o
+compact < /var/log/tetragon/tetragon.log`), with the same filters. Exit
+codes: 0 ok, 1 the daemon said no, 2 it could not be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import socket
+import sys
+from types import SimpleNamespace
+
+from tetrad.events import compact
+from tetrad.events import policy as _policy_lines  # noqa: F401  registers the compact lines
+
+DEFAULT_SOCKET = "/run/tetrad/tetrad.sock"
+EVENT_TYPES = {"PROCESS_EXEC": "process_exec", "PROCESS_EXIT": "process_exit",
+               "PROCESS_KPROBE": "process_kprobe", "PROCESS_TRACEPOINT": "process_tracepoint",
+               "PROCESS_UPROBE": "process_uprobe", "PROCESS_LSM": "process_lsm"}
+
+
+class Unreachable(Exception):
+    pass
+
+
+def connect(path: str) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+    except OSError as err:
+        sock.close()
+        hint = ("run as root" if isinstance(err, PermissionError)
+                else "is tetrad running? systemctl status tetrad")
+        raise Unreachable(f"cannot reach the daemon at {path}: {err.strerror} ({hint})") from None
+    return sock
+
+
+def request(path: str, op: str, **fields) -> dict:
+    with connect(path) as sock:
+        sock.sendall(json.dumps({"op": op, **fields}).encode() + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    if not data:
+        raise Unreachable(f"the daemon at {path} closed the connection without an answer")
+    return json.loads(data)
+
+
+# ---- events ----------------------------------------------------------------------------
+
+def event_view(record: dict):
+    """A JSON event as the attributes compact lines read (kind, process, fields)."""
+    kind = next((k for k in record if k not in ("node_name", "time")), "")
+    body = record.get(kind) or {}
+    proc = body.get("process") or {}
+    process = SimpleNamespace(binary=proc.get("binary", ""), arguments=proc.get("arguments", ""),
+                              extra={"container": proc.get("container")} if proc.get("container") else {})
+    fields = {k: v for k, v in body.items() if k not in ("process", "parent")}
+    return SimpleNamespace(kind=kind, process=process, fields=fields,
+                           policy_name=body.get("policy_name", "")), body
+
+
+class EventFilter:
+    def __init__(self, args):
+        self.process = [re.compile(p) for p in args.process or []]
+        self.policies = set(args.policy_names or [])
+        self.types = {EVENT_TYPES.get(t.upper(), t.lower()) for t in args.event_types or []}
+        self.containers = args.container or []
+
+    def keep(self, view, body: dict) -> bool:
+        proc = body.get("process") or {}
+        if self.types and view.kind not in self.types:
+            return False
+        if self.process and not any(r.search(proc.get("binary", "")) for r in self.process):
+            return False
+        if self.policies and body.get("policy_name") not in self.policies:
+            return False
+        if self.containers:
+            cid = (proc.get("container") or {}).get("id", "") or proc.get("docker", "")
+            if not any(cid.startswith(c) for c in self.containers):
+                return False
+        return True
+
+
+def _print_events(lines, args) -> int:
+    keep = EventFilter(args)
+    for line in lines:
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            print(f"tetra: skipping a line that is not JSON: {line[:80]}", file=sys.stderr)
+            continue
+        view, body = event_view(record)
+        if not view.kind or "rate_limit_info" in record:
+            if args.output == "json":
+                print(line, flush=True)
+            continue
+        if not keep.keep(view, body):
+            continue
+        if args.output == "json":
+            print(line, flush=True)
+        else:
+            print(compact.compact(view, record.get("node_name", "")), flush=True)
+    return 0
+
+
+def getevents(args) -> int:
+    if not sys.stdin.isatty() and not args.live:
+        return _print_events(sys.stdin, args)
+    sock = connect(args.socket)
+    sock.sendall(b'{"op": "getevents"}\n')
+    stream = sock.makefile("r", encoding="utf-8")
+    header = json.loads(stream.readline() or "{}")
+    if not header.get("ok"):
+        print(f"tetra: {header.get('error', 'no answer')}", file=sys.stderr)
+        return 1
+    try:
+        return _print_events(stream, args)
+    except KeyboardInterrupt:
+        return 0
+
+
+# ---- policies and status ---------------------------------------------------------------
+
+def _answer(result: dict) -> int:
+    if not result.get("ok"):
+        print(f"tetra: {result.get('error')}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def policy(args) -> int:
+    if args.policy_command == "add":
+        with open(args.file, encoding="utf-8") as f:
+            text = f.read()
+        return _answer(request(args.socket, "policy_add", yaml=text, source=os.path.abspath(args.file)))
+    if args.policy_command in ("delete", "enable", "disable"):
+        return _answer(request(args.socket, f"policy_{args.policy_command}", name=args.name))
+    result = request(args.socket, "policy_list")
+    if result.get("ok"):
+        print(f"{'NAME':<32} {'STATE':<9} {'MODE':<8} {'HOOKS':>5} {'EVENTS':>8} {'ENFORCED':>8}  SOURCE")
+        for p in result["policies"]:
+            c = p.get("counters", {})
+            print(f"{p['name']:<32} {p['state']:<9} {p.get('mode', ''):<8} {p.get('hooks', 0):>5} "
+                  f"{c.get('posted', 0):>8} {c.get('enforced', 0):>8}  {p['source']}")
+            if p.get("error"):
+                print(f"    error: {p['error']}")
+    return _answer(result)
+
+
+def status(args) -> int:
+    result = request(args.socket, "status")
+    if not result.get("ok") or args.output == "json":
+        print(json.dumps(result, indent=2))
+        return _answer(result)
+    s = result["stats"]
+    have = [k for k, v in result["kernel_features"].items() if v]
+    lack = [k for k, v in result["kernel_features"].items() if not v]
+    print(f"tetrad {result['version']} on {result['node_name']}, up {result['uptime_seconds']:.0f}s")
+    print(f"kernel: have {', '.join(have)}; lack {', '.join(lack) or 'nothing'}")
+    print(f"events: {s['events_emitted']} emitted, {s['records']} records; "
+          f"drops: ring buffer {sum(s['ringbuf_drops'].values())}, queues {s['queue_drops']}")
+    print(f"process cache: {s['process_cache']['size']}/{s['process_cache']['capacity']}, "
+          f"{s['process_cache']['misses']} misses")
+    for p in result["policies"]:
+        c = p.get("counters", {})
+        print(f"policy {p['name']}: {p['state']}"
+              + (f", {c.get('posted', 0)} events, {c.get('enforced', 0)} enforced" if c else "")
+              + (f" — {p['error']}" if p.get("error") else ""))
+    return 0
+
+
+def reload(socket_path: str) -> int:
+    """`tetrad reload`: blocks until the daemon has re-read everything."""
+    try:
+        result = request(socket_path, "reload")
+    except Unreachable as err:
+        print(f"tetrad: {err}", file=sys.stderr)
+        return 2
+    if result.get("ok"):
+        print(f"reloaded in {result['seconds']}s; {result['policy_errors']} policy errors"
+              + (" (see journalctl -u tetrad)" if result["policy_errors"] else ""))
+    return _answer(result)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tetra", description="Talk to the running tetrad daemon.")
+    p.add_argument("--socket", default=DEFAULT_SOCKET, help=f"API socket (default {DEFAULT_SOCKET})")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    ge = sub.add_parser("getevents", help="print events (live, or JSON lines from stdin)")
+    ge.add_argument("-o", "--output", choices=["compact", "json"], default="json")
+    ge.add_argument("--process", action="append", metavar="REGEX", help="binary path matches")
+    ge.add_argument("--policy-names", action="append", metavar="NAME")
+    ge.add_argument("--event-types", action="append", metavar="TYPE",
+                    help="PROCESS_EXEC, PROCESS_EXIT, PROCESS_KPROBE, ...")
+    ge.add_argument("--container", action="append", metavar="ID", help="container id prefix")
+    ge.add_argument("--live", action="store_true", help="read from the daemon even if stdin is not a terminal")
+    pol = sub.add_parser("policy", aliases=["tracingpolicy", "tp"], help="list and change policies")
+    psub = pol.add_subparsers(dest="policy_command", required=True, metavar="WHAT")
+    psub.add_parser("list")
+    add = psub.add_parser("add", help="load a policy file (until the daemon restarts)")
+    add.add_argument("file")
+    for what in ("delete", "enable", "disable"):
+        psub.add_parser(what).add_argument("name")
+    st = sub.add_parser("status", help="version, uptime, kernel features, policies, counters")
+    st.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    for name in ("process", "policy_names", "event_types", "container"):
+        if getattr(args, name, None):
+            setattr(args, name, [v for item in getattr(args, name) for v in item.split(",") if v])
+    try:
+        if args.command == "getevents":
+            return getevents(args)
+        if args.command in ("policy", "tracingpolicy", "tp"):
+            return policy(args)
+        return status(args)
+    except Unreachable as err:
+        print(f"tetra: {err}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""Prometheus metrics over HTTP (off unless server.metrics_address is set).
+
+Series are named after Tetragon's so existing dashboards and alerts carry
+over; the values come from the daemon's own counters at scrape time
+(`stats` and `policy_states`), so nothing is counted twice. Served by the
+standard library's threading HTTP server: one page, no dependency needed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from tetrad import __version__
+
+log = logging.getLogger(__name__)
+
+
+def _labels(**labels) -> str:
+    if not labels:
+        return ""
+    text = ",".join(f'{k}="{str(v).replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
+                    for k, v in labels.items())
+    return "{" + text + "}"
+
+
+def render(stats: dict, policies: list[dict]) -> str:
+    """The text exposition format of the daemon's counters."""
+    out: list[str] = []
+
+    def metric(name: str, kind: str, help_: str, samples: list[tuple[dict, float]]) -> None:
+        out.append(f"# HELP {name} {help_}")
+        out.append(f"# TYPE {name} {kind}")
+        out.extend(f"{name}{_labels(**labels)} {value}" for labels, value in samples)
+
+    metric("tetragon_build_info", "gauge", "Build information.", [({"version": __version__}, 1)])
+    metric("tetragon_events_total", "counter", "Events emitted, by type.",
+           [({"type": kind.upper()}, n) for kind, n in sorted(stats.get("events_by_type", {}).items())])
+    metric("tetragon_observer_ringbuf_events_received_total", "counter",
+           "Records read from the ring buffer.", [({}, stats["records"])])
+    metric("tetragon_observer_ringbuf_events_lost_total", "counter",
+           "Records the kernel could not put in the ring buffer.",
+           [({}, sum(stats["ringbuf_drops"].values()))])
+    metric("tetragon_bpf_missed_events_total", "counter", "Kernel send failures by program.",
+           [({"msg_op": op}, n) for op, n in sorted(stats["ringbuf_drops"].items())])
+    metric("tetragon_observer_queue_events_lost_total", "counter",
+           "Events dropped because a sink's queue was full.", [({}, stats["queue_drops"])])
+    metric("tetragon_errors_total", "counter", "Decode errors and failed sink writes.",
+           [({"type": "record_decode"}, stats["record_errors"])]
+           + [({"type": f"sink_{name}"}, n) for name, n in sorted(stats["sink_errors"].items())])
+    metric("tetragon_events_exported_total", "counter", "Events written by each sink.",
+           [({"sink": name}, s["written"]) for name, s in sorted(stats["sinks"].items())])
+    cache = stats["process_cache"]
+    metric("tetragon_process_cache_size", "gauge", "Processes in the cache.", [({}, cache["size"])])
+    metric("tetragon_process_cache_capacity", "gauge", "Process cache capacity.",
+           [({}, cache["capacity"])])
+    metric("tetragon_process_cache_misses_total", "counter", "Events whose process was not cached.",
+           [({}, cache["misses"])])
+    metric("tetragon_process_cache_evictions_total", "counter", "Processes evicted.",
+           [({}, cache["evictions"])])
+    states: dict[str, int] = {"enabled": 0, "disabled": 0, "error": 0}
+    for p in policies:
+        states[p["state"]] = states.get(p["state"], 0) + 1
+    metric("tetragon_tracingpolicy_loaded", "gauge", "Tracing policies by state.",
+           [({"state": s}, n) for s, n in sorted(states.items())])
+    metric("tetragon_policy_events_total", "counter", "Events posted by each policy.",
+           [({"policy": p["name"]}, p["counters"]["posted"]) for p in policies if "counters" in p])
+    actions = []
+    for p in policies:
+        for action in ("enforced", "monitored", "rate_limited", "dropped"):
+            if "counters" in p:
+                actions.append(({"policy": p["name"], "action": action}, p["counters"][action]))
+    metric("tetragon_tracingpolicy_selector_actions_total", "counter",
+           "Selector outcomes by policy: enforced, monitored, rate_limited, dropped.", actions)
+    return "\n".join(out) + "\n"
+
+
+class MetricsServer:
+    def __init__(self, address: str, daemon):
+        host, _, port = address.rpartition(":")
+        self._address = (host.strip("[]") or "127.0.0.1", int(port))
+        self._daemon = daemon
+        self._server: ThreadingHTTPServer | None = None
+
+    def start(self) -> None:
+        daemon = self._daemon
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                if self.path != "/metrics":
+                    self.send_error(404, "only /metrics is here")
+                    return
+                body = render(daemon.stats(), daemon.policy_states()).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self._server = ThreadingHTTPServer(self._address, Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, name="tetrad-metrics", daemon=True).start()
+        log.info("metrics on http://%s:%d/metrics", *self._address)
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()

@@ -1,0 +1,58 @@
+"""Telling systemd how the daemon is doing (sd_notify, via sdnotify).
+
+Type=notify: READY=1 once start-up is complete, STATUS= one line for
+`systemctl status`, WATCHDOG=1 from the main loop at half of WatchdogSec
+(a stuck loop gets the service restarted), EXTEND_TIMEOUT_USEC= while a
+policy compiles (bcc can take many seconds per program under load), and
+RELOADING=1 ... READY=1 around a reload. Outside systemd (no NOTIFY_SOCKET)
+every call does nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+
+class Notifier:
+    def __init__(self, notifier=None):
+        self._enabled = bool(os.environ.get("NOTIFY_SOCKET")) or notifier is not None
+        if notifier is None and self._enabled:
+            import sdnotify
+            notifier = sdnotify.SystemdNotifier()
+        self._n = notifier
+        usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
+        pid = os.environ.get("WATCHDOG_PID")
+        if pid and pid != str(os.getpid()):
+            usec = 0
+        self.watchdog_interval_s = usec / 2e6 if usec else 0.0
+        self._last_ping = 0.0
+
+    def _send(self, *lines: str) -> None:
+        if self._enabled:
+            self._n.notify("\n".join(lines))
+
+    def ready(self, status: str) -> None:
+        self._send("READY=1", f"STATUS={status}")
+
+    def status(self, status: str) -> None:
+        self._send(f"STATUS={status}")
+
+    def extend(self, seconds: float, status: str) -> None:
+        """More time for start-up, reload or stop (each call re-arms)."""
+        self._send(f"EXTEND_TIMEOUT_USEC={int(seconds * 1e6)}", f"STATUS={status}")
+
+    def reloading(self) -> None:
+        self._send("RELOADING=1", f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}")
+
+    def stopping(self) -> None:
+        self._send("STOPPING=1")
+
+    def watchdog(self) -> None:
+        """Ping when due; called on every main-loop turn."""
+        if not self.watchdog_interval_s:
+            return
+        now = time.monotonic()
+        if now - self._last_ping >= self.watchdog_interval_s:
+            self._send("WATCHDOG=1")
+            self._last_ping = now
