@@ -146,21 +146,21 @@ static __always_inline u64 tp_field(void *ctx, int off)
 
 /* ---- reading a slot -------------------------------------------------------- */
 
-/* Reverse the last (at most G_POSTFIX_MAX) bytes of a string into dst. */
+/* Reverse the last (at most G_POSTFIX_MAX) bytes of a string into dst.
+ * The loop does not stop at len: every byte of dst is written, the ones past
+ * len with bytes the LPM prefix length then ignores. A loop that breaks at
+ * len leaves the verifier one path per length to explore after it, which
+ * the 6.1 verifier gives up on (E2BIG) in programs as large as ours. Not
+ * unrolled: 128 copies overflow the 512-byte stack with spills. */
 static __always_inline u32 reverse_into(char *dst, char *src, u32 len)
 {
 	if (len > G_POSTFIX_MAX)
 		len = G_POSTFIX_MAX;
-	BARRIER_VAR(len);
-	for (int i = 0; i < G_POSTFIX_MAX; i++) {
-		if (i >= len)
-			break;
-		u32 from = len - 1 - i;
-		u32 to = i;
-		BARRIER_VAR(from);
-		BARRIER_VAR(to);
-		dst[to & (G_POSTFIX_MAX - 1)] = src[from & G_STR_MASK];
-	}
+	u32 last = len - 1;
+	BARRIER_VAR(last);
+#pragma clang loop unroll(disable)
+	for (int i = 0; i < G_POSTFIX_MAX; i++)
+		dst[i & (G_POSTFIX_MAX - 1)] = src[(last - i) & G_STR_MASK];
 	return len;
 }
 
