@@ -1,7 +1,7 @@
 """Configuration: TOML layers, validated into one frozen Config.
 
 Layers, later wins, key by key:
-  1. packaged defaults   /usr/lib/tetrad/tetrad.toml  (a checkout: etc/tetrad.toml)
+  1. packaged defaults   /usr/share/tetrad/etc/tetrad.toml  (a checkout: etc/tetrad.toml)
   2. the admin's file    /etc/tetragon/tetrad.toml
   3. drop-ins            /etc/tetragon/tetrad.d/*.toml, in name order
   4. command-line flags
@@ -148,10 +148,7 @@ def _read(path: Path) -> dict:
 
 def layer_files(etc: Path = ETC, defaults: Path | None = None) -> list[Path]:
     """The files to read, lowest precedence first (packaged defaults always)."""
-    if defaults is None:
-        packaged = Path("/usr/lib/tetrad/tetrad.toml")
-        defaults = packaged if packaged.exists() else shipped_etc_dir() / "tetrad.toml"
-    files = [defaults]
+    files = [defaults or shipped_etc_dir() / "tetrad.toml"]
     if (etc / "tetrad.toml").is_file():
         files.append(etc / "tetrad.toml")
     dropins = etc / "tetrad.d"

@@ -15,6 +15,8 @@ trap 'rm -rf "$STAGE"' EXIT
 # The tree without .git and caches: it is copied onto the guest's share disk.
 tar -C "$HERE" --exclude=.git --exclude=__pycache__ --exclude=.pytest_cache -cf - . \
   | tar -C "$STAGE" -xf -
+# The .deb the guest installs (tests/guest/test_package_guest.py).
+"$HERE/packaging/build-deb.sh" "$STAGE/dist" >&2 || echo "guest: building the .deb failed" >&2
 
 "$VM/ci-run.sh" -o "$OUT/guest" -t "${TETRAD_GUEST_TIMEOUT:-2400}" "$STAGE" -- bash tests/guest/inside.sh
 rc=$?

@@ -1,0 +1,1 @@
+"""TracingPolicy files: schema, compile to BPF map values, load, watch."""
