@@ -27,7 +27,7 @@ from tetrad.bpf import features
 from tetrad.bpf.mounts import ensure_kernel_mounts
 from tetrad.events.timefmt import KtimeClock
 from tetrad.observer import Observer
-from tetrad.pipeline import ProcessEvents
+from tetrad.pipeline import ProcessEvents, annotate
 from tetrad.policy import schema
 from tetrad.process.cache import ProcessCache
 from tetrad.process.procfs import ProcfsScanner
@@ -55,6 +55,18 @@ class DaemonConfig:
     policy_dir: str = ""                   # watched; "" for none
     socket_path: str = ""                  # local API; "" for none
     metrics_address: str = ""              # host:port for Prometheus; "" for none
+
+
+def cgroup_of(pid: int) -> str:
+    """The cgroup v2 path of a process ("0::" line of /proc/PID/cgroup)."""
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            for line in f:
+                if line.startswith("0::"):
+                    return line[3:].strip()
+    except OSError:
+        pass
+    return ""
 
 
 # Rebuilds sinks from the config files on reload (tetrad/cli/run.py).
@@ -96,7 +108,10 @@ class Daemon:
         log.info("kernel: %s", features.summary_line())
         self.notify.extend(COMPILE_EXTEND_S, "compiling the process sensor")
         self.sensor.load()
-        for op, decoder, handler in ProcessEvents(self.cache, self.clock, self.sinks.emit).routes():
+        from tetrad.containers.resolver import ContainerResolver
+        self.containers = ContainerResolver()
+        for op, decoder, handler in ProcessEvents(self.cache, self.clock, self.sinks.emit,
+                                                  self.containers).routes():
             self.observer.register(op, decoder, handler)
         self.observer.open(self.sensor.bpf)
         self._seed_from_procfs()
@@ -118,7 +133,10 @@ class Daemon:
         scan = ProcfsScanner().scan()
         seeded = self.sensor.seed(scan)
         for entry in scan.entries:
-            self.cache.add_procfs(entry)
+            proc = self.cache.add_procfs(entry)
+            path = cgroup_of(entry.pid)
+            if path:
+                annotate(proc, self.containers.for_path(path))
         log.info("found %d running processes in /proc (%d told to the kernel, %d vanished "
                  "while read) in %.2fs", len(scan.entries), seeded, scan.skipped,
                  time.monotonic() - started)

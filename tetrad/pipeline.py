@@ -20,13 +20,24 @@ from tetrad.process.cache import ProcessCache
 Emit = Callable[[Event], None]
 
 
+def annotate(proc, container: dict | None) -> None:
+    """Container identity on a process: `container` and Tetragon's `docker`."""
+    if container:
+        from tetrad.containers.resolver import docker_field
+        proc.set_extra("container", container)
+        docker = docker_field(container)
+        if docker:
+            proc.set_extra("docker", docker)
+
+
 class ProcessEvents:
     """Turns process sensor records into process_exec/process_exit events."""
 
-    def __init__(self, cache: ProcessCache, clock: KtimeClock, emit: Emit):
+    def __init__(self, cache: ProcessCache, clock: KtimeClock, emit: Emit, containers=None):
         self._cache = cache
         self._clock = clock
         self._emit = emit
+        self._containers = containers      # ContainerResolver, or None
 
     def routes(self):
         """(op, decoder, handler) triples for Observer.register()."""
@@ -38,10 +49,15 @@ class ProcessEvents:
 
     def on_exec(self, rec: ExecRecord) -> None:
         proc, parent = self._cache.on_exec(rec)
+        if self._containers is not None and rec.cgroup_id:
+            annotate(proc, self._containers.for_cgroup_id(rec.cgroup_id))
         self._emit(exec_event(self._clock.wall_ns(rec.ktime), proc, parent))
 
     def on_clone(self, rec: CloneRecord) -> None:
-        self._cache.on_clone(rec)
+        proc = self._cache.on_clone(rec)
+        parent = self._cache.get(rec.parent)
+        if parent is not None and "container" in parent.extra:
+            annotate(proc, parent.extra["container"])
 
     def on_exit(self, rec: ExitRecord) -> None:
         proc, parent = self._cache.on_exit(rec)

@@ -1,0 +1,91 @@
+"""Container identity with a real container: podman (runc, from a local
+busybox image) on this host, through the real daemon. On this CI host
+(cgroup v1 hybrid) podman puts containers in /libpod_parent/libpod-<id>;
+the guest repeats this under systemd and cgroup v2."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tarfile
+import uuid
+
+import pytest
+
+from tests.kernel.daemon_harness import DaemonProcess, execs, exits
+
+pytestmark = pytest.mark.kernel
+
+RUN = uuid.uuid4().hex[:8]
+IMAGE = "localhost/tetrad-test:1"
+# Lowered limits: the CI host's hard limits are below podman's defaults.
+PODMAN_RUN = ["podman", "run", "-d", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
+if not os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+    PODMAN_RUN += ["--runtime", "runc"]     # cgroup v1 hosts: crun is not usable here
+
+
+def podman(*args: str) -> str:
+    out = subprocess.run(["podman", *args], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory):
+    if shutil.which("podman") is None or not os.path.exists("/bin/busybox"):
+        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends",
+                        "podman", "runc", "busybox-static"], check=True, timeout=600,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    root = tmp_path_factory.mktemp("rootfs")
+    (root / "bin").mkdir()
+    shutil.copy("/bin/busybox", root / "bin/busybox")
+    for applet in ("sh", "sleep", "true", "cat"):
+        os.symlink("busybox", root / "bin" / applet)
+    tar = root.parent / f"busybox-{RUN}.tar"
+    with tarfile.open(tar, "w") as t:
+        t.add(root, arcname=".")
+    podman("import", "--change", 'CMD ["/bin/sleep","600"]', str(tar), IMAGE)
+    return IMAGE
+
+
+@pytest.fixture(scope="module")
+def setup(image, tmp_path_factory):
+    before = f"tetrad-before-{RUN}"
+    before_id = podman(*PODMAN_RUN[1:], "--name", before, image)
+    work = tmp_path_factory.mktemp("containers")
+    daemon = DaemonProcess(work)
+    name = f"tetrad-ct-{RUN}"
+    cid = podman(*PODMAN_RUN[1:], "--name", name, image)
+    yield {"daemon": daemon, "name": name, "id": cid, "before": before, "before_id": before_id}
+    subprocess.run(["podman", "rm", "-f", "-t", "0", name, before], capture_output=True, timeout=120)
+    if daemon.proc.poll() is None:
+        daemon.stop()
+
+
+def test_exec_in_a_container_names_id_name_image_and_runtime(setup):
+    marker = f"in-ct-{RUN}"
+    podman("exec", setup["name"], "/bin/true", marker)
+    events = setup["daemon"].sync()
+    (ev,) = execs(events, arguments=marker)
+    proc = ev["process"]
+    assert proc["container"]["id"] == setup["id"] and len(setup["id"]) == 64
+    assert proc["container"]["name"] == setup["name"]
+    assert proc["container"]["image"] == IMAGE
+    assert proc["container"]["runtime"] == "podman"
+    assert proc["docker"] == setup["id"][:31]
+
+
+def test_host_process_has_no_container(setup):
+    marker = f"on-host-{RUN}"
+    subprocess.run(["/bin/true", marker], check=True)
+    (ev,) = execs(setup["daemon"].sync(), arguments=marker)
+    assert "container" not in ev["process"] and "docker" not in ev["process"]
+
+
+def test_container_started_before_the_daemon_is_known_from_proc(setup):
+    podman("rm", "-f", "-t", "0", setup["before"])
+    events = setup["daemon"].sync()
+    ended = [e for e in exits(events) if e["process"].get("container", {}).get("id") == setup["before_id"]]
+    assert ended and ended[0]["process"]["container"]["name"] == setup["before"]
+    assert "procFS" in ended[0]["process"]["flags"]

@@ -1,0 +1,1 @@
+"""Container identity: which container a process runs in, from its cgroup."""
