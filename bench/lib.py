@@ -56,7 +56,10 @@ class Tetrad:
             self.export.unlink()
         self._log = open(self.log, "w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tetrad", "run", "--quiet", "--export-file", str(self.export), *args],
+            # Only the bench's own config: no /etc/tetragon, journald or API.
+            [sys.executable, "-m", "tetrad", "run", "--quiet", "--config-dir", str(workdir),
+             "--policy-dir", "", "--no-journald", "--socket", "",
+             "--export-file", str(self.export), "--export-file-max-size-mb", "100000", *args],
             cwd=REPO, stdout=subprocess.DEVNULL, stderr=self._log)
         deadline = time.monotonic() + 120
         while "ready in" not in self.log.read_text():

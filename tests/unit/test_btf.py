@@ -1,3 +1,7 @@
+"""BTF parser on hand-built blobs: kernel shapes without a kernel."""
+
+import struct
+
 import pytest
 
 from tetrad.bpf.btf import Btf, BtfError
@@ -6,66 +10,141 @@ from tests.unit.btfgen import BtfBuilder
 
 def kernelish() -> Btf:
     """Shapes that real kernels use: anonymous unions/structs, typedef
-    chains, bitfields, and kinds the parser must skip by length."""
+    chains, bitfields, and kinds the parser must skip by their length."""
     b = BtfBuilder()
     u32 = b.int("unsigned int", 4)
     u64 = b.int("long long unsigned int", 8)
     char = b.int("char", 1)
-    b.enum64("big", [("A", 1 << 40)])                      # skipped by length
+    b.enum64("big", [("A", 1 << 40), ("B", 2)])
     name_ptr = b.const(b.ptr(char))
     # struct qstr { union { struct { u32 hash; u32 len; }; u64 hash_len; }; const char *name; }
     inner = b.struct("", 8, [("hash", u32, 0), ("len", u32, 32)])
     anon = b.struct("", 8, [("", inner, 0), ("hash_len", u64, 0)], kind="union")
     qstr = b.struct("qstr", 16, [("", anon, 0), ("name", name_ptr, 64)])
+    b.fwd("dentry")
     dentry = b.struct("dentry", 64, [("d_flags", u32, 0), ("d_parent", b.ptr(0), 192),
-                                     ("d_name", qstr, 256)])
-    b.decl_tag("tag", dentry)
+                                     ("d_name", qstr, 256),
+                                     ("d_iname", b.array(char, u32, 8), 384)])
+    b.decl_tag("tag", dentry, component=1)
     path = b.struct("path", 16, [("mnt", b.ptr(0), 0), ("dentry", b.ptr(dentry), 64)])
-    path_t = b.typedef("path_t", b.const(path))
+    path_t = b.typedef("path_t", b.modifier("volatile", b.const(path)))
     b.struct("fs_struct", 56, [("users", u32, 0), ("root", path_t, 192), ("pwd", path, 320)])
     b.struct("flags", 4, [("a", u32, 0, 3), ("b", u32, 3, 5), ("c", u32, 8)], bitfields=True)
-    b.struct("task_struct", 0, [])                          # forward-ish, empty
+    b.struct("task_struct", 0, [])
     b.struct("task_struct", 4096, [("pid", u32, 8 * 1200), ("tgid", u32, 8 * 1204)])
     b.func("bpf_lsm_file_open", b.func_proto(u32, [("file", b.ptr(0))]))
     return Btf.from_bytes(b.build())
+
+
+def test_plain_struct_members():
+    btf = kernelish()
+    assert btf.member_offset("path", "mnt") == 0
+    assert btf.member_offset("path", "dentry") == 8
+    assert btf.member_offset("dentry", "d_parent") == 24
+    assert btf.member_size("dentry", "d_flags") == 4
 
 
 def test_nested_paths_through_typedefs_and_qualifiers():
     btf = kernelish()
     assert btf.member_offset("fs_struct", "pwd") == 40
     assert btf.member_offset("fs_struct", "pwd.dentry") == 48
-    assert btf.member_offset("fs_struct", "root.dentry") == 32     # typedef + const
+    assert btf.member_offset("fs_struct", "root.dentry") == 32    # typedef -> volatile -> const
     assert btf.member_offset("dentry", "d_name.name") == 40
+    assert btf.member_size("fs_struct", "root") == 16
 
 
 def test_members_inside_anonymous_unions_and_structs():
     btf = kernelish()
+    assert btf.member_offset("qstr", "hash") == 0
     assert btf.member_offset("qstr", "len") == 4
     assert btf.member_offset("qstr", "hash_len") == 0
     assert btf.member_offset("qstr", "name") == 8
-    assert btf.member_size("qstr", "name") == 8 and btf.member_size("qstr", "len") == 4
+    assert btf.member_offset("dentry", "d_name.len") == 36
 
 
-def test_definition_wins_over_empty_declaration():
+def test_member_sizes_of_pointers_arrays_and_structs():
+    btf = kernelish()
+    assert btf.member_size("qstr", "name") == 8                    # const char *
+    assert btf.member_size("qstr", "hash_len") == 8
+    assert btf.member_size("dentry", "d_iname") == 8               # char[8]
+    assert btf.member_size("dentry", "d_name") == 16
+
+
+def test_a_definition_wins_over_an_empty_struct_and_a_forward_declaration():
     btf = kernelish()
     assert btf.member_offset("task_struct", "tgid") == 1204
+    assert btf.type(btf.find("dentry", "struct")).size_or_type == 64
+    assert btf.type(btf.find("dentry", "fwd")).kind == "fwd"
 
 
-def test_bitfields_have_no_byte_offset_but_following_members_do():
+def test_kflag_bitfields_have_no_byte_offset_but_following_members_do():
     btf = kernelish()
-    with pytest.raises(BtfError, match="bitfield"):
+    with pytest.raises(BtfError, match="flags.b is a bitfield"):
         btf.member_offset("flags", "b")
     assert btf.member_offset("flags", "c") == 1
+    members = {m.name: m for m in btf.type(btf.find("flags", "struct")).members}
+    assert (members["b"].bit_offset, members["b"].bitfield_size) == (3, 5)
 
 
-def test_missing_things_are_named():
-    btf = kernelish()
-    with pytest.raises(KeyError, match="no member nope"):
-        btf.member_offset("dentry", "nope")
-    with pytest.raises(KeyError, match="struct 'absent'|union 'absent'"):
-        btf.member_offset("absent", "x")
-    assert not btf.has_member("dentry", "d_name.nope")
-    assert btf.has_member("dentry", "d_name.len")
+def test_bitfields_encoded_in_the_int_type_without_kflag():
+    b = BtfBuilder()
+    u32 = b.int("unsigned int", 4)
+    three_bits = b.int("unsigned int", 4, bits=3, bit_offset=8)   # bits 8..10 of the word
+    b.struct("old", 8, [("x", three_bits, 0), ("y", u32, 32)])
+    btf = Btf.from_bytes(b.build())
+    x = btf.type(btf.find("old", "struct")).members[0]
+    assert (x.bit_offset, x.bitfield_size) == (8, 3)
+    with pytest.raises(BtfError, match="bitfield"):
+        btf.member_offset("old", "x")
+    assert btf.member_offset("old", "y") == 4
+
+
+def test_every_kind_is_skipped_by_its_length():
+    """One record of each kind 1..19 before the struct we look up: a wrong
+    length for any kind would misplace everything after it."""
+    b = BtfBuilder()
+    i32 = b.int()
+    b.ptr(i32)
+    b.array(i32, i32, 4)
+    b.struct("s", 4, [("v", i32, 0)])
+    b.struct("u", 4, [("v", i32, 0), ("w", i32, 0)], kind="union")
+    b.enum("e", [("E0", 0), ("E1", -1)])
+    b.fwd("f", union=True)
+    b.typedef("t", i32)
+    for kind in ("volatile", "const", "restrict"):
+        b.modifier(kind, i32)
+    proto = b.func_proto(i32, [("a", i32), ("b", i32)])
+    b.func("fn", proto)
+    var = b.var("v", i32)
+    b.datasec(".data", 4, [(var, 0, 4)])
+    b.float()
+    b.decl_tag("d", i32)
+    b.modifier("type_tag", i32, "user")
+    b.enum64("e64", [("X", 1 << 33)])
+    b.struct("after", 16, [("one", i32, 0), ("two", i32, 96)])
+    btf = Btf.from_bytes(b.build())
+    assert btf.member_offset("after", "two") == 12
+    assert btf.type(btf.find("e64", "enum64")).size_or_type == 8
+    assert btf.type(btf.find(".data", "datasec")).kind == "datasec"
+    assert btf.find("user", "type_tag") == btf.find("e64", "enum64") - 1
+
+
+def test_names_come_from_the_string_section_per_kind():
+    b = BtfBuilder()
+    i32 = b.int()
+    s = b.struct("thing", 4, [("len", i32, 0)])
+    t = b.typedef("thing", s)
+    b.struct("hash_len", 4, [("x", i32, 0)])     # "len" is also a suffix of this string
+    btf = Btf.from_bytes(b.build())
+    assert btf.find("thing", "struct") == s
+    assert btf.find("thing", "typedef") == t
+    assert btf.type(t).name == "thing"
+    with pytest.raises(KeyError, match="no func 'thing'"):
+        btf.find("thing", "func")
+    with pytest.raises(KeyError):
+        btf.find("len", "struct")                 # a member name, and a suffix
+    with pytest.raises(BtfError, match="unknown BTF kind 'structure'"):
+        btf.find("thing", "structure")
 
 
 def test_functions_by_name():
@@ -73,8 +152,34 @@ def test_functions_by_name():
     assert btf.type(btf.find("bpf_lsm_file_open", "func")).kind == "func"
 
 
-def test_rejects_non_btf():
+def test_missing_things_are_named():
+    btf = kernelish()
+    with pytest.raises(KeyError, match="struct dentry has no member 'nope'"):
+        btf.member_offset("dentry", "nope")
+    with pytest.raises(KeyError, match="struct qstr has no member 'nope'.*dentry.d_name.nope"):
+        btf.member_offset("dentry", "d_name.nope")
+    with pytest.raises(KeyError, match="no struct or union 'absent'"):
+        btf.member_offset("absent", "x")
+    with pytest.raises(BtfError, match="d_flags has kind int, not struct or union"):
+        btf.member_offset("dentry", "d_flags.x")
+    assert not btf.has_member("dentry", "d_name.nope")
+    assert not btf.has_member("absent", "x")
+    assert btf.has_member("dentry", "d_name.len")
+
+
+def test_rejects_what_is_not_btf():
+    b = BtfBuilder()
+    b.struct("s", 4, [("v", b.int(), 0)])
+    data = b.build()
     with pytest.raises(BtfError, match="magic"):
         Btf.from_bytes(b"\x00" * 64)
+    with pytest.raises(BtfError, match="magic"):
+        Btf.from_bytes(BtfBuilder().build(magic=0x9FEB))          # big-endian BTF
     with pytest.raises(BtfError, match="shorter"):
         Btf.from_bytes(b"\x9f\xeb")
+    with pytest.raises(BtfError, match="past the end"):
+        Btf.from_bytes(data[:-4])
+    with pytest.raises(BtfError, match="unknown BTF kind 25"):
+        bad = bytearray(data)
+        struct.pack_into("<I", bad, 24 + 4, 25 << 24)               # first record's info
+        Btf.from_bytes(bytes(bad))

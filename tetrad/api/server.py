@@ -54,6 +54,11 @@ class EventStreams:
             if stream in self._clients:
                 self._clients.remove(stream)
 
+    @property
+    def active(self) -> bool:
+        """Events are handed over only while a client listens."""
+        return bool(self._clients)
+
     def write(self, event: Event) -> None:
         if self._clients:
             self.write_raw(event.to_json(self._node))

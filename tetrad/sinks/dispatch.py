@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 
 
 class Sink(Protocol):
+    """What a sink is; one that has an `active` attribute is skipped (not
+    counted as dropping) while it is False."""
+
     name: str
 
     def write(self, event: Event) -> None: ...
@@ -51,6 +54,8 @@ class SinkWorker:
         self._thread.start()
 
     def offer(self, batch: list[Event]) -> None:
+        if not getattr(self.sink, "active", True):
+            return                  # e.g. the API stream with nobody listening
         with self._cond:
             room = self.capacity - self._pending
             if len(batch) > room:
