@@ -10,5 +10,7 @@ export TETRAD_EXPECT_FEATURES="btf,tracepoints,syscall_tracepoints,raw_syscalls,
 echo "== guest kernel $(uname -r), headers $(readlink /lib/modules/$(uname -r)/build), lsm $(cat /sys/kernel/security/lsm)"
 # Emulated execs take ~36 ms: the exec storm runs 1,000 here (10,000 on the host).
 export TETRAD_STORM_EXECS=1000
+# Software emulation (TCG, "qemu") makes bcc compiles ~20x slower than native.
+[ "$(systemd-detect-virt 2>/dev/null)" = qemu ] && export TETRAD_TIME_FACTOR=20
 python3 -m pytest -v -rs --durations=10 -p no:cacheprovider -m "kernel or guest" \
   --junitxml="$TETRAD_OUT/guest-junit.xml" tests

@@ -26,6 +26,9 @@ from tests.kernel.daemon_harness import REPO, DaemonProcess
 pytestmark = pytest.mark.kernel
 
 RUN = uuid.uuid4().hex[:8]
+# Deadlines hold on a native machine; the guest under software emulation
+# (no KVM) runs bcc ~20x slower and says so in TETRAD_TIME_FACTOR.
+TIME_FACTOR = float(os.environ.get("TETRAD_TIME_FACTOR", "1"))
 BASE = 5_000_000 + (int(RUN, 16) % 1_000_000) * 16
 METRICS_PORT = 20000 + int(RUN, 16) % 20000
 
@@ -119,6 +122,7 @@ def policy_rows(sock) -> dict:
 
 
 def test_policy_dropped_in_is_in_force_within_two_seconds(service):
+    """Two seconds natively (measured ~1 s on the CI host)."""
     d = service["daemon"]
     put(service["dir"], "watch.yaml", lseek_policy("svc-watch", BASE + 1))
     dropped = time.monotonic()
@@ -126,14 +130,14 @@ def test_policy_dropped_in_is_in_force_within_two_seconds(service):
     def fires():
         lseek(BASE + 1)
         return hits(d.sync(), "svc-watch")
-    wait_for(fires, 2.0, "an event of the new policy")
+    wait_for(fires, 2.0 * TIME_FACTOR, "an event of the new policy")
     print(f"policy in force {time.monotonic() - dropped:.2f}s after the file appeared")
 
 
 def test_edited_policy_replaces_the_old_version(service):
     d = service["daemon"]
     put(service["dir"], "watch.yaml", lseek_policy("svc-watch", BASE + 2))
-    wait_for(lambda: "replaced by the new version" in d.stderr_path.read_text(), 10, "the swap")
+    wait_for(lambda: "replaced by the new version" in d.stderr_path.read_text(), 10 * TIME_FACTOR, "the swap")
     before = len(hits(d.sync(), "svc-watch"))
     lseek(BASE + 1)
     lseek(BASE + 2)
@@ -144,7 +148,7 @@ def test_deleted_policy_detaches_its_programs(service):
     d = service["daemon"]
     held = bpf_programs(d.proc.pid)
     (service["dir"] / "watch.yaml").unlink()
-    wait_for(lambda: bpf_programs(d.proc.pid) < held, 5, "the program fd to close")
+    wait_for(lambda: bpf_programs(d.proc.pid) < held, 5 * TIME_FACTOR, "the program fd to close")
     before = len(hits(d.sync(), "svc-watch"))
     lseek(BASE + 2)
     assert hits(d.sync(), "svc-watch")[before:] == []
