@@ -283,6 +283,7 @@ class Daemon:
             "records": self.observer.received,
             "record_errors": self.observer.errors,
             "ringbuf_drops": self.sensor.drops(),
+            "policy_drops": self.policies.dropped() if self.policies else 0,
             "execve_map_errors": self.sensor.map_errors(),
             "events_emitted": self.sinks.emitted,
             "events_by_type": dict(self.sinks.by_kind),
@@ -309,14 +310,16 @@ class Daemon:
         states = self.policy_states() if self.policies else []
         enabled = sum(1 for p in states if p["state"] == "enabled")
         failed = sum(1 for p in states if p.get("error"))
-        drops = sum(self.sensor.drops().values()) + self.sinks.dropped
+        drops = (sum(self.sensor.drops().values()) + self.sinks.dropped
+                 + (self.policies.dropped() if self.policies else 0))
         return (f"{enabled} policies loaded{f', {failed} with errors' if failed else ''}; "
                 f"{rate:.0f} events/s; {drops} dropped")
 
     def stats_line(self) -> str:
         s = self.stats()
         return (f"records={s['records']} written={s['events_written']} "
-                f"ringbuf_drops={sum(s['ringbuf_drops'].values())} queue_drops={s['queue_drops']} "
+                f"ringbuf_drops={sum(s['ringbuf_drops'].values())} policy_drops={s['policy_drops']} "
+                f"queue_drops={s['queue_drops']} "
                 f"cache={s['process_cache']['size']} misses={s['process_cache']['misses']}")
 
     # ---- stop ---------------------------------------------------------------------
@@ -336,7 +339,7 @@ class Daemon:
         self.observer.drain()
         self.sinks.commit()
         self.sinks.close()
-        final = self.stats_line()
+        final = self.stats_line()          # before unloading: it reads the policies' counters
         if self.policies is not None:
             self.policies.close()
         self.sensor.close()

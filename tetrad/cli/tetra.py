@@ -175,7 +175,8 @@ def status(args) -> int:
     print(f"tetrad {result['version']} on {result['node_name']}, up {result['uptime_seconds']:.0f}s")
     print(f"kernel: have {', '.join(have)}; lack {', '.join(lack) or 'nothing'}")
     print(f"events: {s['events_emitted']} emitted, {s['records']} records; "
-          f"drops: ring buffer {sum(s['ringbuf_drops'].values())}, queues {s['queue_drops']}")
+          f"drops: ring buffer {sum(s['ringbuf_drops'].values())} (process) + "
+          f"{s.get('policy_drops', 0)} (policies), queues {s['queue_drops']}")
     print(f"process cache: {s['process_cache']['size']}/{s['process_cache']['capacity']}, "
           f"{s['process_cache']['misses']} misses")
     for p in result["policies"]:

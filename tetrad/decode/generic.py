@@ -48,13 +48,17 @@ _SIZE = ctypes.sizeof(enc.Msg)
 _SLOTS_AT = enc.Msg.slots.offset
 _SLOT_SIZE = ctypes.sizeof(enc.Slot)
 _DATA_AT = enc.Slot.data.offset
+_NSLOTS_AT = enc.Msg.nslots.offset
 
 
 def decode_policy(buf: bytes) -> PolicyRecord:
-    if len(buf) < _SIZE:
-        raise DecodeError(f"policy record of {len(buf)} bytes, need {_SIZE}")
-    m = enc.Msg.from_buffer_copy(buf)
-    n = min(m.nslots, enc.MAX_ARGS)
+    """A record carries only its hook's slots (nslots of them)."""
+    if len(buf) < _SLOTS_AT:
+        raise DecodeError(f"policy record of {len(buf)} bytes, need at least {_SLOTS_AT}")
+    n = min(buf[_NSLOTS_AT], enc.MAX_ARGS)
+    if len(buf) < _SLOTS_AT + n * _SLOT_SIZE:
+        raise DecodeError(f"policy record of {len(buf)} bytes is short for {n} slots")
+    m = enc.Msg.from_buffer_copy(buf.ljust(_SIZE, b"\0"))
     # Slot data is sliced from the buffer: ctypes would cut char arrays at
     # the first NUL, and buffers and socket addresses contain NULs.
     slots = []

@@ -107,6 +107,7 @@ class PolicyManager:
         self._clock = clock
         self._loaded: list[LoadedPolicy] = []
         self.unknown_records = 0
+        self.dropped_before = 0      # ring-buffer drops of policies since unloaded
         observer.register(enc.OP_GENERIC, decode_policy, self._on_record)
 
     # ---- loading -----------------------------------------------------------------
@@ -139,6 +140,8 @@ class PolicyManager:
         return loaded
 
     def unload(self, loaded: LoadedPolicy) -> None:
+        if loaded.hooks:
+            self.dropped_before += self.counters(loaded)["dropped"]
         for _, att in loaded.hooks:
             self._programs.remove(att)
         loaded.hooks.clear()
@@ -156,6 +159,11 @@ class PolicyManager:
             for name in total:
                 total[name] += getattr(stats, name)
         return total
+
+    def dropped(self) -> int:
+        """Policy records the kernel could not queue (ring buffer full),
+        over the daemon's lifetime."""
+        return self.dropped_before + sum(self.counters(lp)["dropped"] for lp in self._loaded)
 
     def close(self) -> None:
         for loaded in list(self._loaded):

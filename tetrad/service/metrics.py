@@ -43,7 +43,8 @@ def render(stats: dict, policies: list[dict]) -> str:
            "Records the kernel could not put in the ring buffer.",
            [({}, sum(stats["ringbuf_drops"].values()))])
     metric("tetragon_bpf_missed_events_total", "counter", "Kernel send failures by program.",
-           [({"msg_op": op}, n) for op, n in sorted(stats["ringbuf_drops"].items())])
+           [({"msg_op": op}, n) for op, n in sorted(stats["ringbuf_drops"].items())]
+           + [({"msg_op": "generic"}, stats.get("policy_drops", 0))])
     metric("tetragon_observer_queue_events_lost_total", "counter",
            "Events dropped because a sink's queue was full.", [({}, stats["queue_drops"])])
     metric("tetragon_errors_total", "counter", "Decode errors and failed sink writes.",
