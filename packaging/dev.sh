@@ -70,7 +70,8 @@ ensure_headers
 cd "$HERE"
 case $cmd in
   run)
-    exec "$PY" -m tetrad run "$@"
+    # The shipped config and example policies of this checkout; flags given win.
+    exec "$PY" -m tetrad run --policy-dir "$HERE/etc/policies.d" "$@"
     ;;
   test)
     exec "$HERE/tests/run.sh" "$@"
