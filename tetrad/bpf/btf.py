@@ -24,6 +24,7 @@ into a non-struct raise BtfError.
 
 from __future__ import annotations
 
+import functools
 import struct
 from array import array
 from dataclasses import dataclass
@@ -65,6 +66,13 @@ class BtfType:
     name: str
     size_or_type: int         # size in bytes, or the id of the type referred to
     members: tuple[Member, ...] = ()       # structs and unions only
+
+
+@functools.cache
+def vmlinux(path: str = "/sys/kernel/btf/vmlinux") -> "Btf":
+    """The kernel's BTF, read and indexed once per process (the feature probe,
+    the process sensor and the policy engine all ask)."""
+    return Btf.load(path)
 
 
 class Btf:

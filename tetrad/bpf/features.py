@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tetrad.bpf import syscall as sc
-from tetrad.bpf.btf import Btf
+from tetrad.bpf.btf import Btf, vmlinux
 
 TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 KPROBE_TARGET = b"do_sys_openat2"
@@ -71,7 +71,7 @@ def _named(name: str, result: Feature) -> Feature:
 @functools.cache
 def _btf() -> Btf | None:
     try:
-        return Btf.load()
+        return vmlinux()
     except (OSError, ValueError):
         return None
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 
-from tetrad.bpf.btf import Btf
+from tetrad.bpf.btf import Btf, vmlinux
 
 # macro name -> (struct, member path). Every entry is required unless listed
 # in _OPTIONAL (kernels built without CONFIG_AUDIT have no loginuid).
@@ -85,7 +85,7 @@ def resolve(btf: Btf) -> dict[str, int]:
 def struct_offsets(btf_path: str = "/sys/kernel/btf/vmlinux") -> dict[str, int]:
     """Offsets for the running kernel, parsed once per process."""
     try:
-        btf = Btf.load(btf_path)
+        btf = vmlinux(btf_path)
     except OSError as err:
         raise OffsetsUnavailable(f"cannot read {btf_path}: {err.strerror}") from err
     return resolve(btf)
@@ -96,7 +96,7 @@ def policy_offsets(btf_path: str = "/sys/kernel/btf/vmlinux") -> dict[str, int]:
     """POLICY_FIELDS that this kernel's BTF has (plus SIZEOF_UPID), with the
     process sensor's offsets; empty without BTF."""
     try:
-        btf = Btf.load(btf_path)
+        btf = vmlinux(btf_path)
         base = resolve(btf)
     except (OSError, OffsetsUnavailable):
         return {}
