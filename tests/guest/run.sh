@@ -8,7 +8,7 @@ OUT=${1:?usage: run.sh OUT_DIR}
 VM=${TETRAD_VM_DIR:-$HERE/../shared/vm}
 [ -x "$VM/ci-run.sh" ] || { echo "guest harness not found at $VM (set TETRAD_VM_DIR)" >&2; exit 125; }
 # Packages the guest needs beyond the harness's list (part of its image cache key).
-export EXTRA_PKGS=${EXTRA_PKGS:-"python3-yaml python3-pytest bpftool podman runc"}
+export EXTRA_PKGS=${EXTRA_PKGS:-"python3-yaml python3-pytest bpftool podman runc busybox-static"}
 
 STAGE=$(mktemp -d /tmp/tetrad-guest-stage.XXXXXX)
 trap 'rm -rf "$STAGE"' EXIT
@@ -18,7 +18,8 @@ tar -C "$HERE" --exclude=.git --exclude=__pycache__ --exclude=.pytest_cache -cf 
 # The .deb the guest installs (tests/guest/test_package_guest.py).
 "$HERE/packaging/build-deb.sh" "$STAGE/dist" >&2 || echo "guest: building the .deb failed" >&2
 
-"$VM/ci-run.sh" -o "$OUT/guest" -t "${TETRAD_GUEST_TIMEOUT:-2400}" "$STAGE" -- bash tests/guest/inside.sh
+# 4 GiB: several daemons compiling with clang at once outgrow the default 2 GiB.
+"$VM/ci-run.sh" -o "$OUT/guest" -t "${TETRAD_GUEST_TIMEOUT:-2400}" -m 4096 "$STAGE" -- bash tests/guest/inside.sh
 rc=$?
 cp "$OUT/guest/out/guest-junit.xml" "$OUT/guest-junit.xml" 2>/dev/null \
   || echo "guest: no test results came back (rc=$rc); see $OUT/guest/console.log" >&2

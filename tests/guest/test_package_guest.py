@@ -84,6 +84,8 @@ def installed():
     print(f"\n{debs[-1].name}: {debs[-1].stat().st_size} bytes; apt install -> active "
           f"(READY=1) in {ready:.1f}s")
     yield {"deb": debs[-1]}
+    # Whatever failed above: nothing of the package may stay for later tests.
+    sh("apt-get", "purge", "-y", "tetrad", check=False, timeout=600)
 
 
 def test_service_is_active_only_after_ready(installed):
@@ -167,9 +169,13 @@ def test_hardening_score(installed):
 
 
 def test_stop_leaves_no_bpf_program(installed):
-    assert "lsm__file_open" in tetrad_programs()
+    before = tetrad_programs()
+    assert "lsm__file_open" in before, before
     sh("systemctl", "stop", "tetrad", timeout=300)
-    assert tetrad_programs() == []
+    left = tetrad_programs()
+    assert left == [], left
+    log = sh("journalctl", "-u", "tetrad", "--no-pager", "-o", "cat", "-n", "20").stdout
+    assert "stopped, programs detached" in log, log
     assert sh("cat", str(SECRETS / "key")).stdout == "s3cret\n"
 
 

@@ -79,7 +79,12 @@ class DaemonProcess:
     def stop(self) -> dict[str, int]:
         """SIGTERM the daemon; returns the counters of its final log line."""
         self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(timeout=60)
+        try:
+            self.proc.wait(timeout=60 * float(os.environ.get("TETRAD_TIME_FACTOR", "1")))
+        except subprocess.TimeoutExpired:
+            self.proc.kill()             # never leave a daemon (and its programs) behind
+            self.proc.wait()
+            raise AssertionError(f"daemon did not stop on SIGTERM:\n{self.stderr_path.read_text()}")
         self._stderr.close()
         log = self.stderr_path.read_text()
         line = [l for l in log.splitlines() if "stopped" in l]
