@@ -4,6 +4,7 @@ libpod-<id>.scope layout, and names from podman's API socket."""
 from __future__ import annotations
 
 import subprocess
+import time
 import uuid
 
 import pytest
@@ -26,7 +27,13 @@ def test_podman_api_socket_names_the_container(image):  # noqa: F811
         with open(f"/proc/{pid}/cgroup") as f:
             path = f.read().split("0::", 1)[1].strip()
         assert f"libpod-{cid}.scope" in path          # systemd cgroup driver, v2
+        # podman.socket starts the API service on the first request, which
+        # takes seconds under emulation: ask until it answers.
+        deadline = time.monotonic() + 120
         api = metadata.podman_api(cid)
+        while not api and time.monotonic() < deadline:
+            time.sleep(1)
+            api = metadata.podman_api(cid)
         assert (api["name"], api["image"], len(api["image_id"])) == (name, IMAGE, 64)
         record = ContainerResolver().for_path(path)
         assert (record["id"], record["name"], record["image"]) == (cid, name, IMAGE)

@@ -164,13 +164,17 @@ def test_killed_daemon_is_restarted_with_its_policies(installed):
 
 def test_hardening_score(installed):
     out = sh("systemd-analyze", "security", "tetrad", "--no-pager", check=False)
-    print(out.stdout.splitlines()[-1] if out.stdout else out.stderr)
-    assert "Overall exposure level" in out.stdout
+    if os.environ.get("TETRAD_OUT"):            # kept with the guest's results
+        Path(os.environ["TETRAD_OUT"], "systemd-analyze-security.txt").write_text(out.stdout)
+    score = float(out.stdout.rsplit("Overall exposure level for tetrad.service: ", 1)[1].split()[0])
+    # A daemon that loads BPF keeps CAP_SYS_ADMIN and friends; the sandboxing
+    # must still bring it well below an unhardened service's 9.6.
+    assert score <= 5.0, out.stdout            # 4.6 measured (systemd 252)
 
 
 def test_stop_leaves_no_bpf_program(installed):
     before = tetrad_programs()
-    assert "lsm__file_open" in before, before
+    assert any(n.startswith("lsm__") for n in before), before
     sh("systemctl", "stop", "tetrad", timeout=300)
     left = tetrad_programs()
     assert left == [], left

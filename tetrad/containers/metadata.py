@@ -23,7 +23,7 @@ import socket
 from pathlib import Path
 
 ROOT = Path("/")
-API_TIMEOUT_S = 0.5
+API_TIMEOUT_S = 3.0            # asked off the event path (resolver's worker thread)
 MAX_STATE_BYTES = 8 << 20
 
 
