@@ -68,3 +68,14 @@ def test_failing_sink_is_counted_and_others_still_get_events():
     d.close()
     assert good.got == [Ev(i) for i in range(4)] and bad.got == [Ev(0), Ev(1), Ev(3)]
     assert d.errors == {"bad": 1, "list": 0}
+
+
+def test_written_ignores_optional_and_inactive_sinks():
+    out, stream = ListSink(), ListSink()
+    stream.name, stream.optional, stream.active = "api", True, False
+    d = SinkDispatcher([out, stream])
+    d.start()
+    for i in range(3):
+        d.emit(Ev(i))
+    d.close()
+    assert d.written == 3 and stream.got == [] and d.dropped == 0

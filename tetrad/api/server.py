@@ -37,6 +37,7 @@ class EventStreams:
     the daemon loses nothing."""
 
     name = "api"
+    optional = True             # not an output whose count says what was written
 
     def __init__(self, node_name: str):
         self._node = node_name

@@ -154,8 +154,10 @@ class SinkDispatcher:
 
     @property
     def written(self) -> int:
-        """Events the slowest sink has written (all sinks, when equal)."""
-        return min((w.written for w in self._workers), default=self.emitted)
+        """Events the slowest output has written (all outputs, when equal).
+        Optional sinks (the API stream: only while someone listens) do not count."""
+        outputs = [w.written for w in self._workers if not getattr(w.sink, "optional", False)]
+        return min(outputs, default=self.emitted)
 
     def per_sink(self) -> dict[str, dict[str, int]]:
         return {w.sink.name: {"written": w.written, "dropped": w.dropped, "errors": w.errors,
