@@ -29,8 +29,6 @@ POLICIES = Path("/etc/tetragon/policies.d")
 LOG = Path("/var/log/tetragon/tetragon.log")
 RUN = uuid.uuid4().hex[:8]
 SECRETS = Path(f"/srv/secrets-{RUN}")
-# Names bcc gives our programs (truncated to 15 characters by the kernel).
-PROGRAM_PREFIXES = ("g_enter", "g_exit", "lsm__", "tracepoint__")
 
 
 def sh(*cmd: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -67,23 +65,22 @@ def main_pid() -> int:
     return int(sh("systemctl", "show", "-p", "MainPID", "--value", "tetrad").stdout.strip())
 
 
-def tetrad_programs() -> list[str]:
-    """Programs in the kernel named like ours (nothing else in the guest uses BPF)."""
-    out = sh("bpftool", "prog", "show", "--json")
-    return [p.get("name", "") for p in json.loads(out.stdout)
-            if p.get("name", "").startswith(PROGRAM_PREFIXES)]
+def programs() -> dict[int, dict]:
+    """BPF programs in the kernel by id (with "type" and "name")."""
+    return {p["id"]: p for p in json.loads(sh("bpftool", "prog", "show", "--json").stdout)}
 
 
 @pytest.fixture(scope="module")
 def installed():
     debs = sorted((REPO / "dist").glob("tetrad_*_all.deb"))
     assert debs, "no .deb in dist/: tests/guest/run.sh builds it with packaging/build-deb.sh"
+    baseline = set(programs())                  # systemd's own, before tetrad
     started = time.monotonic()
     sh("apt-get", "install", "-y", str(debs[-1]), timeout=900)     # deps are in the image; no network
     ready = time.monotonic() - started
     print(f"\n{debs[-1].name}: {debs[-1].stat().st_size} bytes; apt install -> active "
           f"(READY=1) in {ready:.1f}s")
-    yield {"deb": debs[-1]}
+    yield {"deb": debs[-1], "baseline": baseline}
     # Whatever failed above: nothing of the package may stay for later tests.
     sh("apt-get", "purge", "-y", "tetrad", check=False, timeout=600)
 
@@ -173,11 +170,15 @@ def test_hardening_score(installed):
 
 
 def test_stop_leaves_no_bpf_program(installed):
-    before = tetrad_programs()
-    assert any(n.startswith("lsm__") for n in before), before
+    ours = {i: p for i, p in programs().items() if i not in installed["baseline"]}
+    assert any(p["type"] == "lsm" for p in ours.values()), ours
+    assert any(p["type"] == "tracepoint" for p in ours.values()), ours
     sh("systemctl", "stop", "tetrad", timeout=300)
-    left = tetrad_programs()
-    assert left == [], left
+    # Only kinds tetrad loads: systemd adds cgroup_skb programs for units it
+    # starts meanwhile (IPAddressDeny=), which are not ours to count.
+    left = {i: p["name"] for i, p in programs().items() if i not in installed["baseline"]
+            and p["type"] in ("tracepoint", "kprobe", "lsm", "raw_tracepoint", "tracing")}
+    assert left == {}, left
     log = sh("journalctl", "-u", "tetrad", "--no-pager", "-o", "cat", "-n", "20").stdout
     assert "stopped, programs detached" in log, log
     assert sh("cat", str(SECRETS / "key")).stdout == "s3cret\n"

@@ -39,8 +39,14 @@ class Notifier:
         self._send(f"STATUS={status}")
 
     def extend(self, seconds: float, status: str) -> None:
-        """More time for start-up, reload or stop (each call re-arms)."""
-        self._send(f"EXTEND_TIMEOUT_USEC={int(seconds * 1e6)}", f"STATUS={status}")
+        """More time for start-up, reload or stop (each call re-arms). Also
+        a watchdog ping: systemd's watchdog runs during start-up too, and a
+        start that compiles several programs can outlast WatchdogSec."""
+        lines = [f"EXTEND_TIMEOUT_USEC={int(seconds * 1e6)}", f"STATUS={status}"]
+        if self.watchdog_interval_s:
+            lines.append("WATCHDOG=1")
+            self._last_ping = time.monotonic()
+        self._send(*lines)
 
     def reloading(self) -> None:
         self._send("RELOADING=1", f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}")
