@@ -81,12 +81,13 @@ class Attachment:
 class GenericPrograms:
     def __init__(self):
         self._programs: list[Program] = []
+        self._by_obj: dict[int, Program] = {}      # per record: a dict lookup, not a scan
         self._next_obj = 1
         self._offsets = struct_offsets.policy_offsets()
         self.compile_seconds = 0.0
 
     def by_obj(self, obj_id: int) -> Program | None:
-        return next((p for p in self._programs if p.obj_id == obj_id), None)
+        return self._by_obj.get(obj_id)
 
     def _cflags(self, layout: Layout, obj_id: int) -> list[str]:
         flags = [f"-I{bpf_dir()}", f"-DOBJ_ID={obj_id}", f"-DG_MAX_HOOKS={MAX_HOOKS}"]
@@ -111,6 +112,7 @@ class GenericPrograms:
         self.compile_seconds += elapsed
         program = Program(obj_id, ch.layout, bpf, compile_seconds=elapsed)
         self._programs.append(program)
+        self._by_obj[obj_id] = program
         log.debug("built program %d for %s in %.2fs", obj_id, ch.target.function_name, elapsed)
         return program
 
@@ -205,6 +207,7 @@ class GenericPrograms:
         if not program.hooks:
             program.bpf.cleanup()
             self._programs.remove(program)
+            del self._by_obj[program.obj_id]
 
     def _clear_values(self, program: Program, ch: CompiledHook, hook_id: int) -> None:
         b = program.bpf
@@ -233,4 +236,5 @@ class GenericPrograms:
         for program in list(self._programs):
             program.bpf.cleanup()
         self._programs.clear()
+        self._by_obj.clear()
 
