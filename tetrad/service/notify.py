@@ -40,8 +40,8 @@ class Notifier:
 
     def extend(self, seconds: float, status: str) -> None:
         """More time for start-up, reload or stop (each call re-arms). Also
-        a watchdog ping: systemd's watchdog runs during start-up too, and a
-        start that compiles several programs can outlast WatchdogSec."""
+        a watchdog ping: compiles block the main loop (a directory sync of
+        several policies can outlast WatchdogSec), and this runs before each."""
         lines = [f"EXTEND_TIMEOUT_USEC={int(seconds * 1e6)}", f"STATUS={status}"]
         if self.watchdog_interval_s:
             lines.append("WATCHDOG=1")
