@@ -67,18 +67,6 @@ def release_free_memory() -> None:
         pass
 
 
-def cgroup_of(pid: int) -> str:
-    """The cgroup v2 path of a process ("0::" line of /proc/PID/cgroup)."""
-    try:
-        with open(f"/proc/{pid}/cgroup") as f:
-            for line in f:
-                if line.startswith("0::"):
-                    return line[3:].strip()
-    except OSError:
-        pass
-    return ""
-
-
 # Rebuilds sinks from the config files on reload (tetrad/cli/run.py).
 Reconfigure = Callable[[], list[Sink]]
 
@@ -145,9 +133,8 @@ class Daemon:
         seeded = self.sensor.seed(scan)
         for entry in scan.entries:
             proc = self.cache.add_procfs(entry)
-            path = cgroup_of(entry.pid)
-            if path:
-                annotate(proc, self.containers.for_path(path))
+            if entry.cgroup:
+                annotate(proc, self.containers.for_path(entry.cgroup))
         log.info("found %d running processes in /proc (%d told to the kernel, %d vanished "
                  "while read) in %.2fs", len(scan.entries), seeded, scan.skipped,
                  time.monotonic() - started)

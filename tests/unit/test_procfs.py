@@ -3,7 +3,7 @@ import subprocess
 import sys
 import time
 
-from tetrad.process.procfs import ProcfsScanner, start_ticks
+from tetrad.process.procfs import ProcfsScanner, cgroup_v2_path, start_ticks
 
 
 def test_start_ticks_with_hostile_comm():
@@ -28,7 +28,16 @@ def test_scan_finds_a_running_child_with_its_identity(tmp_path):
         assert entry.ktime % 10_000_000 == 0 and entry.start_time_ns == 1_000 + entry.ktime
         assert entry.uid == os.getuid()
         assert result.threads[child.pid] >= 1
+        with open(f"/proc/{child.pid}/cgroup") as f:
+            assert entry.cgroup == cgroup_v2_path(f.read())
         assert not [e for e in result.entries if e.pid == 2 or e.ppid == 2]   # no kernel threads
     finally:
         child.kill()
         child.wait()
+
+
+def test_cgroup_v2_path_from_v1_hybrid_and_v2_files():
+    hybrid = "9:name=systemd:/libpod_parent/libpod-ab\n1:cpu:/x\n0::/libpod_parent/libpod-ab\n"
+    assert cgroup_v2_path(hybrid) == "/libpod_parent/libpod-ab"
+    assert cgroup_v2_path("0::/system.slice/ssh.service\n") == "/system.slice/ssh.service"
+    assert cgroup_v2_path("4:memory:/x\n") == ""

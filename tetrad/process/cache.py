@@ -40,6 +40,7 @@ class ProcfsEntry:
     cwd: str
     binary: str
     argv: tuple[str, ...]
+    cgroup: str = ""           # cgroup v2 path ("0::" line of /proc/PID/cgroup)
 
 
 @dataclass(slots=True)

@@ -33,6 +33,14 @@ class ScanResult:
     skipped: int                  # vanished while scanned, or unreadable
 
 
+def cgroup_v2_path(cgroup_file: str) -> str:
+    """The unified-hierarchy path from /proc/PID/cgroup ("" if none)."""
+    for line in cgroup_file.splitlines():
+        if line.startswith("0::"):
+            return line[3:].strip()
+    return ""
+
+
 def start_ticks(stat_line: str) -> int:
     """Field 22 (starttime) of /proc/<pid>/stat; comm may contain spaces and ')'."""
     fields = stat_line.rpartition(")")[2].split()
@@ -94,6 +102,10 @@ class ProcfsScanner:
                 cwd = proc.cwd()
             except psutil.AccessDenied:
                 cwd = ""
+            try:
+                cgroup = cgroup_v2_path(self._read(pid, "cgroup"))
+            except OSError:
+                cgroup = ""
             entry = ProcfsEntry(
                 pid=pid,
                 ktime=ktime,
@@ -106,5 +118,6 @@ class ProcfsScanner:
                 cwd=cwd,
                 binary=proc.exe(),
                 argv=tuple(proc.cmdline()),
+                cgroup=cgroup,
             )
             return entry, proc.num_threads()
