@@ -14,7 +14,6 @@ and other threads only set flags or queue work.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import queue
 import socket
@@ -27,6 +26,7 @@ from tetrad import __version__
 from tetrad.bpf import features
 from tetrad.bpf.mounts import ensure_kernel_mounts
 from tetrad.events.timefmt import KtimeClock
+from tetrad.libc import libc
 from tetrad.observer import Observer
 from tetrad.pipeline import ProcessEvents, annotate
 from tetrad.policy import schema
@@ -61,10 +61,7 @@ class DaemonConfig:
 def release_free_memory() -> None:
     """Give the heap clang left behind back to the kernel (glibc keeps freed
     memory mapped): tens of MB of RSS after compiling programs."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+    libc.malloc_trim(0)
 
 
 # Rebuilds sinks from the config files on reload (tetrad/cli/run.py).

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Callable
 
 from tetrad.api.ops import ExitHow, Op
+from tetrad.containers.resolver import docker_field
 from tetrad.decode import process as process_decode
 from tetrad.decode.process import CloneRecord, ExecRecord, ExitRecord
 from tetrad.events.model import Event, exec_event, exit_event
@@ -23,7 +24,6 @@ Emit = Callable[[Event], None]
 def annotate(proc, container: dict | None) -> None:
     """Container identity on a process: `container` and Tetragon's `docker`."""
     if container:
-        from tetrad.containers.resolver import docker_field
         proc.set_extra("container", container)
         docker = docker_field(container)
         if docker:

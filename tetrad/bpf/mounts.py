@@ -10,7 +10,6 @@ elsewhere.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import os
 
@@ -24,7 +23,7 @@ KERNEL_MOUNTS = (
     ("bpf", "/sys/fs/bpf"),
 )
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+from tetrad.libc import libc as _libc
 _libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p,
                         ctypes.c_ulong, ctypes.c_void_p)
 MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x2, 0x4, 0x8

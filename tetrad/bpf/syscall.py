@@ -9,7 +9,6 @@ itself; failures raise OSError with the kernel's errno.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
 import platform
@@ -28,7 +27,7 @@ PERF_TYPE_TRACEPOINT = 2
 PERF_FLAG_FD_CLOEXEC = 8
 PERF_EVENT_IOC_SET_BPF = 0x40042408
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+from tetrad.libc import libc as _libc
 _libc.syscall.restype = ctypes.c_long
 _libc.ioctl.argtypes = (ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong)
 

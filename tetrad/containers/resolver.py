@@ -19,7 +19,6 @@ container id, both bounded.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import os
 import queue
@@ -29,6 +28,7 @@ from pathlib import Path
 
 from tetrad.containers import metadata
 from tetrad.containers.cgroup_path import CgroupIdentity, parse
+from tetrad.libc import libc
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +62,9 @@ class CgroupPaths:
     def __init__(self, mount: str | None = None):
         self.mount = cgroup2_mount() if mount is None else mount
         self._mount_fd = -1
-        self._libc = None
         if self.mount:
             try:
                 self._mount_fd = os.open(self.mount, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-                self._libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
             except OSError as err:
                 log.warning("cgroup2 at %s not readable (%s): no container identity", self.mount, err)
         self._walked: dict[int, str] = {}
@@ -75,7 +73,7 @@ class CgroupPaths:
         if self._mount_fd < 0 or not cgroup_id:
             return None
         handle = _FileHandle(8, FILEID_KERNFS, cgroup_id)
-        fd = self._libc.open_by_handle_at(self._mount_fd, ctypes.byref(handle),
+        fd = libc.open_by_handle_at(self._mount_fd, ctypes.byref(handle),
                                           os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         if fd >= 0:
             try:
