@@ -98,9 +98,11 @@ def run(args) -> int:
     if os.geteuid() != 0:
         log.error("tetrad run needs root (it loads BPF programs); try: sudo tetrad run")
         return 1
+    def load_config() -> cfg.Config:
+        return cfg.load(cfg.layer_files(Path(args.config_dir)), overrides(args))
+
     try:
-        files = cfg.layer_files(Path(args.config_dir))
-        config = cfg.load(files, overrides(args))
+        config = load_config()
         sinks = build_sinks(config, args.quiet)
     except (cfg.ConfigError, OSError, ValueError) as err:
         log.error("%s; fix it and start again", err)
@@ -112,8 +114,7 @@ def run(args) -> int:
     def reconfigure() -> list:
         """Sinks from the config files as they are now (SIGHUP, tetrad reload).
         Settings that shape kernel maps need a restart; they are not re-read."""
-        again = cfg.load(cfg.layer_files(Path(args.config_dir)), overrides(args))
-        return build_sinks(again, args.quiet)
+        return build_sinks(load_config(), args.quiet)
 
     stop = threading.Event()
     daemon = Daemon(daemon_config(config, args.policy), sinks, reconfigure=reconfigure)

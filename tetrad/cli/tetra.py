@@ -22,11 +22,9 @@ from types import SimpleNamespace
 
 from tetrad.events import compact
 from tetrad.events import policy as _policy_lines  # noqa: F401  registers the compact lines
+from tetrad.filters import EVENT_SET
 
 DEFAULT_SOCKET = "/run/tetrad/tetrad.sock"
-EVENT_TYPES = {"PROCESS_EXEC": "process_exec", "PROCESS_EXIT": "process_exit",
-               "PROCESS_KPROBE": "process_kprobe", "PROCESS_TRACEPOINT": "process_tracepoint",
-               "PROCESS_UPROBE": "process_uprobe", "PROCESS_LSM": "process_lsm"}
 
 
 class Unreachable(Exception):
@@ -77,7 +75,7 @@ class EventFilter:
     def __init__(self, args):
         self.process = [re.compile(p) for p in args.process or []]
         self.policies = set(args.policy_names or [])
-        self.types = {EVENT_TYPES.get(t.upper(), t.lower()) for t in args.event_types or []}
+        self.types = {EVENT_SET.get(t.upper(), t.lower()) for t in args.event_types or []}
         self.containers = args.container or []
 
     def keep(self, view, body: dict) -> bool:
