@@ -4,13 +4,13 @@ libpod-<id>.scope layout, and names from podman's API socket."""
 from __future__ import annotations
 
 import subprocess
-import time
 import uuid
 
 import pytest
 
 from tetrad.containers import metadata
 from tetrad.containers.resolver import ContainerResolver
+from tests.kernel.daemon_harness import wait_for
 from tests.kernel.test_containers import IMAGE, PODMAN_RUN, image, podman  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.guest
@@ -29,11 +29,8 @@ def test_podman_api_socket_names_the_container(image):  # noqa: F811
         assert f"libpod-{cid}.scope" in path          # systemd cgroup driver, v2
         # podman.socket starts the API service on the first request, which
         # takes seconds under emulation: ask until it answers.
-        deadline = time.monotonic() + 120
-        api = metadata.podman_api(cid)
-        while not api and time.monotonic() < deadline:
-            time.sleep(1)
-            api = metadata.podman_api(cid)
+        api = wait_for(lambda: metadata.podman_api(cid), 120, "an answer from podman's API",
+                       interval=1.0)
         assert (api["name"], api["image"], len(api["image_id"])) == (name, IMAGE, 64)
         record = ContainerResolver().for_path(path)
         assert (record["id"], record["name"], record["image"]) == (cid, name, IMAGE)

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.kernel import daemon_harness as harness
+
 pytestmark = pytest.mark.guest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -47,14 +49,9 @@ def journal(*matches: str, since: str = "") -> list[dict]:
 
 
 def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"{what}: not within {timeout}s\n"
-                         + sh("journalctl", "-u", "tetrad", "--no-pager", "-n", "40", check=False).stdout)
+    """Polls every 0.5 s (the guest is emulated); a timeout shows the unit's journal."""
+    return harness.wait_for(predicate, timeout, what, interval=0.5, context=lambda: sh(
+        "journalctl", "-u", "tetrad", "--no-pager", "-n", "40", check=False).stdout)
 
 
 def active() -> str:

@@ -21,6 +21,19 @@ REPO = Path(__file__).resolve().parents[2]
 TRUE = os.path.realpath("/bin/true")
 
 
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.05,
+             context=lambda: ""):
+    """Poll `predicate` until it returns something true (which is returned);
+    on timeout fail with `what` and whatever `context()` adds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"{what}: not within {timeout}s\n{context()}")
+
+
 class DaemonProcess:
     def __init__(self, workdir: Path, *extra_args: str):
         self.export = workdir / "events.json"

@@ -21,7 +21,7 @@ import uuid
 
 import pytest
 
-from tests.kernel.daemon_harness import REPO, DaemonProcess
+from tests.kernel.daemon_harness import REPO, DaemonProcess, wait_for
 
 pytestmark = pytest.mark.kernel
 
@@ -102,16 +102,6 @@ def service(tmp_path_factory):
 def hits(events, name: str) -> list[int]:
     return [int(e["process_kprobe"]["args"][0]["long_arg"]) for e in events
             if "process_kprobe" in e and e["process_kprobe"]["policy_name"] == name]
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not within {timeout}s")
 
 
 def policy_rows(sock) -> dict:
