@@ -22,6 +22,7 @@ import uuid
 import pytest
 
 from tests.kernel.daemon_harness import REPO, DaemonProcess, wait_for
+from tests.policy_files import lseek_equal, put
 
 pytestmark = pytest.mark.kernel
 
@@ -33,39 +34,11 @@ BASE = 5_000_000 + (int(RUN, 16) % 1_000_000) * 16
 METRICS_PORT = 20000 + int(RUN, 16) % 20000
 
 
-def lseek_policy(name: str, offset: int) -> str:
-    return f"""apiVersion: cilium.io/v1alpha1
-kind: TracingPolicy
-metadata:
-  name: "{name}"
-spec:
-  kprobes:
-  - call: "sys_lseek"
-    syscall: true
-    args:
-    - index: 1
-      type: long
-    selectors:
-    - matchArgs:
-      - index: 1
-        operator: Equal
-        values: ["{offset}"]
-"""
-
-
 def lseek(offset: int) -> None:
     try:
         os.lseek(-1, offset, 0)
     except OSError:
         pass
-
-
-def put(directory, name: str, text: str, mode: int = 0o644):
-    """Write as editors do: a temp file renamed over the target."""
-    tmp = directory / f".{name}.tmp"
-    tmp.write_text(text)
-    os.chmod(tmp, mode)
-    os.rename(tmp, directory / name)
 
 
 def bpf_programs(pid: int) -> int:
@@ -91,7 +64,7 @@ def service(tmp_path_factory):
     os.chmod(work, 0o755)
     policies = work / "policies.d"
     policies.mkdir(mode=0o755)
-    put(policies, "other.yaml", lseek_policy("svc-other", BASE + 9))
+    put(policies, "other.yaml", lseek_equal("svc-other", BASE + 9))
     daemon = DaemonProcess(work, "--policy-dir", str(policies),
                            "--metrics-address", f"127.0.0.1:{METRICS_PORT}")
     yield {"daemon": daemon, "dir": policies, "sock": work / "api.sock", "work": work}
@@ -114,7 +87,7 @@ def policy_rows(sock) -> dict:
 def test_policy_dropped_in_is_in_force_within_two_seconds(service):
     """Two seconds natively (measured ~1 s on the CI host)."""
     d = service["daemon"]
-    put(service["dir"], "watch.yaml", lseek_policy("svc-watch", BASE + 1))
+    put(service["dir"], "watch.yaml", lseek_equal("svc-watch", BASE + 1))
     dropped = time.monotonic()
 
     def fires():
@@ -126,7 +99,7 @@ def test_policy_dropped_in_is_in_force_within_two_seconds(service):
 
 def test_edited_policy_replaces_the_old_version(service):
     d = service["daemon"]
-    put(service["dir"], "watch.yaml", lseek_policy("svc-watch", BASE + 2))
+    put(service["dir"], "watch.yaml", lseek_equal("svc-watch", BASE + 2))
     wait_for(lambda: "replaced by the new version" in d.stderr_path.read_text(), 10 * TIME_FACTOR, "the swap")
     before = len(hits(d.sync(), "svc-watch"))
     lseek(BASE + 1)
@@ -148,7 +121,7 @@ def test_deleted_policy_detaches_its_programs(service):
 def test_malformed_and_writable_files_are_refused_and_others_keep_working(service):
     d = service["daemon"]
     put(service["dir"], "broken.yaml", "apiVersion: cilium.io/v1alpha1\nkind: [")
-    put(service["dir"], "writable.yaml", lseek_policy("svc-writable", BASE + 3), mode=0o666)
+    put(service["dir"], "writable.yaml", lseek_equal("svc-writable", BASE + 3), mode=0o666)
     wait_for(lambda: "writable.yaml is group- or world-writable" in d.stderr_path.read_text(), 5,
              "the refusal")
     wait_for(lambda: "broken.yaml" in d.stderr_path.read_text(), 5, "the parse error")
@@ -163,7 +136,7 @@ def test_malformed_and_writable_files_are_refused_and_others_keep_working(servic
 
 def test_bad_edit_keeps_the_previous_version_in_force(service):
     d = service["daemon"]
-    put(service["dir"], "other.yaml", lseek_policy("svc-other", BASE + 9).replace("Equal", "Equalz"))
+    put(service["dir"], "other.yaml", lseek_equal("svc-other", BASE + 9).replace("Equal", "Equalz"))
     wait_for(lambda: "version loaded before stays in force: svc-other" in d.stderr_path.read_text(),
              5, "the error report")
     before = len(hits(d.sync(), "svc-other"))
@@ -172,13 +145,13 @@ def test_bad_edit_keeps_the_previous_version_in_force(service):
     status = json.loads(tetra(service["sock"], "status", "-o", "json").stdout)
     row = next(p for p in status["policies"] if p["name"] == "svc-other")
     assert row["state"] == "enabled" and "Equalz" in row["error"]
-    put(service["dir"], "other.yaml", lseek_policy("svc-other", BASE + 9))
+    put(service["dir"], "other.yaml", lseek_equal("svc-other", BASE + 9))
 
 
 def test_tetra_policy_add_disable_enable_delete(service, tmp_path):
     d, sock = service["daemon"], service["sock"]
     f = tmp_path / "api.yaml"
-    f.write_text(lseek_policy("svc-api", BASE + 4))
+    f.write_text(lseek_equal("svc-api", BASE + 4))
     assert tetra(sock, "policy", "add", str(f)).returncode == 0
     assert policy_rows(sock)["svc-api"] == "enabled"
     lseek(BASE + 4)

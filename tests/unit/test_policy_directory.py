@@ -4,26 +4,9 @@ import pytest
 
 from tetrad.policy.directory import PolicyDirectory, wanted
 from tetrad.policy.schema import PolicyError
+from tests import policy_files
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="ownership checks need root to chown")
-
-POLICY = """apiVersion: cilium.io/v1alpha1
-kind: TracingPolicy
-metadata:
-  name: "{name}"
-spec:
-  kprobes:
-  - call: "sys_lseek"
-    syscall: true
-    args:
-    - index: 1
-      type: long
-    selectors:
-    - matchArgs:
-      - index: 1
-        operator: Equal
-        values: ["{value}"]
-"""
 
 
 class FakeKernel:
@@ -56,12 +39,7 @@ def setup(tmp_path):
 
 
 def put(d, fname, name="p1", value="1", mode=0o644):
-    path = d / fname
-    tmp = d / f".{fname}.tmp"
-    tmp.write_text(POLICY.format(name=name, value=value))
-    os.chmod(tmp, mode)
-    os.rename(tmp, path)            # as editors and config management do
-    return path
+    return policy_files.put(d, fname, policy_files.lseek_equal(name, value), mode)
 
 
 def test_add_change_remove(setup):
