@@ -57,7 +57,8 @@ def cgroup2_mount(mountinfo: str = "/proc/self/mountinfo") -> str:
 
 
 class CgroupPaths:
-    """cgroup id -> path relative to the cgroup2 mount."""
+    """cgroup id -> path relative to the cgroup2 mount. Holds the mount's
+    directory fd for the life of the process (open_by_handle_at needs it)."""
 
     def __init__(self, mount: str | None = None):
         self.mount = cgroup2_mount() if mount is None else mount
@@ -98,11 +99,6 @@ class CgroupPaths:
             if len(found) > 100_000:
                 break
         self._walked = found
-
-    def close(self) -> None:
-        if self._mount_fd >= 0:
-            os.close(self._mount_fd)
-            self._mount_fd = -1
 
 
 class ContainerResolver:
