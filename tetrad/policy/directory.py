@@ -171,7 +171,3 @@ class PolicyDirectory:
         if old is not None:
             self._unload(old)
             log.info("policy %s replaced by the new version in %s", policy.name, path)
-
-    def close(self) -> None:
-        """Forget the files; the caller unloads what is loaded."""
-        self.entries.clear()
