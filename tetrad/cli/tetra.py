@@ -15,14 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import socket
 import sys
 from types import SimpleNamespace
 
 from tetrad.events import compact
 from tetrad.events import policy as _policy_lines  # noqa: F401  registers the compact lines
-from tetrad.filters import EVENT_SET
+from tetrad.filters import Filter, FilterError
 
 DEFAULT_SOCKET = "/run/tetrad/tetrad.sock"
 
@@ -60,41 +59,36 @@ def request(path: str, op: str, **fields) -> dict:
 # ---- events ----------------------------------------------------------------------------
 
 def event_view(record: dict):
-    """A JSON event as the attributes compact lines read (kind, process, fields)."""
+    """A JSON event as the attributes compact lines and the getevents filter
+    read (kind, process binary/arguments/container, fields, policy_name)."""
     kind = next((k for k in record if k not in ("node_name", "time")), "")
     body = record.get(kind) or {}
     proc = body.get("process") or {}
+    # Tetragon's own export has only `docker` (an id prefix); ours has both.
+    container = proc.get("container") or ({"id": proc["docker"]} if proc.get("docker") else None)
     process = SimpleNamespace(binary=proc.get("binary", ""), arguments=proc.get("arguments", ""),
-                              extra={"container": proc.get("container")} if proc.get("container") else {})
+                              extra={"container": container} if container else {})
     fields = {k: v for k, v in body.items() if k not in ("process", "parent")}
     return SimpleNamespace(kind=kind, process=process, fields=fields,
-                           policy_name=body.get("policy_name", "")), body
+                           policy_name=body.get("policy_name", ""))
 
 
-class EventFilter:
-    def __init__(self, args):
-        self.process = [re.compile(p) for p in args.process or []]
-        self.policies = set(args.policy_names or [])
-        self.types = {EVENT_SET.get(t.upper(), t.lower()) for t in args.event_types or []}
-        self.containers = args.container or []
-
-    def keep(self, view, body: dict) -> bool:
-        proc = body.get("process") or {}
-        if self.types and view.kind not in self.types:
-            return False
-        if self.process and not any(r.search(proc.get("binary", "")) for r in self.process):
-            return False
-        if self.policies and body.get("policy_name") not in self.policies:
-            return False
-        if self.containers:
-            cid = (proc.get("container") or {}).get("id", "") or proc.get("docker", "")
-            if not any(cid.startswith(c) for c in self.containers):
-                return False
-        return True
+def flag_filter(args) -> Filter:
+    """The getevents flags as one export filter (tetrad/filters.py): the
+    same matching the daemon applies to its JSON file."""
+    spec = {}
+    if args.event_types:
+        spec["event_set"] = [t.upper() for t in args.event_types]
+    if args.process:
+        spec["binary_regex"] = args.process
+    if args.policy_names:
+        spec["policy_names"] = args.policy_names
+    if args.container:
+        spec["container_id"] = args.container
+    return Filter.parse(spec)
 
 
-def _print_events(lines, args) -> int:
-    keep = EventFilter(args)
+def _print_events(lines, args, keep: Filter) -> int:
     for line in lines:
         line = line.strip()
         if not line:
@@ -104,12 +98,12 @@ def _print_events(lines, args) -> int:
         except ValueError:
             print(f"tetra: skipping a line that is not JSON: {line[:80]}", file=sys.stderr)
             continue
-        view, body = event_view(record)
+        view = event_view(record)
         if not view.kind or "rate_limit_info" in record:
             if args.output == "json":
                 print(line, flush=True)
             continue
-        if not keep.keep(view, body):
+        if not keep.matches(view):
             continue
         if args.output == "json":
             print(line, flush=True)
@@ -119,8 +113,9 @@ def _print_events(lines, args) -> int:
 
 
 def getevents(args) -> int:
+    keep = flag_filter(args)
     if not sys.stdin.isatty() and not args.live:
-        return _print_events(sys.stdin, args)
+        return _print_events(sys.stdin, args, keep)
     sock = connect(args.socket)
     sock.sendall(b'{"op": "getevents"}\n')
     stream = sock.makefile("r", encoding="utf-8")
@@ -129,7 +124,7 @@ def getevents(args) -> int:
         print(f"tetra: {header.get('error', 'no answer')}", file=sys.stderr)
         return 1
     try:
-        return _print_events(stream, args)
+        return _print_events(stream, args, keep)
     except KeyboardInterrupt:
         return 0
 
@@ -233,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("policy", "tracingpolicy", "tp"):
             return policy(args)
         return status(args)
-    except Unreachable as err:
+    except (Unreachable, FilterError) as err:
         print(f"tetra: {err}", file=sys.stderr)
         return 2
     except BrokenPipeError:
