@@ -17,12 +17,15 @@ from tetrad import __version__
 log = logging.getLogger(__name__)
 
 
+def _quoted(value) -> str:
+    """A label value in the exposition format: backslash and quote escaped."""
+    return str(value).replace("\\", "\\\\").replace('"', '\\"')
+
+
 def _labels(**labels) -> str:
     if not labels:
         return ""
-    text = ",".join(f'{k}="{str(v).replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
-                    for k, v in labels.items())
-    return "{" + text + "}"
+    return "{" + ",".join(f'{k}="{_quoted(v)}"' for k, v in labels.items()) + "}"
 
 
 def render(stats: dict, policies: list[dict]) -> str:
