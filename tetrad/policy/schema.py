@@ -23,6 +23,9 @@ from pathlib import Path
 
 import yaml
 
+from tetrad.policy import workloads as workload_scope
+from tetrad.policy.workloads import Workloads
+
 API_VERSION = "cilium.io/v1alpha1"
 MAX_SELECTORS = 5
 MAX_ARGS = 5
@@ -56,7 +59,6 @@ UNSUPPORTED_SPEC = {
     "usdts": "USDT probes", "fentries": "fentry hooks", "loader": "process_loader events",
     "lists": "named lists", "enforcers": "NotifyEnforcer", "selectorsMacros": "selector macros",
     "podSelector": "pod selectors (no Kubernetes here)",
-    "containerSelector": "container selectors",
 }
 UNSUPPORTED_SELECTOR = {
     "matchData": "matchData", "matchParentBinaries": "matchParentBinaries",
@@ -163,6 +165,7 @@ class Policy:
     content_hash: str
     mode: str                               # "enforce" or "monitor"
     hooks: tuple[Hook, ...] = field(default_factory=tuple)
+    workloads: Workloads | None = None      # containerSelector/hostSelector; None: everywhere
 
     @property
     def enforces(self) -> bool:
@@ -553,10 +556,13 @@ def parse(text: str, source: str = "<policy>") -> Policy:
     if not isinstance(name, str) or not NAME_RE.match(name):
         c.fail("metadata.name", f"{name!r} is not a valid name (lower case letters, digits, '-', '.')")
     spec = c.mapping(doc.get("spec", {}), "spec", {"kprobes", "tracepoints", "uprobes", "lsmhooks",
-                                                    "options", *UNSUPPORTED_SPEC})
+                                                    "options", "containerSelector", "hostSelector",
+                                                    *UNSUPPORTED_SPEC})
     for key, what in UNSUPPORTED_SPEC.items():
         if key in spec:
             c.fail(f"spec.{key}", f"{what} are not supported by tetrad")
+    workloads, problems = workload_scope.parse(spec)
+    c.problems += problems
     mode = "enforce"
     for i, opt in enumerate(c.seq(spec.get("options"), "spec.options")):
         opt = c.mapping(opt, f"spec.options[{i}]", {"name", "value"})
@@ -578,7 +584,8 @@ def parse(text: str, source: str = "<policy>") -> Policy:
         c.fail("spec", "no hooks: add kprobes, tracepoints, uprobes or lsmhooks")
     if c.problems:
         raise PolicyError(source, c.problems)
-    return Policy(name, source, hashlib.sha256(text.encode()).hexdigest(), mode, tuple(hooks))
+    return Policy(name, source, hashlib.sha256(text.encode()).hexdigest(), mode, tuple(hooks),
+                  workloads)
 
 
 def read(path: str) -> Policy:
