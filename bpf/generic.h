@@ -89,6 +89,7 @@
 /* Hook flags. */
 #define G_HOOK_MONITOR 0x1      /* policy-mode monitor: enforcement elided */
 #define G_HOOK_ACTIVE 0x2
+#define G_HOOK_CGROUPS 0x4      /* only tasks in cgroups listed in cgroup_sel */
 
 /* matchPIDs / matchBinaries operators. */
 #define G_SET_IN 1
@@ -174,6 +175,13 @@ struct g_hook_list {
 struct g_str_key {
 	__u32 id;
 	char data[G_STR_MAX];
+};
+
+/* cgroup_sel: the cgroups (v2 ids) a workload-scoped hook runs for. */
+struct g_cgroup_key {
+	__u64 cgroup_id;
+	__u32 hook_id;
+	__u32 pad;
 };
 
 struct g_lpm_str_key {

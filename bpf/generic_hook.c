@@ -59,6 +59,9 @@
 #ifndef G_MAX_HOOKS
 #define G_MAX_HOOKS 64
 #endif
+#ifndef G_CGROUP_ENTRIES
+#define G_CGROUP_ENTRIES 16384
+#endif
 
 TETRAD_EVENTS_EXTERN;
 TETRAD_EXECVE_MAP_EXTERN;
@@ -71,6 +74,9 @@ BPF_F_TABLE("lpm_trie", struct g_lpm_str_key, u8, str_prefix, 1024, BPF_F_NO_PRE
 BPF_F_TABLE("lpm_trie", struct g_lpm_str_key, u8, str_postfix, 1024, BPF_F_NO_PREALLOC);
 BPF_F_TABLE("lpm_trie", struct g_lpm_addr_key, u8, cidr, 1024, BPF_F_NO_PREALLOC);
 BPF_TABLE("lru_hash", u64, u64, rate_limits, 8192);
+/* Written by user space as cgroups appear (tetrad/policy/cgroup_scope.py);
+ * not preallocated: most programs serve no workload-scoped hook. */
+BPF_F_TABLE("hash", struct g_cgroup_key, u8, cgroup_sel, G_CGROUP_ENTRIES, BPF_F_NO_PREALLOC);
 
 struct g_scratch {
 	struct g_msg msg;
@@ -807,12 +813,24 @@ static __always_inline bool caller_wanted(struct g_scratch *sc, struct g_hook *h
 	return false;
 }
 
+/* Whether a workload-scoped hook (containerSelector/hostSelector) runs for
+ * the current task: its cgroup is one user space selected for this hook. */
+static __always_inline bool in_scope(struct g_hook *h)
+{
+	if (!(h->flags & G_HOOK_CGROUPS))
+		return true;
+	struct g_cgroup_key key = {};
+	key.cgroup_id = bpf_get_current_cgroup_id();
+	key.hook_id = h->id;
+	return cgroup_sel.lookup(&key) != NULL;
+}
+
 /* Entry of a hooked call: select and act (or, for a hook with a return
  * value, remember the arguments and the selector chosen). */
 static __always_inline int on_entry(CTX_T *ctx)
 {
 	struct g_hook *h = find_hook(ctx);
-	if (!h)
+	if (!h || !in_scope(h))
 		return 0;
 	u32 zero = 0;
 	struct g_scratch *sc = scratch.lookup(&zero);

@@ -20,6 +20,7 @@
  *   syscalls:sys_enter_exit_group/exit  exit code
  *   signal:signal_generate/deliver      death by signal (see exit_by_signal)
  *   sched:sched_process_exit            exit record when the group is dead
+ *   cgroup:cgroup_mkdir/rmdir           cgroup v2 directories made/removed
  *
  * The ring buffer `events` and execve_map are exported: policy programs
  * write their records into the same ring buffer and match on the binary of
@@ -456,4 +457,42 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
 		count(ringbuf_drops.lookup(&op));
 	}
 	return 0;
+}
+
+/* ---- cgroups ---------------------------------------------------------------- */
+
+/* New and removed cgroup v2 directories (hierarchy id 0; v1 hierarchies of
+ * hybrid hosts are left out: bpf_get_current_cgroup_id() reports v2 ids).
+ * The tracepoint hands over the id and the path, so user space needs no
+ * lookup and sees even a cgroup that is gone again. */
+static __always_inline int cgroup_record(u8 op, int root, u64 id, int level, void *path)
+{
+	if (root != 0)
+		return 0;
+	struct tetrad_msg_cgroup *m = events.ringbuf_reserve(sizeof(struct tetrad_msg_cgroup));
+	if (!m) {
+		u32 key = op;
+		count(ringbuf_drops.lookup(&key));
+		return 0;
+	}
+	fill_header(&m->hdr, op, sizeof(*m));
+	m->id = id;
+	m->level = level;
+	m->pad = 0;
+	long n = bpf_probe_read_kernel_str(m->path, sizeof(m->path), path);
+	m->path_len = n > 0 ? n - 1 : 0;
+	events.ringbuf_submit(m, TETRAD_RB_FLAGS);
+	return 0;
+}
+
+TRACEPOINT_PROBE(cgroup, cgroup_mkdir)
+{
+	return cgroup_record(TETRAD_OP_CGROUP_MKDIR, args->root, args->id, args->level,
+			     (char *)args + (args->data_loc_path & 0xFFFF));
+}
+
+TRACEPOINT_PROBE(cgroup, cgroup_rmdir)
+{
+	return cgroup_record(TETRAD_OP_CGROUP_RMDIR, args->root, args->id, args->level,
+			     (char *)args + (args->data_loc_path & 0xFFFF));
 }

@@ -14,6 +14,8 @@
 #define TETRAD_OP_EXEC 1
 #define TETRAD_OP_EXIT 2
 #define TETRAD_OP_CLONE 3
+#define TETRAD_OP_CGROUP_MKDIR 4
+#define TETRAD_OP_CGROUP_RMDIR 5
 
 /* Ring buffer records never wake the reader: waking it for each record
  * costs an inter-processor interrupt and a context switch per event on the
@@ -28,6 +30,7 @@
 #define TETRAD_PATH_MAX 4096      /* bytes of one path (components, NULs)   */
 #define TETRAD_NAME_READ 256      /* longest path component read at once    */
 #define TETRAD_PATH_DEPTH 48      /* path components walked                 */
+#define TETRAD_CGROUP_PATH_MAX 512 /* bytes of a cgroup path kept          */
 
 /* Process flags; names follow Tetragon's `flags` vocabulary. */
 #define TETRAD_F_EXECVE        0x0001
@@ -100,6 +103,18 @@ struct tetrad_msg_clone {
 	struct tetrad_proc_key parent;
 	__u32 flags;
 	__u32 pad;
+};
+
+/* A cgroup v2 directory made or removed. Policies scoped to containers
+ * (tetrad/policy/cgroup_scope.py) learn new cgroups from these as soon as
+ * they exist, before the container's first process runs in one. */
+struct tetrad_msg_cgroup {
+	struct tetrad_msg_header hdr;
+	__u64 id;                       /* what bpf_get_current_cgroup_id() says */
+	__u32 level;                    /* depth below the root                */
+	__u16 path_len;                 /* bytes of path used, NUL excluded    */
+	__u16 pad;
+	char path[TETRAD_CGROUP_PATH_MAX]; /* relative to the cgroup2 mount    */
 };
 
 #endif

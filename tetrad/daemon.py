@@ -142,7 +142,8 @@ class Daemon:
         from tetrad.policy.directory import PolicyDirectory
         from tetrad.policy.manager import PolicyManager
         from tetrad.policy.watch import DirectoryWatcher
-        self.policies = PolicyManager(self.observer, self.sinks.emit, self.cache, self.clock)
+        self.policies = PolicyManager(self.observer, self.sinks.emit, self.cache, self.clock,
+                                      self.containers)
         for path in self.config.policy_files:
             try:
                 policy = schema.read(path)
@@ -184,6 +185,8 @@ class Daemon:
                 self.reload()
             if self.watcher is not None and self.watcher.due():
                 self.directory.sync()
+            if self.policies is not None:
+                self.policies.scope.refresh()
             self.notify.watchdog()
             now = time.monotonic()
             if now >= next_status:
@@ -278,6 +281,10 @@ class Daemon:
             "process_cache": {"size": cache.size, "capacity": cache.capacity,
                               "misses": cache.misses, "evictions": cache.evictions},
             "policy_errors": self.directory.errors if self.directory else 0,
+            # Workload-scoped policies: cgroups not tracked (too many) and
+            # selections the kernel map refused (full): each is a gap in scope.
+            "cgroup_scope": {"untracked": self.policies.scope.untracked if self.policies else 0,
+                             "map_full": self.policies.scope.map_full if self.policies else 0},
         }
 
     def status(self) -> dict:

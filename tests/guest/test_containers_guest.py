@@ -11,7 +11,8 @@ import pytest
 from tetrad.containers import metadata
 from tetrad.containers.resolver import ContainerResolver
 from tests.kernel.daemon_harness import wait_for
-from tests.kernel.test_containers import IMAGE, PODMAN_RUN, image, podman  # noqa: F401  (fixture)
+from tests.kernel.podman_harness import IMAGE, PODMAN_RUN, podman
+from tests.kernel.test_containers import image  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.guest
 

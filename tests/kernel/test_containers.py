@@ -5,48 +5,22 @@ the guest repeats this under systemd and cgroup v2."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-import tarfile
 import uuid
 
 import pytest
 
 from tests.kernel.daemon_harness import DaemonProcess, execs, exits
+from tests.kernel.podman_harness import IMAGE, PODMAN_RUN, build_image, podman
 
 pytestmark = pytest.mark.kernel
 
 RUN = uuid.uuid4().hex[:8]
-IMAGE = "localhost/tetrad-test:1"
-# Lowered limits: the CI host's hard limits are below podman's defaults.
-PODMAN_RUN = ["podman", "run", "-d", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
-if not os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
-    PODMAN_RUN += ["--runtime", "runc"]     # cgroup v1 hosts: crun is not usable here
-
-
-def podman(*args: str) -> str:
-    out = subprocess.run(["podman", *args], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    return out.stdout.strip()
 
 
 @pytest.fixture(scope="module")
 def image(tmp_path_factory):
-    if shutil.which("podman") is None or not os.path.exists("/bin/busybox"):
-        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends",
-                        "podman", "runc", "busybox-static"], check=True, timeout=600,
-                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-    root = tmp_path_factory.mktemp("rootfs")
-    (root / "bin").mkdir()
-    shutil.copy("/bin/busybox", root / "bin/busybox")
-    for applet in ("sh", "sleep", "true", "cat"):
-        os.symlink("busybox", root / "bin" / applet)
-    tar = root.parent / f"busybox-{RUN}.tar"
-    with tarfile.open(tar, "w") as t:
-        t.add(root, arcname=".")
-    podman("import", "--change", 'CMD ["/bin/sleep","600"]', str(tar), IMAGE)
-    return IMAGE
+    return build_image(tmp_path_factory.mktemp("image"))
 
 
 @pytest.fixture(scope="module")

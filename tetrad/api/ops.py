@@ -10,6 +10,8 @@ class Op(enum.IntEnum):
     EXEC = 1
     EXIT = 2
     CLONE = 3
+    CGROUP_MKDIR = 4
+    CGROUP_RMDIR = 5
 
 
 class ExitHow(enum.IntEnum):

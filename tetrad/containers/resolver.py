@@ -117,6 +117,11 @@ class ContainerResolver:
         self.lookups = 0
         self.unresolved = 0
 
+    @property
+    def cgroup2_mount(self) -> str:
+        """Where cgroup v2 is mounted ("" if nowhere)."""
+        return self._paths.mount
+
     def for_cgroup_id(self, cgroup_id: int) -> dict | None:
         """The container record (shared, may be completed later), or None
         for the host and for cgroups that are gone."""

@@ -22,6 +22,10 @@ Encoding (bpf/generic.h, mirrored in tetrad/policy/encoding.py):
 - matchBinaries values go to the same maps under the selector's `bin_id`.
 - Monitor mode sets HOOK_MONITOR: the kernel then posts instead of killing
   or overriding, and says so in the record.
+- A policy scoped to workloads (containerSelector/hostSelector) sets
+  HOOK_CGROUPS: the hook then runs only for tasks whose cgroup id is in the
+  program's `cgroup_sel` map under its hook id ({cgroup id, hook id}); the
+  daemon keeps those entries current as cgroups come and go.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from typing import Callable
 from tetrad.policy import encoding as enc
 from tetrad.policy import schema
 from tetrad.policy.schema import ArgSpec, Hook, Policy, PolicyError
+from tetrad.policy.workloads import Workloads
 
 IDS_PER_HOOK = 64
 
@@ -125,6 +130,7 @@ class CompiledHook:
     layout: Layout
     policy_name: str
     monitor: bool
+    workloads: Workloads | None = None      # None: every process; else by cgroup (HOOK_CGROUPS)
 
     @property
     def enforces(self) -> bool:
@@ -136,7 +142,8 @@ class CompiledHook:
         entries (map name, key bytes); every value is the byte 1."""
         h = enc.Hook()
         h.id = hook_id
-        h.flags = enc.HOOK_ACTIVE | (enc.HOOK_MONITOR if self.monitor else 0)
+        h.flags = (enc.HOOK_ACTIVE | (enc.HOOK_MONITOR if self.monitor else 0)
+                   | (enc.HOOK_CGROUPS if self.workloads is not None else 0))
         h.nsel = len(self.hook.selectors)
         entries: list[tuple[str, bytes]] = []
         next_id = [hook_id * IDS_PER_HOOK]
@@ -414,7 +421,7 @@ def compile_hook(policy: Policy, hook: Hook, facts: KernelFacts) -> CompiledHook
                     lsm_hook=hook.call if kind == "lsm" else "", override_return=overriding,
                     needs_binary=bool(binaries),
                     binary_postfix=any(b.operator.endswith("Postfix") for b in binaries))
-    return CompiledHook(hook, target, layout, policy.name, policy.mode == "monitor")
+    return CompiledHook(hook, target, layout, policy.name, policy.mode == "monitor", policy.workloads)
 
 
 def compile_policy(policy: Policy, facts: KernelFacts) -> list[CompiledHook]:

@@ -38,7 +38,7 @@ ACTIONS = {"Post": 1, "NoPost": 2, "Sigkill": 3, "Signal": 4, "Override": 5, "Fo
 ACTION_NAMES = {v: k for k, v in ACTIONS.items()}
 SETS = {"In": 1, "NotIn": 2, "Prefix": 3, "NotPrefix": 4, "Postfix": 5, "NotPostfix": 6}
 
-HOOK_MONITOR, HOOK_ACTIVE = 0x1, 0x2
+HOOK_MONITOR, HOOK_ACTIVE, HOOK_CGROUPS = 0x1, 0x2, 0x4
 MSG_MONITOR, MSG_RETURN = 0x1, 0x2
 
 
@@ -123,6 +123,11 @@ class HookList(ctypes.Structure):
 
 class StrKey(ctypes.Structure):
     _fields_ = [("id", ctypes.c_uint32), ("data", ctypes.c_char * STR_MAX)]
+
+
+class CgroupKey(ctypes.Structure):
+    _fields_ = [("cgroup_id", ctypes.c_uint64), ("hook_id", ctypes.c_uint32),
+                ("pad", ctypes.c_uint32)]
 
 
 class LpmStrKey(ctypes.Structure):

@@ -20,12 +20,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tetrad.api.ops import Op
 from tetrad.bpf import features
+from tetrad.decode.cgroup import decode_cgroup
 from tetrad.decode.generic import PolicyRecord, decode_policy
 from tetrad.decode.process import ProcKey
 from tetrad.events.policy import policy_event
 from tetrad.policy import encoding as enc
 from tetrad.policy import schema
+from tetrad.policy.cgroup_scope import CgroupScope
 from tetrad.policy.compile import CompiledHook, KernelFacts, compile_policy, parse_tracepoint_format
 from tetrad.policy.schema import Policy, PolicyError
 
@@ -99,7 +102,7 @@ class LoadedPolicy:
 
 
 class PolicyManager:
-    def __init__(self, observer, emit, cache, clock, programs=None):
+    def __init__(self, observer, emit, cache, clock, containers, programs=None):
         from tetrad.sensors.generic import GenericPrograms   # bcc, only when policies are used
         self._programs = programs or GenericPrograms()
         self._emit = emit
@@ -108,7 +111,10 @@ class PolicyManager:
         self._loaded: list[LoadedPolicy] = []
         self.unknown_records = 0
         self.dropped_before = 0      # ring-buffer drops of policies since unloaded
+        self.scope = CgroupScope(containers, self._programs, containers.cgroup2_mount)
         observer.register(enc.OP_GENERIC, decode_policy, self._on_record)
+        observer.register(Op.CGROUP_MKDIR, decode_cgroup, self.scope.on_record)
+        observer.register(Op.CGROUP_RMDIR, decode_cgroup, self.scope.on_record)
 
     # ---- loading -----------------------------------------------------------------
 
@@ -128,21 +134,28 @@ class PolicyManager:
         loaded = LoadedPolicy(policy, loaded_at=time.time())
         try:
             for ch in compiled:
-                loaded.hooks.append((ch, self._programs.add(ch)))
+                scoped = ch.workloads is not None
+                att = self._programs.add(ch, self.scope.selected(ch) if scoped else ())
+                loaded.hooks.append((ch, att))
+                if scoped:
+                    self.scope.track(ch, att)
         except AttachError as err:
             for _, att in loaded.hooks:
+                self.scope.untrack(att)
                 self._programs.remove(att)
             raise PolicyError(policy.source, [(ch.hook.path, str(err))]) from None
         loaded.load_seconds = time.monotonic() - started
         self._loaded.append(loaded)
-        log.info("policy %s loaded from %s: %d hooks in %.2fs (%s mode)", policy.name, policy.source,
-                 len(compiled), loaded.load_seconds, policy.mode)
+        scope = f", for {policy.workloads.describe()}" if policy.workloads else ""
+        log.info("policy %s loaded from %s: %d hooks in %.2fs (%s mode%s)", policy.name, policy.source,
+                 len(compiled), loaded.load_seconds, policy.mode, scope)
         return loaded
 
     def unload(self, loaded: LoadedPolicy) -> None:
         if loaded.hooks:
             self.dropped_before += self.counters(loaded)["dropped"]
         for _, att in loaded.hooks:
+            self.scope.untrack(att)
             self._programs.remove(att)
         loaded.hooks.clear()
         if loaded in self._loaded:

@@ -28,6 +28,7 @@ from tetrad.sensors import offsets as struct_offsets
 log = logging.getLogger(__name__)
 
 MAX_HOOKS = 64                  # per program (G_MAX_HOOKS)
+CGROUP_ENTRIES = 16384          # per program: (cgroup, hook) pairs of scoped hooks
 TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 
 
@@ -76,6 +77,7 @@ class Attachment:
     hook_id: int
     keys: tuple[int, ...]
     detach: list = field(default_factory=list)      # callables undoing attach
+    cgroups: set[int] = field(default_factory=set)  # cgroup_sel entries written (scoped hooks)
 
 
 class GenericPrograms:
@@ -90,7 +92,8 @@ class GenericPrograms:
         return self._by_obj.get(obj_id)
 
     def _cflags(self, layout: Layout, obj_id: int) -> list[str]:
-        flags = [f"-I{bpf_dir()}", f"-DOBJ_ID={obj_id}", f"-DG_MAX_HOOKS={MAX_HOOKS}"]
+        flags = [f"-I{bpf_dir()}", f"-DOBJ_ID={obj_id}", f"-DG_MAX_HOOKS={MAX_HOOKS}",
+                 f"-DG_CGROUP_ENTRIES={CGROUP_ENTRIES}"]
         flags += struct_offsets.cflags(self._offsets or None)
         flags += [f"-D{k}={v}" for k, v in sorted(self._offsets.items()) if k.startswith("SIZEOF_")]
         return flags + layout.cflags()
@@ -122,14 +125,19 @@ class GenericPrograms:
         tracepoint_id("syscalls", f"sys_enter_{ch.target.name}")    # exists?
         return (syscall_number(ch.target.name),)
 
-    def add(self, ch: CompiledHook) -> Attachment:
-        """Build or reuse a program, write the hook's maps, attach it.
+    def add(self, ch: CompiledHook, cgroups=()) -> Attachment:
+        """Build or reuse a program, write the hook's maps (and, for a
+        workload-scoped hook, the cgroups it runs for), attach it.
         On failure nothing of this hook stays in the kernel."""
         keys = self._keys(ch)
         program = self._program_for(ch, keys)
         hook_id = program.free_hook_id()
         att = Attachment(program, hook_id, keys)
         try:
+            for cgroup_id in cgroups:
+                if not self.scope_cgroup(att, cgroup_id, True):
+                    raise AttachError(f"{ch.target.function_name}: more cgroups selected than the "
+                                      f"kernel map holds ({CGROUP_ENTRIES}); narrow containerSelector")
             self._write(program, ch, hook_id, keys)
             program.hooks[hook_id] = ch
             for key in keys:
@@ -185,6 +193,25 @@ class GenericPrograms:
                 att.detach.append(lambda: b.detach_uretprobe(name=t.binary.encode(), sym=t.name.encode()))
         # LSM programs attach when bcc loads the object (lsm__<hook>).
 
+    def scope_cgroup(self, att: Attachment, cgroup_id: int, selected: bool) -> bool:
+        """Let a workload-scoped hook run (or no longer run) for tasks in
+        one cgroup. False when the kernel map is full."""
+        table = att.program.bpf[b"cgroup_sel"]
+        key = enc.CgroupKey(cgroup_id, att.hook_id)
+        if selected:
+            try:
+                table[key] = table.Leaf(1)
+            except Exception:              # bcc: "Could not update table" (E2BIG when full)
+                return False
+            att.cgroups.add(cgroup_id)
+        elif cgroup_id in att.cgroups:
+            att.cgroups.discard(cgroup_id)
+            try:
+                del table[key]
+            except KeyError:
+                pass
+        return True
+
     def remove(self, att: Attachment) -> None:
         program = att.program
         for undo in reversed(att.detach):
@@ -193,6 +220,8 @@ class GenericPrograms:
             except Exception as err:
                 log.warning("detaching %s: %s", program.hooks.get(att.hook_id), err)
         att.detach.clear()
+        for cgroup_id in list(att.cgroups):
+            self.scope_cgroup(att, cgroup_id, False)
         index = program.bpf[b"hook_index"]
         for key in att.keys:
             if program.keys.get(key) == att.hook_id:

@@ -52,6 +52,7 @@ def render(stats: dict, policies: list[dict]) -> str:
            "Events dropped because a sink's queue was full.", [({}, stats["queue_drops"])])
     metric("tetragon_errors_total", "counter", "Decode errors and failed sink writes.",
            [({"type": "record_decode"}, stats["record_errors"])]
+           + [({"type": f"cgroup_scope_{k}"}, n) for k, n in sorted(stats["cgroup_scope"].items())]
            + [({"type": f"sink_{name}"}, n) for name, n in sorted(stats["sink_errors"].items())])
     metric("tetragon_events_exported_total", "counter", "Events written by each sink.",
            [({"sink": name}, s["written"]) for name, s in sorted(stats["sinks"].items())])

@@ -1,0 +1,195 @@
+"""containerSelector/hostSelector: parsing, matching, the kernel flag, and
+how the per-hook cgroup lists follow cgroups coming and going."""
+
+from __future__ import annotations
+
+import pytest
+
+from tetrad.decode.cgroup import CgroupRecord
+from tetrad.policy import encoding as enc
+from tetrad.policy.cgroup_scope import CgroupScope
+from tetrad.policy.compile import CompiledHook
+from tetrad.policy.schema import PolicyError, parse
+from tetrad.policy.workloads import Requirement, Workloads, repo_of
+
+HEAD = 'apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: "t"\nspec:\n'
+HOOK = "  kprobes:\n  - call: sys_lseek\n    syscall: true\n"
+WEB = {"id": "a" * 64, "runtime": "docker", "name": "web", "image": "docker.io/library/nginx:1.25"}
+DB = {"id": "b" * 64, "runtime": "podman", "name": "db", "image": "quay.io/pg@sha256:" + "c" * 64}
+
+
+def scope_of(text: str) -> Workloads | None:
+    return parse(HEAD + text + HOOK, "t.yaml").workloads
+
+
+def problems(text: str) -> dict[str, str]:
+    with pytest.raises(PolicyError) as info:
+        parse(HEAD + text + HOOK, "t.yaml")
+    return dict(info.value.problems)
+
+
+def test_no_selector_means_everywhere():
+    assert scope_of("") is None
+
+
+def test_match_labels_select_by_name_and_exclude_the_host():
+    w = scope_of("  containerSelector:\n    matchLabels:\n      name: web\n")
+    assert w.matches(WEB) and not w.matches(DB) and not w.matches(None)
+
+
+def test_empty_container_selector_is_every_container():
+    w = scope_of("  containerSelector: {}\n")
+    assert w.matches(WEB) and w.matches(DB) and not w.matches(None)
+
+
+def test_host_selector_is_the_host_only_and_unions_with_containers():
+    host = scope_of("  hostSelector: {}\n")
+    assert host.matches(None) and not host.matches(WEB)
+    both = scope_of("  hostSelector: {}\n  containerSelector:\n    matchLabels:\n      name: db\n")
+    assert both.matches(None) and both.matches(DB) and not both.matches(WEB)
+
+
+@pytest.mark.parametrize("op,values,web,db", [
+    ("In", ["docker.io/library/nginx"], True, False),
+    ("NotIn", ["docker.io/library/nginx"], False, True),
+    ("Exists", None, True, True),
+    ("DoesNotExist", None, False, False),
+])
+def test_match_expressions_on_repo(op, values, web, db):
+    vals = f"\n      values: {values}" if values else ""
+    w = scope_of(f"  containerSelector:\n    matchExpressions:\n    - key: repo\n      operator: {op}{vals}\n")
+    assert (w.matches(WEB), w.matches(DB)) == (web, db)
+
+
+def test_requirements_follow_label_selector_semantics_for_missing_fields():
+    nameless = {"id": "d" * 64, "runtime": "containerd"}
+    assert Requirement("name", "NotIn", ("web",)).holds({}) is True
+    assert Requirement("name", "In", ("web",)).holds({}) is False
+    assert Workloads((Requirement("runtime", "In", ("containerd",)),), False).matches(nameless)
+
+
+def test_partial_record_is_not_selected_by_name_until_known():
+    partial = {"id": "e" * 64, "runtime": "docker", "partial": True}
+    by_name = Workloads((Requirement("name", "NotIn", ("web",)),), False)
+    by_runtime = Workloads((Requirement("runtime", "In", ("docker",)),), False)
+    assert not by_name.matches(partial)
+    assert by_runtime.matches(partial)
+
+
+@pytest.mark.parametrize("image,repo", [
+    ("docker.io/library/nginx:1.25", "docker.io/library/nginx"),
+    ("localhost:5000/app", "localhost:5000/app"),
+    ("localhost:5000/app:v2", "localhost:5000/app"),
+    ("quay.io/pg@sha256:abc", "quay.io/pg"),
+    ("busybox", "busybox"),
+])
+def test_repo_drops_tag_and_digest(image, repo):
+    assert repo_of(image) == repo
+
+
+def test_bad_selectors_are_refused_with_paths():
+    got = problems("  hostSelector: {matchLabels: {a: b}}\n  containerSelector:\n    matchLabels:\n"
+                   "      color: red\n    matchExpressions:\n    - key: name\n      operator: Like\n"
+                   "      values: [x]\n    - key: image\n      operator: In\n    - key: id\n"
+                   "      operator: Exists\n      values: [x]\n")
+    assert "only {}" in got["spec.hostSelector"]
+    assert "not a container field" in got["spec.containerSelector.matchLabels.color"]
+    assert "not one of" in got["spec.containerSelector.matchExpressions[0].operator"]
+    assert "at least one value" in got["spec.containerSelector.matchExpressions[1].values"]
+    assert "takes no values" in got["spec.containerSelector.matchExpressions[2].values"]
+
+
+def test_pod_selector_is_still_refused():
+    assert "pod selectors" in problems("  podSelector: {}\n")["spec.podSelector"]
+
+
+def test_scoped_hook_sets_the_kernel_flag():
+    p = parse(HEAD + "  hostSelector: {}\n" + HOOK, "t.yaml")
+    ch = CompiledHook(p.hooks[0], None, None, "t", False, p.workloads)
+    raw, _ = ch.encode(3)
+    assert enc.Hook.from_buffer_copy(raw).flags & enc.HOOK_CGROUPS
+    plain = CompiledHook(p.hooks[0], None, None, "t", False, None)
+    assert not enc.Hook.from_buffer_copy(plain.encode(3)[0]).flags & enc.HOOK_CGROUPS
+
+
+# ---- the per-hook cgroup lists (fake resolver and programs: pure logic) ----------
+
+class FakePrograms:
+    def __init__(self, capacity: int = 100):
+        self.entries: set[tuple[int, int]] = set()
+        self.capacity = capacity
+
+    def scope_cgroup(self, att, cgroup_id, selected):
+        if not selected:
+            self.entries.discard((att, cgroup_id))
+            return True
+        if len(self.entries) >= self.capacity:
+            return False
+        self.entries.add((att, cgroup_id))
+        return True
+
+
+class FakeResolver:
+    def __init__(self, records: dict[str, dict | None]):
+        self.records = records
+
+    def for_path(self, path):
+        return self.records.get(path)
+
+
+@pytest.fixture
+def tree(tmp_path):
+    (tmp_path / "system.slice").mkdir()
+    (tmp_path / "libpod-web").mkdir()
+    return tmp_path
+
+
+def hook(workloads):
+    return CompiledHook(None, None, None, "t", False, workloads)
+
+
+def test_scope_lists_matching_cgroups_and_follows_mkdir_and_rmdir(tree):
+    resolver = FakeResolver({"/libpod-web": WEB, "/libpod-db": DB})
+    programs = FakePrograms()
+    scope = CgroupScope(resolver, programs, str(tree))
+    web_only = hook(Workloads((Requirement("name", "In", ("web",)),), False))
+    selected = scope.selected(web_only)
+    assert selected == [(tree / "libpod-web").stat().st_ino]
+    for cid in selected:
+        programs.scope_cgroup(1, cid, True)
+    scope.track(web_only, 1)
+    scope.on_record(CgroupRecord(True, 900, 1, "/libpod-db"))       # not selected
+    scope.on_record(CgroupRecord(True, 901, 1, "/libpod-web/inner"))
+    resolver.records["/libpod-web/inner"] = WEB
+    scope.on_record(CgroupRecord(True, 902, 2, "/libpod-web/inner"))
+    assert programs.entries == {(1, selected[0]), (1, 902)}
+    scope.on_record(CgroupRecord(False, 902, 2, "/libpod-web/inner"))
+    assert programs.entries == {(1, selected[0])}
+
+
+def test_partial_record_is_selected_once_the_api_answers(tree):
+    resolver = FakeResolver({"/docker-x": {"id": "x" * 64, "runtime": "docker", "partial": True}})
+    programs = FakePrograms()
+    scope = CgroupScope(resolver, programs, str(tree))
+    web_only = hook(Workloads((Requirement("name", "In", ("web",)),), False))
+    scope.selected(web_only)
+    scope.track(web_only, 1)
+    scope.on_record(CgroupRecord(True, 77, 1, "/docker-x"))
+    assert programs.entries == set()
+    scope.refresh()
+    assert programs.entries == set()                  # still partial
+    resolver.records["/docker-x"] = dict(WEB, id="x" * 64)
+    scope.refresh()
+    assert programs.entries == {(1, 77)}
+
+
+def test_records_before_any_scoped_policy_are_ignored_and_full_maps_counted(tree):
+    resolver = FakeResolver({})
+    programs = FakePrograms(capacity=0)
+    scope = CgroupScope(resolver, programs, str(tree))
+    scope.on_record(CgroupRecord(True, 5, 1, "/x"))
+    host = hook(Workloads(None, True))
+    assert len(scope.selected(host)) == 3             # the tree: root, system.slice, libpod-web
+    scope.track(host, 1)
+    scope.on_record(CgroupRecord(True, 6, 1, "/user.slice"))
+    assert scope.map_full == 1
