@@ -39,7 +39,9 @@ def run(args) -> int:
             continue
         kinds = ", ".join(f"{ch.target.kind} {ch.target.function_name}" for ch in compiled)
         verdict = f"; {_kernel_verdict(compiled)}" if as_root else ""
-        print(f"OK {path}: policy {policy.name} ({policy.mode}), {len(compiled)} hooks: {kinds}{verdict}")
+        scope = f"; for {policy.workloads.describe()}" if policy.workloads else ""
+        print(f"OK {path}: policy {policy.name} ({policy.mode}), {len(compiled)} hooks: "
+              f"{kinds}{scope}{verdict}")
     if failed:
         print(f"{failed} of {len(args.files)} files have errors")
     return 1 if failed else 0
