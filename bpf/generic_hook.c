@@ -66,7 +66,10 @@
 TETRAD_EVENTS_EXTERN;
 TETRAD_EXECVE_MAP_EXTERN;
 
-BPF_HASH(hook_index, u32, struct g_hook_list, 512);
+/* By demux key (a syscall number is below 512 on every architecture we
+ * build for): an array lookup is inlined, a hash lookup is a call. */
+#define G_INDEX_SIZE 512
+BPF_ARRAY(hook_index, struct g_hook_list, G_INDEX_SIZE);
 BPF_ARRAY(hooks, struct g_hook, G_MAX_HOOKS);
 BPF_PERCPU_ARRAY(hook_stats, struct g_hook_stats, G_MAX_HOOKS);
 BPF_HASH(str_eq, struct g_str_key, u8, 1024);
@@ -283,7 +286,9 @@ static __always_inline void read_slot(CTX_T *ctx, struct g_slot *s, u64 *raw, in
 		s->ival = extend(v, size, is_signed);
 		return;
 	}
-	__builtin_memset(s->data, 0, G_STR_MAX);
+	/* Strings are not zero padded: every reader goes by len (str_match
+	 * pads its own key for Equal), and skipping the 256-byte clear is a
+	 * good part of what a hooked call costs when nothing matches. */
 	if (kind == GA_USTR || kind == GA_KSTR || kind == GA_DATALOC) {
 		long n;
 		if (kind == GA_USTR)
@@ -302,6 +307,7 @@ static __always_inline void read_slot(CTX_T *ctx, struct g_slot *s, u64 *raw, in
 		}
 		return;
 	}
+	__builtin_memset(s->data, 0, G_STR_MAX);
 	if (kind == GA_UBUF) {
 		s64 want = sizesrc >= 0 ? (s64)RAW(ctx, sizesrc) : G_STR_MAX;
 		u32 n = want < 0 ? 0 : (want > G_STR_MAX ? G_STR_MAX : want);
@@ -407,7 +413,10 @@ static __always_inline bool str_match(struct g_scratch *sc, struct g_match *m, s
 	u32 len = s->len & G_STR_MASK;
 	if (m->op == G_OP_STR_EQ || m->op == G_OP_STR_NE) {
 		sc->str_key.id = m->id;
-		__builtin_memcpy(sc->str_key.data, s->data, G_STR_MAX);
+		__builtin_memset(sc->str_key.data, 0, G_STR_MAX);
+		if (s->flags & G_SLOT_TRUNC)
+			len = G_STR_MAX;
+		bpf_probe_read_kernel(sc->str_key.data, len & (G_STR_MAX * 2 - 1), s->data);
 		return str_eq.lookup(&sc->str_key) != NULL;
 	}
 	sc->lpm_key.id = m->id;
@@ -769,11 +778,9 @@ static __always_inline int run_actions(void *ctx, struct g_scratch *sc, struct g
 
 static __always_inline void fill_common(struct g_scratch *sc, u32 tgid, u32 tid)
 {
-	struct tetrad_exec_entry *e = execve_map.lookup(&tgid);
 	sc->msg.obj_id = OBJ_ID;
 	sc->msg.pid = tgid;
 	sc->msg.tid = tid;
-	sc->msg.proc_ktime = e ? e->key.ktime : 0;
 	sc->msg.retval = 0;
 	sc->msg.flags = 0;
 #if G_NEEDS_BINARY
@@ -845,6 +852,10 @@ static __always_inline int on_entry(CTX_T *ctx)
 	int s = select_entry(sc, h, tgid);
 	if (s < 0)
 		return 0;
+	/* Which process: only once something matched (a hash lookup fewer
+	 * on every call that matches nothing). */
+	struct tetrad_exec_entry *e = execve_map.lookup(&tgid);
+	sc->msg.proc_ktime = e ? e->key.ktime : 0;
 
 #if G_HAS_RETURN
 	struct g_pending *p = pending_heap.lookup(&zero);

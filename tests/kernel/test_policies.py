@@ -359,6 +359,15 @@ def test_sigkill_on_execve_kills_before_the_binary_runs(setup):
     assert exits(events, pid=hit["process"]["pid"])[-1]["signal"] == "SIGKILL"
 
 
+def test_equal_is_exact_not_a_prefix(setup):
+    """Equal compares the whole string: a longer path that starts with the
+    value is not killed (the kernel pads its copy of the argument itself)."""
+    longer = setup["victim"].with_name(setup["victim"].name + "-longer")
+    shutil.copy(setup["victim"], longer)
+    marker = setup["work"] / f"longer-{RUN}"
+    assert subprocess.run([str(longer), str(marker)]).returncode == 0 and marker.exists()
+
+
 def test_monitor_mode_reports_without_killing(setup):
     marker = setup["work"] / f"monitored-{RUN}"
     p = subprocess.run([str(setup["watched"]), str(marker)])

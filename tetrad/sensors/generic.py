@@ -28,6 +28,7 @@ from tetrad.sensors import offsets as struct_offsets
 log = logging.getLogger(__name__)
 
 MAX_HOOKS = 64                  # per program (G_MAX_HOOKS)
+INDEX_SIZE = 512                # demux keys (syscall numbers); G_INDEX_SIZE
 CGROUP_ENTRIES = 16384          # per program: (cgroup, hook) pairs of scoped hooks
 TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 
@@ -123,7 +124,11 @@ class GenericPrograms:
         if ch.layout.kind != "syscall":
             return (0,)
         tracepoint_id("syscalls", f"sys_enter_{ch.target.name}")    # exists?
-        return (syscall_number(ch.target.name),)
+        number = syscall_number(ch.target.name)
+        if not 0 <= number < INDEX_SIZE:
+            raise AttachError(f"syscall {ch.target.name} is number {number}, beyond the "
+                              f"{INDEX_SIZE} the program's index holds")
+        return (number,)
 
     def add(self, ch: CompiledHook, cgroups=()) -> Attachment:
         """Build or reuse a program, write the hook's maps (and, for a
@@ -226,10 +231,7 @@ class GenericPrograms:
         for key in att.keys:
             if program.keys.get(key) == att.hook_id:
                 del program.keys[key]
-                try:
-                    del index[index.Key(key)]
-                except KeyError:
-                    pass
+                index[index.Key(key)] = index.Leaf()      # n = 0: no hook
         ch = program.hooks.pop(att.hook_id, None)
         if ch is not None:
             self._clear_values(program, ch, att.hook_id)
