@@ -1,5 +1,5 @@
-"""CRI ContainerStatus: the wire codec and the gRPC client against an
-in-process fake runtime on a Unix socket.
+"""CRI ContainerStatus: the wire codec, the gRPC client against an in-process
+fake runtime on a Unix socket, and the resolver's partial -> complete path.
 
 Replies are encoded independently of tetrad/containers/cri.py: one by hand
 (STATUS below, byte by byte from api.proto's field numbers), the others with
@@ -16,12 +16,14 @@ from concurrent import futures
 
 import pytest
 
-from tetrad.containers import cri
+from tetrad.containers import cri, metadata
+from tetrad.containers.resolver import ContainerResolver
 
 grpc = pytest.importorskip("grpc")
 
 ID = "4f2c0d8e9a1b3c5d7e9f0a2b4c6d8e0f1a3b5c7d9e1f2a4b6c8d0e2f4a6b8c0d"
 ID2 = "9" * 64
+POD = "5e0b3c1d-2a4f-4b6c-8d9e-0f1a2b3c4d5e"
 
 # ContainerStatus, by hand. Each line: key byte(s), length, payload.
 STATUS = (
@@ -322,3 +324,105 @@ def test_without_grpc_one_line_and_a_client_that_knows_nothing(monkeypatch, capl
     assert c.container_status("/run/containerd/containerd.sock", ID) == {}
     (line,) = [r for r in caplog.records if r.name == "tetrad.containers.cri"]
     assert "python3-grpcio" in line.getMessage() and line.levelno == logging.WARNING
+
+
+# ---- metadata mapping and the resolver ---------------------------------------------
+
+K8S_LABELS = {"io.kubernetes.container.name": "app", "io.kubernetes.pod.name": "app-7d9f",
+              "io.kubernetes.pod.namespace": "prod", "io.kubernetes.pod.uid": POD}
+
+
+def test_cri_status_to_metadata():
+    status = {"id": ID, "name": "app", "image": "registry.local/app:2", "image_ref": "sha256:r",
+              "image_id": "sha256:i", "labels": K8S_LABELS, "annotations": {"x": "y"}}
+    assert metadata._from_cri_status(status) == {
+        "name": "app", "image": "registry.local/app:2", "image_id": "sha256:r",
+        "labels": K8S_LABELS, "pod_name": "app-7d9f", "pod_namespace": "prod", "pod_uid": POD}
+    # crictl-made containers: no Kubernetes labels, names from the CRI fields
+    assert metadata._from_cri_status({"name": "solo", "image": "busybox", "image_id": "sha256:i"}) == {
+        "name": "solo", "image": "busybox", "image_id": "sha256:i"}
+
+
+class FakePaths:
+    def __init__(self, paths):
+        self.paths = paths
+
+    def path_of(self, cgroup_id):
+        return self.paths.get(cgroup_id)
+
+
+def wait_named(resolver, cgroup_id, deadline_s=5.0):
+    deadline = time.monotonic() + deadline_s
+    while "name" not in (resolver.for_cgroup_id(cgroup_id) or {}) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return resolver.for_cgroup_id(cgroup_id)
+
+
+SYSTEMD_POD = f"/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{POD.replace('-', '_')}.slice"
+
+
+def test_containerd_partial_then_complete_from_cri(tmp_path, runtime):
+    runtime(replies={ID: pb_response(ID, "app", "registry.local/app:2", labels=K8S_LABELS,
+                                     image_ref="sha256:" + "e" * 64)})
+    r = ContainerResolver(FakePaths({5: f"{SYSTEMD_POD}/cri-containerd-{ID}.scope"}), root=tmp_path)
+    first = r.for_cgroup_id(5)
+    assert first == {"id": ID, "runtime": "containerd", "partial": True, "pod": {"uid": POD}}
+    assert wait_named(r, 5) == {
+        "id": ID, "runtime": "containerd", "name": "app", "image": "registry.local/app:2",
+        "image_id": "sha256:" + "e" * 64, "labels": K8S_LABELS,
+        "pod": {"name": "app-7d9f", "namespace": "prod", "uid": POD}}
+    assert first == {"id": ID, "runtime": "containerd", "partial": True, "pod": {"uid": POD}}
+
+
+def test_crio_partial_then_complete_from_cri(tmp_path, runtime):
+    runtime("run/crio/crio.sock", replies={ID: RESPONSE.replace(b"c0ffee", ID[:6].encode())})
+    r = ContainerResolver(FakePaths({6: f"{SYSTEMD_POD}/crio-{ID}.scope"}), root=tmp_path)
+    assert r.for_cgroup_id(6)["partial"] is True
+    assert wait_named(r, 6) == {
+        "id": ID, "runtime": "cri-o", "name": "web", "image": "nginx:1.27", "image_id": "sha256:ab",
+        "labels": {"app": "web", "io.kubernetes.pod.name": "web-0"},
+        "pod": {"name": "web-0", "namespace": "prod", "uid": POD}}
+
+
+def test_kubepods_cgroupfs_asks_containerd_then_crio(tmp_path, runtime):
+    containerd = runtime(replies={})                              # knows nothing
+    crio = runtime("run/crio/crio.sock", replies={ID: pb_response(ID, "db", "postgres:16")})
+    r = ContainerResolver(FakePaths({7: f"/kubepods/besteffort/pod{POD}/{ID}"}), root=tmp_path)
+    assert r.for_cgroup_id(7)["partial"] is True
+    rec = wait_named(r, 7)
+    assert (rec["runtime"], rec["name"], rec["image"]) == ("cri", "db", "postgres:16")
+    assert "partial" not in rec and len(containerd.requests) == 1 and len(crio.requests) == 1
+
+
+def test_state_file_name_needs_no_cri_call(tmp_path, runtime):
+    import json
+    fake = runtime(replies={ID: RESPONSE})
+    task = tmp_path / f"run/containerd/io.containerd.runtime.v2.task/k8s.io/{ID}"
+    task.mkdir(parents=True)
+    (task / "config.json").write_text(json.dumps(
+        {"annotations": {"io.kubernetes.cri.container-name": "from-file"}}))
+    r = ContainerResolver(FakePaths({8: f"/system.slice/cri-containerd-{ID}.scope"}), root=tmp_path)
+    assert r.for_cgroup_id(8) == {"id": ID, "runtime": "containerd", "name": "from-file"}
+    assert fake.requests == []
+
+
+def test_runtime_that_does_not_know_the_container_leaves_it_partial(tmp_path, runtime):
+    fake = runtime(replies={})
+    r = ContainerResolver(FakePaths({9: f"/system.slice/cri-containerd-{ID}.scope"}), root=tmp_path)
+    assert r.for_cgroup_id(9) == {"id": ID, "runtime": "containerd", "partial": True}
+    assert fake.served.wait(5)
+    r._api_queue.join()
+    assert r.for_cgroup_id(9) == {"id": ID, "runtime": "containerd", "partial": True}
+
+
+def test_resolver_without_grpc_stays_partial_and_logs_once(tmp_path, runtime, monkeypatch, caplog):
+    fake = runtime(replies={ID: RESPONSE, ID2: RESPONSE})
+    monkeypatch.setitem(sys.modules, "grpc", None)
+    r = ContainerResolver(FakePaths({1: f"/system.slice/cri-containerd-{ID}.scope",
+                                     2: f"/system.slice/crio-{ID2}.scope"}), root=tmp_path)
+    with caplog.at_level(logging.WARNING, logger="tetrad.containers.cri"):
+        assert r.for_cgroup_id(1)["partial"] and r.for_cgroup_id(2)["partial"]
+        r._api_queue.join()
+    assert r.for_cgroup_id(1)["partial"] and r.for_cgroup_id(2)["partial"]
+    assert len([x for x in caplog.records if "python3-grpcio" in x.getMessage()]) == 1
+    assert fake.requests == [] and r.api_errors == 0
