@@ -1,9 +1,11 @@
 """Container metadata from the Kubernetes CRI API (containerd, CRI-O).
 
 Owns one call: runtime.v1.RuntimeService/ContainerStatus over the runtime's
-Unix socket (gRPC). Only tetrad/containers/metadata.py imports this module,
-and the calls run only on the resolver's worker thread, never on the event
-path; each has a deadline of CRI_TIMEOUT_S.
+Unix socket (gRPC). Imported only by tetrad/containers/ (resolver.py makes
+the client, metadata.py asks it); the calls run only on the resolver's
+worker thread, never on the event path; each has a deadline of
+CRI_TIMEOUT_S. grpc itself is imported at the first CRI container, not
+with this module.
 
 The two protobuf messages are encoded and decoded here with a small codec of
 the wire format, not with generated code (the Kubernetes api.proto would
