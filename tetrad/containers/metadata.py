@@ -7,10 +7,11 @@ First the state files each runtime keeps on disk (cheap, no daemon needed):
   containerd  /run/containerd/io.containerd.runtime.v2.task/<ns>/<id>/config.json
               (OCI annotations io.kubernetes.cri.*)
   CRI-O       /run/containers/storage/overlay-containers/<id>/userdata/config.json
-then, when a file gives no name, the runtime's API socket (Docker Engine
-API, Podman's libpod API), with a short timeout. All readers return what
-they found as a dict with any of: name, image, image_id, labels, pod_name,
-pod_namespace; never raise.
+then, when a file gives no name, the runtime's API socket, with a short
+timeout: Docker Engine API, Podman's libpod API, and the CRI gRPC API of
+containerd (/run/containerd/containerd.sock) and CRI-O (/run/crio/crio.sock)
+through cri.py. All readers return what they found as a dict with any of:
+name, image, image_id, labels, pod_name, pod_namespace, pod_uid; never raise.
 """
 
 from __future__ import annotations
@@ -45,7 +46,9 @@ def _k8s(annotations: dict) -> dict:
                        ("io.kubernetes.cri.sandbox-name", "pod_name"),
                        ("io.kubernetes.pod.name", "pod_name"),
                        ("io.kubernetes.cri.sandbox-namespace", "pod_namespace"),
-                       ("io.kubernetes.pod.namespace", "pod_namespace")):
+                       ("io.kubernetes.pod.namespace", "pod_namespace"),
+                       ("io.kubernetes.cri.sandbox-uid", "pod_uid"),
+                       ("io.kubernetes.pod.uid", "pod_uid")):
         if annotations.get(key) and field not in out:
             out[field] = annotations[key]
     return out
@@ -164,6 +167,37 @@ def podman_api(cid: str, rootless_uid: int = -1, root: Path = ROOT) -> dict:
     return {k: v for k, v in out.items() if v}
 
 
+# Runtime (as cgroup_path.py names it) -> CRI sockets to ask, in order. "cri"
+# is the kubepods cgroupfs layout, whose path does not say which runtime.
+CRI_SOCKETS = {
+    "containerd": ("run/containerd/containerd.sock",),
+    "cri-o": ("run/crio/crio.sock",),
+    "cri": ("run/containerd/containerd.sock", "run/crio/crio.sock"),
+}
+API_RUNTIMES = ("docker", "podman", *CRI_SOCKETS)
+
+
+def cri_api(runtime: str, cid: str, client, root: Path = ROOT) -> dict:
+    """Ask the runtime's CRI socket(s) through `client` (cri.make_client())."""
+    for rel in CRI_SOCKETS.get(runtime, ()):
+        status = client.container_status(str(root / rel), cid)
+        if status:
+            return _from_cri_status(status)
+    return {}
+
+
+def _from_cri_status(status: dict) -> dict:
+    labels = status.get("labels") or {}
+    out = _k8s({**(status.get("annotations") or {}), **labels})
+    # The CRI's own fields first; the Kubernetes labels say the same under kubelet.
+    for field, value in (("name", status.get("name")), ("image", status.get("image")),
+                         ("image_id", status.get("image_ref") or status.get("image_id")),
+                         ("labels", labels)):
+        if value:
+            out[field] = value
+    return {k: v for k, v in out.items() if v}
+
+
 def from_state_files(runtime: str, cid: str, rootless_uid: int = -1, root: Path = ROOT) -> dict:
     if runtime == "docker":
         return docker_state(cid, root)
@@ -176,9 +210,13 @@ def from_state_files(runtime: str, cid: str, rootless_uid: int = -1, root: Path 
     return {}
 
 
-def from_api(runtime: str, cid: str, rootless_uid: int = -1, root: Path = ROOT) -> dict:
+def from_api(runtime: str, cid: str, rootless_uid: int = -1, root: Path = ROOT,
+             cri_client=None) -> dict:
+    """Blocking (up to the API timeouts): call from a worker thread only."""
     if runtime == "docker":
         return docker_api(cid, root)
     if runtime == "podman":
         return podman_api(cid, rootless_uid, root)
+    if runtime in CRI_SOCKETS and cri_client is not None:
+        return cri_api(runtime, cid, cri_client, root)
     return {}

@@ -10,7 +10,8 @@ CAP_DAC_READ_SEARCH; without it, a walk of the cgroup tree is the fallback.)
 
 The path says runtime and id (cgroup_path.py); the runtime's state files say
 name and image (metadata.py, a local file read, done inline). When they do
-not, the runtime's API is asked on a worker thread and the event goes out
+not, the runtime's API (Docker, Podman, CRI for containerd and CRI-O) is
+asked on a worker thread and the event goes out
 at once with what is known and `"partial": true`; later events of the
 container carry the full record. Results are cached per cgroup id and per
 container id, both bounded.
@@ -26,7 +27,7 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
-from tetrad.containers import metadata
+from tetrad.containers import cri, metadata
 from tetrad.containers.cgroup_path import CgroupIdentity, parse
 from tetrad.libc import libc
 
@@ -114,8 +115,10 @@ class ContainerResolver:
         self._lock = threading.Lock()
         self._api_queue: queue.Queue = queue.Queue(maxsize=256)
         self._api_thread: threading.Thread | None = None
+        self._cri = None                     # cri.make_client(), on the worker thread
         self.lookups = 0
         self.unresolved = 0
+        self.api_errors = 0
 
     @property
     def cgroup2_mount(self) -> str:
@@ -166,7 +169,7 @@ class ContainerResolver:
             record["name"] = ident.id
         meta = metadata.from_state_files(ident.runtime, ident.id, ident.rootless_uid, self._root)
         _apply(record, meta, ident)
-        if "name" not in record and self._use_api and ident.runtime in ("docker", "podman"):
+        if "name" not in record and self._use_api and ident.runtime in metadata.API_RUNTIMES:
             record["partial"] = True
             self._ask_api(ident, dict(record))
         return record
@@ -184,15 +187,27 @@ class ContainerResolver:
     def _api_worker(self) -> None:
         while True:
             ident, record = self._api_queue.get()
-            meta = metadata.from_api(ident.runtime, ident.id, ident.rootless_uid, self._root)
-            if not meta:
-                continue
-            complete = dict(record)
-            _apply(complete, meta, ident)
-            if "name" in complete:
-                complete.pop("partial", None)
-            with self._lock:
-                self._by_id[ident.id] = complete
+            try:
+                self._complete(ident, record)
+            except Exception:                # keep the worker: the record stays partial
+                self.api_errors += 1
+                log.debug("container metadata for %s failed", ident.id, exc_info=True)
+            finally:
+                self._api_queue.task_done()
+
+    def _complete(self, ident: CgroupIdentity, record: dict) -> None:
+        if ident.runtime in metadata.CRI_SOCKETS and self._cri is None:
+            self._cri = cri.make_client()
+        meta = metadata.from_api(ident.runtime, ident.id, ident.rootless_uid, self._root,
+                                 cri_client=self._cri)
+        if not meta:
+            return
+        complete = dict(record)
+        _apply(complete, meta, ident)
+        if "name" in complete:
+            complete.pop("partial", None)
+        with self._lock:
+            self._by_id[ident.id] = complete
 
 
 def _apply(record: dict, meta: dict, ident: CgroupIdentity) -> None:
@@ -200,9 +215,9 @@ def _apply(record: dict, meta: dict, ident: CgroupIdentity) -> None:
         if meta.get(key):
             record[key] = meta[key]
     pod = {k: v for k, v in (("name", meta.get("pod_name")), ("namespace", meta.get("pod_namespace")),
-                             ("uid", ident.pod_uid)) if v}
+                             ("uid", ident.pod_uid or meta.get("pod_uid"))) if v}
     if pod:
-        record["pod"] = pod
+        record["pod"] = {**record.get("pod", {}), **pod}
 
 
 def docker_field(record: dict) -> str:
