@@ -257,6 +257,8 @@ class Daemon:
             row = {"name": lp.name, "source": path, "state": "enabled", "mode": lp.mode,
                    "hooks": len(lp.hooks), "load_seconds": round(lp.load_seconds, 3),
                    "counters": self.policies.counters(lp)}
+            if lp.policy.workloads is not None:
+                row["scope"] = lp.policy.workloads.describe()
             if error:
                 row["error"] = error + " (the version shown stays in force)"
             out.append(row)

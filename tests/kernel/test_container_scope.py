@@ -12,11 +12,12 @@ sensor's cgroup mkdir records.
 from __future__ import annotations
 
 import subprocess
+import sys
 import uuid
 
 import pytest
 
-from tests.kernel.daemon_harness import DaemonProcess
+from tests.kernel.daemon_harness import REPO, DaemonProcess
 from tests.kernel.podman_harness import IMAGE, PODMAN_RUN, build_image, podman
 
 pytestmark = pytest.mark.kernel
@@ -82,7 +83,7 @@ def scoped(tmp_path_factory):
             f.write_text(policy(f"scope-{key}-{RUN}", scope, kill=key == "only-a"))
             args += ["--policy", str(f)]
         daemon = DaemonProcess(work, *args)
-        yield {"daemon": daemon, "names": names}
+        yield {"daemon": daemon, "names": names, "socket": work / "api.sock"}
     finally:
         subprocess.run(["podman", "rm", "-f", "-t", "0", *names, NAME_LATE, NAME_INIT],
                        capture_output=True, timeout=120)
@@ -152,3 +153,12 @@ def test_first_process_of_a_new_container_is_covered(scoped):
     subprocess.run(["podman", "start", "--attach", NAME_INIT], capture_output=True, timeout=120)
     got = fired(scoped["daemon"].sync(), path)
     assert got == {"new": {NAME_INIT}, "repo": {NAME_INIT}, "not-a-or-host": {NAME_INIT}}, got
+
+
+def test_policy_list_says_whom_a_policy_covers(scoped):
+    out = subprocess.run([sys.executable, "-m", "tetrad.cli.tetra", "--socket", str(scoped["socket"]),
+                          "policy", "list"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    row = next(i for i, line in enumerate(lines) if line.startswith(f"scope-not-a-or-host-{RUN}"))
+    assert lines[row + 1].strip() == f"only for: host or containers with name not in [{NAME_A}]"

@@ -152,6 +152,8 @@ def policy(args) -> int:
             c = p.get("counters", {})
             print(f"{p['name']:<32} {p['state']:<9} {p.get('mode', ''):<8} {p.get('hooks', 0):>5} "
                   f"{c.get('posted', 0):>8} {c.get('enforced', 0):>8}  {p['source']}")
+            if p.get("scope"):
+                print(f"    only for: {p['scope']}")
             if p.get("error"):
                 print(f"    error: {p['error']}")
     return _answer(result)
