@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 # event on an idle host, and the idle wake-up rate.
 DRAIN_INTERVAL_S = 0.02
 STATUS_INTERVAL_S = 5.0
+SCOPE_REFRESH_S = 0.5             # re-deciding containers a runtime API has named since
 COMPILE_EXTEND_S = 120.0          # more start/reload time per policy being compiled
 
 
@@ -175,6 +176,7 @@ class Daemon:
     def run(self, stop: threading.Event) -> None:
         next_stats = time.monotonic() + self.config.stats_interval_s
         next_status = time.monotonic() + STATUS_INTERVAL_S
+        next_scope = 0.0
         while not stop.is_set():
             if not self.observer.drain():
                 stop.wait(DRAIN_INTERVAL_S)
@@ -185,10 +187,11 @@ class Daemon:
                 self.reload()
             if self.watcher is not None and self.watcher.due():
                 self.directory.sync()
-            if self.policies is not None:
-                self.policies.scope.refresh()
             self.notify.watchdog()
             now = time.monotonic()
+            if self.policies is not None and now >= next_scope:
+                self.policies.scope.refresh()
+                next_scope = now + SCOPE_REFRESH_S
             if now >= next_status:
                 self.notify.status(self.status_line())
                 next_status = now + STATUS_INTERVAL_S

@@ -17,7 +17,7 @@ is not seen by a containerSelector policy (nor stopped by one); a process on
 the host in a brand-new cgroup (a new login session, a new service) is not
 seen by a hostSelector policy for that time either. When the runtime's
 state files do not name the container and its API must be asked, name and
-image selectors apply once the answer is in (`refresh`, every loop).
+image selectors apply once the answer is in (`refresh`, every half second).
 """
 
 from __future__ import annotations
