@@ -93,6 +93,13 @@ def test_service_is_active_only_after_ready(installed):
     assert log.index("policy sensitive-files loaded") < log.index("ready in")
 
 
+def test_journald_does_not_rate_limit_the_unit(installed):
+    """A burst of events beyond journald's default per-unit limit would be
+    dropped by journald, uncounted; the unit turns that limit off."""
+    show = sh("systemctl", "show", "tetrad", "-p", "LogRateLimitIntervalUSec").stdout.strip()
+    assert show == "LogRateLimitIntervalUSec=0", show
+
+
 def test_exec_is_in_journald_by_field_and_in_the_json_file(installed):
     marker = f"pkg-exec-{RUN}"
     sh("/usr/bin/echo", marker)
