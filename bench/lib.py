@@ -49,17 +49,19 @@ def build(name: str) -> Path:
 class Tetrad:
     """`tetrad run` as a subprocess writing JSON lines to a file."""
 
-    def __init__(self, workdir: Path, *args: str):
+    def __init__(self, workdir: Path, *args: str, journald: bool = False):
+        """With journald, events go to the journal instead of the file."""
         self.export = workdir / "events.json"
         self.log = workdir / "tetrad.log"
         if self.export.exists():
             self.export.unlink()
         self._log = open(self.log, "w")
+        sink = ["--export-file", ""] if journald else [
+            "--no-journald", "--export-file", str(self.export), "--export-file-max-size-mb", "100000"]
         self.proc = subprocess.Popen(
-            # Only the bench's own config: no /etc/tetragon, journald or API.
+            # Only the bench's own config: no /etc/tetragon or API.
             [sys.executable, "-m", "tetrad", "run", "--quiet", "--config-dir", str(workdir),
-             "--policy-dir", "", "--no-journald", "--socket", "",
-             "--export-file", str(self.export), "--export-file-max-size-mb", "100000", *args],
+             "--policy-dir", "", "--socket", "", *sink, *args],
             cwd=REPO, stdout=subprocess.DEVNULL, stderr=self._log)
         deadline = time.monotonic() + 120
         while "ready in" not in self.log.read_text():

@@ -316,7 +316,7 @@ class Daemon:
         s = self.stats()
         return (f"records={s['records']} written={s['events_written']} "
                 f"ringbuf_drops={sum(s['ringbuf_drops'].values())} policy_drops={s['policy_drops']} "
-                f"queue_drops={s['queue_drops']} "
+                f"queue_drops={s['queue_drops']} sink_errors={sum(s['sink_errors'].values())} "
                 f"cache={s['process_cache']['size']} misses={s['process_cache']['misses']}")
 
     # ---- stop ---------------------------------------------------------------------
