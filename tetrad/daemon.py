@@ -82,6 +82,7 @@ class Daemon:
         self.observer = Observer()
         self.notify = notifier or Notifier()
         self._reconfigure = reconfigure
+        self.containers = None          # ContainerResolver, once the sensor is up
         self.policies = None            # PolicyManager, once the sensor is up
         self.directory = None           # PolicyDirectory
         self.watcher = None             # DirectoryWatcher
@@ -285,6 +286,8 @@ class Daemon:
             "sinks": self.sinks.per_sink(),
             "process_cache": {"size": cache.size, "capacity": cache.capacity,
                               "misses": cache.misses, "evictions": cache.evictions},
+            "containers": {k: getattr(self.containers, k, 0)
+                           for k in ("lookups", "unresolved", "api_errors")},
             "policy_errors": self.directory.errors if self.directory else 0,
             # Workload-scoped policies: cgroups not tracked (too many) and
             # selections the kernel map refused (full): each is a gap in scope.

@@ -190,6 +190,11 @@ class FilteredSink:
         if self._limit.allow():
             self._sink.write(event)
 
+    def counters(self) -> dict[str, int]:
+        """What the filters kept out, and what the sink behind them says."""
+        inner = getattr(self._sink, "counters", dict)()
+        return {**inner, "filtered": self.filtered, "rate_limited": self._limit.dropped_total}
+
     def flush(self) -> None:
         self._sink.flush()
 

@@ -215,6 +215,10 @@ def test_metrics_follow_tetragon_names(service):
     assert posted and int(posted[0].split()[-1]) >= 1
     assert int(next(l for l in text.splitlines()
                     if l.startswith('tetragon_events_total{type="PROCESS_EXEC"}')).split()[-1]) > 0
+    # What sinks and the container resolver count themselves is exported too.
+    assert 'tetrad_sink_counts_total{sink="jsonfile",counter="rotations"} 0' in text
+    assert int(next(l for l in text.splitlines()
+                    if l.startswith('tetrad_container_lookups_total{result="looked_up"}')).split()[-1]) > 0
 
 
 def test_api_socket_is_root_only(service):

@@ -72,6 +72,7 @@ def test_rate_limit_drops_past_the_limit_and_reports_once_a_minute():
     assert info == [{"rate_limit_info": {"number_of_dropped_process_events": 7},
                      "node_name": "n", "time": info[0]["time"]}]
     assert sink.lines[-1]["process_exec"]["process"]["pid"] == 99
+    assert fs.counters() == {"filtered": 0, "rate_limited": 7}
 
 
 def test_rate_limit_zero_exports_nothing_and_minus_one_everything():

@@ -79,3 +79,28 @@ def test_written_ignores_optional_and_inactive_sinks():
         d.emit(Ev(i))
     d.close()
     assert d.written == 3 and stream.got == [] and d.dropped == 0
+
+
+class CountingSink(ListSink):
+    name = "counting"
+
+    def counters(self):
+        return {"rotations": 2}
+
+
+def test_per_sink_includes_what_each_sink_counts_itself():
+    d = SinkDispatcher([ListSink(), CountingSink()], capacity=10)
+    rows = d.per_sink()
+    assert rows["counting"]["rotations"] == 2 and "rotations" not in rows["list"]
+    assert rows["list"].keys() >= {"written", "dropped", "errors", "backlog"}
+
+
+def test_event_stream_drops_add_up_over_clients_that_left():
+    from tetrad.api import server
+    streams = server.EventStreams("n")
+    slow = streams.subscribe()
+    for i in range(server.STREAM_BACKLOG + 5):
+        streams.write_raw(f"line {i}")
+    assert streams.counters() == {"clients": 1, "client_drops": 5}
+    streams.unsubscribe(slow)
+    assert streams.counters() == {"clients": 0, "client_drops": 5}

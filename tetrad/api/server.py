@@ -43,6 +43,7 @@ class EventStreams:
         self._node = node_name
         self._lock = threading.Lock()
         self._clients: list[_Stream] = []
+        self._drops_before = 0      # of clients gone since
 
     def subscribe(self) -> "_Stream":
         stream = _Stream()
@@ -54,11 +55,18 @@ class EventStreams:
         with self._lock:
             if stream in self._clients:
                 self._clients.remove(stream)
+                self._drops_before += stream.dropped
 
     @property
     def active(self) -> bool:
         """Events are handed over only while a client listens."""
         return bool(self._clients)
+
+    def counters(self) -> dict[str, int]:
+        """Clients listening, and lines dropped because one read too slowly."""
+        with self._lock:
+            return {"clients": len(self._clients),
+                    "client_drops": self._drops_before + sum(s.dropped for s in self._clients)}
 
     def write(self, event: Event) -> None:
         if self._clients:

@@ -17,6 +17,9 @@ from tetrad import __version__
 log = logging.getLogger(__name__)
 
 
+SINK_COUNTS = ("rotations", "lost_lines", "filtered", "rate_limited", "client_drops")
+
+
 def _quoted(value) -> str:
     """A label value in the exposition format: backslash and quote escaped."""
     return str(value).replace("\\", "\\\\").replace('"', '\\"')
@@ -56,6 +59,17 @@ def render(stats: dict, policies: list[dict]) -> str:
            + [({"type": f"sink_{name}"}, n) for name, n in sorted(stats["sink_errors"].items())])
     metric("tetragon_events_exported_total", "counter", "Events written by each sink.",
            [({"sink": name}, s["written"]) for name, s in sorted(stats["sinks"].items())])
+    metric("tetrad_sink_counts_total", "counter",
+           "What each sink counts itself: file rotations and lost lines, events the export "
+           "filters kept out and the rate limit dropped, lines a slow API client missed.",
+           [({"sink": name, "counter": key}, n) for name, s in sorted(stats["sinks"].items())
+            for key, n in sorted(s.items()) if key in SINK_COUNTS])
+    metric("tetrad_container_lookups_total", "counter",
+           "cgroup ids looked up for container identity, and how many were not found; "
+           "runtime API calls that failed.",
+           [({"result": "looked_up"}, stats["containers"]["lookups"]),
+            ({"result": "unresolved"}, stats["containers"]["unresolved"]),
+            ({"result": "api_error"}, stats["containers"]["api_errors"])])
     cache = stats["process_cache"]
     metric("tetragon_process_cache_size", "gauge", "Processes in the cache.", [({}, cache["size"])])
     metric("tetragon_process_cache_capacity", "gauge", "Process cache capacity.",

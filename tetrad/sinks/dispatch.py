@@ -160,8 +160,11 @@ class SinkDispatcher:
         return min(outputs, default=self.emitted)
 
     def per_sink(self) -> dict[str, dict[str, int]]:
+        """Per sink: written, dropped (queue full), errors, backlog, and
+        what the sink counts itself (`counters()`: rotations, filtered, ...)."""
         return {w.sink.name: {"written": w.written, "dropped": w.dropped, "errors": w.errors,
-                              "backlog": w.backlog} for w in self._workers}
+                              "backlog": w.backlog, **getattr(w.sink, "counters", dict)()}
+                for w in self._workers}
 
     @property
     def errors(self) -> dict[str, int]:

@@ -88,6 +88,9 @@ class JsonLinesSink:
         if self._pending_bytes >= 1 << 16:
             self.flush()
 
+    def counters(self) -> dict[str, int]:
+        return {"rotations": self.rotations, "lost_lines": self.lost}
+
     def flush(self) -> None:
         if not self._pending:
             return
