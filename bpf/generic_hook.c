@@ -574,11 +574,10 @@ static __always_inline bool pids_match(struct g_selector *sel, u32 tgid)
 	return sel->pid_op == G_SET_IN ? in : !in;
 }
 
-/* The process's binary from execve_map, zero padded, and reversed. */
+/* The process's binary from execve_map, NUL terminated, and reversed. */
 static __always_inline void load_binary(struct g_scratch *sc, u32 tgid)
 {
 	struct tetrad_exec_entry *e = execve_map.lookup(&tgid);
-	__builtin_memset(sc->bin, 0, G_STR_MAX);
 #if G_BIN_POSTFIX
 	__builtin_memset(sc->bin_rev, 0, G_POSTFIX_MAX);
 #endif
@@ -588,6 +587,7 @@ static __always_inline void load_binary(struct g_scratch *sc, u32 tgid)
 		return;
 	u32 len = e->bin_len & G_STR_MASK;
 	bpf_probe_read_kernel(sc->bin, len, e->binary);
+	sc->bin[len & G_STR_MASK] = 0;      /* In/NotIn match up to this NUL */
 	sc->bin_len = len;
 #if G_BIN_POSTFIX
 	reverse_into(sc->bin_rev, sc->bin, len);
@@ -606,9 +606,11 @@ static __always_inline bool binary_match(struct g_scratch *sc, struct g_selector
 	switch (sel->bin_op) {
 	case G_SET_IN:
 	case G_SET_NOTIN:
-		sc->str_key.id = sel->bin_id;
-		__builtin_memcpy(sc->str_key.data, sc->bin, G_STR_MAX);
-		hit = str_eq.lookup(&sc->str_key) != NULL;
+		/* Exact match: the values are in the trie with their NUL. */
+		sc->lpm_key.id = sel->bin_id;
+		sc->lpm_key.prefixlen = 32 + 8 * (len + 1 > G_LPM_STR ? G_LPM_STR : len + 1);
+		__builtin_memcpy(sc->lpm_key.data, sc->bin, G_LPM_STR);
+		hit = str_prefix.lookup(&sc->lpm_key) != NULL;
 		return sel->bin_op == G_SET_IN ? hit : !hit;
 	case G_SET_PREFIX:
 	case G_SET_NOTPREFIX:

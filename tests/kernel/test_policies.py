@@ -15,6 +15,7 @@ import socket
 import subprocess
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -337,6 +338,21 @@ def test_openat_prefix_and_matchbinaries(setup):
     got = hits(setup["daemon"].sync(), "t-open")
     assert [(h["process"]["binary"], arg_values(h)[0]) for h in got] == \
         [(os.path.realpath("/usr/bin/cat"), str(files / "a.txt"))]
+
+
+def test_matchbinaries_in_is_exact(setup):
+    """In compares the whole path: a binary whose path merely starts with
+    the value (/usr/bin/cat-<run> beside /usr/bin/cat) is not selected."""
+    files = setup["files"]
+    (files / "c.txt").write_text("x")
+    longer = Path(os.path.realpath("/usr/bin/cat") + f"-{RUN}")
+    shutil.copy("/usr/bin/cat", longer)
+    try:
+        subprocess.run([str(longer), str(files / "c.txt")], check=True, capture_output=True)
+    finally:
+        longer.unlink()
+    got = [arg_values(h)[0] for h in hits(setup["daemon"].sync(), "t-open")]
+    assert str(files / "c.txt") not in got
 
 
 def test_postfix(setup):

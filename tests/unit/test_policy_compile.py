@@ -69,9 +69,9 @@ def test_hook_bytes():
     assert (s.bin_op, s.bin_id) == (enc.SETS["In"], 3 * 64 + 2)
     # LPM key: prefixlen bits (32 for the id + 8 per byte), id, bytes
     lpm = struct.pack("<II", 32 + 8 * 5, 193) + b"/etc/".ljust(enc.LPM_STR, b"\0")
-    # hash key: id, 256 zero-padded bytes
-    eq = struct.pack("<I", 194) + b"/usr/bin/cat".ljust(enc.STR_MAX, b"\0")
-    assert entries == [("str_prefix", lpm), ("str_eq", eq)]
+    # matchBinaries In: an LPM key that includes the NUL (an exact match)
+    binary = struct.pack("<II", 32 + 8 * 13, 194) + b"/usr/bin/cat\0".ljust(enc.LPM_STR, b"\0")
+    assert entries == [("str_prefix", lpm), ("str_prefix", binary)]
 
 
 def test_postfix_values_are_stored_reversed_and_mark_the_slot():

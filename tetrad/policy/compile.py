@@ -19,7 +19,10 @@ Encoding (bpf/generic.h, mirrored in tetrad/policy/encoding.py):
   `str_postfix` with the bytes reversed (at most 128).
 - SAddr/DAddr/NotSAddr/NotDAddr keep CIDRs in the LPM trie `cidr`
   ({prefixlen = 32 + 8 + bits, id, family, address}).
-- matchBinaries values go to the same maps under the selector's `bin_id`.
+- matchBinaries values go to the same maps under the selector's `bin_id`;
+  In/NotIn values go to `str_prefix` with their terminating NUL, which
+  makes the longest-prefix lookup an exact match (cheaper per call than
+  hashing a 256-byte key: no padding, no copy of the whole buffer).
 - Monitor mode sets HOOK_MONITOR: the kernel then posts instead of killing
   or overriding, and says so in the record.
 - A policy scoped to workloads (containerSelector/hostSelector) sets
@@ -324,7 +327,8 @@ def _encode_selector(out: enc.Selector, sel: schema.Selector, hook: Hook, new_id
         out.bin_op = enc.SETS[b.operator]
         out.bin_id = new_id()
         if b.operator in ("In", "NotIn"):
-            entries += [("str_eq", _str_key(out.bin_id, v)) for v in b.values]
+            # With the NUL: the trie's longest match is then an exact one.
+            entries += [("str_prefix", _lpm_key(out.bin_id, v.encode() + b"\0")) for v in b.values]
         elif b.operator in ("Prefix", "NotPrefix"):
             entries += [("str_prefix", _lpm_key(out.bin_id, v.encode())) for v in b.values]
         else:

@@ -414,8 +414,12 @@ class _Checker:
             for j, v in enumerate(values):
                 if op in ("In", "NotIn", "Prefix", "NotPrefix") and not v.startswith("/"):
                     self.fail(f"{where}.values[{j}]", f"{v!r} must be an absolute path")
-                if len(v.encode()) > STRING_MAX - 1:
-                    self.fail(f"{where}.values[{j}]", f"longer than {STRING_MAX - 1} bytes")
+                # Kernel lookup keys: a trie key holds 248 bytes (In/NotIn
+                # keep their NUL there), a Postfix key 128.
+                limit = {"In": PREFIX_MAX - 1, "NotIn": PREFIX_MAX - 1, "Prefix": PREFIX_MAX,
+                         "NotPrefix": PREFIX_MAX}.get(op, POSTFIX_MAX)
+                if len(v.encode()) > limit:
+                    self.fail(f"{where}.values[{j}]", f"longer than {limit} bytes")
             binaries = MatchBinaries(op, values)
         actions = self._actions(raw.get("matchActions"), f"{path}.matchActions")
         ret_actions = self._actions(raw.get("matchReturnActions"), f"{path}.matchReturnActions")
