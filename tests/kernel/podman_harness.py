@@ -25,6 +25,13 @@ def podman(*args: str) -> str:
     return out.stdout.strip()
 
 
+def remove(*names: str) -> None:
+    """Remove containers one by one: podman 4.3's `rm -f A B` removes
+    nothing at all when B does not exist (and still exits 0)."""
+    for name in dict.fromkeys(names):
+        subprocess.run(["podman", "rm", "-f", "-t", "0", name], capture_output=True, timeout=120)
+
+
 def build_image(work: Path) -> str:
     """Import IMAGE from a rootfs holding only busybox (no registry needed)."""
     if shutil.which("podman") is None or not os.path.exists("/bin/busybox"):

@@ -18,7 +18,7 @@ import uuid
 import pytest
 
 from tests.kernel.daemon_harness import REPO, DaemonProcess
-from tests.kernel.podman_harness import IMAGE, PODMAN_RUN, build_image, podman
+from tests.kernel.podman_harness import IMAGE, PODMAN_RUN, build_image, podman, remove
 
 pytestmark = pytest.mark.kernel
 
@@ -85,8 +85,7 @@ def scoped(tmp_path_factory):
         daemon = DaemonProcess(work, *args)
         yield {"daemon": daemon, "names": names, "socket": work / "api.sock"}
     finally:
-        subprocess.run(["podman", "rm", "-f", "-t", "0", *names, NAME_LATE, NAME_INIT],
-                       capture_output=True, timeout=120)
+        remove(*names, NAME_LATE, NAME_INIT)
         if "daemon" in locals() and daemon.proc.poll() is None:
             daemon.stop()
 

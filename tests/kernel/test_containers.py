@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 from tests.kernel.daemon_harness import DaemonProcess, execs, exits
-from tests.kernel.podman_harness import IMAGE, PODMAN_RUN, build_image, podman
+from tests.kernel.podman_harness import IMAGE, PODMAN_RUN, build_image, podman, remove
 
 pytestmark = pytest.mark.kernel
 
@@ -32,7 +32,7 @@ def setup(image, tmp_path_factory):
     name = f"tetrad-ct-{RUN}"
     cid = podman(*PODMAN_RUN[1:], "--name", name, image)
     yield {"daemon": daemon, "name": name, "id": cid, "before": before, "before_id": before_id}
-    subprocess.run(["podman", "rm", "-f", "-t", "0", name, before], capture_output=True, timeout=120)
+    remove(name, before)
     if daemon.proc.poll() is None:
         daemon.stop()
 
