@@ -264,9 +264,6 @@ class NoCriClient:
     def container_status(self, socket_path: str, container_id: str) -> dict:
         return {}
 
-    def close(self) -> None:
-        pass
-
 
 def make_client(timeout: float = CRI_TIMEOUT_S) -> CriClient | NoCriClient:
     try:
