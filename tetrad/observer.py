@@ -26,6 +26,7 @@ class Observer:
     def __init__(self) -> None:
         self._routes: dict[int, tuple[Decoder, Handler]] = {}
         self._poller: BPF | None = None
+        self._callback = None
         self.received = 0
         self.errors = 0
 
@@ -34,7 +35,17 @@ class Observer:
 
     def open(self, bpf: BPF, table: str = "events") -> None:
         """Read `bpf`'s ring buffer `table` from now on."""
-        bpf[table].open_ring_buffer(self._on_record)
+        ring = bpf[table]
+        try:
+            from bcc.libbcc import _RINGBUF_CB_TYPE
+            register = bpf._open_ring_buffer
+        except (ImportError, AttributeError):        # not the bcc we know: its public way
+            ring.open_ring_buffer(self._on_record)
+        else:
+            # RingBuf.open_ring_buffer wraps the callback in one more Python
+            # function (return value check, EPIPE), a call per record.
+            self._callback = _RINGBUF_CB_TYPE(self._on_record)    # kept alive here
+            register(ring.map_fd, self._callback)
         self._poller = bpf
 
     def drain(self) -> int:

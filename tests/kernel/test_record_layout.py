@@ -1,4 +1,5 @@
-"""The ctypes mirrors (tetrad/api/records.py, tetrad/policy/encoding.py) match bpf/*.h.
+"""The ctypes mirrors (tetrad/api/records.py, tetrad/policy/encoding.py) and the
+decoders' struct formats (tetrad/decode/*.py) match bpf/*.h.
 
 bcc builds its own ctypes type for each map value from clang's view of the
 C struct; a map per record struct gives us clang's layout to compare field
@@ -6,10 +7,14 @@ by field (the alignchecker idea). A field moved on one side only fails here.
 """
 
 import ctypes
+import itertools
+import sys
 
 import pytest
 
 from tetrad.api import records
+from tetrad.api.ops import ExitHow, Op
+from tetrad.decode import generic, process
 from tetrad.paths import bpf_dir
 from tetrad.policy import encoding
 
@@ -62,3 +67,87 @@ def test_mirror_matches_compiled_struct(compiled, name):
     clang = compiled[f"layout_{name}".encode()].Leaf
     assert ctypes.sizeof(mirror) == ctypes.sizeof(clang)
     assert layout(mirror) == layout(clang)
+
+
+# ---- the decoders' struct formats read clang's layout ------------------------------
+
+def fill(obj, counter) -> None:
+    """Give every byte of every integer field (pads too) its own value, so a
+    format that reads a field at a wrong offset or size reads a wrong value."""
+    for name, ctype in obj._fields_:
+        value = getattr(obj, name)
+        if isinstance(value, ctypes.Structure):
+            fill(value, counter)
+        elif isinstance(value, ctypes.Array):
+            if issubclass(ctype._type_, ctypes.Structure):
+                for item in value:
+                    fill(item, counter)
+        elif not isinstance(value, bytes):        # char arrays are set by each test
+            raw = bytes(next(counter) % 255 + 1 for _ in range(ctypes.sizeof(ctype)))
+            setattr(obj, name, int.from_bytes(raw, sys.byteorder))
+
+
+def clang_record(compiled, name):
+    m = compiled[f"layout_{name}".encode()].Leaf()
+    fill(m, itertools.count())
+    return m
+
+
+def test_process_record_formats_match_compiled_structs(compiled):
+    def sizeof(name):
+        return ctypes.sizeof(compiled[f"layout_{name}".encode()].Leaf)
+    assert process.HEADER.size == sizeof("tetrad_msg_header")
+    assert process.MSG_EXEC.size == sizeof("tetrad_msg_exec")
+    assert process.MSG_EXIT.size == sizeof("tetrad_msg_exit")
+    assert process.MSG_CLONE.size == sizeof("tetrad_msg_clone")
+
+
+def test_exec_format_reads_compiled_layout(compiled):
+    m = clang_record(compiled, "tetrad_msg_exec")
+    m.hdr.op = Op.EXEC
+    m.args_len, m.exe_len, m.cwd_len, m.filename_len = 4, 3, 2, 1
+    rec = process.decode_exec(bytes(m) + b"a\0b\0" + b"exe" + b"/x" + b"f")
+    assert (rec.ktime, rec.pid, rec.tid, rec.uid, rec.gid, rec.auid, rec.flags, rec.cgroup_id) == \
+        (m.hdr.ktime, m.pid, m.tid, m.uid, m.gid, m.auid, m.flags, m.cgroup_id)
+    assert rec.parent == process.ProcKey(m.parent.pid, m.parent.ktime)
+    assert (rec.argv, rec.exe, rec.cwd, rec.filename) == (("a", "b"), "exe", "/x", "f")
+
+
+def test_exit_format_reads_compiled_layout(compiled):
+    m = clang_record(compiled, "tetrad_msg_exit")
+    m.hdr.op, m.how = Op.EXIT, ExitHow.SIGNAL
+    rec = process.decode_exit(bytes(m))
+    assert (rec.ktime, rec.pid, rec.tid, rec.how, rec.code, rec.cgroup_id) == \
+        (m.hdr.ktime, m.pid, m.tid, ExitHow.SIGNAL, m.code, m.cgroup_id)
+    assert rec.proc == process.ProcKey(m.proc.pid, m.proc.ktime)
+    assert rec.parent == process.ProcKey(m.parent.pid, m.parent.ktime)
+
+
+def test_clone_format_reads_compiled_layout(compiled):
+    m = clang_record(compiled, "tetrad_msg_clone")
+    m.hdr.op = Op.CLONE
+    rec = process.decode_clone(bytes(m))
+    assert (rec.ktime, rec.flags) == (m.hdr.ktime, m.flags)
+    assert rec.proc == process.ProcKey(m.proc.pid, m.proc.ktime)
+    assert rec.parent == process.ProcKey(m.parent.pid, m.parent.ktime)
+
+
+def test_policy_record_format_reads_compiled_layout(compiled):
+    clang_msg = compiled[b"layout_g_msg"].Leaf
+    clang_slot = compiled[b"layout_g_slot"].Leaf
+    assert generic.MSG.size == clang_msg.slots.offset
+    assert generic.SLOT.size == clang_slot.data.offset
+    assert generic.SLOT_SIZE == ctypes.sizeof(clang_slot)
+    m = clang_record(compiled, "g_msg")
+    m.hdr.op, m.nslots = encoding.OP_GENERIC, 2
+    for i, slot in enumerate(m.slots[:2]):
+        slot.len = 3 + i
+        slot.data = b"xyz" + b"\0" * i
+    # a record carries only its nslots slots
+    rec = generic.decode_policy(bytes(m)[:clang_msg.slots.offset + 2 * ctypes.sizeof(clang_slot)])
+    assert (rec.ktime, rec.obj_id, rec.hook_id, rec.pid, rec.tid, rec.proc_ktime, rec.retval,
+            rec.selector, rec.action, rec.flags) == \
+        (m.hdr.ktime, m.obj_id, m.hook_id, m.pid, m.tid, m.proc_ktime, m.retval,
+         m.selector, m.action, m.flags)
+    assert [(s.ival, s.data, s.flags) for s in rec.slots] == \
+        [(m.slots[0].ival, b"xyz", m.slots[0].flags), (m.slots[1].ival, b"xyz\0", m.slots[1].flags)]

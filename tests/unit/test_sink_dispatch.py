@@ -104,3 +104,19 @@ def test_event_stream_drops_add_up_over_clients_that_left():
     assert streams.counters() == {"clients": 1, "client_drops": 5}
     streams.unsubscribe(slow)
     assert streams.counters() == {"clients": 0, "client_drops": 5}
+
+
+def test_failures_at_either_end_of_a_batch_are_counted_once_each():
+    class Picky(ListSink):
+        def write(self, event):
+            if event.n in (0, 3):
+                raise OSError("no")
+            self.got.append(event)
+    sink = Picky()
+    d = SinkDispatcher([sink])
+    d.start()
+    for i in range(4):
+        d.emit(Ev(i))
+    d.close()
+    assert sink.got == [Ev(1), Ev(2)]
+    assert d.per_sink()["list"]["written"] == 2 and d.errors == {"list": 2}

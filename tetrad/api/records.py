@@ -1,4 +1,6 @@
-"""ctypes mirrors of the record structs in bpf/tetrad_events.h.
+"""ctypes mirrors of the record structs in bpf/tetrad_events.h, for writing
+records (tests) and map values (seeding execve_map). The decoders read
+records with struct formats of their own (tetrad.decode.process).
 
 tests/kernel/test_record_layout.py compiles the header and checks that each
 size and field offset here matches, so a change on one side that is not made

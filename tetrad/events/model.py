@@ -9,14 +9,16 @@ export: `{"<kind>": {"process": ..., "parent": ..., ...}, "node_name": ...,
 
 from __future__ import annotations
 
-import json
+import functools
 import signal
 from dataclasses import dataclass, field
 
+from tetrad.events.jsontext import dumps as _dumps
 from tetrad.events.timefmt import rfc3339
 from tetrad.process.model import Process
 
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+# The node name is the same in every event: encode it once.
+_node_json = functools.lru_cache(maxsize=8)(_dumps)
 
 PROCESS_EXEC = "process_exec"
 PROCESS_EXIT = "process_exit"
@@ -47,7 +49,7 @@ class Event:
             parts += [',"parent":', self.parent.to_json()]
         if self.fields:
             parts += [",", _dumps(self.fields)[1:-1]]
-        parts += ['},"node_name":', _dumps(node_name), ',"time":"', rfc3339(self.time_ns), '"}']
+        parts += ['},"node_name":', _node_json(node_name), ',"time":"', rfc3339(self.time_ns), '"}']
         return "".join(parts)
 
 

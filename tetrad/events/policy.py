@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import ctypes
 import ipaddress
+from typing import Callable
 
 from tetrad.decode.generic import PolicyRecord, Slot
 from tetrad.events import compact
@@ -48,77 +49,142 @@ def _sockinfo(slot: Slot) -> enc.SockInfo:
     return enc.SockInfo.from_buffer_copy(slot.data[:size].ljust(size, b"\0"))
 
 
-def render_arg(spec: ArgSpec, slot: Slot) -> dict:
+Render = Callable[[Slot], dict]
+_U64, _U32 = 0xFFFFFFFFFFFFFFFF, 0xFFFFFFFF
+
+
+def _int_renderer(t: str) -> Render:
+    size, signed = INT_SIZES[t]
+    if t == "size_t" or (size == 8 and not signed):
+        return lambda slot: {"size_arg": slot.ival & _U64}
+    if size == 8:
+        return lambda slot: {"long_arg": slot.ival}
+    if signed:
+        return lambda slot: {"int_arg": slot.ival}
+    return lambda slot: {"uint_arg": slot.ival & _U32}
+
+
+def _bytes_arg(slot: Slot) -> dict:
+    data = base64.b64encode(slot.data).decode()
+    if slot.flags & enc.SLOT_TRUNC:
+        return {"truncated_bytes_arg": {"bytes_arg": data, "orig_size": slot.ival}}
+    return {"bytes_arg": data}
+
+
+def _sock_arg(slot: Slot) -> dict:
+    si = _sockinfo(slot)
+    return {"sock_arg": {"family": FAMILIES.get(si.family, str(si.family)),
+                         "type": SOCK_TYPES.get(si.type, str(si.type)),
+                         "protocol": PROTOCOLS.get(si.protocol, str(si.protocol)),
+                         "saddr": _addr(si.family, bytes(si.saddr)),
+                         "daddr": _addr(si.family, bytes(si.daddr)),
+                         "sport": si.sport, "dport": si.dport,
+                         "state": TCP_STATES.get(si.state, str(si.state))}}
+
+
+def _sockaddr_arg(slot: Slot) -> dict:
+    si = _sockinfo(slot)
+    return {"sockaddr_arg": {"family": FAMILIES.get(si.family, str(si.family)),
+                             "addr": _addr(si.family, bytes(si.daddr)), "port": si.dport}}
+
+
+def _renderer(spec: ArgSpec) -> Render:
+    """The function that renders a slot of this argument, chosen once per
+    hook rather than by a chain of type tests per argument per event."""
     t = spec.type
     if t in INT_SIZES:
-        size, signed = INT_SIZES[t]
-        if t == "size_t" or (size == 8 and not signed):
-            arg = {"size_arg": slot.ival & 0xFFFFFFFFFFFFFFFF}
-        elif size == 8:
-            arg = {"long_arg": slot.ival}
-        elif signed:
-            arg = {"int_arg": slot.ival}
-        else:
-            arg = {"uint_arg": slot.ival & 0xFFFFFFFF}
+        render = _int_renderer(t)
     elif t in ("string", "filename", "data_loc"):
-        arg = {"string_arg": _text(slot.data)}
+        render = lambda slot: {"string_arg": _text(slot.data)}                     # noqa: E731
     elif t == "char_buf":
-        data = base64.b64encode(slot.data).decode()
-        if slot.flags & enc.SLOT_TRUNC:
-            arg = {"truncated_bytes_arg": {"bytes_arg": data, "orig_size": slot.ival}}
-        else:
-            arg = {"bytes_arg": data}
+        render = _bytes_arg
     elif t in ("fd", "file"):
-        arg = {"file_arg": {"path": _text(slot.data)}}
+        render = lambda slot: {"file_arg": {"path": _text(slot.data)}}             # noqa: E731
     elif t == "path":
-        arg = {"path_arg": {"path": _text(slot.data)}}
+        render = lambda slot: {"path_arg": {"path": _text(slot.data)}}             # noqa: E731
     elif t == "linux_binprm":
-        arg = {"linux_binprm_arg": {"path": _text(slot.data)}}
+        render = lambda slot: {"linux_binprm_arg": {"path": _text(slot.data)}}     # noqa: E731
     elif t == "sock":
-        si = _sockinfo(slot)
-        arg = {"sock_arg": {"family": FAMILIES.get(si.family, str(si.family)),
-                            "type": SOCK_TYPES.get(si.type, str(si.type)),
-                            "protocol": PROTOCOLS.get(si.protocol, str(si.protocol)),
-                            "saddr": _addr(si.family, bytes(si.saddr)),
-                            "daddr": _addr(si.family, bytes(si.daddr)),
-                            "sport": si.sport, "dport": si.dport,
-                            "state": TCP_STATES.get(si.state, str(si.state))}}
+        render = _sock_arg
     elif t == "sockaddr":
-        si = _sockinfo(slot)
-        arg = {"sockaddr_arg": {"family": FAMILIES.get(si.family, str(si.family)),
-                                "addr": _addr(si.family, bytes(si.daddr)), "port": si.dport}}
+        render = _sockaddr_arg
     else:
-        arg = {"int_arg": slot.ival}
-    if spec.label:
-        arg["label"] = spec.label
-    return arg
+        render = lambda slot: {"int_arg": slot.ival}                               # noqa: E731
+    if not spec.label:
+        return render
+    label = spec.label
+
+    def labelled(slot: Slot) -> dict:
+        arg = render(slot)
+        arg["label"] = label
+        return arg
+    return labelled
+
+
+def render_arg(spec: ArgSpec, slot: Slot) -> dict:
+    return _renderer(spec)(slot)
+
+
+class _Plan:
+    """What every event of one hook shares, worked out on its first event:
+    the event kind, the fields before `args`, a renderer per argument and
+    the fields after `action`."""
+
+    __slots__ = ("kind", "head", "args", "ret", "tail", "tags")
+
+    def __init__(self, ch: CompiledHook):
+        hook = ch.hook
+        self.kind = KIND_EVENT[ch.target.kind]
+        if self.kind == "process_tracepoint":
+            subsys, event = hook.call.split("/", 1)
+            self.head = {"subsys": subsys, "event": event}
+        elif self.kind == "process_uprobe":
+            self.head = {"path": hook.binary, "symbol": hook.symbol}
+        else:
+            self.head = {"function_name": ch.target.function_name}
+        self.args = tuple(_renderer(spec) for spec in hook.args)
+        self.ret = _renderer(hook.return_arg) if hook.return_arg is not None else None
+        self.tail = {"policy_name": ch.policy_name}
+        if hook.message:
+            self.tail["message"] = hook.message
+        self.tags = tuple(hook.tags)
+
+
+# id(CompiledHook) -> (the hook, its plan). The hook is kept with its plan so
+# that its id cannot be reused while the entry exists; hooks of unloaded
+# policies are dropped when the table is cleared past _MAX_PLANS.
+_plans: dict[int, tuple[CompiledHook, _Plan]] = {}
+_MAX_PLANS = 1024
+
+
+def _plan(ch: CompiledHook) -> _Plan:
+    entry = _plans.get(id(ch))
+    if entry is not None and entry[0] is ch:
+        return entry[1]
+    if len(_plans) >= _MAX_PLANS:
+        _plans.clear()
+    plan = _Plan(ch)
+    _plans[id(ch)] = (ch, plan)
+    return plan
 
 
 def policy_event(rec: PolicyRecord, ch: CompiledHook, time_ns: int, process, parent) -> Event:
-    hook = ch.hook
-    fields: dict = {}
-    kind = KIND_EVENT[ch.target.kind]
-    if kind == "process_tracepoint":
-        subsys, event = hook.call.split("/", 1)
-        fields["subsys"], fields["event"] = subsys, event
-    elif kind == "process_uprobe":
-        fields["path"], fields["symbol"] = hook.binary, hook.symbol
-    else:
-        fields["function_name"] = ch.target.function_name
-    fields["args"] = [render_arg(spec, slot) for spec, slot in zip(hook.args, rec.slots)]
-    if rec.has_return and hook.return_arg is not None:
-        fields["return"] = render_arg(hook.return_arg, Slot(rec.retval, b"", 0))
-    fields["action"] = ACTION_NAMES.get(rec.action, "KPROBE_ACTION_POST")
-    if rec.monitor:
+    """Called by the observer thread once per policy record."""
+    plan = _plan(ch)
+    fields = plan.head.copy()
+    fields["args"] = [render(slot) for render, slot in zip(plan.args, rec.slots)]
+    if plan.ret is not None and rec.flags & enc.MSG_RETURN:
+        fields["return"] = plan.ret(Slot(rec.retval, b"", 0))
+    if rec.flags & enc.MSG_MONITOR:
         # policy-mode monitor: what the policy would have done, not done.
         fields["action"] = "KPROBE_ACTION_POST"
         fields["monitor_action"] = ACTION_NAMES.get(rec.action, "")
-    fields["policy_name"] = ch.policy_name
-    if hook.message:
-        fields["message"] = hook.message
-    if hook.tags:
-        fields["tags"] = list(hook.tags)
-    return Event(kind, time_ns, process, parent, fields, policy_name=ch.policy_name)
+    else:
+        fields["action"] = ACTION_NAMES.get(rec.action, "KPROBE_ACTION_POST")
+    fields.update(plan.tail)
+    if plan.tags:
+        fields["tags"] = list(plan.tags)
+    return Event(plan.kind, time_ns, process, parent, fields, policy_name=ch.policy_name)
 
 
 # ---- compact lines ---------------------------------------------------------------

@@ -7,12 +7,12 @@ JSON form with Tetragon's names, leaving out empty fields as protojson does.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass, field
 
 from tetrad.decode.process import ProcKey
+from tetrad.events.jsontext import dumps as _dumps
 from tetrad.events.timefmt import rfc3339
 
 
@@ -70,7 +70,6 @@ class Process:
         return d
 
 
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _WHITESPACE = re.compile(r"\s").search
 
 

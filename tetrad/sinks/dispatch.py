@@ -86,24 +86,39 @@ class SinkWorker:
                 if not self._batches:
                     return
                 batch = self._batches.popleft()
-            for event in batch:
-                if self._call(self.sink.write, event):
-                    self.written += 1
+            self._write(batch)
             with self._cond:
                 self._pending -= len(batch)
                 idle = not self._batches
             if idle:
                 self._call(self.sink.flush)
 
+    def _write(self, batch: list[Event]) -> None:
+        # One try block per batch, not a _call per event: an event that
+        # raises is counted and the loop goes on with the next.
+        write = self.sink.write
+        events = iter(batch)
+        while True:
+            try:
+                for event in events:
+                    write(event)
+                    self.written += 1
+                return
+            except Exception as err:
+                self._failed(err)
+
     def _call(self, method, *args) -> bool:
         try:
             method(*args)
             return True
         except Exception as err:
-            self.errors += 1
-            if self.errors == 1 or self.errors % 1000 == 0:
-                log.error("sink %s failed (%d errors so far): %s", self.sink.name, self.errors, err)
+            self._failed(err)
             return False
+
+    def _failed(self, err: Exception) -> None:
+        self.errors += 1
+        if self.errors == 1 or self.errors % 1000 == 0:
+            log.error("sink %s failed (%d errors so far): %s", self.sink.name, self.errors, err)
 
 
 class SinkDispatcher:
