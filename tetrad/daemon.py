@@ -108,7 +108,9 @@ class Daemon:
         self.api = None
         self.metrics = None
         self.started_at = 0.0
-        self.reload_requested = threading.Event()
+        # Set by signal handlers (plain flags: a handler must not take locks).
+        self.stop_requested = False
+        self.reload_requested = False
         self._commands: queue.Queue = queue.Queue()
         self._last_records = (0.0, 0)
 
@@ -193,17 +195,18 @@ class Daemon:
 
     # ---- main loop ----------------------------------------------------------------
 
-    def run(self, stop: threading.Event) -> None:
+    def run(self) -> None:
+        """The main loop, until stop_requested."""
         next_stats = time.monotonic() + self.config.stats_interval_s
         next_status = time.monotonic() + STATUS_INTERVAL_S
         next_scope = 0.0
-        while not stop.is_set():
+        while not self.stop_requested:
             if not self.observer.drain():
-                stop.wait(DRAIN_INTERVAL_S)
+                time.sleep(DRAIN_INTERVAL_S)     # a stop/reload flag is seen within this
             self.sinks.commit()
             self._run_commands()
-            if self.reload_requested.is_set():
-                self.reload_requested.clear()
+            if self.reload_requested:
+                self.reload_requested = False
                 self.reload()
             if self.watcher is not None and self.watcher.due():
                 self.directory.sync()
