@@ -126,8 +126,8 @@ class Daemon:
         self.sensor.load()
         from tetrad.containers.resolver import ContainerResolver
         self.containers = ContainerResolver()
-        for op, decoder, handler in ProcessEvents(self.cache, self.clock, self.sinks.emit,
-                                                  self.containers).routes():
+        self.process_events = ProcessEvents(self.cache, self.clock, self.sinks.emit, self.containers)
+        for op, decoder, handler in self.process_events.routes():
             self.observer.register(op, decoder, handler)
         self.observer.open(self.sensor.bpf)
         self._seed_from_procfs()
@@ -167,6 +167,7 @@ class Daemon:
         from tetrad.policy.watch import DirectoryWatcher
         self.policies = PolicyManager(self.observer, self.sinks.emit, self.cache, self.clock,
                                       self.containers)
+        self.process_events.cgroup_listeners.append(self.policies.scope.on_record)
         for path in self.config.policy_files:
             try:
                 policy = schema.read(path)

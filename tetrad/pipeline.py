@@ -1,4 +1,5 @@
-"""Process records -> cache -> events -> filters -> sinks.
+"""Process records -> cache -> events -> filters -> sinks; cgroup records
+-> the container resolver and whoever else listens (policy scopes).
 
 Owns the arrows after decoding. Runs on the observer's thread: the cache
 must see every record, in order, so nothing here may drop; the only place
@@ -13,6 +14,7 @@ from typing import Callable
 from tetrad.api.ops import ExitHow, Op
 from tetrad.containers.resolver import docker_field
 from tetrad.decode import process as process_decode
+from tetrad.decode.cgroup import CgroupRecord, decode_cgroup
 from tetrad.decode.process import CloneRecord, ExecRecord, ExitRecord
 from tetrad.events.model import Event, exec_event, exit_event
 from tetrad.events.timefmt import KtimeClock
@@ -38,6 +40,7 @@ class ProcessEvents:
         self._clock = clock
         self._emit = emit
         self._containers = containers      # ContainerResolver, or None
+        self.cgroup_listeners: list[Callable[[CgroupRecord], None]] = []   # e.g. policy scopes
 
     def routes(self):
         """(op, decoder, handler) triples for Observer.register()."""
@@ -45,7 +48,15 @@ class ProcessEvents:
             (Op.EXEC, process_decode.decode_exec, self.on_exec),
             (Op.CLONE, process_decode.decode_clone, self.on_clone),
             (Op.EXIT, process_decode.decode_exit, self.on_exit),
+            (Op.CGROUP_MKDIR, decode_cgroup, self.on_cgroup),
+            (Op.CGROUP_RMDIR, decode_cgroup, self.on_cgroup),
         )
+
+    def on_cgroup(self, rec: CgroupRecord) -> None:
+        if rec.made and self._containers is not None:
+            self._containers.learn(rec.id, rec.path)
+        for listener in self.cgroup_listeners:
+            listener(rec)
 
     def on_exec(self, rec: ExecRecord) -> None:
         proc, parent = self._cache.on_exec(rec)

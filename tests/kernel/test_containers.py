@@ -5,6 +5,8 @@ the guest repeats this under systemd and cgroup v2."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import uuid
 
@@ -63,3 +65,20 @@ def test_container_started_before_the_daemon_is_known_from_proc(setup):
     ended = [e for e in exits(events) if e["process"].get("container", {}).get("id") == setup["before_id"]]
     assert ended and ended[0]["process"]["container"]["name"] == setup["before"]
     assert "procFS" in ended[0]["process"]["flags"]
+
+
+def test_container_gone_before_the_daemon_reads_its_exec_is_still_identified(setup):
+    """The daemon is stopped while a container runs one command and is
+    removed; when it reads the records afterwards the cgroup no longer
+    exists, but its mkdir record (read first) said what it was."""
+    d, name, marker = setup["daemon"], f"tetrad-brief-{RUN}", f"brief-{RUN}"
+    os.kill(d.proc.pid, signal.SIGSTOP)
+    try:
+        cid = podman(*PODMAN_RUN[1:], "--name", name, IMAGE, "/bin/true", marker)
+        podman("wait", name)
+        remove(name)
+    finally:
+        os.kill(d.proc.pid, signal.SIGCONT)
+    (ev,) = execs(d.sync(), arguments=marker)
+    container = ev["process"].get("container")
+    assert container and (container["id"], container["runtime"]) == (cid, "podman"), ev["process"]

@@ -20,9 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tetrad.api.ops import Op
 from tetrad.bpf import features
-from tetrad.decode.cgroup import decode_cgroup
 from tetrad.decode.generic import PolicyRecord, decode_policy
 from tetrad.decode.process import ProcKey
 from tetrad.events.policy import policy_event
@@ -113,8 +111,6 @@ class PolicyManager:
         self.dropped_before = 0      # ring-buffer drops of policies since unloaded
         self.scope = CgroupScope(containers, self._programs, containers.cgroup2_mount)
         observer.register(enc.OP_GENERIC, decode_policy, self._on_record)
-        observer.register(Op.CGROUP_MKDIR, decode_cgroup, self.scope.on_record)
-        observer.register(Op.CGROUP_RMDIR, decode_cgroup, self.scope.on_record)
 
     # ---- loading -----------------------------------------------------------------
 
