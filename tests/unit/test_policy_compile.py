@@ -2,13 +2,14 @@
 
 import ctypes
 import struct
+from pathlib import Path
 
 import pytest
 
 from tetrad.policy import encoding as enc
 from tetrad.policy.compile import (KernelFacts, compile_policy, parse_tracepoint_format,
                                    syscall_name)
-from tetrad.policy.schema import PolicyError, parse
+from tetrad.policy.schema import PolicyError, parse, read
 
 HEAD = 'apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: "t"\nspec:\n'
 FACTS = KernelFacts(arch_prefix="__x64_")
@@ -223,3 +224,13 @@ def test_encoding_sizes_are_what_the_c_side_expects():
     # the map definitions depend on
     assert ctypes.sizeof(enc.LpmStrKey) == 4 + 4 + 248
     assert ctypes.sizeof(enc.StrKey) == 260
+
+
+SHIPPED = sorted((Path(__file__).parents[2] / "etc").glob("*/*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_shipped_policy_parses_and_compiles(path):
+    """The policies installed by default and the examples in the docs."""
+    policy = read(str(path))
+    assert compile_policy(policy, FACTS)
