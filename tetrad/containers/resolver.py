@@ -142,22 +142,20 @@ class ContainerResolver:
         if path is None:
             self.unresolved += 1
             return None                      # not cached: the next event may see it
+        return self.learn(cgroup_id, path)
+
+    def learn(self, cgroup_id: int, path: str) -> dict | None:
+        """What the cgroup at `path` is (as for_path), remembered under its
+        id. Also called for each cgroup just made (the process sensor's
+        mkdir record, which comes before any record of a process in it), so
+        its processes resolve even once it is gone (a container whose
+        command exits at once is removed before a busy daemon reads the
+        exec record)."""
         record = self.for_path(path)
         self._by_cgroup[cgroup_id] = record["id"] if record else ""
         if len(self._by_cgroup) > CACHE_SIZE:
             self._by_cgroup.popitem(last=False)
         return record
-
-    def learn(self, cgroup_id: int, path: str) -> None:
-        """A cgroup was just made (the process sensor's mkdir record, which
-        comes before any record of a process in it): remember what it is
-        while its path is known, so its processes resolve even once it is
-        gone (a container whose command exits at once is removed before a
-        busy daemon reads the exec record)."""
-        record = self.for_path(path)
-        self._by_cgroup[cgroup_id] = record["id"] if record else ""
-        if len(self._by_cgroup) > CACHE_SIZE:
-            self._by_cgroup.popitem(last=False)
 
     def for_path(self, path: str) -> dict | None:
         ident = parse(path)
