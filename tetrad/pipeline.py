@@ -40,7 +40,9 @@ class ProcessEvents:
         self._clock = clock
         self._emit = emit
         self._containers = containers      # ContainerResolver, or None
-        self.cgroup_listeners: list[Callable[[CgroupRecord], None]] = []   # e.g. policy scopes
+        # Called with each cgroup record and, for a new cgroup, its container
+        # (None: the host); e.g. the policy scopes.
+        self.cgroup_listeners: list[Callable[[CgroupRecord, dict | None], None]] = []
 
     def routes(self):
         """(op, decoder, handler) triples for Observer.register()."""
@@ -53,10 +55,11 @@ class ProcessEvents:
         )
 
     def on_cgroup(self, rec: CgroupRecord) -> None:
+        container = None
         if rec.made and self._containers is not None:
-            self._containers.learn(rec.id, rec.path)
+            container = self._containers.learn(rec.id, rec.path)
         for listener in self.cgroup_listeners:
-            listener(rec)
+            listener(rec, container)
 
     def on_exec(self, rec: ExecRecord) -> None:
         proc, parent = self._cache.on_exec(rec)

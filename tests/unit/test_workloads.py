@@ -144,6 +144,11 @@ def tree(tmp_path):
     return tmp_path
 
 
+def deliver(scope, resolver, rec):
+    """As the pipeline does: a new cgroup comes with its resolved container."""
+    scope.on_record(rec, resolver.for_path(rec.path) if rec.made else None)
+
+
 def hook(workloads):
     return CompiledHook(None, None, None, "t", False, workloads)
 
@@ -158,12 +163,12 @@ def test_scope_lists_matching_cgroups_and_follows_mkdir_and_rmdir(tree):
     for cid in selected:
         programs.scope_cgroup(1, cid, True)
     scope.track(web_only, 1)
-    scope.on_record(CgroupRecord(True, 900, 1, "/libpod-db"))       # not selected
-    scope.on_record(CgroupRecord(True, 901, 1, "/libpod-web/inner"))
+    deliver(scope, resolver, CgroupRecord(True, 900, 1, "/libpod-db"))       # not selected
+    deliver(scope, resolver, CgroupRecord(True, 901, 1, "/libpod-web/inner"))
     resolver.records["/libpod-web/inner"] = WEB
-    scope.on_record(CgroupRecord(True, 902, 2, "/libpod-web/inner"))
+    deliver(scope, resolver, CgroupRecord(True, 902, 2, "/libpod-web/inner"))
     assert programs.entries == {(1, selected[0]), (1, 902)}
-    scope.on_record(CgroupRecord(False, 902, 2, "/libpod-web/inner"))
+    deliver(scope, resolver, CgroupRecord(False, 902, 2, "/libpod-web/inner"))
     assert programs.entries == {(1, selected[0])}
 
 
@@ -174,7 +179,7 @@ def test_partial_record_is_selected_once_the_api_answers(tree):
     web_only = hook(Workloads((Requirement("name", "In", ("web",)),), False))
     scope.selected(web_only)
     scope.track(web_only, 1)
-    scope.on_record(CgroupRecord(True, 77, 1, "/docker-x"))
+    deliver(scope, resolver, CgroupRecord(True, 77, 1, "/docker-x"))
     assert programs.entries == set()
     scope.refresh()
     assert programs.entries == set()                  # still partial
@@ -187,9 +192,9 @@ def test_records_before_any_scoped_policy_are_ignored_and_full_maps_counted(tree
     resolver = FakeResolver({})
     programs = FakePrograms(capacity=0)
     scope = CgroupScope(resolver, programs, str(tree))
-    scope.on_record(CgroupRecord(True, 5, 1, "/x"))
+    deliver(scope, resolver, CgroupRecord(True, 5, 1, "/x"))
     host = hook(Workloads(None, True))
     assert len(scope.selected(host)) == 3             # the tree: root, system.slice, libpod-web
     scope.track(host, 1)
-    scope.on_record(CgroupRecord(True, 6, 1, "/user.slice"))
+    deliver(scope, resolver, CgroupRecord(True, 6, 1, "/user.slice"))
     assert scope.map_full == 1

@@ -91,15 +91,21 @@ class CgroupPaths:
         return None                                  # ESTALE/ENOENT: the cgroup is gone
 
     def _walk(self) -> None:
-        found: dict[int, str] = {}
-        for top, dirs, _ in os.walk(self.mount):
-            try:
-                found[os.stat(top).st_ino] = top[len(self.mount):] or "/"
-            except OSError:
-                continue
-            if len(found) > 100_000:
-                break
-        self._walked = found
+        self._walked = cgroup_tree(self.mount, 100_001)
+
+
+def cgroup_tree(mount: str, limit: int) -> dict[int, str]:
+    """Every cgroup directory below a cgroup2 mount, as id (its inode) ->
+    path relative to the mount; at most `limit` of them."""
+    found: dict[int, str] = {}
+    for top, _, _ in os.walk(mount):
+        if len(found) >= limit:
+            break
+        try:
+            found[os.stat(top).st_ino] = top[len(mount):] or "/"
+        except OSError:
+            continue                         # removed while walked
+    return found
 
 
 class ContainerResolver:

@@ -23,8 +23,8 @@ image selectors apply once the answer is in (`refresh`, every half second).
 from __future__ import annotations
 
 import logging
-import os
 
+from tetrad.containers.resolver import cgroup_tree
 from tetrad.decode.cgroup import CgroupRecord
 
 log = logging.getLogger(__name__)
@@ -61,8 +61,9 @@ class CgroupScope:
 
     # ---- cgroups ------------------------------------------------------------
 
-    def on_record(self, rec: CgroupRecord) -> None:
-        """A cgroup made or removed (from the process sensor's ring buffer)."""
+    def on_record(self, rec: CgroupRecord, container: dict | None) -> None:
+        """A cgroup made or removed (from the process sensor's ring buffer),
+        with the container the pipeline resolved for a new one (None: host)."""
         if self._cgroups is None:
             return                         # no scoped policy has been loaded yet
         if not rec.made:
@@ -74,7 +75,7 @@ class CgroupScope:
         if len(self._cgroups) >= MAX_CGROUPS:
             self.untracked += 1
             return
-        self._learn(rec.id, rec.path)
+        self._remember(rec.id, rec.path, container)
         self._apply(rec.id)
 
     def refresh(self) -> None:
@@ -88,8 +89,7 @@ class CgroupScope:
                 self._cgroups[cid] = (path, record)
                 self._apply(cid)
 
-    def _learn(self, cid: int, path: str) -> None:
-        record = self._resolver.for_path(path)
+    def _remember(self, cid: int, path: str, record: dict | None) -> None:
         self._cgroups[cid] = (path, record)
         if record is not None and record.get("partial"):
             self._partial.add(cid)
@@ -107,13 +107,10 @@ class CgroupScope:
         if not self._mount:
             log.warning("no cgroup2 mount: workload-scoped policies select nothing")
             return
-        for top, _, _ in os.walk(self._mount):
-            if len(self._cgroups) >= MAX_CGROUPS:
-                self.untracked += 1
-                break
-            try:
-                cid = os.stat(top).st_ino
-            except OSError:
-                continue                   # removed while walked
-            self._learn(cid, top[len(self._mount):] or "/")
+        tree = cgroup_tree(self._mount, MAX_CGROUPS + 1)
+        if len(tree) > MAX_CGROUPS:
+            self.untracked += 1
+            tree.popitem()
+        for cid, path in tree.items():
+            self._remember(cid, path, self._resolver.for_path(path))
         log.info("tracking %d cgroups for workload-scoped policies", len(self._cgroups))
