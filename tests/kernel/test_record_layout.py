@@ -14,7 +14,7 @@ import pytest
 
 from tetrad.api import records
 from tetrad.api.ops import ExitHow, Op
-from tetrad.decode import generic, process
+from tetrad.decode import cgroup, generic, process
 from tetrad.paths import bpf_dir
 from tetrad.policy import encoding
 
@@ -26,7 +26,6 @@ PAIRS = {
     "tetrad_msg_exec": records.MsgExec,
     "tetrad_msg_exit": records.MsgExit,
     "tetrad_msg_clone": records.MsgClone,
-    "tetrad_msg_cgroup": records.MsgCgroup,
     "tetrad_exec_entry": records.ExecEntry,
     "g_sockinfo": encoding.SockInfo,
     "g_slot": encoding.Slot,
@@ -42,13 +41,15 @@ PAIRS = {
     "g_msg": encoding.Msg,
     "g_hook_stats": encoding.HookStats,
 }
+# Read only through a decoder's struct format (no ctypes mirror).
+FORMAT_ONLY = ("tetrad_msg_cgroup",)
 
 
 @pytest.fixture(scope="module")
 def compiled():
     from bcc import BPF
     text = '#include "execve_map.h"\n#include "generic.h"\n' + "".join(
-        f"BPF_ARRAY(layout_{name}, struct {name}, 1);\n" for name in PAIRS)
+        f"BPF_ARRAY(layout_{name}, struct {name}, 1);\n" for name in (*PAIRS, *FORMAT_ONLY))
     text += "int unused(void *ctx) { return 0; }\n"
     b = BPF(text=text.encode(), cflags=[f"-I{bpf_dir()}"])
     yield b
@@ -151,3 +152,16 @@ def test_policy_record_format_reads_compiled_layout(compiled):
          m.selector, m.action, m.flags)
     assert [(s.ival, s.data, s.flags) for s in rec.slots] == \
         [(m.slots[0].ival, b"xyz", m.slots[0].flags), (m.slots[1].ival, b"xyz\0", m.slots[1].flags)]
+
+
+def test_cgroup_format_reads_compiled_layout(compiled):
+    clang = compiled[b"layout_tetrad_msg_cgroup"].Leaf
+    assert cgroup.MSG_CGROUP.size == clang.path.offset
+    assert cgroup.PATH_MAX == clang.path.size
+    m = clang_record(compiled, "tetrad_msg_cgroup")
+    m.hdr.op = Op.CGROUP_MKDIR
+    m.path_len, m.path = 9, b"/a/b.scope"[:9]
+    rec = cgroup.decode_cgroup(bytes(m))
+    assert (rec.made, rec.id, rec.level, rec.path) == (True, m.id, m.level, "/a/b.scop")
+    m.hdr.op = Op.CGROUP_RMDIR
+    assert not cgroup.decode_cgroup(bytes(m)).made

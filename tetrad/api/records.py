@@ -71,22 +71,6 @@ class MsgClone(ctypes.Structure):
     ]
 
 
-CGROUP_PATH_MAX = 512
-
-
-class MsgCgroup(ctypes.Structure):
-    """A cgroup v2 directory made or removed; `path` is relative to the mount."""
-
-    _fields_ = [
-        ("hdr", MsgHeader),
-        ("id", ctypes.c_uint64),
-        ("level", ctypes.c_uint32),
-        ("path_len", ctypes.c_uint16),
-        ("pad", ctypes.c_uint16),
-        ("path", ctypes.c_char * CGROUP_PATH_MAX),
-    ]
-
-
 BINARY_MAX = 256
 
 

@@ -1,15 +1,22 @@
-"""cgroup records of the process sensor -> `CgroupRecord`. Pure."""
+"""cgroup records of the process sensor -> `CgroupRecord`. Pure.
+
+Read with a precompiled `struct` format of `struct tetrad_msg_cgroup`
+(bpf/tetrad_events.h), like the other records (decode/process.py);
+tests/kernel/test_record_layout.py decodes a record laid out by clang.
+"""
 
 from __future__ import annotations
 
-import ctypes
+import struct
 from dataclasses import dataclass
 
 from tetrad.api.ops import Op
-from tetrad.api.records import MsgCgroup
 from tetrad.decode.process import DecodeError
 
-_SIZE = ctypes.sizeof(MsgCgroup)
+PATH_MAX = 512                  # TETRAD_CGROUP_PATH_MAX
+# header (op, pad0, size, cpu, ktime: only op is read), id, level, path_len, pad.
+MSG_CGROUP = struct.Struct("=B15xQIH2x")
+_SIZE = MSG_CGROUP.size + PATH_MAX
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +30,8 @@ class CgroupRecord:
 def decode_cgroup(buf: bytes) -> CgroupRecord:
     if len(buf) < _SIZE:
         raise DecodeError(f"cgroup record of {len(buf)} bytes, expected {_SIZE}")
-    m = MsgCgroup.from_buffer_copy(buf)
-    path = bytes(m.path)[: min(m.path_len, len(m.path))]
-    return CgroupRecord(m.hdr.op == Op.CGROUP_MKDIR, m.id, m.level,
+    op, cgroup_id, level, path_len = MSG_CGROUP.unpack_from(buf)
+    start = MSG_CGROUP.size
+    path = buf[start:start + min(path_len, PATH_MAX)]
+    return CgroupRecord(op == Op.CGROUP_MKDIR, cgroup_id, level,
                         path.decode("utf-8", "backslashreplace") or "/")
