@@ -62,13 +62,16 @@
 #ifndef G_CGROUP_ENTRIES
 #define G_CGROUP_ENTRIES 16384
 #endif
+/* Demux keys (syscall numbers are below 512 on every architecture we build
+ * for); user space checks a key against the same size (INDEX_SIZE). */
+#ifndef G_INDEX_SIZE
+#define G_INDEX_SIZE 512
+#endif
 
 TETRAD_EVENTS_EXTERN;
 TETRAD_EXECVE_MAP_EXTERN;
 
-/* By demux key (a syscall number is below 512 on every architecture we
- * build for): an array lookup is inlined, a hash lookup is a call. */
-#define G_INDEX_SIZE 512
+/* By demux key: an array lookup is inlined, a hash lookup is a call. */
 BPF_ARRAY(hook_index, struct g_hook_list, G_INDEX_SIZE);
 BPF_ARRAY(hooks, struct g_hook, G_MAX_HOOKS);
 BPF_PERCPU_ARRAY(hook_stats, struct g_hook_stats, G_MAX_HOOKS);
@@ -578,6 +581,7 @@ static __always_inline bool pids_match(struct g_selector *sel, u32 tgid)
 static __always_inline void load_binary(struct g_scratch *sc, u32 tgid)
 {
 	struct tetrad_exec_entry *e = execve_map.lookup(&tgid);
+	sc->msg.proc_ktime = e ? e->key.ktime : 0;
 #if G_BIN_POSTFIX
 	__builtin_memset(sc->bin_rev, 0, G_POSTFIX_MAX);
 #endif
@@ -854,10 +858,12 @@ static __always_inline int on_entry(CTX_T *ctx)
 	int s = select_entry(sc, h, tgid);
 	if (s < 0)
 		return 0;
+#if !G_NEEDS_BINARY
 	/* Which process: only once something matched (a hash lookup fewer
-	 * on every call that matches nothing). */
+	 * on every call that matches nothing); load_binary already looked. */
 	struct tetrad_exec_entry *e = execve_map.lookup(&tgid);
 	sc->msg.proc_ktime = e ? e->key.ktime : 0;
+#endif
 
 #if G_HAS_RETURN
 	struct g_pending *p = pending_heap.lookup(&zero);

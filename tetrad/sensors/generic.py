@@ -28,7 +28,7 @@ from tetrad.sensors import offsets as struct_offsets
 log = logging.getLogger(__name__)
 
 MAX_HOOKS = 64                  # per program (G_MAX_HOOKS)
-INDEX_SIZE = 512                # demux keys (syscall numbers); G_INDEX_SIZE
+INDEX_SIZE = 512                # per program: demux keys (syscall numbers)
 CGROUP_ENTRIES = 16384          # per program: (cgroup, hook) pairs of scoped hooks
 TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 
@@ -94,7 +94,7 @@ class GenericPrograms:
 
     def _cflags(self, layout: Layout, obj_id: int) -> list[str]:
         flags = [f"-I{bpf_dir()}", f"-DOBJ_ID={obj_id}", f"-DG_MAX_HOOKS={MAX_HOOKS}",
-                 f"-DG_CGROUP_ENTRIES={CGROUP_ENTRIES}"]
+                 f"-DG_INDEX_SIZE={INDEX_SIZE}", f"-DG_CGROUP_ENTRIES={CGROUP_ENTRIES}"]
         flags += struct_offsets.cflags(self._offsets or None)
         flags += [f"-D{k}={v}" for k, v in sorted(self._offsets.items()) if k.startswith("SIZEOF_")]
         return flags + layout.cflags()
