@@ -59,11 +59,12 @@ def build_sinks(config: cfg.Config, quiet: bool) -> list:
         from tetrad.sinks.terminal import TerminalSink
         sinks.append(TerminalSink(node))
     if config.journald.enabled:
-        from tetrad.sinks.journald import SOCKET, JournaldSink
-        if os.path.exists(SOCKET):
+        from tetrad.sinks.journald import SOCKET, JournaldSink, listening
+        if listening():
             sinks.append(JournaldSink(node))
         else:
-            log.warning("journald sink off: %s does not exist (is systemd-journald running?)", SOCKET)
+            log.warning("journald sink off: nothing answers on %s (is systemd-journald running?)",
+                        SOCKET)
     ex = config.export
     if ex.file:
         from tetrad.sinks.jsonfile import JsonLinesSink

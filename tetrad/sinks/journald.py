@@ -13,6 +13,7 @@ are tried again, so the journal catches up when journald is back.
 from __future__ import annotations
 
 import json
+import socket
 
 from tetrad.events.compact import compact
 from tetrad.events.model import Event
@@ -56,6 +57,17 @@ def journal_fields(event: Event, node_name: str) -> list[str]:
         entry += [f"TETRAD_CONTAINER_{key.upper()}={container[key]}"
                   for key in ("id", "name", "image", "runtime") if container.get(key)]
     return entry
+
+
+def listening(path: str = SOCKET) -> bool:
+    """Whether journald answers on its socket. A socket file alone is not
+    enough: journald leaves it behind when it stops."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(path)
+            return True
+        except OSError:
+            return False
 
 
 class JournaldSink:
