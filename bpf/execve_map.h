@@ -3,7 +3,7 @@
  * Owned and written by process.c (exec, fork, exit) and seeded from /proc by
  * user space at start; policy programs read it (matchBinaries) after
  * declaring it with TETRAD_EXECVE_MAP_EXTERN. Mirrored by ExecEntry in
- * tetrad/api/records.py.
+ * tetrad/abi/records.py.
  */
 #ifndef TETRAD_EXECVE_MAP_H
 #define TETRAD_EXECVE_MAP_H

@@ -1,5 +1,5 @@
 /* generic.h - policy hooks: the compiled-policy encoding the kernel reads,
- * and the record it sends. Mirrored by tetrad/policy/encoding.py (checked
+ * and the record it sends. Mirrored by tetrad/abi/generic.py (checked
  * field by field in tests/kernel/test_record_layout.py).
  *
  * A policy hook is one `struct g_hook` in the program's `hooks` array,

@@ -1,8 +1,8 @@
 /* tetrad_events.h - records the kernel side sends to user space.
  *
  * Every record starts with struct tetrad_msg_header; `op` says which record
- * follows. This file is mirrored by tetrad/api/ops.py and
- * tetrad/api/records.py; tests/kernel/test_record_layout.py compiles it and
+ * follows. This file is mirrored by tetrad/abi/ops.py and
+ * tetrad/abi/records.py; tests/kernel/test_record_layout.py compiles it and
  * compares sizes and offsets with the ctypes mirror, so change both together.
  *
  * Variable-length payloads (arguments, paths) follow the fixed part in

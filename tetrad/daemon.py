@@ -26,7 +26,7 @@ from typing import Callable
 from tetrad import __version__
 from tetrad.bpf import features
 from tetrad.bpf.mounts import ensure_kernel_mounts
-from tetrad.events.timefmt import KtimeClock
+from tetrad.timefmt import KtimeClock
 from tetrad.libc import libc
 from tetrad.observer import Observer
 from tetrad.pipeline import ProcessEvents, annotate

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 
 from tetrad.events.model import Event
-from tetrad.events.timefmt import rfc3339
+from tetrad.timefmt import rfc3339
 
 EVENT_SET = {"PROCESS_EXEC": "process_exec", "PROCESS_EXIT": "process_exit",
              "PROCESS_KPROBE": "process_kprobe", "PROCESS_TRACEPOINT": "process_tracepoint",

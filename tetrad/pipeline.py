@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from typing import Callable
 
-from tetrad.api.ops import ExitHow, Op
+from tetrad.abi.ops import ExitHow, Op
 from tetrad.containers.resolver import docker_field
 from tetrad.decode import process as process_decode
 from tetrad.decode.cgroup import CgroupRecord, decode_cgroup
 from tetrad.decode.process import CloneRecord, ExecRecord, ExitRecord
 from tetrad.events.model import Event, exec_event, exit_event
-from tetrad.events.timefmt import KtimeClock
+from tetrad.timefmt import KtimeClock
 from tetrad.process.cache import ProcessCache
 
 Emit = Callable[[Event], None]

@@ -1,5 +1,5 @@
-"""The ctypes mirrors (tetrad/api/records.py, tetrad/policy/encoding.py) and the
-decoders' struct formats (tetrad/decode/*.py) match bpf/*.h.
+"""The kernel ABI of tetrad/abi/ (ctypes mirrors and struct formats) matches
+bpf/*.h.
 
 bcc builds its own ctypes type for each map value from clang's view of the
 C struct; a map per record struct gives us clang's layout to compare field
@@ -12,11 +12,11 @@ import sys
 
 import pytest
 
-from tetrad.api import records
-from tetrad.api.ops import ExitHow, Op
+from tetrad.abi import generic as encoding
+from tetrad.abi import records
+from tetrad.abi.ops import ExitHow, Op
 from tetrad.decode import cgroup, generic, process
 from tetrad.paths import bpf_dir
-from tetrad.policy import encoding
 
 pytestmark = pytest.mark.kernel
 
@@ -94,13 +94,13 @@ def clang_record(compiled, name):
     return m
 
 
-def test_process_record_formats_match_compiled_structs(compiled):
+def test_record_formats_match_compiled_structs(compiled):
     def sizeof(name):
         return ctypes.sizeof(compiled[f"layout_{name}".encode()].Leaf)
-    assert process.HEADER.size == sizeof("tetrad_msg_header")
-    assert process.MSG_EXEC.size == sizeof("tetrad_msg_exec")
-    assert process.MSG_EXIT.size == sizeof("tetrad_msg_exit")
-    assert process.MSG_CLONE.size == sizeof("tetrad_msg_clone")
+    assert records.HEADER.size == sizeof("tetrad_msg_header")
+    assert records.MSG_EXEC.size == sizeof("tetrad_msg_exec")
+    assert records.MSG_EXIT.size == sizeof("tetrad_msg_exit")
+    assert records.MSG_CLONE.size == sizeof("tetrad_msg_clone")
 
 
 def test_exec_format_reads_compiled_layout(compiled):
@@ -136,9 +136,9 @@ def test_clone_format_reads_compiled_layout(compiled):
 def test_policy_record_format_reads_compiled_layout(compiled):
     clang_msg = compiled[b"layout_g_msg"].Leaf
     clang_slot = compiled[b"layout_g_slot"].Leaf
-    assert generic.MSG.size == clang_msg.slots.offset
-    assert generic.SLOT.size == clang_slot.data.offset
-    assert generic.SLOT_SIZE == ctypes.sizeof(clang_slot)
+    assert encoding.MSG.size == clang_msg.slots.offset
+    assert encoding.SLOT.size == clang_slot.data.offset
+    assert encoding.SLOT_SIZE == ctypes.sizeof(clang_slot)
     m = clang_record(compiled, "g_msg")
     m.hdr.op, m.nslots = encoding.OP_GENERIC, 2
     for i, slot in enumerate(m.slots[:2]):
@@ -156,8 +156,8 @@ def test_policy_record_format_reads_compiled_layout(compiled):
 
 def test_cgroup_format_reads_compiled_layout(compiled):
     clang = compiled[b"layout_tetrad_msg_cgroup"].Leaf
-    assert cgroup.MSG_CGROUP.size == clang.path.offset
-    assert cgroup.PATH_MAX == clang.path.size
+    assert records.MSG_CGROUP.size == clang.path.offset
+    assert records.CGROUP_PATH_MAX == clang.path.size
     m = clang_record(compiled, "tetrad_msg_cgroup")
     m.hdr.op = Op.CGROUP_MKDIR
     m.path_len, m.path = 9, b"/a/b.scope"[:9]

@@ -3,8 +3,8 @@ written through the ctypes mirrors)."""
 
 import ctypes
 
-from tetrad.api.ops import Op
-from tetrad.api.records import MsgClone, MsgExec, MsgExit
+from tetrad.abi.ops import Op
+from tetrad.abi.records import MsgClone, MsgExec, MsgExit
 
 
 def exec_bytes(*, pid, ktime, argv=(), exe="", cwd="", filename="", parent=(0, 0),

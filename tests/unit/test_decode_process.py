@@ -1,6 +1,6 @@
 import pytest
 
-from tetrad.api.ops import ExitHow
+from tetrad.abi.ops import ExitHow
 from tetrad.decode.process import (CloneRecord, DecodeError, ExecRecord, ExitRecord, ProcKey,
                                    decode)
 from tests.unit.records import clone_bytes, exec_bytes, exit_bytes

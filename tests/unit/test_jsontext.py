@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tetrad.events import jsontext
+from tetrad import jsontext
 
 REFERENCE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 

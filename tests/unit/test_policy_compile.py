@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tetrad.policy import encoding as enc
+from tetrad.abi import generic as enc
 from tetrad.policy.compile import (KernelFacts, compile_policy, parse_tracepoint_format,
                                    syscall_name)
 from tetrad.policy.schema import PolicyError, parse, read

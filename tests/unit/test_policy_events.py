@@ -12,7 +12,7 @@ import pytest
 from tetrad.decode.generic import decode_policy
 from tetrad.decode.process import DecodeError
 from tetrad.events.policy import policy_event
-from tetrad.policy import encoding as enc
+from tetrad.abi import generic as enc
 from tetrad.policy.compile import KernelFacts, TracepointField, compile_policy
 from tetrad.policy.schema import parse
 from tests.unit.events import process

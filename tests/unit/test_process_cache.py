@@ -1,8 +1,8 @@
-from tetrad.api.ops import ExitHow
+from tetrad.abi.ops import ExitHow
 from tetrad.decode.process import ProcKey, decode
 from tetrad.events.compact import compact
 from tetrad.events.model import exec_event, exit_event
-from tetrad.events.timefmt import KtimeClock
+from tetrad.timefmt import KtimeClock
 from tetrad.pipeline import ProcessEvents
 from tetrad.process.cache import ProcessCache, ProcfsEntry
 from tetrad.process.exec_id import exec_id

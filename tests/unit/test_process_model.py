@@ -1,6 +1,6 @@
 import pytest
 
-from tetrad.events.timefmt import KtimeClock, rfc3339
+from tetrad.timefmt import KtimeClock, rfc3339
 from tetrad.process.model import binary_path, join_arguments
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tetrad.decode.cgroup import CgroupRecord
-from tetrad.policy import encoding as enc
+from tetrad.abi import generic as enc
 from tetrad.policy.cgroup_scope import CgroupScope
 from tetrad.policy.compile import CompiledHook
 from tetrad.policy.schema import PolicyError, parse

@@ -1,21 +1,17 @@
 """cgroup records of the process sensor -> `CgroupRecord`. Pure.
 
-Read with a precompiled `struct` format of `struct tetrad_msg_cgroup`
-(bpf/tetrad_events.h), like the other records (decode/process.py);
-tests/kernel/test_record_layout.py decodes a record laid out by clang.
+Read with the `struct` format of `struct tetrad_msg_cgroup` in
+tetrad.abi.records, like the other records.
 """
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 
-from tetrad.api.ops import Op
+from tetrad.abi.ops import Op
+from tetrad.abi.records import CGROUP_PATH_MAX as PATH_MAX
+from tetrad.abi.records import MSG_CGROUP
 from tetrad.decode.process import DecodeError
-
-PATH_MAX = 512                  # TETRAD_CGROUP_PATH_MAX
-# header (op, pad0, size, cpu, ktime: only op is read), id, level, path_len, pad.
-MSG_CGROUP = struct.Struct("=B15xQIH2x")
 _SIZE = MSG_CGROUP.size + PATH_MAX
 
 

@@ -4,28 +4,18 @@ Owns the arrow "ring buffer -> decode" for op TETRAD_OP_GENERIC. Arguments
 stay raw here (slot bytes and integers); rendering them by type is the
 event builder's job, which knows the policy.
 
-Records are read with precompiled `struct` formats that spell out
-`struct g_msg` and `struct g_slot` of bpf/generic.h (native byte order,
-padding as `x`): one C call per record and one per slot, no ctypes objects.
-tests/kernel/test_record_layout.py decodes records laid out by clang with
-these formats, so a field moved in the header fails there.
+Records are read with the `struct` formats of tetrad.abi.generic, which
+spell out `struct g_msg` and `struct g_slot` of bpf/generic.h: one C call
+per record and one per slot, no ctypes objects.
 """
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 
+from tetrad.abi import generic as enc
+from tetrad.abi.generic import MSG, SLOT, SLOT_SIZE
 from tetrad.decode.process import DecodeError
-from tetrad.policy import encoding as enc
-
-# struct g_msg up to its slots: the header (op, pad0, size, cpu skipped),
-# obj_id, hook_id, pid, tid, proc_ktime, retval, selector, action, flags,
-# nslots, pad.
-MSG = struct.Struct("=8xQIIIIQqBBBB4x")
-# struct g_slot without its data: ival, len, flags, pad.
-SLOT = struct.Struct("=qHH4x")
-SLOT_SIZE = SLOT.size + enc.STR_MAX
 
 
 # Not frozen: a frozen dataclass costs ~0.5 µs more to build, once per

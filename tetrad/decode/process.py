@@ -6,29 +6,17 @@ the process cache consumes the results.
 
 Records are read with precompiled `struct` formats that spell out the
 structs of bpf/tetrad_events.h (native byte order, padding as `x`); the
-ctypes mirrors in tetrad.api.records are for writing records and map
+ctypes mirrors in tetrad.abi.records are for writing records and map
 values. tests/kernel/test_record_layout.py decodes records laid out by
 clang with these formats, so a field moved in the header fails there.
 """
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 
-from tetrad.api.ops import ExitHow, Op
-
-# struct tetrad_msg_header: op, pad0, size, cpu, ktime (only ktime is read).
-HEADER = struct.Struct("=8xQ")
-# struct tetrad_proc_key inside a record: pid, pad, ktime.
-_KEY = "I4xQ"
-# struct tetrad_msg_exec without its data: header, parent, pid, tid, uid, gid,
-# auid, flags, cgroup_id, args_len, exe_len, cwd_len, filename_len.
-MSG_EXEC = struct.Struct("=8xQ" + _KEY + "IIIIIIQHHHH")
-# struct tetrad_msg_exit: header, proc, parent, pid, tid, how, code, cgroup_id.
-MSG_EXIT = struct.Struct("=8xQ" + _KEY + _KEY + "IIIIQ")
-# struct tetrad_msg_clone: header, proc, parent, flags, pad.
-MSG_CLONE = struct.Struct("=8xQ" + _KEY + _KEY + "I4x")
+from tetrad.abi.ops import ExitHow, Op
+from tetrad.abi.records import HEADER, MSG_CLONE, MSG_EXEC, MSG_EXIT
 
 
 class DecodeError(ValueError):

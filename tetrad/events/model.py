@@ -13,8 +13,8 @@ import functools
 import signal
 from dataclasses import dataclass, field
 
-from tetrad.events.jsontext import dumps as _dumps
-from tetrad.events.timefmt import rfc3339
+from tetrad.jsontext import dumps as _dumps
+from tetrad.timefmt import rfc3339
 from tetrad.process.model import Process
 
 # The node name is the same in every event: encode it once.

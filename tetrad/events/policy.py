@@ -16,7 +16,7 @@ from typing import Callable
 from tetrad.decode.generic import PolicyRecord, Slot
 from tetrad.events import compact
 from tetrad.events.model import Event
-from tetrad.policy import encoding as enc
+from tetrad.abi import generic as enc
 from tetrad.policy.compile import INT_SIZES, CompiledHook
 from tetrad.policy.schema import ArgSpec
 

@@ -6,7 +6,7 @@ arguments (`Layout`, which becomes compiler flags for bpf/generic_hook.c;
 hooks with equal layouts can share one program), and `encode(hook_id)`:
 the bytes of its `struct g_hook` and the entries of the value maps.
 
-Encoding (bpf/generic.h, mirrored in tetrad/policy/encoding.py):
+Encoding (bpf/generic.h, mirrored in tetrad/abi/generic.py):
 - Arguments are read into up to five slots, in the order of the hook's
   `args`; `matchArgs.index` names an argument by its `index`, and the match
   refers to that argument's slot. The return value is slot 7.
@@ -39,7 +39,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-from tetrad.policy import encoding as enc
+from tetrad.abi import generic as enc
 from tetrad.policy import schema
 from tetrad.policy.schema import ArgSpec, Hook, Policy, PolicyError
 from tetrad.policy.workloads import Workloads

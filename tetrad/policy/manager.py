@@ -24,7 +24,7 @@ from tetrad.bpf import features
 from tetrad.decode.generic import PolicyRecord, decode_policy
 from tetrad.decode.process import ProcKey
 from tetrad.events.policy import policy_event
-from tetrad.policy import encoding as enc
+from tetrad.abi import generic as enc
 from tetrad.policy import schema
 from tetrad.policy.cgroup_scope import CgroupScope
 from tetrad.policy.compile import CompiledHook, KernelFacts, compile_policy, parse_tracepoint_format

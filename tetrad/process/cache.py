@@ -18,9 +18,9 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from tetrad.api.ops import ProcFlag, flag_names
+from tetrad.abi.ops import ProcFlag, flag_names
 from tetrad.decode.process import CloneRecord, ExecRecord, ExitRecord, ProcKey
-from tetrad.events.timefmt import KtimeClock
+from tetrad.timefmt import KtimeClock
 from tetrad.process.exec_id import exec_id
 from tetrad.process.model import Process, binary_path, join_arguments
 

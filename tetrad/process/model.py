@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass, field
 
 from tetrad.decode.process import ProcKey
-from tetrad.events.jsontext import dumps as _dumps
-from tetrad.events.timefmt import rfc3339
+from tetrad.jsontext import dumps as _dumps
+from tetrad.timefmt import rfc3339
 
 
 @dataclass(slots=True, eq=False)

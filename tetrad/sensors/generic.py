@@ -21,7 +21,7 @@ from pathlib import Path
 from bcc import BPF
 
 from tetrad.paths import bpf_dir
-from tetrad.policy import encoding as enc
+from tetrad.abi import generic as enc
 from tetrad.policy.compile import CompiledHook, Layout
 from tetrad.sensors import offsets as struct_offsets
 

@@ -18,8 +18,8 @@ from pathlib import Path
 from bcc import BPF
 from bcc.libbcc import lib
 
-from tetrad.api.ops import Op, ProcFlag
-from tetrad.api.records import ExecEntry
+from tetrad.abi.ops import Op, ProcFlag
+from tetrad.abi.records import ExecEntry
 from tetrad.paths import bpf_dir
 from tetrad.process.procfs import ScanResult
 from tetrad.sensors import offsets as struct_offsets

@@ -1,12 +1,15 @@
-"""ctypes mirrors of bpf/generic.h: compiled policies and policy records.
+"""bpf/generic.h: compiled policies and policy records, as ctypes mirrors
+(what the compiler writes into maps) and the `struct` formats the decoder
+reads records with.
 
 Checked field by field against clang's layout of the header in
 tests/kernel/test_record_layout.py. Constants carry the header's names.
 """
 
 import ctypes
+import struct
 
-from tetrad.api.records import MsgHeader
+from tetrad.abi.records import MsgHeader
 
 OP_GENERIC = 10
 
@@ -162,3 +165,12 @@ class HookStats(ctypes.Structure):
     _fields_ = [("posted", ctypes.c_uint64), ("enforced", ctypes.c_uint64),
                 ("monitored", ctypes.c_uint64), ("rate_limited", ctypes.c_uint64),
                 ("dropped", ctypes.c_uint64)]
+
+
+# struct g_msg up to its slots: the header (op, pad0, size, cpu skipped),
+# obj_id, hook_id, pid, tid, proc_ktime, retval, selector, action, flags,
+# nslots, pad.
+MSG = struct.Struct("=8xQIIIIQqBBBB4x")
+# struct g_slot without its data: ival, len, flags, pad.
+SLOT = struct.Struct("=qHH4x")
+SLOT_SIZE = SLOT.size + STR_MAX

@@ -1,13 +1,37 @@
-"""ctypes mirrors of the record structs in bpf/tetrad_events.h, for writing
-records (tests) and map values (seeding execve_map). The decoders read
-records with struct formats of their own (tetrad.decode.process).
+"""The records of bpf/tetrad_events.h and bpf/execve_map.h, twice over:
+ctypes mirrors, for writing records (tests) and map values (seeding
+execve_map), and precompiled `struct` formats, which the decoders read
+records with (one C call per record, no ctypes objects; native byte order,
+padding spelled as `x`).
 
-tests/kernel/test_record_layout.py compiles the header and checks that each
-size and field offset here matches, so a change on one side that is not made
-on the other fails the tests instead of garbling events.
+tests/kernel/test_record_layout.py compiles the headers and checks each
+size and field offset of the mirrors, and decodes records laid out by clang
+with the formats, so a change on one side that is not made on the other
+fails the tests instead of garbling events.
 """
 
 import ctypes
+import struct
+
+# ---- struct formats (what the decoders read) ------------------------------
+
+# struct tetrad_msg_header: op, pad0, size, cpu, ktime (only ktime is read).
+HEADER = struct.Struct("=8xQ")
+# struct tetrad_proc_key inside a record: pid, pad, ktime.
+_KEY = "I4xQ"
+# struct tetrad_msg_exec without its data: header, parent, pid, tid, uid, gid,
+# auid, flags, cgroup_id, args_len, exe_len, cwd_len, filename_len.
+MSG_EXEC = struct.Struct("=8xQ" + _KEY + "IIIIIIQHHHH")
+# struct tetrad_msg_exit: header, proc, parent, pid, tid, how, code, cgroup_id.
+MSG_EXIT = struct.Struct("=8xQ" + _KEY + _KEY + "IIIIQ")
+# struct tetrad_msg_clone: header, proc, parent, flags, pad.
+MSG_CLONE = struct.Struct("=8xQ" + _KEY + _KEY + "I4x")
+CGROUP_PATH_MAX = 512           # TETRAD_CGROUP_PATH_MAX
+# struct tetrad_msg_cgroup up to its path: header (only op is read), id,
+# level, path_len, pad.
+MSG_CGROUP = struct.Struct("=B15xQIH2x")
+
+# ---- ctypes mirrors (what tests and the seeding write) --------------------
 
 
 class MsgHeader(ctypes.Structure):
