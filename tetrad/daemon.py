@@ -1,15 +1,22 @@
-"""Daemon lifecycle: start-up order, the main loop, reload, shutdown.
+"""Daemon lifecycle: start-up order, the control loop, reload, shutdown.
 
-Lifecycle only; every arrow of the data flow lives in its own module. Start-up
-follows Tetragon's order so nothing is missed: kernel mounts -> feature probe
--> process sensor attached -> ring buffer opened -> /proc scan (processes that
-predate the sensor) -> policies -> sinks running -> READY=1. Records that
-arrive during the scan wait in the ring buffer and are applied after it.
+Lifecycle only; every arrow of the data flow lives in its own module.
+Start-up follows Tetragon's order so nothing is missed: kernel mounts ->
+feature probe -> process sensor attached -> ring buffer opened -> /proc
+scan (processes that predate the sensor) -> sinks and the reader running
+-> policies -> API -> READY=1. Records that arrive during the scan wait in
+the ring buffer and are read after it.
 
-One thread owns BPF: the main loop drains the ring buffer on a short timer
-and, between drains, syncs the policy directory when it changed, runs API
-requests queued by the socket threads, and reloads on SIGHUP. Signal handlers
-and other threads only set flags or queue work.
+Two threads own everything:
+  reader    (tetrad.observer.Reader) drains the ring buffer: records ->
+            pipeline -> sinks. It never waits for anything below.
+  control   (the main thread, `run`) owns BPF loading and policy state:
+            policy directory syncs, API requests that change something,
+            reloads, the status snapshot, systemd notifications.
+Signal handlers and the API's threads only set flags or queue work; the
+API answers status and policy listings from the snapshot the control
+thread publishes every second and after every change, so they answer even
+while a policy compiles.
 """
 
 from __future__ import annotations
@@ -24,33 +31,49 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from tetrad import __version__
+from tetrad.abi.generic import OP_GENERIC
+from tetrad.abi.ops import Op
+from tetrad.api import commands
+from tetrad.api.server import ApiServer, EventStreams
 from tetrad.bpf import features
 from tetrad.bpf.mounts import ensure_kernel_mounts
-from tetrad.timefmt import KtimeClock
+from tetrad.containers.resolver import ContainerResolver
+from tetrad.events.policy import HookPlan
 from tetrad.libc import libc
-from tetrad.observer import Observer
-from tetrad.pipeline import ProcessEvents, annotate
-from tetrad.policy import schema
+from tetrad.observer import Observer, Reader
+from tetrad.pipeline import PolicyEvents, ProcessEvents, annotate
+from tetrad.policy import registry as reg
+from tetrad.policy.cgroup_scope import CgroupScope
+from tetrad.policy.directory import PolicyDirectory, PolicyFiles
+from tetrad.policy.registry import PolicyRegistry
+from tetrad.policy.watch import DirectoryWatcher
 from tetrad.process.cache import ProcessCache
 from tetrad.process.procfs import ProcfsScanner
+from tetrad.sensors.generic import GenericPrograms
+from tetrad.sensors.policies import PolicyLoader
 from tetrad.sensors.process import ProcessSensor, ProcessSensorConfig
+from tetrad.service.metrics import MetricsServer
 from tetrad.service.notify import Notifier
 from tetrad.sinks.dispatch import Sink, SinkDispatcher
+from tetrad.timefmt import KtimeClock
 
 log = logging.getLogger(__name__)
 
-# How long the loop sleeps when the ring buffer is empty: the latency of an
-# event on an idle host, and the idle wake-up rate.
-DRAIN_INTERVAL_S = 0.02
+# How long the control loop waits for an API request before its periodic
+# work: how soon a stop or reload flag is seen.
+CONTROL_TICK_S = 0.1
+SNAPSHOT_INTERVAL_S = 1.0
 STATUS_INTERVAL_S = 5.0
 SCOPE_REFRESH_S = 0.5             # re-deciding containers a runtime API has named since
-COMPILE_EXTEND_S = 120.0          # more start/reload time per policy being compiled
+COMPILE_EXTEND_S = 120.0          # more start/reload time per hook being compiled
+STOP_DRAIN_BATCHES = 64           # at stop: what is left in the ring buffer, bounded
 # Young-generation collection threshold (Python's default: 700 allocations).
 # Every event allocates a handful of containers, so at the default the
 # collector ran every ~100 events and took 13% of the daemon's CPU in
 # bench/throughput; with this and the start-up objects frozen (settle_heap),
 # 3%.
 GC_THRESHOLD = 10_000
+OP_NAMES = {**{int(op): op.name.lower() for op in Op}, OP_GENERIC: "policy"}
 
 
 @dataclass(frozen=True)
@@ -89,28 +112,34 @@ Reconfigure = Callable[[], list[Sink]]
 class Daemon:
     def __init__(self, config: DaemonConfig, sinks: list[Sink], notifier: Notifier | None = None,
                  reconfigure: Reconfigure | None = None):
-        from tetrad.api.server import EventStreams
         self.config = config
         self.clock = KtimeClock()
         self.cache = ProcessCache(config.node_name, self.clock, capacity=config.process_cache_size)
         self.streams = EventStreams(config.node_name)
         self.sinks = SinkDispatcher(sinks + [self.streams], capacity=config.sink_queue_size)
         self.sensor = ProcessSensor(config.sensor)
-        self.observer = Observer()
+        self.observer = Observer(OP_NAMES)
         self.notify = notifier or Notifier()
         self._reconfigure = reconfigure
-        self.containers = None          # ContainerResolver, once the sensor is up
-        self.policies = None            # PolicyManager, once the sensor is up
-        self.directory = None           # PolicyDirectory
-        self.watcher = None             # DirectoryWatcher
-        self.extra_policies: dict[str, object] = {}    # name -> LoadedPolicy (--policy, tetra add)
-        self.disabled: dict[str, tuple[object, str]] = {}   # name -> (Policy, where it came from)
-        self.api = None
-        self.metrics = None
+        self.containers: ContainerResolver | None = None
+        self.loader: PolicyLoader | None = None
+        self.registry: PolicyRegistry | None = None
+        self.process_events: ProcessEvents | None = None
+        self.policy_events: PolicyEvents | None = None
+        self.files: PolicyFiles | None = None
+        self.directory: PolicyDirectory | None = None
+        self.watcher: DirectoryWatcher | None = None
+        self.reader: Reader | None = None
+        self.api: ApiServer | None = None
+        self.metrics: MetricsServer | None = None
         self.started_at = 0.0
+        # What the API and metrics read, replaced as a whole by the control
+        # thread (publish()); never changed in place.
+        self.snapshot: dict = {"policies": [], "stats": {}}
         # Set by signal handlers (plain flags: a handler must not take locks).
         self.stop_requested = False
         self.reload_requested = False
+        self.exit_code = 0
         self._commands: queue.Queue = queue.Queue()
         self._last_records = (0.0, 0)
 
@@ -124,26 +153,41 @@ class Daemon:
         log.info("kernel: %s", features.summary_line())
         self.notify.extend(COMPILE_EXTEND_S, "compiling the process sensor")
         self.sensor.load()
-        from tetrad.containers.resolver import ContainerResolver
         self.containers = ContainerResolver()
+        programs = GenericPrograms()
+        scope = CgroupScope(self.containers, programs, self.containers.cgroup2_mount)
+        self.loader = PolicyLoader(programs, scope, prepare=HookPlan, progress=self._progress)
+        self.registry = PolicyRegistry(self.loader)
         self.process_events = ProcessEvents(self.cache, self.clock, self.sinks.emit, self.containers)
-        for op, decoder, handler in self.process_events.routes():
-            self.observer.register(op, decoder, handler)
+        self.process_events.cgroup_listeners.append(scope.on_record)
+        loader = self.loader
+        self.policy_events = PolicyEvents(self.cache, self.clock, self.sinks.emit, lambda: loader.hooks)
+        for events in (self.process_events, self.policy_events):
+            for op, decoder, handler in events.routes():
+                self.observer.register(op, decoder, handler)
         self.observer.open(self.sensor.bpf)
         self._seed_from_procfs()
-        self._start_policies()
         self.sinks.start()
+        self.reader = Reader(self.observer, self.sinks.commit)
+        self.reader.start()
+        if self.config.policy_files:
+            self.files = PolicyFiles(self.config.policy_files)
+        if self.config.policy_dir:
+            self.directory = PolicyDirectory(self.config.policy_dir)
+            self.watcher = DirectoryWatcher(self.config.policy_dir)
+        self.sync_policies()
+        if self.watcher is not None:
+            self.watcher.start()
         if self.config.socket_path:
-            from tetrad.api.server import ApiServer
-            self.api = ApiServer(self.config.socket_path, self.submit, self.streams)
+            self.api = ApiServer(self.config.socket_path, self.handle, self.streams)
             self.api.start()
         if self.config.metrics_address:
-            from tetrad.service.metrics import MetricsServer
-            self.metrics = MetricsServer(self.config.metrics_address, self)
+            self.metrics = MetricsServer(self.config.metrics_address, lambda: self.snapshot)
             self.metrics.start()
         settle_heap()
         release_free_memory()
         gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
+        self.publish()
         log.info("ready in %.2fs", time.monotonic() - self.started_at)
         self.notify.ready(self.status_line())
 
@@ -159,72 +203,63 @@ class Daemon:
                  "while read) in %.2fs", len(scan.entries), seeded, scan.skipped,
                  time.monotonic() - started)
 
-    def _start_policies(self) -> None:
-        """Load --policy files, then the directory; a bad policy is reported
-        and the others still load."""
-        from tetrad.policy.directory import PolicyDirectory
-        from tetrad.policy.manager import PolicyManager
-        from tetrad.policy.watch import DirectoryWatcher
-        self.policies = PolicyManager(self.observer, self.sinks.emit, self.cache, self.clock,
-                                      self.containers)
-        self.process_events.cgroup_listeners.append(self.policies.scope.on_record)
-        for path in self.config.policy_files:
-            try:
-                policy = schema.read(path)
-                self.extra_policies[policy.name] = self._load(policy)
-            except schema.PolicyError as err:
-                log.error("policy not loaded:\n%s", err)
-        if self.config.policy_dir:
-            self.directory = PolicyDirectory(self.config.policy_dir, self._load, self._unload)
-            self.watcher = DirectoryWatcher(self.config.policy_dir)
-            self.directory.sync()
-            self.watcher.start()
+    def _progress(self, what: str) -> None:
+        """Before each compile: systemd gets more time and a watchdog ping,
+        `tetra status` a fresh snapshot."""
+        self.notify.extend(COMPILE_EXTEND_S, what)
+        self.publish()
 
-    def _load(self, policy):
-        if policy.name in self.disabled or policy.name in self.extra_policies:
-            raise schema.PolicyError(policy.source, [("metadata.name", f"a policy named "
-                                     f"{policy.name!r} is already loaded or disabled")])
-        self.notify.extend(COMPILE_EXTEND_S, f"compiling policy {policy.name}")
-        try:
-            return self.policies.load(policy)
-        finally:
-            release_free_memory()
+    def sync_policies(self, retry: bool = False) -> None:
+        """Make what is loaded follow the --policy files and the directory."""
+        for origin, source in ((reg.FILE, self.files), (reg.DIRECTORY, self.directory)):
+            if source is not None:
+                desired = source.scan()
+                if desired is not None:
+                    self.registry.reconcile(origin, desired, retry)
+        release_free_memory()
+        self.publish()
 
-    def _unload(self, loaded) -> None:
-        if loaded is not None:
-            self.policies.unload(loaded)
-
-    # ---- main loop ----------------------------------------------------------------
+    # ---- control loop --------------------------------------------------------------
 
     def run(self) -> None:
-        """The main loop, until stop_requested."""
+        """The control loop, until stop_requested."""
         next_stats = time.monotonic() + self.config.stats_interval_s
-        next_status = time.monotonic() + STATUS_INTERVAL_S
+        next_status = next_snapshot = time.monotonic()
         next_scope = 0.0
         while not self.stop_requested:
-            if not self.observer.drain():
-                time.sleep(DRAIN_INTERVAL_S)     # a stop/reload flag is seen within this
-            self.sinks.commit()
-            self._run_commands()
+            self._run_commands(CONTROL_TICK_S)
             if self.reload_requested:
                 self.reload_requested = False
                 self.reload()
             if self.watcher is not None and self.watcher.due():
-                self.directory.sync()
+                self.sync_policies()
             self.notify.watchdog()
             now = time.monotonic()
-            if self.policies is not None and now >= next_scope:
-                self.policies.scope.refresh()
+            if now >= next_scope:
+                self.loader.scope.refresh()
                 next_scope = now + SCOPE_REFRESH_S
+            if now >= next_snapshot:
+                self.publish()
+                next_snapshot = now + SNAPSHOT_INTERVAL_S
             if now >= next_status:
                 self.notify.status(self.status_line())
                 next_status = now + STATUS_INTERVAL_S
             if now >= next_stats:
                 log.info("%s", self.stats_line())
                 next_stats = now + self.config.stats_interval_s
+            if not self.reader.alive:
+                log.error("the ring buffer reader stopped; exiting so that systemd restarts tetrad")
+                self.exit_code = 1
+                return
+
+    def handle(self, request: dict) -> dict:
+        """An API request (on the API's thread): listings from the snapshot,
+        everything else on the control thread."""
+        answer = commands.from_snapshot(self, request)
+        return answer if answer is not None else self.submit(request)
 
     def submit(self, request: dict, timeout: float = 600.0) -> dict:
-        """Run an API request on the main loop (called from API threads)."""
+        """Run an API request on the control thread and wait for its answer."""
         done = threading.Event()
         box: dict = {}
         self._commands.put((request, box, done))
@@ -232,110 +267,123 @@ class Daemon:
             return {"ok": False, "error": f"the daemon did not answer within {timeout:.0f}s"}
         return box["answer"]
 
-    def _run_commands(self) -> None:
-        from tetrad.api.commands import execute
+    def _run_commands(self, wait: float) -> None:
+        try:
+            item = self._commands.get(timeout=wait)
+        except queue.Empty:
+            return
         while True:
+            request, box, done = item
             try:
-                request, box, done = self._commands.get_nowait()
-            except queue.Empty:
-                return
-            try:
-                box["answer"] = execute(self, request)
+                box["answer"] = commands.execute(self, request)
             except Exception as err:       # an API bug must not stop the daemon
                 log.exception("API request %r failed", request.get("op"))
                 box["answer"] = {"ok": False, "error": f"internal error: {err}"}
+            self.publish()
             done.set()
+            try:
+                item = self._commands.get_nowait()
+            except queue.Empty:
+                return
 
     def reload(self) -> dict:
-        """SIGHUP / `tetrad reload`: re-read config (sinks) and policies."""
+        """SIGHUP / `tetrad reload`: re-read config (sinks) and policies.
+        Old sinks finish and close on their own threads; nothing waits."""
         started = time.monotonic()
         self.notify.reloading()
         log.info("reloading")
-        errors_before = self.directory.errors if self.directory else 0
+        errors_before = self.registry.errors
         if self._reconfigure is not None:
             try:
                 new_sinks = self._reconfigure()
             except Exception as err:
                 log.error("config not reloaded, the previous one stays in force: %s", err)
             else:
-                self.sinks.commit()
                 self.sinks.replace(new_sinks + [self.streams])
-        if self.directory is not None:
-            self.directory.sync(retry=True)
-        errors = (self.directory.errors if self.directory else 0) - errors_before
+        self.sync_policies(retry=True)
+        errors = self.registry.errors - errors_before
         settle_heap()
         log.info("reloaded in %.2fs (%d policy errors)", time.monotonic() - started, errors)
         self.notify.ready(self.status_line())
         return {"ok": True, "policy_errors": errors, "seconds": round(time.monotonic() - started, 3)}
 
-    # ---- state --------------------------------------------------------------------
+    # ---- state (control thread) ----------------------------------------------------
+
+    def publish(self) -> None:
+        """A fresh snapshot for the API and metrics: policies with their
+        kernel counters, and every counter of the daemon."""
+        policies = self.policy_states()
+        self.snapshot = {"policies": policies, "stats": self.stats(),
+                         "kernel_features": {f.name: f.available for f in features.probe_all()}}
 
     def policy_states(self) -> list[dict]:
-        out = []
-        loaded = self.policies.loaded() if self.policies else []
-        origin = {}
-        if self.directory is not None:
-            for path, entry in self.directory.entries.items():
-                origin[id(entry.loaded)] = (path, entry.error)
-                if entry.loaded is None and entry.name not in self.disabled:
-                    out.append({"name": entry.name or "", "source": path, "state": "error",
-                                "error": entry.error})
-        for lp in loaded:
-            path, error = origin.get(id(lp), (lp.source, ""))
-            row = {"name": lp.name, "source": path, "state": "enabled", "mode": lp.mode,
-                   "hooks": len(lp.hooks), "load_seconds": round(lp.load_seconds, 3),
-                   "counters": self.policies.counters(lp)}
-            if lp.policy.workloads is not None:
-                row["scope"] = lp.policy.workloads.describe()
-            if error:
-                row["error"] = error + " (the version shown stays in force)"
-            out.append(row)
-        for name, (policy, source) in self.disabled.items():
-            out.append({"name": name, "source": source, "state": "disabled", "mode": policy.mode})
-        return out
+        rows = []
+        for entry in self.registry.entries() if self.registry else ():
+            row = {"name": entry.name, "source": entry.source, "state": entry.state}
+            policy = entry.loaded.policy if entry.loaded else entry.wanted
+            if policy is not None:
+                row["mode"] = policy.mode
+                if policy.workloads is not None:
+                    row["scope"] = policy.workloads.describe()
+            if entry.loaded is not None:
+                handle = entry.loaded.handle
+                row.update(hooks=len(handle.hooks), load_seconds=round(handle.load_seconds, 3),
+                           counters=self.loader.counters(handle))
+            if entry.error:
+                kept = " (the version shown stays in force)" if entry.loaded else ""
+                row["error"] = entry.error + kept
+            rows.append(row)
+        return rows
 
     def stats(self) -> dict:
         cache = self.cache.stats()
+        scope = self.loader.scope if self.loader else None
         return {
             "records": self.observer.received,
-            "record_errors": self.observer.errors,
-            "ringbuf_drops": self.sensor.drops(),
-            "policy_drops": self.policies.dropped() if self.policies else 0,
-            "execve_map_errors": self.sensor.map_errors(),
+            "record_errors": sum(self.observer.errors.values()),
+            "record_errors_by_type": dict(self.observer.errors),
+            "reader_failures": self.reader.failures if self.reader else 0,
+            "policy_records_unknown_hook": self.policy_events.unknown_hook if self.policy_events else 0,
+            "ringbuf_drops": self.sensor.drops() if self.sensor.bpf else {},
+            "policy_drops": self.loader.dropped() if self.loader else 0,
+            "execve_map_errors": self.sensor.map_errors() if self.sensor.bpf else 0,
             "events_emitted": self.sinks.emitted,
             "events_by_type": dict(self.sinks.by_kind),
             "events_written": self.sinks.written,
             "queue_drops": self.sinks.dropped,
-            "sink_errors": dict(self.sinks.errors),
+            "sink_errors": self.sinks.errors,
             "sinks": self.sinks.per_sink(),
             "process_cache": {"size": cache.size, "capacity": cache.capacity,
                               "misses": cache.misses, "evictions": cache.evictions},
             "containers": {k: getattr(self.containers, k, 0)
                            for k in ("lookups", "unresolved", "api_errors")},
-            "policy_errors": self.directory.errors if self.directory else 0,
+            "policy_errors": (self.registry.errors if self.registry else 0)
+                             + sum(s.errors for s in (self.files, self.directory) if s),
             # Workload-scoped policies: cgroups not tracked (too many) and
             # selections the kernel map refused (full): each is a gap in scope.
-            "cgroup_scope": {"untracked": self.policies.scope.untracked if self.policies else 0,
-                             "map_full": self.policies.scope.map_full if self.policies else 0},
+            "cgroup_scope": {"untracked": scope.untracked if scope else 0,
+                             "map_full": scope.map_full if scope else 0},
         }
 
     def status(self) -> dict:
+        """`tetra status`, from the snapshot (any thread)."""
+        snap = self.snapshot
         return {"version": __version__, "node_name": self.config.node_name,
                 "uptime_seconds": round(time.monotonic() - self.started_at, 1),
-                "kernel_features": {f.name: f.available for f in features.probe_all()},
-                "policies": self.policy_states(), "stats": self.stats()}
+                "kernel_features": snap.get("kernel_features", {}),
+                "policies": snap["policies"], "stats": snap["stats"]}
 
     def status_line(self) -> str:
         now = time.monotonic()
         at, records = self._last_records
         rate = (self.observer.received - records) / (now - at) if at and now > at else 0.0
         self._last_records = (now, self.observer.received)
-        # Counted from what is loaded and the directory's last errors: no
-        # per-policy counter reads (map lookups) just for a status line.
-        enabled = len(self.policies.loaded()) if self.policies else 0
-        failed = sum(1 for e in self.directory.entries.values() if e.error) if self.directory else 0
-        drops = (sum(self.sensor.drops().values()) + self.sinks.dropped
-                 + (self.policies.dropped() if self.policies else 0))
+        rows = self.snapshot["policies"]
+        enabled = sum(1 for r in rows if r["state"] == "enabled")
+        failed = sum(1 for r in rows if r.get("error"))
+        s = self.snapshot["stats"]
+        drops = (sum(s.get("ringbuf_drops", {}).values()) + s.get("queue_drops", 0)
+                 + s.get("policy_drops", 0))
         return (f"{enabled} policies loaded{f', {failed} with errors' if failed else ''}; "
                 f"{rate:.0f} events/s; {drops} dropped")
 
@@ -344,6 +392,7 @@ class Daemon:
         return (f"records={s['records']} written={s['events_written']} "
                 f"ringbuf_drops={sum(s['ringbuf_drops'].values())} policy_drops={s['policy_drops']} "
                 f"queue_drops={s['queue_drops']} sink_errors={sum(s['sink_errors'].values())} "
+                f"record_errors={s['record_errors']} "
                 f"cache={s['process_cache']['size']} misses={s['process_cache']['misses']}")
 
     # ---- stop ---------------------------------------------------------------------
@@ -357,14 +406,22 @@ class Daemon:
             self.api.close()
         if self.metrics is not None:
             self.metrics.close()
+        if self.reader is not None:
+            self.reader.stop()
         if self.sensor.bpf is None:
             self.sinks.close()
             return
-        self.observer.drain()
-        self.sinks.commit()
+        if self.reader is not None and self.reader.alive:
+            log.warning("the ring buffer reader did not stop; records still queued are not read")
+        else:
+            for _ in range(STOP_DRAIN_BATCHES):
+                if not self.observer.drain():
+                    break
         self.sinks.close()
         final = self.stats_line()          # before unloading: it reads the policies' counters
-        if self.policies is not None:
-            self.policies.close()
+        if self.registry is not None:
+            self.registry.close()
+        if self.loader is not None:
+            self.loader.close()
         self.sensor.close()
         log.info("stopped, programs detached; %s", final)

@@ -1,9 +1,21 @@
-"""The observer: ring buffers -> op-code dispatch.
+"""The observer: ring buffer -> op-code dispatch, on a thread of its own.
 
 Owns the arrow "ring buffer -> decode". Every BPF record starts with an op
 code; sensors register a decoder and a handler per op. There is one ring
 buffer, the process sensor's `events`; policy programs write into it too
 (bpf/shared_maps.h), so one thread reads every record in kernel order.
+
+That thread (`Reader`) does nothing else: it never waits for a policy
+compile, a reload or a sink shutdown, which run on the daemon's control
+thread (Tetragon reads events on their own goroutine, pkg/observer). After
+each batch it calls `after_batch` (the sinks' commit). A batch is bounded:
+one consume hands over at most `batch_limit` records, so under a flood the
+reader still sees its stop flag and the sinks get records while the kernel
+keeps writing.
+
+A record that fails to decode or to handle is counted per op code and the
+first failure of each op and exception type is logged at WARNING with its
+traceback; the reader goes on with the next record.
 
 One of the two modules allowed to import bcc (with tetrad.sensors).
 """
@@ -12,6 +24,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import threading
 from typing import Any, Callable
 
 from bcc import BPF
@@ -21,14 +34,25 @@ log = logging.getLogger(__name__)
 Decoder = Callable[[bytes], Any]
 Handler = Callable[[Any], None]
 
+# How long the reader sleeps when the ring buffer is empty: the latency of
+# an event on an idle host, and the idle wake-up rate (records do not wake
+# the reader: bpf/tetrad_events.h).
+DRAIN_INTERVAL_S = 0.02
+BATCH_LIMIT = 4096
+STOP_CONSUME = -1                # a callback's "stop here" to libbpf's ring_buffer__consume
+
 
 class Observer:
-    def __init__(self) -> None:
+    def __init__(self, op_names: dict[int, str] | None = None, batch_limit: int = BATCH_LIMIT) -> None:
         self._routes: dict[int, tuple[Decoder, Handler]] = {}
+        self._names = op_names or {}
         self._poller: BPF | None = None
         self._callback = None
+        self._batch_limit = batch_limit
+        self._in_batch = 0
         self.received = 0
-        self.errors = 0
+        self.errors: dict[str, int] = {}          # op name -> records that failed
+        self._logged: set[tuple[str, str]] = set()
 
     def register(self, op: int, decoder: Decoder, handler: Handler) -> None:
         self._routes[int(op)] = (decoder, handler)
@@ -49,22 +73,73 @@ class Observer:
         self._poller = bpf
 
     def drain(self) -> int:
-        """Handle every record that is in the ring buffer now; returns how
-        many. Records do not wake the reader (bpf/tetrad_events.h), so the
-        caller drains on a timer and again at once while records keep coming."""
+        """Handle the records in the ring buffer now, at most batch_limit of
+        them; returns how many."""
         if self._poller is None:
             return 0
         before = self.received
+        self._in_batch = 0
         self._poller.ring_buffer_consume()
         return self.received - before
 
     def _on_record(self, _ctx, data, size) -> int:
         self.received += 1
+        buf = ctypes.string_at(data, size)
         try:
-            buf = ctypes.string_at(data, size)
             decoder, handler = self._routes[buf[0]]
             handler(decoder(buf))
-        except Exception:  # a bad record must not stop the reader
-            self.errors += 1
-            log.debug("dropping undecodable record", exc_info=True)
-        return 0
+        except Exception as err:  # a bad record must not stop the reader
+            self._failed(buf[0] if buf else -1, err)
+        self._in_batch += 1
+        return STOP_CONSUME if self._in_batch >= self._batch_limit else 0
+
+    def _failed(self, op: int, err: Exception) -> None:
+        name = self._names.get(op, f"op{op}")
+        self.errors[name] = self.errors.get(name, 0) + 1
+        kind = (name, type(err).__name__)
+        if kind not in self._logged:
+            self._logged.add(kind)
+            log.warning("%s record failed (later failures of this kind are only counted)", name,
+                        exc_info=err)
+
+
+class Reader:
+    """The thread that drains the ring buffer and hands each batch on."""
+
+    def __init__(self, observer: Observer, after_batch: Callable[[], None],
+                 interval_s: float = DRAIN_INTERVAL_S):
+        self._observer = observer
+        self._after_batch = after_batch
+        self._interval = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tetrad-reader", daemon=True)
+        self.failures = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                n = self._observer.drain()
+                self._after_batch()
+            except Exception:
+                # Not a record's fault (those are caught per record): keep
+                # reading, but say so, once per kind.
+                self.failures += 1
+                if self.failures == 1:
+                    log.warning("the ring buffer reader failed; it goes on", exc_info=True)
+                n = 0
+            if n == 0:
+                self._stop.wait(self._interval)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop after the current batch; the caller may then drain the rest
+        itself (single-threaded from here on)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)

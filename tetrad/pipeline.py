@@ -1,22 +1,29 @@
-"""Process records -> cache -> events -> filters -> sinks; cgroup records
--> the container resolver and whoever else listens (policy scopes).
+"""Records -> events, for every record the kernel sends: process records
+-> cache -> events; policy records -> their hook and process -> events;
+cgroup records -> the container resolver and whoever else listens (policy
+scopes). Events then go to `emit` (filters and sinks, tetrad/sinks).
 
-Owns the arrows after decoding. Runs on the observer's thread: the cache
-must see every record, in order, so nothing here may drop; the only place
-events can be dropped is the bounded sink queue behind `emit`, which counts
-what it drops.
+Owns the arrows after decoding. Runs on the ring-buffer reader's thread:
+the cache must see every record, in order, so nothing here may drop; the
+only place events can be dropped is the bounded sink queue behind `emit`,
+which counts what it drops. What policies are loaded comes from the
+loader's published hook table (tetrad/sensors/policies.py), read without
+waiting: a record of a hook unloaded meanwhile is counted, not an error.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Mapping
 
 from tetrad.abi.ops import ExitHow, Op
 from tetrad.containers.resolver import docker_field
 from tetrad.decode import process as process_decode
+from tetrad.abi.generic import OP_GENERIC
 from tetrad.decode.cgroup import CgroupRecord, decode_cgroup
-from tetrad.decode.process import CloneRecord, ExecRecord, ExitRecord
+from tetrad.decode.generic import PolicyRecord, decode_policy
+from tetrad.decode.process import CloneRecord, ExecRecord, ExitRecord, ProcKey
 from tetrad.events.model import Event, exec_event, exit_event
+from tetrad.events.policy import policy_event
 from tetrad.timefmt import KtimeClock
 from tetrad.process.cache import ProcessCache
 
@@ -78,3 +85,32 @@ class ProcessEvents:
         status = rec.code if rec.how == ExitHow.CODE else None
         sig = rec.code if rec.how == ExitHow.SIGNAL else None
         self._emit(exit_event(self._clock.wall_ns(rec.ktime), proc, parent, status, sig))
+
+
+# What the loader publishes: (program id, hook id) -> (CompiledHook, HookPlan).
+HookTable = Callable[[], Mapping[tuple[int, int], tuple]]
+
+
+class PolicyEvents:
+    """Turns policy hook records into process_kprobe/tracepoint/lsm/uprobe
+    events."""
+
+    def __init__(self, cache: ProcessCache, clock: KtimeClock, emit: Emit, hooks: HookTable):
+        self._cache = cache
+        self._clock = clock
+        self._emit = emit
+        self._hooks = hooks
+        self.unknown_hook = 0            # records of hooks unloaded since the kernel sent them
+
+    def routes(self):
+        return ((OP_GENERIC, decode_policy, self.on_record),)
+
+    def on_record(self, rec: PolicyRecord) -> None:
+        hook = self._hooks().get((rec.obj_id, rec.hook_id))
+        if hook is None:
+            self.unknown_hook += 1
+            return
+        process = self._cache.for_event(ProcKey(rec.pid, rec.proc_ktime) if rec.proc_ktime else None,
+                                        rec.pid)
+        parent = self._cache.get(process.parent_key)
+        self._emit(policy_event(rec, hook[1], self._clock.wall_ns(rec.ktime), process, parent))

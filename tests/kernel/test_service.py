@@ -169,6 +169,69 @@ def test_tetra_policy_add_disable_enable_delete(service, tmp_path):
     assert refused.returncode == 1 and "remove that file" in refused.stderr
 
 
+def slow_policy(name: str) -> str:
+    """Five hooks of five argument layouts: five compiles (seconds), and
+    selectors that match no process."""
+    layouts = [("lseek", "long"), ("dup", "int"), ("fchdir", "uint32"), ("umask", "uint16"),
+               ("alarm", "uint64")]
+    hooks = "".join(
+        f'  - call: "sys_{call}"\n    syscall: true\n    args:\n    - index: 0\n      type: {t}\n'
+        f'    selectors:\n    - matchBinaries:\n      - operator: In\n        values: ["/nonexistent/{i}"]\n'
+        for i, (call, t) in enumerate(layouts))
+    return (f'apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: "{name}"\n'
+            f'spec:\n  kprobes:\n{hooks}')
+
+
+def test_events_flow_and_status_answers_while_a_policy_compiles(service, tmp_path):
+    """The reader never waits for a compile, nor the API's listings (they
+    are answered from the published snapshot)."""
+    d, sock = service["daemon"], service["sock"]
+    f = tmp_path / "slow.yaml"
+    f.write_text(slow_policy("svc-slow"))
+    adding = threading.Thread(target=tetra, args=(sock, "policy", "add", str(f)))
+    adding.start()
+    wait_for(lambda: "loading policy svc-slow" in d.stderr_path.read_text(), 10 * TIME_FACTOR,
+             "the compile to start", interval=0.01)
+    marker = f"during-compile-{RUN}"
+    started = time.monotonic()
+    subprocess.run(["/bin/true", marker], check=True)
+    wait_for(lambda: any(e.get("process_exec", {}).get("process", {}).get("arguments") == marker
+                         for e in d.events()), 1.0 * TIME_FACTOR, "the exec event during the compile",
+             interval=0.01)
+    seen = time.monotonic() - started
+    asked = time.monotonic()
+    status = tetra(sock, "status", "-o", "json")
+    answered = time.monotonic() - asked
+    still_compiling = adding.is_alive()
+    adding.join(120 * TIME_FACTOR)
+    assert still_compiling, "the policy loaded before the checks ran: make it slower to compile"
+    assert status.returncode == 0 and json.loads(status.stdout)["version"], status.stderr
+    assert answered < 1.0 * TIME_FACTOR
+    print(f"exec event {seen:.3f}s, status {answered:.3f}s, during the compile")
+    assert policy_rows(sock)["svc-slow"] == "enabled"
+    assert tetra(sock, "policy", "delete", "svc-slow").returncode == 0
+
+
+def test_disable_then_edit_then_enable_loads_the_edited_file(service):
+    d, sock = service["daemon"], service["sock"]
+    put(service["dir"], "toggle.yaml", lseek_equal("svc-toggle", BASE + 5))
+    wait_for(lambda: policy_rows(sock).get("svc-toggle") == "enabled", 10 * TIME_FACTOR, "the load")
+    assert tetra(sock, "policy", "disable", "svc-toggle").returncode == 0
+    put(service["dir"], "toggle.yaml", lseek_equal("svc-toggle", BASE + 6))
+    time.sleep(1.0)                              # the directory has been synced
+    assert policy_rows(sock)["svc-toggle"] == "disabled"
+    enabled = tetra(sock, "policy", "enable", "svc-toggle")
+    assert enabled.returncode == 0, enabled.stderr
+    before = len(hits(d.sync(), "svc-toggle"))
+    lseek(BASE + 5)
+    lseek(BASE + 6)
+    assert hits(d.sync(), "svc-toggle")[before:] == [BASE + 6]
+    row = next(p for p in json.loads(tetra(sock, "status", "-o", "json").stdout)["policies"]
+               if p["name"] == "svc-toggle")
+    assert row["state"] == "enabled" and "error" not in row
+    (service["dir"] / "toggle.yaml").unlink()
+
+
 def test_tetra_getevents_live_and_from_stdin_with_filters(service):
     sock = service["sock"]
     live = subprocess.Popen([sys.executable, "-m", "tetrad.cli.tetra", "--socket", str(sock),

@@ -2,7 +2,9 @@ import os
 
 import pytest
 
+from tetrad.policy import registry as reg
 from tetrad.policy.directory import PolicyDirectory, wanted
+from tetrad.policy.registry import PolicyRegistry
 from tetrad.policy.schema import PolicyError
 from tests import policy_files
 
@@ -29,13 +31,33 @@ class FakeKernel:
         self.log.append(("unload", handle))
 
 
+class Synced:
+    """The directory and the registry, as the daemon joins them."""
+
+    def __init__(self, directory: str, kernel: FakeKernel):
+        self.directory = PolicyDirectory(directory)
+        self.registry = PolicyRegistry(kernel)
+
+    def sync(self, retry=False):
+        desired = self.directory.scan()
+        if desired is not None:
+            self.registry.reconcile(reg.DIRECTORY, desired, retry)
+
+    @property
+    def errors(self):
+        return self.registry.errors
+
+    def error(self, path):
+        return next(e.error for e in self.registry.entries() if e.source == str(path))
+
+
 @pytest.fixture
 def setup(tmp_path):
     d = tmp_path / "policies.d"
     d.mkdir(mode=0o755)
     os.chmod(d, 0o755)
     k = FakeKernel()
-    return d, k, PolicyDirectory(str(d), k.load, k.unload)
+    return d, k, Synced(str(d), k)
 
 
 def put(d, fname, name="p1", value="1", mode=0o644):
@@ -71,7 +93,7 @@ def test_bad_new_version_keeps_the_old_one_and_is_retried_only_when_changed_or_r
     k.refuse.add("3")
     put(d, "a.yaml", value="3")
     pd.sync()
-    assert k.loaded == [("p1", "1")] and "the kernel refused it" in pd.entries[str(d / "a.yaml")].error
+    assert k.loaded == [("p1", "1")] and "the kernel refused it" in pd.error(d / "a.yaml")
     k.refuse.clear()
     pd.sync(retry=True)
     assert k.loaded == [("p1", "3")]
@@ -110,7 +132,7 @@ def test_duplicate_names_first_one_wins(setup, caplog):
 
 def test_missing_directory_is_empty(tmp_path):
     k = FakeKernel()
-    PolicyDirectory(str(tmp_path / "nope"), k.load, k.unload).sync()
+    Synced(str(tmp_path / "nope"), k).sync()
     assert k.loaded == []
 
 

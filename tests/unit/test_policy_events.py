@@ -11,7 +11,7 @@ import pytest
 
 from tetrad.decode.generic import decode_policy
 from tetrad.decode.process import DecodeError
-from tetrad.events.policy import policy_event
+from tetrad.events.policy import HookPlan, policy_event
 from tetrad.abi import generic as enc
 from tetrad.policy.compile import KernelFacts, TracepointField, compile_policy
 from tetrad.policy.schema import parse
@@ -237,7 +237,7 @@ PROCESSES = '"process":' + CHILD.to_json() + ',"parent":' + PARENT.to_json()
 def test_policy_record_to_json_line(name):
     text, mode, raw = CASES[name]
     kind, fields = EXPECTED[name]
-    event = policy_event(decode_policy(raw), hook(text, mode=mode), T0, CHILD, PARENT)
+    event = policy_event(decode_policy(raw), HookPlan(hook(text, mode=mode)), T0, CHILD, PARENT)
     line = event.to_json("node-a")
     assert line == ('{"' + kind + '":{' + PROCESSES + "," + fields +
                     '},"node_name":"node-a","time":"2023-11-14T22:13:20.123456789Z"}')

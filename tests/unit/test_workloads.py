@@ -7,7 +7,7 @@ import pytest
 
 from tetrad.decode.cgroup import CgroupRecord
 from tetrad.abi import generic as enc
-from tetrad.policy.cgroup_scope import CgroupScope
+from tetrad.policy.cgroup_scope import CgroupScope, ScopeFull
 from tetrad.policy.compile import CompiledHook
 from tetrad.policy.schema import PolicyError, parse
 from tetrad.policy.workloads import Requirement, Workloads, repo_of
@@ -158,11 +158,9 @@ def test_scope_lists_matching_cgroups_and_follows_mkdir_and_rmdir(tree):
     programs = FakePrograms()
     scope = CgroupScope(resolver, programs, str(tree))
     web_only = hook(Workloads((Requirement("name", "In", ("web",)),), False))
-    selected = scope.selected(web_only)
-    assert selected == [(tree / "libpod-web").stat().st_ino]
-    for cid in selected:
-        programs.scope_cgroup(1, cid, True)
     scope.track(web_only, 1)
+    selected = [(tree / "libpod-web").stat().st_ino]
+    assert programs.entries == {(1, selected[0])}
     deliver(scope, resolver, CgroupRecord(True, 900, 1, "/libpod-db"))       # not selected
     deliver(scope, resolver, CgroupRecord(True, 901, 1, "/libpod-web/inner"))
     resolver.records["/libpod-web/inner"] = WEB
@@ -177,7 +175,6 @@ def test_partial_record_is_selected_once_the_api_answers(tree):
     programs = FakePrograms()
     scope = CgroupScope(resolver, programs, str(tree))
     web_only = hook(Workloads((Requirement("name", "In", ("web",)),), False))
-    scope.selected(web_only)
     scope.track(web_only, 1)
     deliver(scope, resolver, CgroupRecord(True, 77, 1, "/docker-x"))
     assert programs.entries == set()
@@ -190,11 +187,22 @@ def test_partial_record_is_selected_once_the_api_answers(tree):
 
 def test_records_before_any_scoped_policy_are_ignored_and_full_maps_counted(tree):
     resolver = FakeResolver({})
-    programs = FakePrograms(capacity=0)
+    programs = FakePrograms(capacity=3)
     scope = CgroupScope(resolver, programs, str(tree))
     deliver(scope, resolver, CgroupRecord(True, 5, 1, "/x"))
     host = hook(Workloads(None, True))
-    assert len(scope.selected(host)) == 3             # the tree: root, system.slice, libpod-web
     scope.track(host, 1)
+    assert len(programs.entries) == 3                 # the tree: root, system.slice, libpod-web
     deliver(scope, resolver, CgroupRecord(True, 6, 1, "/user.slice"))
     assert scope.map_full == 1
+
+
+def test_a_hook_whose_cgroups_do_not_fit_is_refused_and_not_tracked(tree):
+    resolver = FakeResolver({})
+    programs = FakePrograms(capacity=2)
+    scope = CgroupScope(resolver, programs, str(tree))
+    host = hook(Workloads(None, True))
+    with pytest.raises(ScopeFull):
+        scope.track(host, 1)
+    deliver(scope, resolver, CgroupRecord(True, 6, 1, "/user.slice"))
+    assert scope.map_full == 0                        # an untracked hook is not updated

@@ -1,33 +1,44 @@
-"""What each API request does, run on the daemon's main loop.
+"""What each API request does: each maps to one registry call or one read.
 
   status                          version, uptime, features, policies, counters
   policy_list                     per-policy state and counters
   policy_add     {yaml, source}   load a policy document (until restart)
   policy_delete  {name}           unload a policy added through the API
   policy_disable {name}           unload, remember it (any policy)
-  policy_enable  {name}           load a disabled policy again
-  reload                          re-read config and the policy directory
+  policy_enable  {name}           load a disabled policy again (as its source is now)
+  reload                          re-read config and the policy sources
 
-Policies from the watched directory are owned by their files: deleting one
-here would be undone by the next sync, so the answer says to remove the file.
+`status` and `policy_list` are answered from the snapshot the control
+thread publishes (`from_snapshot`, on the API's thread), so they answer
+while a policy compiles; the others run on the control thread (`execute`).
+Policies from files are owned by their files: deleting one here would be
+undone by the next sync, so the answer says to remove the file.
 """
 
 from __future__ import annotations
 
+import hashlib
+
 from tetrad.policy import schema
+from tetrad.policy.registry import PolicyRegistry, RequestError
+
+OPS = ("status", "policy_list", "policy_add", "policy_delete", "policy_enable", "policy_disable",
+       "reload", "getevents")
 
 
 def _error(text: str) -> dict:
     return {"ok": False, "error": text}
 
 
-def _directory_entry(daemon, name: str):
-    if daemon.directory is None:
-        return None, None
-    for path, entry in daemon.directory.entries.items():
-        if entry.name == name:
-            return path, entry
-    return None, None
+def from_snapshot(daemon, request: dict) -> dict | None:
+    """The answer to a read-only request, or None for one that must run
+    on the control thread."""
+    op = request.get("op")
+    if op == "status":
+        return {"ok": True, **daemon.status()}
+    if op == "policy_list":
+        return {"ok": True, "policies": daemon.snapshot["policies"]}
+    return None
 
 
 def _add(daemon, request: dict) -> dict:
@@ -37,79 +48,44 @@ def _add(daemon, request: dict) -> dict:
     source = str(request.get("source") or "api")
     try:
         policy = schema.parse(text, source)
-        path, entry = _directory_entry(daemon, policy.name)
-        if entry is not None:
-            return _error(f"policy {policy.name!r} is loaded from {path}; edit that file instead")
-        loaded = daemon._load(policy)
-    except schema.PolicyError as err:
+        entry = daemon.registry.add(policy, hashlib.sha256(text.encode()).hexdigest())
+    except (schema.PolicyError, RequestError) as err:
         return _error(str(err))
-    daemon.extra_policies[policy.name] = loaded
-    return {"ok": True, "name": policy.name, "hooks": len(loaded.hooks),
-            "load_seconds": round(loaded.load_seconds, 3)}
+    handle = entry.loaded.handle
+    return {"ok": True, "name": policy.name, "hooks": len(handle.hooks),
+            "load_seconds": round(handle.load_seconds, 3)}
 
 
-def _delete(daemon, name: str) -> dict:
-    if name in daemon.extra_policies:
-        daemon._unload(daemon.extra_policies.pop(name))
+def _by_name(call):
+    def run(daemon, name: str) -> dict:
+        try:
+            call(daemon.registry, name)
+        except RequestError as err:
+            return _error(str(err))
         return {"ok": True}
-    path, entry = _directory_entry(daemon, name)
-    if entry is not None:
-        return _error(f"policy {name!r} comes from {path}; remove that file to delete it")
-    if name in daemon.disabled:
-        del daemon.disabled[name]
-        return {"ok": True}
-    return _error(f"no policy named {name!r} (see: tetra policy list)")
+    return run
 
 
-def _disable(daemon, name: str) -> dict:
-    if name in daemon.disabled:
-        return _error(f"policy {name!r} is already disabled")
-    if name in daemon.extra_policies:
-        loaded = daemon.extra_policies.pop(name)
-        daemon._unload(loaded)
-        daemon.disabled[name] = (loaded.policy, loaded.source)
-        return {"ok": True}
-    path, entry = _directory_entry(daemon, name)
-    if entry is not None and entry.loaded is not None:
-        loaded, entry.loaded = entry.loaded, None
-        daemon._unload(loaded)
-        daemon.disabled[name] = (loaded.policy, path)
-        return {"ok": True}
-    return _error(f"no enabled policy named {name!r} (see: tetra policy list)")
-
-
-def _enable(daemon, name: str) -> dict:
-    if name not in daemon.disabled:
-        return _error(f"no disabled policy named {name!r} (see: tetra policy list)")
-    policy, source = daemon.disabled.pop(name)
-    try:
-        loaded = daemon._load(policy)
-    except schema.PolicyError as err:
-        daemon.disabled[name] = (policy, source)
-        return _error(str(err))
-    path, entry = _directory_entry(daemon, name)
-    if entry is not None and path == source:
-        entry.loaded = loaded
-    else:
-        daemon.extra_policies[name] = loaded
-    return {"ok": True}
+NAMED = {
+    "policy_delete": _by_name(PolicyRegistry.delete),
+    "policy_disable": _by_name(PolicyRegistry.disable),
+    "policy_enable": _by_name(PolicyRegistry.enable),
+}
 
 
 def execute(daemon, request: dict) -> dict:
+    """Run a request on the control thread."""
     op = request.get("op")
-    name = request.get("name")
-    if op == "status":
-        return {"ok": True, **daemon.status()}
-    if op == "policy_list":
-        return {"ok": True, "policies": daemon.policy_states()}
+    answer = from_snapshot(daemon, request)
+    if answer is not None:
+        return answer
     if op == "policy_add":
         return _add(daemon, request)
     if op == "reload":
         return daemon.reload()
-    if op in ("policy_delete", "policy_disable", "policy_enable"):
+    if op in NAMED:
+        name = request.get("name")
         if not isinstance(name, str) or not name:
             return _error(f"{op} needs a policy 'name'")
-        return {"policy_delete": _delete, "policy_disable": _disable,
-                "policy_enable": _enable}[op](daemon, name)
-    return _error(f"unknown op {op!r} (status, policy_list, policy_add, policy_delete, "
-                  f"policy_enable, policy_disable, reload, getevents)")
+        return NAMED[op](daemon, name)
+    return _error(f"unknown op {op!r} ({', '.join(OPS)})")

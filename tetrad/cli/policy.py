@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import os
 
-from tetrad.bpf import features
-from tetrad.policy.manager import check, required_features
+from tetrad.bpf.mounts import ensure_kernel_mounts
+from tetrad.policy.kernel import check, missing_features
 from tetrad.policy.schema import PolicyError
 
 
 def _kernel_verdict(compiled) -> str:
-    for ch in compiled:
-        for name, why in required_features(ch):
-            feature = features.get(name)
-            if not feature.available:
-                return f"refused on this kernel: {features.MissingFeature(feature, why)}"
+    missing = missing_features(compiled)
+    if missing:
+        return "refused on this kernel: " + "; ".join(f"{path}: {why}" for path, why in missing)
     return "loadable on this kernel"
 
 
@@ -28,7 +26,6 @@ def run(args) -> int:
     failed = 0
     as_root = os.geteuid() == 0
     if as_root:
-        from tetrad.bpf.mounts import ensure_kernel_mounts
         ensure_kernel_mounts()
     for path in args.files:
         try:

@@ -15,7 +15,11 @@ from pathlib import Path
 
 from tetrad import config as cfg
 from tetrad.daemon import Daemon, DaemonConfig
+from tetrad.filters import ExportFilter, FilteredSink, RateLimit
 from tetrad.sensors.process import ProcessSensorConfig
+from tetrad.sinks.journald import SOCKET, JournaldSink, listening
+from tetrad.sinks.jsonfile import JsonLinesSink
+from tetrad.sinks.terminal import TerminalSink
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +56,11 @@ def overrides(args) -> dict:
 
 
 def build_sinks(config: cfg.Config, quiet: bool) -> list:
-    from tetrad.filters import ExportFilter, FilteredSink, RateLimit
     node = config.node
     sinks = []
     if not quiet:
-        from tetrad.sinks.terminal import TerminalSink
         sinks.append(TerminalSink(node))
     if config.journald.enabled:
-        from tetrad.sinks.journald import SOCKET, JournaldSink, listening
         if listening():
             sinks.append(JournaldSink(node))
         else:
@@ -67,7 +68,6 @@ def build_sinks(config: cfg.Config, quiet: bool) -> list:
                         SOCKET)
     ex = config.export
     if ex.file:
-        from tetrad.sinks.jsonfile import JsonLinesSink
         Path(ex.file).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         file_sink = JsonLinesSink(ex.file, node, max_bytes=ex.max_size_mb << 20,
                                   max_backups=ex.max_backups,
@@ -129,4 +129,4 @@ def run(args) -> int:
         daemon.run()
     finally:
         daemon.stop()
-    return 0
+    return daemon.exit_code

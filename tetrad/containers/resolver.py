@@ -190,10 +190,13 @@ class ContainerResolver:
         return record
 
     def _ask_api(self, ident: CgroupIdentity, record: dict) -> None:
-        if self._api_thread is None:
-            self._api_thread = threading.Thread(target=self._api_worker, name="tetrad-containers",
-                                                daemon=True)
-            self._api_thread.start()
+        # The reader (events) and the control thread (policy scopes) both
+        # get here: one worker, started once.
+        with self._lock:
+            if self._api_thread is None:
+                self._api_thread = threading.Thread(target=self._api_worker,
+                                                    name="tetrad-containers", daemon=True)
+                self._api_thread.start()
         try:
             self._api_queue.put_nowait((ident, record))
         except queue.Full:

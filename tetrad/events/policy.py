@@ -121,16 +121,13 @@ def _renderer(spec: ArgSpec) -> Render:
     return labelled
 
 
-def render_arg(spec: ArgSpec, slot: Slot) -> dict:
-    return _renderer(spec)(slot)
+class HookPlan:
+    """What every event of one hook shares, worked out once when the hook
+    is loaded (tetrad/sensors/policies.py calls `HookPlan(ch)`): the event
+    kind, the fields before `args`, a renderer per argument and the fields
+    after `action`."""
 
-
-class _Plan:
-    """What every event of one hook shares, worked out on its first event:
-    the event kind, the fields before `args`, a renderer per argument and
-    the fields after `action`."""
-
-    __slots__ = ("kind", "head", "args", "ret", "tail", "tags")
+    __slots__ = ("kind", "head", "args", "ret", "tail", "tags", "policy_name")
 
     def __init__(self, ch: CompiledHook):
         hook = ch.hook
@@ -144,33 +141,15 @@ class _Plan:
             self.head = {"function_name": ch.target.function_name}
         self.args = tuple(_renderer(spec) for spec in hook.args)
         self.ret = _renderer(hook.return_arg) if hook.return_arg is not None else None
+        self.policy_name = ch.policy_name
         self.tail = {"policy_name": ch.policy_name}
         if hook.message:
             self.tail["message"] = hook.message
         self.tags = tuple(hook.tags)
 
 
-# id(CompiledHook) -> (the hook, its plan). The hook is kept with its plan so
-# that its id cannot be reused while the entry exists; hooks of unloaded
-# policies are dropped when the table is cleared past _MAX_PLANS.
-_plans: dict[int, tuple[CompiledHook, _Plan]] = {}
-_MAX_PLANS = 1024
-
-
-def _plan(ch: CompiledHook) -> _Plan:
-    entry = _plans.get(id(ch))
-    if entry is not None and entry[0] is ch:
-        return entry[1]
-    if len(_plans) >= _MAX_PLANS:
-        _plans.clear()
-    plan = _Plan(ch)
-    _plans[id(ch)] = (ch, plan)
-    return plan
-
-
-def policy_event(rec: PolicyRecord, ch: CompiledHook, time_ns: int, process, parent) -> Event:
-    """Called by the observer thread once per policy record."""
-    plan = _plan(ch)
+def policy_event(rec: PolicyRecord, plan: HookPlan, time_ns: int, process, parent) -> Event:
+    """Called by the reader thread once per policy record."""
     fields = plan.head.copy()
     fields["args"] = [render(slot) for render, slot in zip(plan.args, rec.slots)]
     if plan.ret is not None and rec.flags & enc.MSG_RETURN:
@@ -184,7 +163,7 @@ def policy_event(rec: PolicyRecord, ch: CompiledHook, time_ns: int, process, par
     fields.update(plan.tail)
     if plan.tags:
         fields["tags"] = list(plan.tags)
-    return Event(plan.kind, time_ns, process, parent, fields, policy_name=ch.policy_name)
+    return Event(plan.kind, time_ns, process, parent, fields, policy_name=plan.policy_name)
 
 
 # ---- compact lines ---------------------------------------------------------------

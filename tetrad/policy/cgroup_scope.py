@@ -18,11 +18,18 @@ the host in a brand-new cgroup (a new login session, a new service) is not
 seen by a hostSelector policy for that time either. When the runtime's
 state files do not name the container and its API must be asked, name and
 image selectors apply once the answer is in (`refresh`, every half second).
+
+Two threads use it: the control thread tracks and untracks hooks as
+policies load and unload, the ring-buffer reader reports cgroups as they
+come and go. One lock covers both, held only for map writes (never for a
+compile), so a hook's list is complete from the moment it is tracked and
+no map is written after its program has gone.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 
 from tetrad.containers.resolver import cgroup_tree
 from tetrad.decode.cgroup import CgroupRecord
@@ -30,6 +37,10 @@ from tetrad.decode.cgroup import CgroupRecord
 log = logging.getLogger(__name__)
 
 MAX_CGROUPS = 65536             # bounded: beyond this, new cgroups are counted, not tracked
+
+
+class ScopeFull(Exception):
+    """More cgroups are selected than a program's cgroup map holds."""
 
 
 class CgroupScope:
@@ -42,28 +53,37 @@ class CgroupScope:
         self._hooks: dict[int, tuple] = {}  # id(attachment) -> (CompiledHook, Attachment)
         self.untracked = 0                 # cgroups not tracked (MAX_CGROUPS reached)
         self.map_full = 0                  # selections the kernel map refused
+        self._lock = threading.Lock()
 
-    # ---- hooks --------------------------------------------------------------
-
-    def selected(self, ch) -> list[int]:
-        """The cgroups a scoped hook is to run for now (the first call walks
-        the cgroup tree)."""
-        if self._cgroups is None:
-            self._walk()
-        return [cid for cid, (_, record) in self._cgroups.items() if ch.workloads.matches(record)]
+    # ---- hooks (control thread) ---------------------------------------------
 
     def track(self, ch, att) -> None:
-        """Keep a loaded scoped hook's list current from now on."""
-        self._hooks[id(att)] = (ch, att)
+        """List the cgroups a newly attached scoped hook selects now (the
+        first call walks the cgroup tree) and keep its list current from
+        now on. ScopeFull when its program's map cannot hold them."""
+        with self._lock:
+            if self._cgroups is None:
+                self._walk()
+            for cid, (_, record) in self._cgroups.items():
+                if ch.workloads.matches(record) and not self._programs.scope_cgroup(att, cid, True):
+                    raise ScopeFull("more cgroups selected than the kernel map holds; "
+                                    "narrow containerSelector")
+            self._hooks[id(att)] = (ch, att)
 
     def untrack(self, att) -> None:
-        self._hooks.pop(id(att), None)
+        with self._lock:
+            self._hooks.pop(id(att), None)
 
     # ---- cgroups ------------------------------------------------------------
 
     def on_record(self, rec: CgroupRecord, container: dict | None) -> None:
-        """A cgroup made or removed (from the process sensor's ring buffer),
-        with the container the pipeline resolved for a new one (None: host)."""
+        """A cgroup made or removed (from the process sensor's ring buffer,
+        on the reader's thread), with the container the pipeline resolved
+        for a new one (None: host)."""
+        with self._lock:
+            self._on_record(rec, container)
+
+    def _on_record(self, rec: CgroupRecord, container: dict | None) -> None:
         if self._cgroups is None:
             return                         # no scoped policy has been loaded yet
         if not rec.made:
@@ -81,6 +101,12 @@ class CgroupScope:
     def refresh(self) -> None:
         """Re-decide cgroups whose container record was completed by the
         runtime's API since (the resolver asks it on a worker thread)."""
+        with self._lock:
+            self._refresh()
+
+    def _refresh(self) -> None:
+        if self._cgroups is None:
+            return
         for cid in list(self._partial):
             path, _ = self._cgroups.get(cid, ("", None))
             record = self._resolver.for_path(path)

@@ -355,11 +355,9 @@ def syscall_name(call: str) -> str:
 @dataclass(frozen=True)
 class KernelFacts:
     """What compiling needs to know about the running kernel, gathered by
-    the caller (tetrad.policy.manager) so this module stays pure."""
+    the caller (tetrad.policy.kernel) so this module stays pure."""
 
     arch_prefix: str = "__x64_"
-    has_kprobes: bool = False
-    has_override_return: bool = False
     tracepoint_fields: Callable[[str, str], list[TracepointField]] | None = None
 
 

@@ -1,10 +1,10 @@
 """Policy hook programs: build, share, attach, configure, detach (bcc side).
 
-Owns the arrow "compile -> load/attach" for policies. A `Program` is one
-compiled bpf/generic_hook.c for one argument `Layout`. Syscall hooks with
-equal layouts share a program: it serves each syscall under the event id of
-its tracepoint (the demux key), so a second policy on another syscall costs
-no compile. Other hooks get a program each.
+Owns the arrow "compile -> load/attach" for policy hooks. A `Program` is
+one compiled bpf/generic_hook.c for one argument `Layout`. Syscall hooks
+with equal layouts share a program: it finds each syscall's hook by the
+syscall number the tracepoint hands it (the demux key), so a second policy
+on another syscall costs no compile. Other hooks get a program each.
 
 Only this module writes policy maps. It must run in the process that loaded
 the process sensor: programs join that sensor's ring buffer and execve_map
@@ -13,15 +13,20 @@ through bcc's exported tables (bpf/shared_maps.h).
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bcc import BPF
+from bcc.libbcc import lib
 
-from tetrad.paths import bpf_dir
 from tetrad.abi import generic as enc
+from tetrad.bpf import unistd
+from tetrad.paths import bpf_dir
 from tetrad.policy.compile import CompiledHook, Layout
 from tetrad.sensors import offsets as struct_offsets
 
@@ -35,15 +40,6 @@ TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 
 class AttachError(Exception):
     """A hook could not be attached; the message says which and why."""
-
-
-def syscall_number(name: str) -> int:
-    """This architecture's number for a syscall (bcc's table)."""
-    from bcc.syscall import syscalls
-    for number, known in syscalls.items():
-        if known == name.encode():
-            return number
-    raise AttachError(f"unknown syscall {name!r}")
 
 
 def tracepoint_id(category: str, event: str) -> int:
@@ -61,7 +57,6 @@ class Program:
     bpf: BPF
     hooks: dict[int, CompiledHook] = field(default_factory=dict)   # hook id -> hook
     keys: dict[int, int] = field(default_factory=dict)             # demux key -> hook id
-    compile_seconds: float = 0.0
 
     def free_hook_id(self) -> int:
         for i in range(MAX_HOOKS):
@@ -87,7 +82,6 @@ class GenericPrograms:
         self._by_obj: dict[int, Program] = {}      # per record: a dict lookup, not a scan
         self._next_obj = 1
         self._offsets = struct_offsets.policy_offsets()
-        self.compile_seconds = 0.0
 
     def by_obj(self, obj_id: int) -> Program | None:
         return self._by_obj.get(obj_id)
@@ -112,37 +106,35 @@ class GenericPrograms:
                       cflags=self._cflags(ch.layout, obj_id))
         except Exception as err:  # bcc raises plain Exception for compile/verify errors
             raise AttachError(f"the kernel refused the program for {ch.target.function_name}: {err}") from None
-        elapsed = time.monotonic() - started
-        self.compile_seconds += elapsed
-        program = Program(obj_id, ch.layout, bpf, compile_seconds=elapsed)
+        program = Program(obj_id, ch.layout, bpf)
         self._programs.append(program)
         self._by_obj[obj_id] = program
-        log.debug("built program %d for %s in %.2fs", obj_id, ch.target.function_name, elapsed)
+        log.debug("built program %d for %s in %.2fs", obj_id, ch.target.function_name,
+                  time.monotonic() - started)
         return program
 
     def _keys(self, ch: CompiledHook) -> tuple[int, ...]:
         if ch.layout.kind != "syscall":
             return (0,)
         tracepoint_id("syscalls", f"sys_enter_{ch.target.name}")    # exists?
-        number = syscall_number(ch.target.name)
+        try:
+            number = unistd.number(ch.target.name)
+        except unistd.UnknownSyscall as err:
+            raise AttachError(str(err)) from None
         if not 0 <= number < INDEX_SIZE:
             raise AttachError(f"syscall {ch.target.name} is number {number}, beyond the "
                               f"{INDEX_SIZE} the program's index holds")
         return (number,)
 
-    def add(self, ch: CompiledHook, cgroups=()) -> Attachment:
-        """Build or reuse a program, write the hook's maps (and, for a
-        workload-scoped hook, the cgroups it runs for), attach it.
-        On failure nothing of this hook stays in the kernel."""
+    def add(self, ch: CompiledHook) -> Attachment:
+        """Build or reuse a program, write the hook's maps, attach it. A
+        workload-scoped hook then runs for no cgroup until they are listed
+        (scope_cgroup). On failure nothing of this hook stays in the kernel."""
         keys = self._keys(ch)
         program = self._program_for(ch, keys)
         hook_id = program.free_hook_id()
         att = Attachment(program, hook_id, keys)
         try:
-            for cgroup_id in cgroups:
-                if not self.scope_cgroup(att, cgroup_id, True):
-                    raise AttachError(f"{ch.target.function_name}: more cgroups selected than the "
-                                      f"kernel map holds ({CGROUP_ENTRIES}); narrow containerSelector")
             self._write(program, ch, hook_id, keys)
             program.hooks[hook_id] = ch
             for key in keys:
@@ -204,10 +196,12 @@ class GenericPrograms:
         table = att.program.bpf[b"cgroup_sel"]
         key = enc.CgroupKey(cgroup_id, att.hook_id)
         if selected:
-            try:
-                table[key] = table.Leaf(1)
-            except Exception:              # bcc: "Could not update table" (E2BIG when full)
-                return False
+            one = ctypes.c_uint8(1)
+            if lib.bpf_update_elem(table.map_fd, ctypes.byref(key), ctypes.byref(one), 0) < 0:
+                err = ctypes.get_errno()
+                if err == errno.E2BIG:     # a hash map that is full
+                    return False
+                raise OSError(err, f"cgroup_sel update: {os.strerror(err)}")
             att.cgroups.add(cgroup_id)
         elif cgroup_id in att.cgroups:
             att.cgroups.discard(cgroup_id)
@@ -259,9 +253,6 @@ class GenericPrograms:
             for name, _ in enc.HookStats._fields_:
                 setattr(total, name, getattr(total, name) + getattr(cpu_value, name))
         return total
-
-    def programs(self) -> list[Program]:
-        return list(self._programs)
 
     def close(self) -> None:
         for program in list(self._programs):

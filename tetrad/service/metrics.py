@@ -1,15 +1,18 @@
 """Prometheus metrics over HTTP (off unless server.metrics_address is set).
 
 Series are named after Tetragon's so existing dashboards and alerts carry
-over; the values come from the daemon's own counters at scrape time
-(`stats` and `policy_states`), so nothing is counted twice. Served by the
-standard library's threading HTTP server: one page, no dependency needed.
+over; the values are the daemon's own counters as its control thread last
+published them (the snapshot, at most a second old), so a scrape never
+reads BPF maps or policy state that the control thread may be changing,
+and nothing is counted twice. Served by the standard library's threading
+HTTP server: one page, no dependency needed.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from typing import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from tetrad import __version__
@@ -53,8 +56,11 @@ def render(stats: dict, policies: list[dict]) -> str:
            + [({"msg_op": "generic"}, stats.get("policy_drops", 0))])
     metric("tetragon_observer_queue_events_lost_total", "counter",
            "Events dropped because a sink's queue was full.", [({}, stats["queue_drops"])])
-    metric("tetragon_errors_total", "counter", "Decode errors and failed sink writes.",
-           [({"type": "record_decode"}, stats["record_errors"])]
+    metric("tetragon_errors_total", "counter", "Records that failed to decode or handle (by op), policy records of hooks unloaded "
+           "since, reader failures, gaps in container scope, failed sink writes.",
+           [({"type": f"record_{op}"}, n) for op, n in sorted(stats["record_errors_by_type"].items())]
+           + [({"type": "policy_record_unknown_hook"}, stats["policy_records_unknown_hook"]),
+              ({"type": "reader"}, stats["reader_failures"])]
            + [({"type": f"cgroup_scope_{k}"}, n) for k, n in sorted(stats["cgroup_scope"].items())]
            + [({"type": f"sink_{name}"}, n) for name, n in sorted(stats["sink_errors"].items())])
     metric("tetragon_events_exported_total", "counter", "Events written by each sink.",
@@ -96,21 +102,22 @@ def render(stats: dict, policies: list[dict]) -> str:
 
 
 class MetricsServer:
-    def __init__(self, address: str, daemon):
+    def __init__(self, address: str, snapshot: Callable[[], dict]):
         host, _, port = address.rpartition(":")
         self._address = (host.strip("[]") or "127.0.0.1", int(port))
-        self._daemon = daemon
+        self._snapshot = snapshot
         self._server: ThreadingHTTPServer | None = None
 
     def start(self) -> None:
-        daemon = self._daemon
+        snapshot = self._snapshot
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):
                 if self.path != "/metrics":
                     self.send_error(404, "only /metrics is here")
                     return
-                body = render(daemon.stats(), daemon.policy_states()).encode()
+                snap = snapshot()
+                body = render(snap["stats"], snap["policies"]).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain; version=0.0.4")
                 self.send_header("Content-Length", str(len(body)))

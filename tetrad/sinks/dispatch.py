@@ -1,15 +1,22 @@
-"""Bounded queues between the observer and the sinks, one worker per sink.
+"""Bounded queues between the ring-buffer reader and the sinks, one worker
+thread per sink.
 
-The observer thread must never wait for a disk or journald, or the kernel's
-ring buffer fills and records are lost where nobody can see them. Events are
-collected per drain of the ring buffer (`emit`) and handed over as one batch
-(`commit`) to every sink's own worker thread, so a slow sink (journald under
-load, a full disk) costs only its own events: each worker lets at most
-`capacity` events wait, drops the rest and counts them. A sink that raises
-is counted and keeps receiving later events.
+The reader must never wait for a disk or journald, or the kernel's ring
+buffer fills and records are lost where nobody can see them. Events are
+collected per batch of records (`emit`) and handed over as one batch
+(`commit`, also as soon as BATCH_MAX events are waiting) to every sink's
+own worker, so a slow sink (journald under load, a full disk) costs only
+its own events: each worker lets at most `capacity` events wait, drops the
+rest and counts them. A sink that raises is counted and keeps receiving
+later events. Batches, not single events, cross the thread boundary: one
+lock round trip per batch keeps the reader's cost per event low.
 
-Batches, not single events, cross the thread boundary: one lock round trip
-per drain instead of per event keeps the reader's cost per event low.
+A reload swaps sinks (`replace`, on the control thread) without waiting:
+each old worker writes what it holds and then closes its own sink, and the
+new worker of the same name starts writing once its predecessor is done
+(two writers never share a file). Only a worker's own thread closes its
+sink. Every counter is monotonic for the life of the process: what retired
+workers counted stays in the totals.
 """
 
 from __future__ import annotations
@@ -35,12 +42,16 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
+BATCH_MAX = 1024                 # events handed over at once, at most
+
+
 class SinkWorker:
     """One sink, its queue of batches and its thread."""
 
-    def __init__(self, sink: Sink, capacity: int):
+    def __init__(self, sink: Sink, capacity: int, after: "SinkWorker | None" = None):
         self.sink = sink
         self.capacity = capacity
+        self._after = after              # the retired worker of the same sink, if any
         self._batches: deque[list[Event]] = deque()
         self._pending = 0
         self._cond = threading.Condition()
@@ -53,10 +64,18 @@ class SinkWorker:
     def start(self) -> None:
         self._thread.start()
 
+    @property
+    def done(self) -> bool:
+        """Its sink is closed (or its thread never ran)."""
+        return not self._thread.is_alive() and (self._thread.ident is not None or self._closing)
+
     def offer(self, batch: list[Event]) -> None:
         if not getattr(self.sink, "active", True):
             return                  # e.g. the API stream with nobody listening
         with self._cond:
+            if self._closing:
+                self.dropped += len(batch)
+                return
             room = self.capacity - self._pending
             if len(batch) > room:
                 self.dropped += len(batch) - max(room, 0)
@@ -70,21 +89,36 @@ class SinkWorker:
     def backlog(self) -> int:
         return self._pending
 
-    def close(self, timeout: float) -> None:
+    def retire(self) -> None:
+        """Write what is queued, then close the sink, on the worker's thread."""
         with self._cond:
             self._closing = True
             self._cond.notify()
+        if self._thread.ident is None:          # never started: nothing else owns it
+            self._call(self.sink.close)
+
+    def close(self, timeout: float) -> bool:
+        """retire() and wait up to `timeout`; False when the worker is still
+        writing (it then closes its sink itself when it is done)."""
+        self.retire()
         if self._thread.is_alive():
             self._thread.join(timeout)
-        self._call(self.sink.close)
+        if self._thread.is_alive():
+            log.warning("sink %s still writing %d events after %.0fs; it closes when done",
+                        self.sink.name, self._pending, timeout)
+            return False
+        return True
 
     def _run(self) -> None:
+        if self._after is not None:
+            self._after.wait()
+            self._after = None
         while True:
             with self._cond:
                 while not self._batches and not self._closing:
                     self._cond.wait()
                 if not self._batches:
-                    return
+                    break
                 batch = self._batches.popleft()
             self._write(batch)
             with self._cond:
@@ -92,6 +126,11 @@ class SinkWorker:
                 idle = not self._batches
             if idle:
                 self._call(self.sink.flush)
+        self._call(self.sink.close)
+
+    def wait(self) -> None:
+        if self._thread.ident is not None:
+            self._thread.join()
 
     def _write(self, batch: list[Event]) -> None:
         # One try block per batch, not a _call per event: an event that
@@ -120,11 +159,19 @@ class SinkWorker:
         if self.errors == 1 or self.errors % 1000 == 0:
             log.error("sink %s failed (%d errors so far): %s", self.sink.name, self.errors, err)
 
+    def counts(self) -> dict[str, int]:
+        return {"written": self.written, "dropped": self.dropped, "errors": self.errors,
+                **getattr(self.sink, "counters", dict)()}
+
+
 
 class SinkDispatcher:
     def __init__(self, sinks: list[Sink], capacity: int = 65536):
         self._capacity = capacity
         self._workers = [SinkWorker(s, capacity) for s in sinks]
+        self._retired: list[SinkWorker] = []
+        self._totals: dict[str, dict[str, int]] = {}     # what finished retired workers counted
+        self._lock = threading.Lock()
         self._batch: list[Event] = []
         self._started = False
         self.emitted = 0
@@ -136,8 +183,11 @@ class SinkDispatcher:
         self._started = True
 
     def emit(self, event: Event) -> None:
-        """Called by the observer thread for each event."""
-        self._batch.append(event)
+        """Called by the reader thread for each event."""
+        batch = self._batch
+        batch.append(event)
+        if len(batch) >= BATCH_MAX:
+            self.commit()
 
     def commit(self) -> None:
         """Hand the events emitted since the last commit to every sink."""
@@ -149,47 +199,72 @@ class SinkDispatcher:
         by_kind = self.by_kind
         for event in batch:
             by_kind[event.kind] = by_kind.get(event.kind, 0) + 1
-        for w in self._workers:
-            w.offer(batch)
-
-    def replace(self, sinks: list[Sink], timeout: float = 30.0) -> None:
-        """Swap in new sinks (config reload): the old ones finish their
-        queues and close; events committed from now on go to the new."""
-        old = self._workers
-        self._workers = [SinkWorker(s, self._capacity) for s in sinks]
-        if self._started:
+        with self._lock:
             for w in self._workers:
-                w.start()
+                w.offer(batch)
+
+    def replace(self, sinks: list[Sink]) -> None:
+        """Swap in new sinks (config reload) without waiting: events
+        committed from now on go to the new ones; the old ones finish
+        their queues and close on their own threads."""
+        predecessor = {w.sink.name: w for w in self._workers}
+        new = [SinkWorker(s, self._capacity, predecessor.get(s.name)) for s in sinks]
+        with self._lock:
+            old, self._workers = self._workers, new
         for w in old:
-            w.close(timeout)
+            w.retire()
+        self._retired += old
+        if self._started:
+            for w in new:
+                w.start()
+
+    def _fold_retired(self) -> None:
+        for w in [w for w in self._retired if w.done]:
+            total = self._totals.setdefault(w.sink.name, {})
+            for key, n in w.counts().items():
+                total[key] = total.get(key, 0) + n
+            self._retired.remove(w)
+
+    def per_sink(self) -> dict[str, dict[str, int]]:
+        """Per sink name, over the process's life: written, dropped (queue
+        full), errors, and what the sink counts itself (`counters()`:
+        rotations, filtered, ...); backlog now."""
+        self._fold_retired()
+        rows: dict[str, dict[str, int]] = {}
+        for name, total in self._totals.items():
+            rows[name] = dict(total)
+        for w in [*self._retired, *self._workers]:
+            row = rows.setdefault(w.sink.name, {})
+            for key, n in w.counts().items():
+                row[key] = row.get(key, 0) + n
+        for row in rows.values():
+            row.setdefault("backlog", 0)
+        for w in self._workers:
+            rows[w.sink.name]["backlog"] = w.backlog
+        return rows
+
+    def _sum(self, key: str) -> int:
+        return sum(row[key] for row in self.per_sink().values())
 
     @property
     def dropped(self) -> int:
-        return sum(w.dropped for w in self._workers)
+        return self._sum("dropped")
 
     @property
     def written(self) -> int:
         """Events the slowest output has written (all outputs, when equal).
         Optional sinks (the API stream: only while someone listens) do not count."""
-        outputs = [w.written for w in self._workers if not getattr(w.sink, "optional", False)]
-        return min(outputs, default=self.emitted)
-
-    def per_sink(self) -> dict[str, dict[str, int]]:
-        """Per sink: written, dropped (queue full), errors, backlog, and
-        what the sink counts itself (`counters()`: rotations, filtered, ...)."""
-        return {w.sink.name: {"written": w.written, "dropped": w.dropped, "errors": w.errors,
-                              "backlog": w.backlog, **getattr(w.sink, "counters", dict)()}
-                for w in self._workers}
+        optional = {w.sink.name for w in self._workers if getattr(w.sink, "optional", False)}
+        rows = self.per_sink()
+        return min((row["written"] for name, row in rows.items() if name not in optional),
+                   default=self.emitted)
 
     @property
     def errors(self) -> dict[str, int]:
-        return {w.sink.name: w.errors for w in self._workers}
-
-    def backlog(self) -> int:
-        return max((w.backlog for w in self._workers), default=0)
+        return {name: row["errors"] for name, row in self.per_sink().items()}
 
     def close(self, timeout: float = 30.0) -> None:
         """Write what is queued, then close every sink."""
         self.commit()
-        for w in self._workers:
+        for w in [*self._retired, *self._workers]:
             w.close(timeout)

@@ -1,0 +1,138 @@
+"""Policies into the kernel and out again, as units (bcc side).
+
+Owns the arrow "compile -> load/attach" for whole policies; the registry
+(tetrad/policy/registry.py) decides what should be loaded and calls
+  load(policy)    every hook of the policy attaches, or none stays attached
+  unload(handle)  detach everything of a loaded policy
+A policy that needs something this kernel lacks is refused before anything
+is loaded, naming every missing feature (tetrad.policy.kernel). Two versions
+of one policy may be loaded at once (the new loads, then the old unloads):
+nothing here is keyed by policy name.
+
+Runs on the daemon's control thread. The ring-buffer reader, on its own
+thread, needs two things from here, and gets them without waiting:
+  hooks           {(program id, hook id): (CompiledHook, plan)}, replaced as a
+                  whole on every change (readers see the old or the new
+                  table, never one being changed); `plan` is what `prepare`
+                  made of the hook at load time (the event builder's
+                  rendering plan), so nothing is worked out per record
+  scope           the cgroup lists of workload-scoped hooks, which the
+                  reader's cgroup records update under the scope's lock
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from tetrad.abi import generic as enc
+from tetrad.policy.cgroup_scope import CgroupScope, ScopeFull
+from tetrad.policy.compile import CompiledHook, compile_policy
+from tetrad.policy.kernel import kernel_facts, missing_features
+from tetrad.policy.schema import Policy, PolicyError
+from tetrad.sensors.generic import AttachError, Attachment, GenericPrograms
+
+log = logging.getLogger(__name__)
+
+# Called once per hook being compiled, before its compile: the daemon sends
+# the watchdog and EXTEND_TIMEOUT_USEC, and publishes its status, so a long
+# load shows progress.
+Progress = Callable[[str], None]
+HookKey = tuple[int, int]            # (program id, hook id), as records carry them
+
+
+@dataclass
+class LoadedPolicy:
+    policy: Policy
+    hooks: list[tuple[CompiledHook, Attachment]] = field(default_factory=list)
+    load_seconds: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return self.policy.name
+
+
+class PolicyLoader:
+    def __init__(self, programs: GenericPrograms, scope: CgroupScope,
+                 prepare: Callable[[CompiledHook], object], progress: Progress | None = None):
+        self._programs = programs
+        self.scope = scope
+        self._prepare = prepare
+        self._progress = progress or (lambda what: None)
+        self._loaded: list[LoadedPolicy] = []
+        self._dropped_before = 0         # ring-buffer drops of policies since unloaded
+        self.hooks: dict[HookKey, tuple[CompiledHook, object]] = {}
+
+    def load(self, policy: Policy) -> LoadedPolicy:
+        started = time.monotonic()
+        compiled = compile_policy(policy, kernel_facts())
+        missing = missing_features(compiled)
+        if missing:
+            raise PolicyError(policy.source, missing)
+        log.info("loading policy %s from %s: %d hooks", policy.name, policy.source, len(compiled))
+        loaded = LoadedPolicy(policy)
+        ch = None
+        try:
+            for ch in compiled:
+                self._progress(f"compiling policy {policy.name} ({ch.hook.path})")
+                att = self._programs.add(ch)
+                loaded.hooks.append((ch, att))
+                if ch.workloads is not None:
+                    self.scope.track(ch, att)
+        except (AttachError, ScopeFull) as err:
+            self._detach(loaded)
+            raise PolicyError(policy.source, [(ch.hook.path, str(err))]) from None
+        except BaseException:
+            self._detach(loaded)
+            raise
+        loaded.load_seconds = time.monotonic() - started
+        self._loaded.append(loaded)
+        self._publish()
+        scope = f", for {policy.workloads.describe()}" if policy.workloads else ""
+        log.info("policy %s loaded from %s: %d hooks in %.2fs (%s mode%s)", policy.name, policy.source,
+                 len(compiled), loaded.load_seconds, policy.mode, scope)
+        return loaded
+
+    def unload(self, loaded: LoadedPolicy) -> None:
+        if loaded.hooks:
+            self._dropped_before += self.counters(loaded)["dropped"]
+        self._detach(loaded)
+        if loaded in self._loaded:
+            self._loaded.remove(loaded)
+        self._publish()
+        log.info("policy %s unloaded", loaded.name)
+
+    def _detach(self, loaded: LoadedPolicy) -> None:
+        # The scope lets go of a hook before its program can go away: the
+        # reader must never write the cgroup map of a closed program.
+        for _, att in loaded.hooks:
+            self.scope.untrack(att)
+            self._programs.remove(att)
+        loaded.hooks.clear()
+
+    def _publish(self) -> None:
+        table = {}
+        for lp in self._loaded:
+            for ch, att in lp.hooks:
+                table[(att.program.obj_id, att.hook_id)] = (ch, self._prepare(ch))
+        self.hooks = table
+
+    def counters(self, loaded: LoadedPolicy) -> dict[str, int]:
+        total = {name: 0 for name, _ in enc.HookStats._fields_}
+        for _, att in loaded.hooks:
+            stats = self._programs.stats(att)
+            for name in total:
+                total[name] += getattr(stats, name)
+        return total
+
+    def dropped(self) -> int:
+        """Policy records the kernel could not queue (ring buffer full),
+        over the daemon's lifetime."""
+        return self._dropped_before + sum(self.counters(lp)["dropped"] for lp in self._loaded)
+
+    def close(self) -> None:
+        for loaded in list(self._loaded):
+            self.unload(loaded)
+        self._programs.close()
