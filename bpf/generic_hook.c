@@ -2,9 +2,11 @@
  *
  * Built per argument layout, never per policy: the layout (how each of up to
  * five arguments is read) comes from -D flags (tetrad/sensors/generic.py),
- * the selectors from maps. Programs built for syscall tracepoints serve
- * every syscall with that layout and find their hooks by syscall number, so
- * ten policies on openat cost one compile and one program run per call.
+ * the selectors from maps. A program built for syscall tracepoints serves
+ * every syscall with that layout and finds the hook by syscall number, so
+ * policies on ten syscalls of one layout cost one compile. One syscall has
+ * one hook per program (G_HOOKS_PER_KEY): a second policy on openat is a
+ * second program, run on every openat call.
  *
  * Per call: find the hooks for this key -> read the arguments -> for each
  * hook, the first selector whose filters all match -> its actions (signal,
