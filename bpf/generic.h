@@ -214,11 +214,12 @@ struct g_msg {
 };
 
 struct g_hook_stats {
-	__u64 posted;
+	__u64 posted;           /* records written to the ring buffer */
 	__u64 enforced;
 	__u64 monitored;
 	__u64 rate_limited;
-	__u64 dropped;
+	__u64 dropped;          /* the ring buffer was full */
+	__u64 shed;             /* user space could not take it (shared_maps.h) */
 };
 
 #endif

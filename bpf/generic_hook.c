@@ -72,6 +72,7 @@
 
 TETRAD_EVENTS_EXTERN;
 TETRAD_EXECVE_MAP_EXTERN;
+TETRAD_SHED_EXTERN;
 
 /* By demux key: an array lookup is inlined, a hash lookup is a call. */
 BPF_ARRAY(hook_index, struct g_hook_list, G_INDEX_SIZE);
@@ -700,6 +701,14 @@ static __always_inline bool rate_limited(struct g_scratch *sc, u32 hook_id, u32 
 static __always_inline void post(struct g_scratch *sc)
 {
 	struct g_msg *msg = &sc->msg;
+	u32 zero = 0;
+	u32 *shedding = shed.lookup(&zero);
+	if (shedding && *shedding) {
+		struct g_hook_stats *st = stats_of(msg->hook_id);
+		if (st)
+			__sync_fetch_and_add(&st->shed, 1);
+		return;
+	}
 	msg->hdr.op = TETRAD_OP_GENERIC;
 	/* Only the slots this hook has: a one-argument record is a quarter of
 	 * a full one, so four times as many fit in the ring buffer. */
@@ -707,10 +716,12 @@ static __always_inline void post(struct g_scratch *sc)
 	msg->hdr.size = size;
 	msg->hdr.cpu = bpf_get_smp_processor_id();
 	msg->hdr.ktime = bpf_ktime_get_ns();
+	struct g_hook_stats *st = stats_of(msg->hook_id);
 	if (events.ringbuf_output(msg, size, TETRAD_RB_FLAGS) < 0) {
-		struct g_hook_stats *st = stats_of(msg->hook_id);
 		if (st)
 			__sync_fetch_and_add(&st->dropped, 1);
+	} else if (st) {
+		__sync_fetch_and_add(&st->posted, 1);
 	}
 }
 
@@ -768,8 +779,6 @@ static __always_inline int run_actions(void *ctx, struct g_scratch *sc, struct g
 		}
 		if (limited)
 			__sync_fetch_and_add(&st->rate_limited, 1);
-		if (do_post)
-			__sync_fetch_and_add(&st->posted, 1);
 	}
 	if (do_post) {
 		sc->msg.hook_id = h->id;

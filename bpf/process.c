@@ -58,6 +58,8 @@ BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
 /* Exported, like execve_map, for policy programs (shared_maps.h). */
 __attribute__((section("maps/export"))) struct events_table_t __events;
 BPF_TABLE_PUBLIC("hash", u32, struct tetrad_exec_entry, execve_map, EXECVE_MAP_ENTRIES);
+/* Written by user space, read by policy programs (shared_maps.h). */
+BPF_TABLE_PUBLIC("array", u32, u32, shed, 1);
 BPF_TABLE("lru_hash", u32, struct args_stash, exec_args, 1024);
 BPF_PERCPU_ARRAY(exec_heap, struct exec_scratch, 1);
 BPF_PERCPU_ARRAY(walk_heap, struct walk_scratch, 1);

@@ -40,7 +40,7 @@ from tetrad.bpf.mounts import ensure_kernel_mounts
 from tetrad.containers.resolver import ContainerResolver
 from tetrad.events.policy import HookPlan
 from tetrad.libc import libc
-from tetrad.observer import Observer, Reader
+from tetrad.observer import Backpressure, Observer, Reader
 from tetrad.pipeline import PolicyEvents, ProcessEvents, annotate
 from tetrad.policy import registry as reg
 from tetrad.policy.cgroup_scope import CgroupScope
@@ -54,7 +54,7 @@ from tetrad.sensors.policies import PolicyLoader
 from tetrad.sensors.process import ProcessSensor, ProcessSensorConfig
 from tetrad.service.metrics import MetricsServer
 from tetrad.service.notify import Notifier
-from tetrad.sinks.dispatch import Sink, SinkDispatcher
+from tetrad.sinks.dispatch import BATCH_MAX, Sink, SinkDispatcher
 from tetrad.timefmt import KtimeClock
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,11 @@ SNAPSHOT_INTERVAL_S = 1.0
 STATUS_INTERVAL_S = 5.0
 SCOPE_REFRESH_S = 0.5             # re-deciding containers a runtime API has named since
 COMPILE_EXTEND_S = 120.0          # more start/reload time per hook being compiled
-STOP_DRAIN_BATCHES = 64           # at stop: what is left in the ring buffer, bounded
+# A stop (SIGTERM) takes about a second even under a flood: the records
+# left in the ring buffer are read for at most STOP_DRAIN_S, the sinks write
+# what they hold for at most STOP_SINKS_S; the rest is counted as dropped.
+STOP_DRAIN_S = 0.2
+STOP_SINKS_S = 0.5
 # Young-generation collection threshold (Python's default: 700 allocations).
 # Every event allocates a handful of containers, so at the default the
 # collector ran every ~100 events and took 13% of the daemon's CPU in
@@ -87,6 +91,26 @@ class DaemonConfig:
     policy_dir: str = ""                   # watched; "" for none
     socket_path: str = ""                  # local API; "" for none
     metrics_address: str = ""              # host:port for Prometheus; "" for none
+
+
+def losses(stats: dict) -> dict[str, int]:
+    """Every kind of loss in one place, for the stats line, STATUS=,
+    `tetra status` and metrics alike: records the kernel could not write
+    (ring buffer full) or shed (user space could not take them), events a
+    sink queue had no room for, lines a sink failed to write, records that
+    failed to decode or handle, policy records of hooks unloaded since,
+    and lines an API client read too slowly for."""
+    sinks = stats.get("sinks", {}).values()
+    return {
+        "ringbuf_full": sum(stats.get("ringbuf_drops", {}).values()) + stats.get("policy_drops", 0),
+        "shed": stats.get("policy_shed", 0),
+        "queue_full": stats.get("queue_drops", 0),
+        "sink_lines_lost": sum(s.get("lost_lines", 0) for s in sinks),
+        "sink_errors": sum(s.get("errors", 0) for s in sinks),
+        "record_errors": stats.get("record_errors", 0),
+        "unknown_hook": stats.get("policy_records_unknown_hook", 0),
+        "api_client_slow": sum(s.get("client_drops", 0) for s in sinks),
+    }
 
 
 def release_free_memory() -> None:
@@ -130,6 +154,7 @@ class Daemon:
         self.directory: PolicyDirectory | None = None
         self.watcher: DirectoryWatcher | None = None
         self.reader: Reader | None = None
+        self.backpressure: Backpressure | None = None
         self.api: ApiServer | None = None
         self.metrics: MetricsServer | None = None
         self.started_at = 0.0
@@ -168,7 +193,9 @@ class Daemon:
         self.observer.open(self.sensor.bpf)
         self._seed_from_procfs()
         self.sinks.start()
-        self.reader = Reader(self.observer, self.sinks.commit)
+        self.backpressure = Backpressure(self.sinks.room, self.config.sink_queue_size,
+                                         self.sensor.set_shedding, batch=BATCH_MAX)
+        self.reader = Reader(self.observer, self.sinks.commit, self.backpressure)
         self.reader.start()
         if self.config.policy_files:
             self.files = PolicyFiles(self.config.policy_files)
@@ -211,11 +238,12 @@ class Daemon:
 
     def sync_policies(self, retry: bool = False) -> None:
         """Make what is loaded follow the --policy files and the directory."""
-        for origin, source in ((reg.FILE, self.files), (reg.DIRECTORY, self.directory)):
-            if source is not None:
-                desired = source.scan()
-                if desired is not None:
-                    self.registry.reconcile(origin, desired, retry)
+        with self.backpressure.hold():
+            for origin, source in ((reg.FILE, self.files), (reg.DIRECTORY, self.directory)):
+                if source is not None:
+                    desired = source.scan()
+                    if desired is not None:
+                        self.registry.reconcile(origin, desired, retry)
         release_free_memory()
         self.publish()
 
@@ -275,7 +303,8 @@ class Daemon:
         while True:
             request, box, done = item
             try:
-                box["answer"] = commands.execute(self, request)
+                with self.backpressure.hold():
+                    box["answer"] = commands.execute(self, request)
             except Exception as err:       # an API bug must not stop the daemon
                 log.exception("API request %r failed", request.get("op"))
                 box["answer"] = {"ok": False, "error": f"internal error: {err}"}
@@ -336,16 +365,25 @@ class Daemon:
         return rows
 
     def stats(self) -> dict:
+        stats = self._counters()
+        stats["losses"] = losses(stats)
+        return stats
+
+    def _counters(self) -> dict:
         cache = self.cache.stats()
         scope = self.loader.scope if self.loader else None
+        policy_totals = self.loader.totals() if self.loader else {}
         return {
             "records": self.observer.received,
             "record_errors": sum(self.observer.errors.values()),
             "record_errors_by_type": dict(self.observer.errors),
             "reader_failures": self.reader.failures if self.reader else 0,
+            "shedding": {"now": self.backpressure.shedding if self.backpressure else False,
+                         "episodes": self.backpressure.episodes if self.backpressure else 0},
             "policy_records_unknown_hook": self.policy_events.unknown_hook if self.policy_events else 0,
             "ringbuf_drops": self.sensor.drops() if self.sensor.bpf else {},
-            "policy_drops": self.loader.dropped() if self.loader else 0,
+            "policy_drops": policy_totals.get("dropped", 0),
+            "policy_shed": policy_totals.get("shed", 0),
             "execve_map_errors": self.sensor.map_errors() if self.sensor.bpf else 0,
             "events_emitted": self.sinks.emitted,
             "events_by_type": dict(self.sinks.by_kind),
@@ -381,18 +419,17 @@ class Daemon:
         rows = self.snapshot["policies"]
         enabled = sum(1 for r in rows if r["state"] == "enabled")
         failed = sum(1 for r in rows if r.get("error"))
-        s = self.snapshot["stats"]
-        drops = (sum(s.get("ringbuf_drops", {}).values()) + s.get("queue_drops", 0)
-                 + s.get("policy_drops", 0))
+        lost = self.snapshot["stats"].get("losses", {})
+        kinds = ", ".join(f"{k} {n}" for k, n in lost.items() if n)
         return (f"{enabled} policies loaded{f', {failed} with errors' if failed else ''}; "
-                f"{rate:.0f} events/s; {drops} dropped")
+                f"{rate:.0f} events/s; {sum(lost.values())} lost{f' ({kinds})' if kinds else ''}")
 
     def stats_line(self) -> str:
         s = self.stats()
+        lost = " ".join(f"{k}={n}" for k, n in s["losses"].items())
         return (f"records={s['records']} written={s['events_written']} "
                 f"ringbuf_drops={sum(s['ringbuf_drops'].values())} policy_drops={s['policy_drops']} "
-                f"queue_drops={s['queue_drops']} sink_errors={sum(s['sink_errors'].values())} "
-                f"record_errors={s['record_errors']} "
+                f"policy_shed={s['policy_shed']} queue_drops={s['queue_drops']} {lost} "
                 f"cache={s['process_cache']['size']} misses={s['process_cache']['misses']}")
 
     # ---- stop ---------------------------------------------------------------------
@@ -409,15 +446,15 @@ class Daemon:
         if self.reader is not None:
             self.reader.stop()
         if self.sensor.bpf is None:
-            self.sinks.close()
+            self.sinks.close(STOP_SINKS_S)
             return
         if self.reader is not None and self.reader.alive:
             log.warning("the ring buffer reader did not stop; records still queued are not read")
         else:
-            for _ in range(STOP_DRAIN_BATCHES):
-                if not self.observer.drain():
-                    break
-        self.sinks.close()
+            until = time.monotonic() + STOP_DRAIN_S
+            while time.monotonic() < until and self.observer.drain():
+                pass
+        self.sinks.close(STOP_SINKS_S)
         final = self.stats_line()          # before unloading: it reads the policies' counters
         if self.registry is not None:
             self.registry.close()

@@ -22,6 +22,7 @@ One of the two modules allowed to import bcc (with tetrad.sensors).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import threading
@@ -103,13 +104,63 @@ class Observer:
                         exc_info=err)
 
 
+class Backpressure:
+    """Tells the kernel to shed policy records while user space cannot take
+    them: the reader is behind (a drain hit the batch limit: records are
+    waiting) or no sink has room for another batch. The kernel then counts
+    each policy record as shed instead of writing it (bpf/shared_maps.h),
+    so the ring buffer keeps room for process records and a flood costs
+    the reader nothing; enforcement is not affected. With hysteresis:
+    shedding stops once a drain found under half a batch and some sink has
+    room for half its queue again — but not while the control thread holds
+    it (`hold`, around policy loads and reloads): under overload a policy
+    change goes first, so a flood cannot keep a new policy from loading
+    (the reader and the sinks would otherwise keep the GIL busy)."""
+
+    def __init__(self, room: Callable[[], int], capacity: int, signal: Callable[[bool], None],
+                 batch: int, batch_limit: int = BATCH_LIMIT):
+        self._room = room                # events the emptiest sink could still queue
+        self._capacity = capacity
+        self._signal = signal
+        self._limit = batch_limit
+        self._batch = batch
+        self.shedding = False
+        self.episodes = 0                # times shedding began
+        self._held = 0
+
+    @contextlib.contextmanager
+    def hold(self):
+        """While inside, shedding that has begun does not stop."""
+        self._held += 1
+        try:
+            yield
+        finally:
+            self._held -= 1
+
+    def after(self, drained: int) -> None:
+        room = self._room()
+        if not self.shedding:
+            if drained >= self._limit or 0 <= room < self._batch:
+                self._set(True)
+        elif (drained < self._limit // 2 and (room < 0 or room >= self._capacity // 2)
+              and not self._held):
+            self._set(False)
+
+    def _set(self, on: bool) -> None:
+        self._signal(on)
+        self.shedding = on
+        if on:
+            self.episodes += 1
+
+
 class Reader:
     """The thread that drains the ring buffer and hands each batch on."""
 
     def __init__(self, observer: Observer, after_batch: Callable[[], None],
-                 interval_s: float = DRAIN_INTERVAL_S):
+                 backpressure: Backpressure | None = None, interval_s: float = DRAIN_INTERVAL_S):
         self._observer = observer
         self._after_batch = after_batch
+        self._backpressure = backpressure
         self._interval = interval_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tetrad-reader", daemon=True)
@@ -127,6 +178,8 @@ class Reader:
             try:
                 n = self._observer.drain()
                 self._after_batch()
+                if self._backpressure is not None:
+                    self._backpressure.after(n)
             except Exception:
                 # Not a record's fault (those are caught per record): keep
                 # reading, but say so, once per kind.

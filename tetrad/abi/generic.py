@@ -164,7 +164,7 @@ class Msg(ctypes.Structure):
 class HookStats(ctypes.Structure):
     _fields_ = [("posted", ctypes.c_uint64), ("enforced", ctypes.c_uint64),
                 ("monitored", ctypes.c_uint64), ("rate_limited", ctypes.c_uint64),
-                ("dropped", ctypes.c_uint64)]
+                ("dropped", ctypes.c_uint64), ("shed", ctypes.c_uint64)]
 
 
 # struct g_msg up to its slots: the header (op, pad0, size, cpu skipped),

@@ -62,7 +62,7 @@ class PolicyLoader:
         self._prepare = prepare
         self._progress = progress or (lambda what: None)
         self._loaded: list[LoadedPolicy] = []
-        self._dropped_before = 0         # ring-buffer drops of policies since unloaded
+        self._gone = {name: 0 for name, _ in enc.HookStats._fields_}   # of policies unloaded
         self.hooks: dict[HookKey, tuple[CompiledHook, object]] = {}
 
     def load(self, policy: Policy) -> LoadedPolicy:
@@ -97,7 +97,8 @@ class PolicyLoader:
 
     def unload(self, loaded: LoadedPolicy) -> None:
         if loaded.hooks:
-            self._dropped_before += self.counters(loaded)["dropped"]
+            for name, n in self.counters(loaded).items():
+                self._gone[name] += n
         self._detach(loaded)
         if loaded in self._loaded:
             self._loaded.remove(loaded)
@@ -127,10 +128,15 @@ class PolicyLoader:
                 total[name] += getattr(stats, name)
         return total
 
-    def dropped(self) -> int:
-        """Policy records the kernel could not queue (ring buffer full),
-        over the daemon's lifetime."""
-        return self._dropped_before + sum(self.counters(lp)["dropped"] for lp in self._loaded)
+    def totals(self) -> dict[str, int]:
+        """Every hook counter summed over the daemon's lifetime (policies
+        since unloaded included): posted, enforced, ..., dropped (ring
+        buffer full), shed (user space could not take it)."""
+        total = dict(self._gone)
+        for lp in self._loaded:
+            for name, n in self.counters(lp).items():
+                total[name] += n
+        return total
 
     def close(self) -> None:
         for loaded in list(self._loaded):

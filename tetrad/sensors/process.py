@@ -116,6 +116,12 @@ class ProcessSensor:
                 out[op.name.lower()] = total
         return out
 
+    def set_shedding(self, on: bool) -> None:
+        """Tell policy programs to count their records as shed (True) or
+        to write them again (bpf/shared_maps.h)."""
+        table = self.bpf["shed"]
+        table[table.Key(0)] = table.Leaf(int(on))
+
     def map_errors(self) -> int:
         table = self.bpf["map_errors"]
         return sum(table[table.Key(0)])

@@ -54,6 +54,10 @@ def render(stats: dict, policies: list[dict]) -> str:
     metric("tetragon_bpf_missed_events_total", "counter", "Kernel send failures by program.",
            [({"msg_op": op}, n) for op, n in sorted(stats["ringbuf_drops"].items())]
            + [({"msg_op": "generic"}, stats.get("policy_drops", 0))])
+    metric("tetrad_policy_records_shed_total", "counter",
+           "Policy records the kernel did not write because the reader was behind or every "
+           "sink queue was full (load shedding; enforcement is not affected).",
+           [({}, stats.get("policy_shed", 0))])
     metric("tetragon_observer_queue_events_lost_total", "counter",
            "Events dropped because a sink's queue was full.", [({}, stats["queue_drops"])])
     metric("tetragon_errors_total", "counter", "Records that failed to decode or handle (by op), policy records of hooks unloaded "
@@ -63,6 +67,10 @@ def render(stats: dict, policies: list[dict]) -> str:
               ({"type": "reader"}, stats["reader_failures"])]
            + [({"type": f"cgroup_scope_{k}"}, n) for k, n in sorted(stats["cgroup_scope"].items())]
            + [({"type": f"sink_{name}"}, n) for name, n in sorted(stats["sink_errors"].items())])
+    metric("tetrad_events_lost_total", "counter",
+           "Every kind of loss: ring buffer full, shed, sink queue full, sink lines lost and "
+           "write errors, records that failed, records of unloaded hooks, slow API clients.",
+           [({"kind": kind}, n) for kind, n in stats.get("losses", {}).items()])
     metric("tetragon_events_exported_total", "counter", "Events written by each sink.",
            [({"sink": name}, s["written"]) for name, s in sorted(stats["sinks"].items())])
     metric("tetrad_sink_counts_total", "counter",
@@ -93,11 +101,11 @@ def render(stats: dict, policies: list[dict]) -> str:
            [({"policy": p["name"]}, p["counters"]["posted"]) for p in policies if "counters" in p])
     actions = []
     for p in policies:
-        for action in ("enforced", "monitored", "rate_limited", "dropped"):
+        for action in ("enforced", "monitored", "rate_limited", "dropped", "shed"):
             if "counters" in p:
                 actions.append(({"policy": p["name"], "action": action}, p["counters"][action]))
     metric("tetragon_tracingpolicy_selector_actions_total", "counter",
-           "Selector outcomes by policy: enforced, monitored, rate_limited, dropped.", actions)
+           "Selector outcomes by policy: enforced, monitored, rate_limited, dropped, shed.", actions)
     return "\n".join(out) + "\n"
 
 
@@ -129,7 +137,8 @@ class MetricsServer:
 
         self._server = ThreadingHTTPServer(self._address, Handler)
         self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, name="tetrad-metrics", daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, args=(0.1,), name="tetrad-metrics",
+                         daemon=True).start()
         log.info("metrics on http://%s:%d/metrics", *self._address)
 
     def close(self) -> None:

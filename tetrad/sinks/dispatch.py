@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from typing import Protocol
 
@@ -56,6 +57,7 @@ class SinkWorker:
         self._pending = 0
         self._cond = threading.Condition()
         self._closing = False
+        self._abandon = False
         self._thread = threading.Thread(target=self._run, name=f"tetrad-sink-{sink.name}", daemon=True)
         self.dropped = 0
         self.written = 0
@@ -97,17 +99,18 @@ class SinkWorker:
         if self._thread.ident is None:          # never started: nothing else owns it
             self._call(self.sink.close)
 
-    def close(self, timeout: float) -> bool:
-        """retire() and wait up to `timeout`; False when the worker is still
-        writing (it then closes its sink itself when it is done)."""
-        self.retire()
+    def abandon(self) -> None:
+        """Drop what is still queued (counted) and close after the batch
+        being written: a stop that cannot wait for a slow sink."""
+        with self._cond:
+            self._abandon = self._closing = True
+            self._cond.notify()
+
+    def join(self, timeout: float) -> bool:
+        """Wait for the worker to close its sink; False when it is still at it."""
         if self._thread.is_alive():
             self._thread.join(timeout)
-        if self._thread.is_alive():
-            log.warning("sink %s still writing %d events after %.0fs; it closes when done",
-                        self.sink.name, self._pending, timeout)
-            return False
-        return True
+        return not self._thread.is_alive()
 
     def _run(self) -> None:
         if self._after is not None:
@@ -117,6 +120,10 @@ class SinkWorker:
             with self._cond:
                 while not self._batches and not self._closing:
                     self._cond.wait()
+                if self._abandon:
+                    self.dropped += self._pending
+                    self._batches.clear()
+                    self._pending = 0
                 if not self._batches:
                     break
                 batch = self._batches.popleft()
@@ -134,12 +141,18 @@ class SinkWorker:
 
     def _write(self, batch: list[Event]) -> None:
         # One try block per batch, not a _call per event: an event that
-        # raises is counted and the loop goes on with the next.
+        # raises is counted and the loop goes on with the next. abandon()
+        # stops a batch between two events; the rest is counted as dropped.
         write = self.sink.write
         events = iter(batch)
+        done = 0
         while True:
             try:
                 for event in events:
+                    if self._abandon:
+                        self.dropped += len(batch) - done
+                        return
+                    done += 1
                     write(event)
                     self.written += 1
                 return
@@ -218,6 +231,13 @@ class SinkDispatcher:
             for w in new:
                 w.start()
 
+    def room(self) -> int:
+        """Events the emptiest output could still queue (optional and
+        inactive sinks aside); -1 when there is no such output."""
+        rooms = [w.capacity - w.backlog for w in self._workers
+                 if not getattr(w.sink, "optional", False) and getattr(w.sink, "active", True)]
+        return max(rooms, default=-1)
+
     def _fold_retired(self) -> None:
         for w in [w for w in self._retired if w.done]:
             total = self._totals.setdefault(w.sink.name, {})
@@ -264,7 +284,21 @@ class SinkDispatcher:
         return {name: row["errors"] for name, row in self.per_sink().items()}
 
     def close(self, timeout: float = 30.0) -> None:
-        """Write what is queued, then close every sink."""
+        """Write what is queued within `timeout`, then close every sink;
+        what a sink could not write by then is dropped and counted (a stop
+        must not wait for a slow disk or journald)."""
         self.commit()
-        for w in [*self._retired, *self._workers]:
-            w.close(timeout)
+        workers = [*self._retired, *self._workers]
+        for w in workers:
+            w.retire()
+        deadline = time.monotonic() + timeout
+        for w in workers:
+            w.join(max(0.0, deadline - time.monotonic()))
+        for w in workers:
+            if not w.join(0):
+                backlog = w.backlog
+                w.abandon()
+                if not w.join(1.0):
+                    log.warning("sink %s is stuck in a write; it closes when that returns", w.sink.name)
+                log.warning("sink %s: %d events not written in the %.1fs a stop allows (counted as "
+                            "dropped)", w.sink.name, backlog, timeout)

@@ -1,0 +1,146 @@
+"""An unprivileged user floods a path a shipped policy watches (issue 12).
+
+User nobody opens /etc/shadow as fast as a C loop can (each open fails with
+EACCES; each entry is traced) under the shipped sensitive-files.yaml. The
+daemon must stay within its memory bounds, keep answering, load a policy
+dropped in meanwhile, stop on SIGTERM, and account for every call: written
+or counted (ring buffer full, shed, sink queue full). bench/flood measures
+the same at 4 million calls; this is its scale for the test suite.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.kernel.daemon_harness import REPO, DaemonProcess, wait_for
+from tests.policy_files import lseek_equal, put
+
+pytestmark = pytest.mark.kernel
+
+TIME_FACTOR = float(os.environ.get("TETRAD_TIME_FACTOR", "1"))
+CALLS = int(1_000_000 / TIME_FACTOR)
+RSS_LIMIT_MB = 300
+FLOOD_C = r"""
+#include <fcntl.h>
+#include <stdlib.h>
+#include <unistd.h>
+int main(int argc, char **argv)
+{
+	long n = atol(argv[1]);
+	for (long i = 0; i < n; i++) {
+		int fd = openat(AT_FDCWD, argv[2], O_RDONLY);
+		if (fd >= 0)
+			close(fd);
+	}
+	return 0;
+}
+"""
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class Peak(threading.Thread):
+    def __init__(self, pid: int):
+        super().__init__(daemon=True)
+        self.pid, self.peak, self.done = pid, 0.0, threading.Event()
+
+    def run(self):
+        while not self.done.is_set():
+            try:
+                self.peak = max(self.peak, rss_mb(self.pid))
+            except OSError:
+                return
+            time.sleep(0.02)
+
+
+@pytest.fixture
+def flood_binary(tmp_path):
+    src = tmp_path / "flood.c"
+    src.write_text(FLOOD_C)
+    out = tmp_path / "flood"
+    subprocess.run(["gcc", "-O2", "-o", str(out), str(src)], check=True)
+    os.chmod(tmp_path, 0o755)
+    return out
+
+
+def as_nobody(*argv) -> subprocess.Popen:
+    return subprocess.Popen(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *argv])
+
+
+def tetra(sock, *args):
+    return subprocess.run([sys.executable, "-m", "tetrad.cli.tetra", "--socket", str(sock), *args],
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
+
+
+def test_a_flood_by_nobody_is_bounded_answered_and_accounted(tmp_path, flood_binary):
+    policies = tmp_path / "policies.d"
+    policies.mkdir(mode=0o755)
+    shutil.copy(REPO / "etc" / "policies.d" / "sensitive-files.yaml", policies)
+    daemon = DaemonProcess(tmp_path, "--policy-dir", str(policies))
+    sock = tmp_path / "api.sock"
+    peak = Peak(daemon.proc.pid)
+    peak.start()
+    attack = as_nobody(str(flood_binary), str(CALLS), "/etc/shadow")
+    time.sleep(0.5)
+
+    asked = time.monotonic()
+    status = tetra(sock, "status", "-o", "json")
+    status_s = time.monotonic() - asked
+    assert status.returncode == 0, status.stderr
+
+    name = f"flood-{uuid.uuid4().hex[:6]}"
+    dropped_in = time.monotonic()
+    put(policies, f"{name}.yaml", lseek_equal(name, 4242))
+    wait_for(lambda: f"policy {name} loaded" in daemon.stderr_path.read_text(), 30 * TIME_FACTOR,
+             "the policy dropped in during the flood")
+    load_s = time.monotonic() - dropped_in
+    during = attack.poll() is None
+    assert attack.wait(300) == 0
+
+    # Every call is written or counted, once the daemon has read the rest.
+    def settled():
+        rows = json.loads(tetra(sock, "status", "-o", "json").stdout)
+        row = next(p for p in rows["policies"] if p["name"] == "sensitive-files")
+        written = sum(1 for e in daemon.events() if "process_kprobe" in e
+                      and e["process_kprobe"]["policy_name"] == "sensitive-files")
+        counted = (row["counters"]["dropped"] + row["counters"]["shed"]
+                   + rows["stats"]["sinks"]["jsonfile"]["dropped"])
+        return (written, counted, row["counters"]) if written + counted >= CALLS else None
+    written, counted, counters = wait_for(settled, 60 * TIME_FACTOR, "every call written or counted",
+                                          interval=0.5)
+
+    again = as_nobody(str(flood_binary), str(CALLS), "/etc/shadow")
+    time.sleep(0.5)
+    stopping = time.monotonic()
+    daemon.proc.send_signal(signal.SIGTERM)
+    daemon.proc.wait(60 * TIME_FACTOR)
+    stop_s = time.monotonic() - stopping
+    again.kill()
+    again.wait()
+    peak.done.set()
+    peak.join()
+    print(f"{CALLS} calls: {written} written, {counted} counted ({counters}); peak RSS "
+          f"{peak.peak:.0f} MB; status {status_s:.2f}s, policy loaded in {load_s:.2f}s "
+          f"(during the flood: {during}), SIGTERM {stop_s:.2f}s")
+    assert written + counted == CALLS
+    assert peak.peak < RSS_LIMIT_MB
+    assert status_s < 1.0 * TIME_FACTOR
+    assert during, "the flood ended before the policy loaded: the flood is too short to test this"
+    assert load_s < 3.0 * TIME_FACTOR
+    assert stop_s < 2.0 * TIME_FACTOR and daemon.proc.returncode == 0
