@@ -33,6 +33,7 @@ from tetrad.pipeline import ProcessEvents, annotate
 from tetrad.policy import schema
 from tetrad.process.cache import ProcessCache
 from tetrad.process.procfs import ProcfsScanner
+from tetrad.process.redaction import Redaction
 from tetrad.sensors.process import ProcessSensor, ProcessSensorConfig
 from tetrad.service.notify import Notifier
 from tetrad.sinks.dispatch import Sink, SinkDispatcher
@@ -64,6 +65,7 @@ class DaemonConfig:
     policy_dir: str = ""                   # watched; "" for none
     socket_path: str = ""                  # local API; "" for none
     metrics_address: str = ""              # host:port for Prometheus; "" for none
+    redaction: Redaction = Redaction()     # secrets hidden in arguments (process cache)
 
 
 def release_free_memory() -> None:
@@ -92,7 +94,8 @@ class Daemon:
         from tetrad.api.server import EventStreams
         self.config = config
         self.clock = KtimeClock()
-        self.cache = ProcessCache(config.node_name, self.clock, capacity=config.process_cache_size)
+        self.cache = ProcessCache(config.node_name, self.clock, capacity=config.process_cache_size,
+                                  redaction=config.redaction)
         self.streams = EventStreams(config.node_name)
         self.sinks = SinkDispatcher(sinks + [self.streams], capacity=config.sink_queue_size)
         self.sensor = ProcessSensor(config.sensor)
