@@ -136,19 +136,25 @@ class JsonLinesSink:
         """Append one JSON record (also records that are not events, such
         as rate_limit_info); raises OSError when the line is lost."""
         line = (json_line + "\n").encode()
-        if self._rotation_due(len(line)):
+        size = self._pending_bytes + len(line)
+        f = self._file
+        # The common case in two tests, without a call: below the size limit.
+        if f is not None and (f.size + size > self._max_bytes or self._interval) \
+                and self._rotation_due(len(line)):
             self._rotate(len(line))
-        if self._pending and self._pending_bytes + len(line) > self._pending_limit:
+            size = self._pending_bytes + len(line)
+        if size > self._pending_limit and self._pending:
             self._flush()
-            if self._pending and self._pending_bytes + len(line) > self._pending_limit:
+            size = self._pending_bytes + len(line)
+            if size > self._pending_limit and self._pending:
                 self.lost_lines += 1
                 err = self._write_error
                 raise OSError(err.errno if err else errno.EIO,
                               f"{self.path}: event lost: {self._pending_bytes} bytes already wait "
                               f"for the file ({err.strerror if err else 'not writable'})")
         self._pending.append(line)
-        self._pending_bytes += len(line)
-        if self._pending_bytes >= CHUNK_BYTES:
+        self._pending_bytes = size
+        if size >= CHUNK_BYTES:
             self._flush()
 
     def flush(self) -> None:
