@@ -115,7 +115,6 @@ SECRET = [
     ("/usr/bin/mysql", ["-uroot", "-phunter2", "shop"], f"-uroot -p{X} shop"),
     ("/usr/bin/mysql", ["--password=hunter2", "-h", "db"], f"--password={X} -h db"),
     ("/usr/bin/mariadb-dump", ["-pS3cr3t!", "--all-databases"], f"-p{X} --all-databases"),
-    ("/usr/bin/mysqladmin", ["-p", "two words", "status"], f'-p "two words" status'),
     ("/usr/bin/mysql", ["-ptwo words"], f'"-p{X}"'),
     ("/usr/bin/psql", ["postgresql://app:s3cr3t@db:5432/app"], f"postgresql://app:{X}@db:5432/app"),
     ("/usr/bin/curl", ["-H", "Authorization: Bearer abc123def456", "https://api.example.com"],
@@ -193,6 +192,7 @@ CLEAR = [
     ("/usr/bin/psql", ["-p", "5432", "-h", "db", "-U", "app"]),
     ("/usr/bin/docker", ["run", "-p", "8080:80", "-u", "1000:1000", "nginx"]),
     ("/usr/bin/mysql", ["-P", "3306", "-h", "db", "-p"]),
+    ("/usr/bin/mysqladmin", ["-p", "two words", "status"]),    # -p alone prompts
     ("/usr/bin/passwd", ["alice"]),
     ("/usr/bin/git", ["log", "--oneline", "-p"]),
     ("/usr/sbin/useradd", ["-m", "alice"]),

@@ -42,6 +42,8 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+# re's own parser (in the standard library, private since 3.11): the
+# prefilter reads what a pattern must contain from the tree re compiles.
 from re import _constants as sre
 from re import _parser as sre_parse
 
