@@ -138,7 +138,7 @@ class JsonLinesSink:
         line = (json_line + "\n").encode()
         size = self._pending_bytes + len(line)
         f = self._file
-        # The common case in two tests, without a call: below the size limit.
+        # Below the size limit (the common case): two comparisons, no call.
         if f is not None and (f.size + size > self._max_bytes or self._interval) \
                 and self._rotation_due(len(line)):
             self._rotate(len(line))
