@@ -21,6 +21,7 @@ from pathlib import Path
 import toml
 
 from tetrad.paths import shipped_etc_dir
+from tetrad.process.redaction import Redaction
 
 ETC = Path("/etc/tetragon")
 
@@ -70,6 +71,8 @@ class Config:
     log_level: str = "info"
     queue_size: int = 65536
     stats_interval: str = "60s"
+    # Compiled at load from a list of tables (see tetrad.process.redaction).
+    redaction_filters: Redaction = Redaction()
     process: ProcessConfig = ProcessConfig()
     policies: PoliciesConfig = PoliciesConfig()
     export: ExportConfig = ExportConfig()
@@ -91,6 +94,10 @@ _CHECKS = {
     "export.max_size_mb": lambda v: v >= 1,
     "export.max_backups": lambda v: v >= 0,
     "export.rate_limit": lambda v: v >= -1,
+}
+# Keys whose TOML value is parsed into something else (errors name the key).
+_PARSERS = {
+    "redaction_filters": Redaction.parse,
 }
 _HINTS = {
     "process.ringbuf_pages": "a power of two, at least 16",
@@ -120,6 +127,13 @@ def _merge(target, data: dict, source: str, prefix: str = ""):
             if not isinstance(value, dict):
                 raise ConfigError(f"{source}: {dotted} must be a table ([{dotted}])")
             changes[key] = _merge(current, value, source, f"{dotted}.")
+            continue
+        parse = _PARSERS.get(dotted)
+        if parse is not None:
+            try:
+                changes[key] = parse(value)
+            except ValueError as err:
+                raise ConfigError(f"{source}: {dotted}{err}") from None
             continue
         if type(value) is not type(current):
             raise ConfigError(f"{source}: {dotted} must be {type(current).__name__}, "

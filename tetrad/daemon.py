@@ -49,6 +49,7 @@ from tetrad.policy.registry import PolicyRegistry
 from tetrad.policy.watch import DirectoryWatcher
 from tetrad.process.cache import ProcessCache
 from tetrad.process.procfs import ProcfsScanner
+from tetrad.process.redaction import Redaction
 from tetrad.sensors.generic import GenericPrograms
 from tetrad.sensors.policies import PolicyLoader
 from tetrad.sensors.process import ProcessSensor, ProcessSensorConfig
@@ -91,6 +92,7 @@ class DaemonConfig:
     policy_dir: str = ""                   # watched; "" for none
     socket_path: str = ""                  # local API; "" for none
     metrics_address: str = ""              # host:port for Prometheus; "" for none
+    redaction: Redaction = Redaction()     # secrets hidden in arguments (process cache)
 
 
 def losses(stats: dict) -> dict[str, int]:
@@ -138,7 +140,8 @@ class Daemon:
                  reconfigure: Reconfigure | None = None):
         self.config = config
         self.clock = KtimeClock()
-        self.cache = ProcessCache(config.node_name, self.clock, capacity=config.process_cache_size)
+        self.cache = ProcessCache(config.node_name, self.clock, capacity=config.process_cache_size,
+                                  redaction=config.redaction)
         self.streams = EventStreams(config.node_name)
         self.sinks = SinkDispatcher(sinks + [self.streams], capacity=config.sink_queue_size)
         self.sensor = ProcessSensor(config.sensor)

@@ -91,7 +91,8 @@ def daemon_config(config: cfg.Config, extra_policies: list[str]) -> DaemonConfig
         policy_files=tuple(extra_policies),
         policy_dir=config.policies.dir,
         socket_path=config.server.socket,
-        metrics_address=config.server.metrics_address)
+        metrics_address=config.server.metrics_address,
+        redaction=config.redaction_filters)
 
 
 def run(args) -> int:

@@ -11,6 +11,10 @@ a retired list of at most `retired_capacity` entries, kept so that late
 events and orphaned children can still name it. Past either bound the oldest
 entry is evicted and counted. A lookup that finds nothing is counted as a
 miss; the event still carries the exec_id computed from the key.
+
+Arguments are redacted here (tetrad.process.redaction), once per exec and
+per /proc entry, so no event or sink ever holds the clear text; a clone
+shares its parent's redacted text.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from tetrad.decode.process import CloneRecord, ExecRecord, ExitRecord, ProcKey
 from tetrad.timefmt import KtimeClock
 from tetrad.process.exec_id import exec_id
 from tetrad.process.model import Process, binary_path, join_arguments
+from tetrad.process.redaction import Redaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +58,9 @@ class CacheStats:
 
 class ProcessCache:
     def __init__(self, node_name: str, clock: KtimeClock, capacity: int = 65536,
-                 retired_capacity: int = 8192):
+                 retired_capacity: int = 8192, redaction: Redaction = Redaction()):
         self._node = node_name
+        self._redact = redaction.apply
         self._clock = clock
         self._capacity = capacity
         self._retired_capacity = retired_capacity
@@ -112,6 +118,7 @@ class ProcessCache:
             parent_key = previous.parent_key if previous else None
         parent = self.get(parent_key)
         key = ProcKey(rec.pid, rec.ktime)
+        binary = binary_path(rec.exe, rec.filename, rec.cwd)
         proc = Process(
             exec_id=exec_id(self._node, rec.ktime, rec.pid),
             key=key,
@@ -121,8 +128,8 @@ class ProcessCache:
             gid=rec.gid,
             auid=rec.auid,
             cwd=rec.cwd,
-            binary=binary_path(rec.exe, rec.filename, rec.cwd),
-            arguments=join_arguments(rec.argv[1:]),
+            binary=binary,
+            arguments=self._redact(binary, join_arguments(rec.argv[1:])),
             flags=flag_names(rec.flags),
             start_time_ns=self._clock.wall_ns(rec.ktime),
             parent_exec_id=self._exec_id(parent_key),
@@ -164,7 +171,7 @@ class ProcessCache:
             auid=entry.auid,
             cwd=entry.cwd,
             binary=entry.binary,
-            arguments=join_arguments(entry.argv[1:]),
+            arguments=self._redact(entry.binary, join_arguments(entry.argv[1:])),
             flags=flag_names(flags),
             start_time_ns=entry.start_time_ns,
             parent_exec_id=self._exec_id(parent_key),

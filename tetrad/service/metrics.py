@@ -20,7 +20,8 @@ from tetrad import __version__
 log = logging.getLogger(__name__)
 
 
-SINK_COUNTS = ("rotations", "lost_lines", "filtered", "rate_limited", "client_drops")
+SINK_COUNTS = ("rotations", "failed_rotations", "reopens", "dropped_backups", "written_lines",
+               "lost_lines", "filtered", "rate_limited", "client_drops")
 
 
 def _quoted(value) -> str:

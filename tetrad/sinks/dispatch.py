@@ -34,7 +34,11 @@ log = logging.getLogger(__name__)
 
 class Sink(Protocol):
     """What a sink is; one that has an `active` attribute is skipped (not
-    counted as dropping) while it is False."""
+    counted as dropping) while it is False. `write()` raises (OSError, ...)
+    exactly when the event it was given is lost, so the worker never counts
+    a lost event as written; an event write() accepted may be written later
+    (buffered), and a sink that loses such events counts them itself
+    (`counters()["lost_lines"]`)."""
 
     name: str
 
