@@ -217,7 +217,8 @@ def test_a_full_disk_without_backups_counts_each_lost_line_once_and_never_as_wri
         time.sleep(0.02)
     assert worker.backlog == 0
     blocker.unlink()
-    worker.close(timeout=10)
+    worker.retire()
+    assert worker.join(10)
     got = pids_in(path)
     lost = sink.counters()["lost_lines"]
     assert lost > 0
