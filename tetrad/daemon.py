@@ -53,6 +53,7 @@ from tetrad.process.redaction import Redaction
 from tetrad.sensors.generic import GenericPrograms
 from tetrad.sensors.policies import PolicyLoader
 from tetrad.sensors.process import ProcessSensor, ProcessSensorConfig
+from tetrad.sensors.teardown import close_tracepoints
 from tetrad.service.metrics import MetricsServer
 from tetrad.service.notify import Notifier
 from tetrad.sinks.dispatch import BATCH_MAX, Sink, SinkDispatcher
@@ -459,8 +460,7 @@ class Daemon:
                 pass
         self.sinks.close(STOP_SINKS_S)
         final = self.stats_line()          # before unloading: it reads the policies' counters
-        if self.registry is not None:
-            self.registry.close()
+        close_tracepoints([self.sensor.bpf, *(self.loader.bpfs() if self.loader else ())])
         if self.loader is not None:
             self.loader.close()
         self.sensor.close()

@@ -190,10 +190,3 @@ def test_origins_do_not_touch_each_other(r, k):
     r.reconcile(reg.DIRECTORY, [desired("/d/a.yaml", "from-dir", "2")])
     r.reconcile(reg.DIRECTORY, [])
     assert k.loaded == [("from-flag", "1")]
-
-
-def test_close_unloads_everything(r, k):
-    r.reconcile(reg.DIRECTORY, [desired("/d/a.yaml", "a"), desired("/d/b.yaml", "b", "2")])
-    r.add(desired("api", "c", "3").policy)
-    r.close()
-    assert k.loaded == []

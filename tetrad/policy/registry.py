@@ -206,11 +206,6 @@ class PolicyRegistry:
             raise RequestError(error)
         entry.enabled = True
 
-    def close(self) -> None:
-        """Unload everything (daemon stop)."""
-        for entry in list(self._entries.values()):
-            self._unload(entry)
-
     # ---- helpers ----------------------------------------------------------------
 
     def _named(self, name: str) -> Entry:

@@ -254,6 +254,9 @@ class GenericPrograms:
                 setattr(total, name, getattr(total, name) + getattr(cpu_value, name))
         return total
 
+    def bpfs(self) -> list[BPF]:
+        return [p.bpf for p in self._programs]
+
     def close(self) -> None:
         for program in list(self._programs):
             program.bpf.cleanup()

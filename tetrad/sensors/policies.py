@@ -138,7 +138,13 @@ class PolicyLoader:
                 total[name] += n
         return total
 
+    def bpfs(self) -> list:
+        """The BPF objects of every loaded program (for teardown at stop)."""
+        return self._programs.bpfs()
+
     def close(self) -> None:
-        for loaded in list(self._loaded):
-            self.unload(loaded)
+        """At stop: every program goes at once, not policy by policy (the
+        caller has closed their tracepoints together: sensors/teardown.py)."""
+        self._loaded.clear()
+        self.hooks = {}
         self._programs.close()
