@@ -422,3 +422,37 @@ def test_kernel_without_kprobes_refuses_the_kprobe_policy_only(setup):
         assert "tcp_connect) needs kprobes, which this kernel lacks" in log
         assert "policy t-kprobe loaded" not in log
     assert "policy t-open loaded" in log
+
+
+# ---- targets that do not exist here are refused by name, before loading -----------
+
+def test_missing_targets_are_each_named_before_anything_loads():
+    """The loader and `tetrad policy check` ask the same question
+    (tetrad.sensors.targets.unresolved)."""
+    from tetrad.policy.compile import compile_policy
+    from tetrad.policy.kernel import kernel_facts
+    from tetrad.policy.schema import parse
+    from tetrad.sensors.targets import unresolved
+    doc = """apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: "targets"
+spec:
+  kprobes:
+  - call: "sys_nosuchcall"
+    syscall: true
+  - call: "sys_openat"
+    syscall: true
+  uprobes:
+  - path: "/bin/bash"
+    symbols: ["no_such_symbol_here"]
+  - path: "/nonexistent/binary"
+    symbols: ["main"]
+  - path: "/bin/bash"
+    symbols: ["readline"]
+"""
+    problems = dict(unresolved(compile_policy(parse(doc), kernel_facts())))
+    assert set(problems) == {"spec.kprobes[0]", "spec.uprobes[0]", "spec.uprobes[1]"}
+    assert "sys_enter_nosuchcall" in problems["spec.kprobes[0]"]
+    assert "no symbol 'no_such_symbol_here' in /bin/bash" in problems["spec.uprobes[0]"]
+    assert "/nonexistent/binary does not exist" in problems["spec.uprobes[1]"]

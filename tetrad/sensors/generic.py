@@ -19,35 +19,24 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from bcc import BPF
 from bcc.libbcc import lib
 
 from tetrad.abi import generic as enc
-from tetrad.bpf import unistd
 from tetrad.paths import bpf_dir
 from tetrad.policy.compile import CompiledHook, Layout
 from tetrad.sensors import offsets as struct_offsets
+from tetrad.sensors.targets import INDEX_SIZE, TargetMissing, syscall_key
 
 log = logging.getLogger(__name__)
 
 MAX_HOOKS = 64                  # per program (G_MAX_HOOKS)
-INDEX_SIZE = 512                # per program: demux keys (syscall numbers)
 CGROUP_ENTRIES = 16384          # per program: (cgroup, hook) pairs of scoped hooks
-TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 
 
 class AttachError(Exception):
     """A hook could not be attached; the message says which and why."""
-
-
-def tracepoint_id(category: str, event: str) -> int:
-    for root in TRACEFS:
-        path = Path(root, "events", category, event, "id")
-        if path.exists():
-            return int(path.read_text())
-    raise AttachError(f"no tracepoint {category}:{event} on this kernel")
 
 
 @dataclass
@@ -116,15 +105,10 @@ class GenericPrograms:
     def _keys(self, ch: CompiledHook) -> tuple[int, ...]:
         if ch.layout.kind != "syscall":
             return (0,)
-        tracepoint_id("syscalls", f"sys_enter_{ch.target.name}")    # exists?
         try:
-            number = unistd.number(ch.target.name)
-        except unistd.UnknownSyscall as err:
+            return (syscall_key(ch.target.name),)
+        except TargetMissing as err:
             raise AttachError(str(err)) from None
-        if not 0 <= number < INDEX_SIZE:
-            raise AttachError(f"syscall {ch.target.name} is number {number}, beyond the "
-                              f"{INDEX_SIZE} the program's index holds")
-        return (number,)
 
     def add(self, ch: CompiledHook) -> Attachment:
         """Build or reuse a program, write the hook's maps, attach it. A

@@ -33,6 +33,7 @@ from tetrad.policy.compile import CompiledHook, compile_policy
 from tetrad.policy.kernel import kernel_facts, missing_features
 from tetrad.policy.schema import Policy, PolicyError
 from tetrad.sensors.generic import AttachError, Attachment, GenericPrograms
+from tetrad.sensors.targets import unresolved
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ class PolicyLoader:
     def load(self, policy: Policy) -> LoadedPolicy:
         started = time.monotonic()
         compiled = compile_policy(policy, kernel_facts())
-        missing = missing_features(compiled)
+        missing = missing_features(compiled) + unresolved(compiled)
         if missing:
             raise PolicyError(policy.source, missing)
         log.info("loading policy %s from %s: %d hooks", policy.name, policy.source, len(compiled))
