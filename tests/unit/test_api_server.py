@@ -17,8 +17,10 @@ import time
 
 import pytest
 
-from tests.unit.apifakes import REPO, Api, ask, connected, read_line, wait_until
+from tests.unit.apifakes import (REPO, Api, ask, connected, one_line_error, read_line, run_cli,
+                                 wait_until)
 from tetrad.api import server
+from tetrad.api.client import EXIT_BUSY
 
 STATUS = b'{"op": "status"}\n'
 
@@ -55,6 +57,21 @@ def hold_pending(a: Api, n: int) -> list[socket.socket]:
         held.append(sock)
     wait_until(lambda: a.server.counters()["connections"] >= n, 5, "the half-sent connections")
     return held
+
+
+@pytest.mark.parametrize("pool", ["commands", "pending"])
+def test_when_every_slot_is_taken_tetra_says_busy_and_exits_non_zero(api, pool):
+    a = api(max_commands=2, max_pending=2)
+    held = hold_commands(a, 2) if pool == "commands" else hold_pending(a, 2)
+    for command in (["status"], ["policy", "list"], ["status", "-o", "json"]):
+        out = run_cli("tetrad.cli.tetra", "--socket", a.path, *command)
+        assert out.returncode == EXIT_BUSY, (command, out)
+        assert "busy" in one_line_error(out, "tetra") and out.stdout == ""
+    reload = run_cli("tetrad", "reload", "--socket", a.path)
+    assert reload.returncode == EXIT_BUSY and "busy" in one_line_error(reload, "tetrad")
+    assert a.server.counters()["refused_busy"] == 4
+    for sock in held:
+        sock.close()
 
 
 def test_a_half_sent_request_is_cut_off_at_its_deadline_and_others_are_served(api):
