@@ -141,6 +141,7 @@ def test_a_client_that_never_reads_its_answer_is_dropped_at_the_deadline(api):
     reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     reader.sendall(b'{"op": "big"}\n')            # 32 MB, never read
     started = time.monotonic()
+    wait_until(lambda: a.handler.calls == 1, 5, "the big answer's request in its slot")
     served = wait_until(lambda: (ask(a.path, STATUS) or {}).get("ok"), 5,
                         "another client served once the reader's slot was freed")
     assert served and time.monotonic() - started < 4
