@@ -12,6 +12,7 @@ import json
 import os
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -23,6 +24,8 @@ import pytest
 
 from tests.kernel.daemon_harness import REPO, DaemonProcess, wait_for
 from tests.policy_files import lseek_equal, put
+from tetrad.api.client import EXIT_BUSY, EXIT_UNREACHABLE
+from tetrad.api.server import ApiLimits
 
 pytestmark = pytest.mark.kernel
 
@@ -303,7 +306,32 @@ def test_api_socket_is_root_only(service):
     out = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
                           sys.executable, "-m", "tetrad.cli.tetra", "--socket", str(service["sock"]),
                           "status"], cwd=REPO, capture_output=True, text=True, timeout=60)
-    assert out.returncode == 2 and "Permission denied" in out.stderr
+    assert out.returncode == EXIT_UNREACHABLE and "Permission denied" in out.stderr
+
+
+def test_hostile_api_clients_get_answers_and_the_daemon_keeps_serving(service):
+    """Against the real daemon: a 200k-deep request is answered with an
+    error; connections holding every request slot half-sent make `tetra
+    status` say busy (exit 4, one line), and once they hang up it works."""
+    sock = str(service["sock"])
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as deep:
+        deep.settimeout(30)
+        deep.connect(sock)
+        deep.sendall(b"[" * 200_000 + b"\n")
+        answer = json.loads(deep.makefile("rb").readline())
+    assert answer["ok"] is False and "nested too deeply" in answer["error"]
+    held = []
+    for _ in range(ApiLimits().max_pending):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(sock)
+        s.sendall(b'{"op": "sta')
+        held.append(s)
+    busy = tetra(sock, "status")
+    assert busy.returncode == EXIT_BUSY and "busy" in busy.stderr, busy
+    assert len(busy.stderr.splitlines()) == 1 and busy.stdout == ""
+    for s in held:
+        s.close()
+    wait_for(lambda: tetra(sock, "status").returncode == 0, 10, "status once the slots are free")
 
 
 def test_stop_detaches_everything(service):

@@ -7,6 +7,7 @@ import logging
 import sys
 
 from tetrad import __version__
+from tetrad.api.client import DEFAULT_SOCKET
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,7 +49,8 @@ def _parser() -> argparse.ArgumentParser:
 
     reload = sub.add_parser("reload", help="re-read config and policies in the running daemon; "
                             "waits until done (for systemd's ExecReload)")
-    reload.add_argument("--socket", default="/run/tetrad/tetrad.sock", metavar="PATH")
+    reload.add_argument("--socket", default=DEFAULT_SOCKET, metavar="PATH",
+                        help=f"the daemon's API socket (default {DEFAULT_SOCKET})")
 
     policy = sub.add_parser("policy", help="work with TracingPolicy files")
     policy_sub = policy.add_subparsers(dest="policy_command", required=True, metavar="WHAT")
@@ -74,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         from tetrad.cli import run
         return run.run(args)
     if args.command == "reload":
-        from tetrad.cli import tetra
-        return tetra.reload(args.socket)
+        from tetrad.cli import reload
+        return reload.run(args)
     if args.command == "policy":
         from tetrad.cli import policy
         return policy.run(args)

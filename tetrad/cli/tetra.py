@@ -7,7 +7,9 @@
 `getevents` streams live events from the daemon, or, when standard input is
 a file or a pipe, reads JSON lines from it instead (`tetra getevents -o
 compact < /var/log/tetragon/tetragon.log`), with the same filters. Exit
-codes: 0 ok, 1 the daemon said no, 2 it could not be reached.
+statuses: see tetrad/api/client.py (0 ok, 1 the daemon said no, 2 bad command
+line, 3 unreachable, 4 busy or no answer in time, 5 answer cut short or not
+understood); every failure is one line on standard error, never a traceback.
 """
 
 from __future__ import annotations
@@ -15,45 +17,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import sys
 from types import SimpleNamespace
 
+from tetrad.api import client
+from tetrad.api.client import ApiError
 from tetrad.events import compact
 from tetrad.events import policy as _policy_lines  # noqa: F401  registers the compact lines
 from tetrad.filters import Filter, FilterError
 
-DEFAULT_SOCKET = "/run/tetrad/tetrad.sock"
-
-
-class Unreachable(Exception):
-    pass
-
-
-def connect(path: str) -> socket.socket:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.connect(path)
-    except OSError as err:
-        sock.close()
-        hint = ("run as root" if isinstance(err, PermissionError)
-                else "is tetrad running? systemctl status tetrad")
-        raise Unreachable(f"cannot reach the daemon at {path}: {err.strerror} ({hint})") from None
-    return sock
-
-
-def request(path: str, op: str, **fields) -> dict:
-    with connect(path) as sock:
-        sock.sendall(json.dumps({"op": op, **fields}).encode() + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    if not data:
-        raise Unreachable(f"the daemon at {path} closed the connection without an answer")
-    return json.loads(data)
+# What a malformed answer breaks when shown.
+SHOWING_FAILS = (KeyError, TypeError, AttributeError, ValueError)
 
 
 # ---- events ----------------------------------------------------------------------------
@@ -116,88 +90,96 @@ def getevents(args) -> int:
     keep = flag_filter(args)
     if not sys.stdin.isatty() and not args.live:
         return _print_events(sys.stdin, args, keep)
-    sock = connect(args.socket)
-    sock.sendall(b'{"op": "getevents"}\n')
-    stream = sock.makefile("r", encoding="utf-8")
-    header = json.loads(stream.readline() or "{}")
-    if not header.get("ok"):
-        print(f"tetra: {header.get('error', 'no answer')}", file=sys.stderr)
-        return 1
-    try:
-        return _print_events(stream, args, keep)
-    except KeyboardInterrupt:
-        return 0
+    with client.EventStream(args.socket) as stream:
+        try:
+            _print_events(stream.lines(), args, keep)
+        except KeyboardInterrupt:
+            return client.EXIT_OK
+    raise ApiError("the daemon ended the event stream (stopped or restarted? "
+                   f"{client.CHECK_DAEMON})", client.EXIT_BAD_ANSWER)
 
 
 # ---- policies and status ---------------------------------------------------------------
 
 def _answer(result: dict) -> int:
-    if not result.get("ok"):
+    if not result["ok"]:
         print(f"tetra: {result.get('error')}", file=sys.stderr)
-        return 1
-    return 0
+        return client.EXIT_REFUSED
+    return client.EXIT_OK
+
+
+def _show(render, result: dict, what: str) -> list[str]:
+    """The lines `render` makes of an answer, or the answer is malformed."""
+    try:
+        return render(result)
+    except SHOWING_FAILS as err:
+        raise client.bad_answer(f"{what} ({type(err).__name__}: {err})") from None
+
+
+def _policy_table(result: dict) -> list[str]:
+    out = [f"{'NAME':<32} {'STATE':<9} {'MODE':<8} {'HOOKS':>5} {'EVENTS':>8} {'ENFORCED':>8}  SOURCE"]
+    for p in result["policies"]:
+        c = p.get("counters", {})
+        out.append(f"{p['name']:<32} {p['state']:<9} {p.get('mode', ''):<8} {p.get('hooks', 0):>5} "
+                   f"{c.get('posted', 0):>8} {c.get('enforced', 0):>8}  {p['source']}")
+        if p.get("scope"):
+            out.append(f"    only for: {p['scope']}")
+        if p.get("error"):
+            out.append(f"    error: {p['error']}")
+    return out
 
 
 def policy(args) -> int:
     if args.policy_command == "add":
-        with open(args.file, encoding="utf-8") as f:
-            text = f.read()
-        return _answer(request(args.socket, "policy_add", yaml=text, source=os.path.abspath(args.file)))
+        try:
+            with open(args.file, encoding="utf-8") as f:
+                text = f.read()
+        except (OSError, UnicodeDecodeError) as err:
+            print(f"tetra: cannot read {args.file}: {getattr(err, 'strerror', None) or err}",
+                  file=sys.stderr)
+            return client.EXIT_USAGE
+        return _answer(client.request(args.socket, "policy_add", yaml=text,
+                                      source=os.path.abspath(args.file)))
     if args.policy_command in ("delete", "enable", "disable"):
-        return _answer(request(args.socket, f"policy_{args.policy_command}", name=args.name))
-    result = request(args.socket, "policy_list")
-    if result.get("ok"):
-        print(f"{'NAME':<32} {'STATE':<9} {'MODE':<8} {'HOOKS':>5} {'EVENTS':>8} {'ENFORCED':>8}  SOURCE")
-        for p in result["policies"]:
-            c = p.get("counters", {})
-            print(f"{p['name']:<32} {p['state']:<9} {p.get('mode', ''):<8} {p.get('hooks', 0):>5} "
-                  f"{c.get('posted', 0):>8} {c.get('enforced', 0):>8}  {p['source']}")
-            if p.get("scope"):
-                print(f"    only for: {p['scope']}")
-            if p.get("error"):
-                print(f"    error: {p['error']}")
+        return _answer(client.request(args.socket, f"policy_{args.policy_command}", name=args.name))
+    result = client.request(args.socket, "policy_list")
+    if result["ok"]:
+        print("\n".join(_show(_policy_table, result, "the policy list")))
     return _answer(result)
 
 
-def status(args) -> int:
-    result = request(args.socket, "status")
-    if not result.get("ok") or args.output == "json":
-        print(json.dumps(result, indent=2))
-        return _answer(result)
+def _status_lines(result: dict) -> list[str]:
     s = result["stats"]
     have = [k for k, v in result["kernel_features"].items() if v]
     lack = [k for k, v in result["kernel_features"].items() if not v]
-    print(f"tetrad {result['version']} on {result['node_name']}, up {result['uptime_seconds']:.0f}s")
-    print(f"kernel: have {', '.join(have)}; lack {', '.join(lack) or 'nothing'}")
-    print(f"events: {s['events_emitted']} emitted, {s['records']} records; "
-          f"drops: ring buffer {sum(s['ringbuf_drops'].values())} (process) + "
-          f"{s.get('policy_drops', 0)} (policies), queues {s['queue_drops']}")
-    print(f"process cache: {s['process_cache']['size']}/{s['process_cache']['capacity']}, "
-          f"{s['process_cache']['misses']} misses")
+    out = [f"tetrad {result['version']} on {result['node_name']}, up {result['uptime_seconds']:.0f}s",
+           f"kernel: have {', '.join(have)}; lack {', '.join(lack) or 'nothing'}",
+           f"events: {s['events_emitted']} emitted, {s['records']} records; "
+           f"drops: ring buffer {sum(s['ringbuf_drops'].values())} (process) + "
+           f"{s.get('policy_drops', 0)} (policies), queues {s['queue_drops']}",
+           f"process cache: {s['process_cache']['size']}/{s['process_cache']['capacity']}, "
+           f"{s['process_cache']['misses']} misses"]
     for p in result["policies"]:
         c = p.get("counters", {})
-        print(f"policy {p['name']}: {p['state']}"
-              + (f", {c.get('posted', 0)} events, {c.get('enforced', 0)} enforced" if c else "")
-              + (f" — {p['error']}" if p.get("error") else ""))
-    return 0
+        out.append(f"policy {p['name']}: {p['state']}"
+                   + (f", {c.get('posted', 0)} events, {c.get('enforced', 0)} enforced" if c else "")
+                   + (f" — {p['error']}" if p.get("error") else ""))
+    return out
 
 
-def reload(socket_path: str) -> int:
-    """`tetrad reload`: blocks until the daemon has re-read everything."""
-    try:
-        result = request(socket_path, "reload")
-    except Unreachable as err:
-        print(f"tetrad: {err}", file=sys.stderr)
-        return 2
-    if result.get("ok"):
-        print(f"reloaded in {result['seconds']}s; {result['policy_errors']} policy errors"
-              + (" (see journalctl -u tetrad)" if result["policy_errors"] else ""))
+def status(args) -> int:
+    result = client.request(args.socket, "status")
+    if args.output == "json":
+        print(json.dumps(result, indent=2))
+    elif result["ok"]:
+        print("\n".join(_show(_status_lines, result, "the status")))
     return _answer(result)
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tetra", description="Talk to the running tetrad daemon.")
-    p.add_argument("--socket", default=DEFAULT_SOCKET, help=f"API socket (default {DEFAULT_SOCKET})")
+    p.add_argument("--socket", default=client.DEFAULT_SOCKET,
+                   help=f"API socket (default {client.DEFAULT_SOCKET})")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     ge = sub.add_parser("getevents", help="print events (live, or JSON lines from stdin)")
     ge.add_argument("-o", "--output", choices=["compact", "json"], default="json")
@@ -230,11 +212,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("policy", "tracingpolicy", "tp"):
             return policy(args)
         return status(args)
-    except (Unreachable, FilterError) as err:
+    except ApiError as err:
         print(f"tetra: {err}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:
-        return 0
+        return err.exit_status
+    except FilterError as err:
+        print(f"tetra: {err}", file=sys.stderr)
+        return client.EXIT_USAGE
+    except BrokenPipeError:                 # our standard output: `tetra getevents | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return client.EXIT_OK
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":
