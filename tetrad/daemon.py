@@ -296,7 +296,8 @@ class Daemon:
         box: dict = {}
         self._commands.put((request, box, done))
         if not done.wait(timeout):
-            return {"ok": False, "error": f"the daemon did not answer within {timeout:.0f}s"}
+            return {"ok": False, "busy": True,
+                    "error": f"the daemon did not answer within {timeout:.0f}s"}
         return box["answer"]
 
     def _run_commands(self, wait: float) -> None:
@@ -382,6 +383,7 @@ class Daemon:
             "record_errors": sum(self.observer.errors.values()),
             "record_errors_by_type": dict(self.observer.errors),
             "reader_failures": self.reader.failures if self.reader else 0,
+            "api": self.api.counters() if self.api else {},
             "shedding": {"now": self.backpressure.shedding if self.backpressure else False,
                          "episodes": self.backpressure.episodes if self.backpressure else 0},
             "policy_records_unknown_hook": self.policy_events.unknown_hook if self.policy_events else 0,

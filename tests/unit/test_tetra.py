@@ -52,3 +52,18 @@ def test_flags_filter_types_process_policy_and_container(capsys):
 def test_unknown_event_type_is_an_error(capsys):
     assert tetra.main(["getevents", "--event-types", "EXEC"]) == 2
     assert "event_set: unknown" in capsys.readouterr().err
+
+
+def test_status_names_every_kind_of_loss_there_is():
+    from tetrad.cli.tetra import _status_lines
+    stats = {"events_emitted": 10, "events_written": 7, "records": 12,
+             "losses": {"ringbuf_full": 0, "shed": 5, "queue_full": 3, "sink_lines_lost": 0},
+             "shedding": {"now": True},
+             "process_cache": {"size": 1, "capacity": 2, "misses": 0}}
+    lines = _status_lines({"version": "v", "node_name": "n", "uptime_seconds": 1,
+                           "kernel_features": {"btf": True}, "stats": stats, "policies": []})
+    assert "lost: 5 shed, 3 queue full (shedding now)" in lines
+    stats["losses"] = {"shed": 0}
+    stats["shedding"] = {"now": False}
+    assert "lost: nothing" in _status_lines({"version": "v", "node_name": "n", "uptime_seconds": 1,
+                                             "kernel_features": {}, "stats": stats, "policies": []})

@@ -154,9 +154,10 @@ def _status_lines(result: dict) -> list[str]:
     lack = [k for k, v in result["kernel_features"].items() if not v]
     out = [f"tetrad {result['version']} on {result['node_name']}, up {result['uptime_seconds']:.0f}s",
            f"kernel: have {', '.join(have)}; lack {', '.join(lack) or 'nothing'}",
-           f"events: {s['events_emitted']} emitted, {s['records']} records; "
-           f"drops: ring buffer {sum(s['ringbuf_drops'].values())} (process) + "
-           f"{s.get('policy_drops', 0)} (policies), queues {s['queue_drops']}",
+           f"events: {s['events_emitted']} emitted, {s['events_written']} written, "
+           f"{s['records']} records",
+           "lost: " + (", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in s["losses"].items() if n)
+                       or "nothing") + (" (shedding now)" if s.get("shedding", {}).get("now") else ""),
            f"process cache: {s['process_cache']['size']}/{s['process_cache']['capacity']}, "
            f"{s['process_cache']['misses']} misses"]
     for p in result["policies"]:

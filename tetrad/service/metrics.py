@@ -85,6 +85,9 @@ def render(stats: dict, policies: list[dict]) -> str:
            [({"result": "looked_up"}, stats["containers"]["lookups"]),
             ({"result": "unresolved"}, stats["containers"]["unresolved"]),
             ({"result": "api_error"}, stats["containers"]["api_errors"])])
+    metric("tetrad_api_requests_total", "counter",
+           "Local API connections, and those refused (busy, not root), timed out, malformed "
+           "or failed.", [({"result": k}, n) for k, n in sorted(stats.get("api", {}).items())])
     cache = stats["process_cache"]
     metric("tetragon_process_cache_size", "gauge", "Processes in the cache.", [({}, cache["size"])])
     metric("tetragon_process_cache_capacity", "gauge", "Process cache capacity.",
