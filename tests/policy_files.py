@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from tetrad.policy.schema import PolicyError
+
 
 def lseek_equal(name: str, value) -> str:
     """A policy reporting lseek calls whose offset equals `value`."""
@@ -34,3 +36,29 @@ def put(directory: Path, fname: str, text: str, mode: int = 0o644) -> Path:
     os.chmod(tmp, mode)
     os.rename(tmp, directory / fname)
     return directory / fname
+
+
+class FakeLoader:
+    """Stands in for the kernel side of loading (a Loader of
+    tetrad/policy/registry.py): records loads and unloads of lseek_equal
+    policies by (name, value); refuses values in `refuse` as a verifier
+    would, and raises a plain exception for values in `crash`."""
+
+    def __init__(self):
+        self.loaded, self.log = [], []
+        self.refuse, self.crash = set(), set()
+
+    def load(self, policy):
+        value = policy.hooks[0].selectors[0].match_args[0].values[0]
+        if value in self.refuse:
+            raise PolicyError(policy.source, [("", "the kernel refused it")])
+        if value in self.crash:
+            raise RuntimeError("a loader bug")
+        handle = (policy.name, value)
+        self.loaded.append(handle)
+        self.log.append(("load", handle))
+        return handle
+
+    def unload(self, handle):
+        self.loaded.remove(handle)
+        self.log.append(("unload", handle))

@@ -88,6 +88,19 @@ def tetra(sock, *args):
                           cwd=REPO, capture_output=True, text=True, timeout=60)
 
 
+def accounted(daemon, sock, calls):
+    """(written, counted) once the flood's events are all written or counted
+    (the policy's kernel counters: ring buffer full, shed; the file sink's
+    queue drops), else None."""
+    rows = json.loads(tetra(sock, "status", "-o", "json").stdout)
+    row = next(p for p in rows["policies"] if p["name"] == "sensitive-files")
+    written = sum(1 for e in daemon.events() if "process_kprobe" in e
+                  and e["process_kprobe"]["policy_name"] == "sensitive-files")
+    counted = (row["counters"]["dropped"] + row["counters"]["shed"]
+               + rows["stats"]["sinks"]["jsonfile"]["dropped"])
+    return (written, counted, row["counters"]) if written + counted >= calls else None
+
+
 def test_a_flood_by_nobody_is_bounded_answered_and_accounted(tmp_path, flood_binary):
     policies = tmp_path / "policies.d"
     policies.mkdir(mode=0o755)
@@ -114,16 +127,8 @@ def test_a_flood_by_nobody_is_bounded_answered_and_accounted(tmp_path, flood_bin
     assert attack.wait(300) == 0
 
     # Every call is written or counted, once the daemon has read the rest.
-    def settled():
-        rows = json.loads(tetra(sock, "status", "-o", "json").stdout)
-        row = next(p for p in rows["policies"] if p["name"] == "sensitive-files")
-        written = sum(1 for e in daemon.events() if "process_kprobe" in e
-                      and e["process_kprobe"]["policy_name"] == "sensitive-files")
-        counted = (row["counters"]["dropped"] + row["counters"]["shed"]
-                   + rows["stats"]["sinks"]["jsonfile"]["dropped"])
-        return (written, counted, row["counters"]) if written + counted >= CALLS else None
-    written, counted, counters = wait_for(settled, 60 * TIME_FACTOR, "every call written or counted",
-                                          interval=0.5)
+    written, counted, counters = wait_for(lambda: accounted(daemon, sock, CALLS), 60 * TIME_FACTOR,
+                                          "every call written or counted", interval=0.5)
 
     again = as_nobody(str(flood_binary), str(CALLS), "/etc/shadow")
     time.sleep(0.5)
@@ -170,15 +175,8 @@ def test_counters_survive_reloads_during_a_flood(tmp_path, flood_binary):
         written_seen.append(status["stats"]["sinks"]["jsonfile"]["written"])
     assert attack.wait(300) == 0
 
-    def settled():
-        rows = json.loads(tetra(sock, "status", "-o", "json").stdout)
-        row = next(p for p in rows["policies"] if p["name"] == "sensitive-files")
-        written = sum(1 for e in daemon.events() if "process_kprobe" in e
-                      and e["process_kprobe"]["policy_name"] == "sensitive-files")
-        counted = (row["counters"]["dropped"] + row["counters"]["shed"]
-                   + rows["stats"]["sinks"]["jsonfile"]["dropped"])
-        return (written, counted) if written + counted >= calls else None
-    written, counted = wait_for(settled, 60 * TIME_FACTOR, "every call written or counted", interval=0.5)
+    written, counted, _ = wait_for(lambda: accounted(daemon, sock, calls), 60 * TIME_FACTOR,
+                                   "every call written or counted", interval=0.5)
     daemon.stop()
     print(f"{calls} calls across 3 reloads: {written} written, {counted} counted; "
           f"jsonfile written as seen: {written_seen}")

@@ -5,36 +5,16 @@ import pytest
 from tetrad.policy import registry as reg
 from tetrad.policy.directory import PolicyDirectory, wanted
 from tetrad.policy.registry import PolicyRegistry
-from tetrad.policy.schema import PolicyError
 from tests import policy_files
+from tests.policy_files import FakeLoader
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="ownership checks need root to chown")
-
-
-class FakeKernel:
-    """Records loads/unloads; refuses values listed in `refuse` like a verifier would."""
-
-    def __init__(self):
-        self.loaded, self.log, self.refuse = [], [], set()
-
-    def load(self, policy):
-        value = policy.hooks[0].selectors[0].match_args[0].values[0]
-        if value in self.refuse:
-            raise PolicyError(policy.source, [("", "the kernel refused it")])
-        handle = (policy.name, value)
-        self.loaded.append(handle)
-        self.log.append(("load", handle))
-        return handle
-
-    def unload(self, handle):
-        self.loaded.remove(handle)
-        self.log.append(("unload", handle))
 
 
 class Synced:
     """The directory and the registry, as the daemon joins them."""
 
-    def __init__(self, directory: str, kernel: FakeKernel):
+    def __init__(self, directory: str, kernel: FakeLoader):
         self.directory = PolicyDirectory(directory)
         self.registry = PolicyRegistry(kernel)
 
@@ -56,7 +36,7 @@ def setup(tmp_path):
     d = tmp_path / "policies.d"
     d.mkdir(mode=0o755)
     os.chmod(d, 0o755)
-    k = FakeKernel()
+    k = FakeLoader()
     return d, k, Synced(str(d), k)
 
 
@@ -131,7 +111,7 @@ def test_duplicate_names_first_one_wins(setup, caplog):
 
 
 def test_missing_directory_is_empty(tmp_path):
-    k = FakeKernel()
+    k = FakeLoader()
     Synced(str(tmp_path / "nope"), k).sync()
     assert k.loaded == []
 

@@ -6,31 +6,9 @@ import pytest
 
 from tetrad.policy import registry as reg
 from tetrad.policy.registry import Desired, PolicyRegistry, RequestError
-from tetrad.policy.schema import PolicyError, parse
+from tetrad.policy.schema import parse
 from tests import policy_files
-
-
-class FakeLoader:
-    """Records loads/unloads by (name, value); refuses or breaks on request."""
-
-    def __init__(self):
-        self.loaded, self.log = [], []
-        self.refuse, self.crash = set(), set()
-
-    def load(self, policy):
-        value = policy.hooks[0].selectors[0].match_args[0].values[0]
-        if value in self.refuse:
-            raise PolicyError(policy.source, [("", "the kernel refused it")])
-        if value in self.crash:
-            raise RuntimeError("a loader bug")
-        handle = (policy.name, value)
-        self.loaded.append(handle)
-        self.log.append(("load", handle))
-        return handle
-
-    def unload(self, handle):
-        self.loaded.remove(handle)
-        self.log.append(("unload", handle))
+from tests.policy_files import FakeLoader
 
 
 def desired(source, name="p1", value="1"):
