@@ -100,16 +100,17 @@ def losses(stats: dict) -> dict[str, int]:
     """Every kind of loss in one place, for the stats line, STATUS=,
     `tetra status` and metrics alike: records the kernel could not write
     (ring buffer full) or shed (user space could not take them), events a
-    sink queue had no room for, lines a sink failed to write, records that
-    failed to decode or handle, policy records of hooks unloaded since,
-    and lines an API client read too slowly for."""
+    sink queue had no room for, events a sink failed to write (a sink that
+    counts its lost lines itself says how many; otherwise each failed write
+    is one: the Sink contract of tetrad/sinks/dispatch.py), records that
+    failed to decode or handle, policy records of hooks unloaded since, and
+    lines an API client read too slowly for."""
     sinks = stats.get("sinks", {}).values()
     return {
         "ringbuf_full": sum(stats.get("ringbuf_drops", {}).values()) + stats.get("policy_drops", 0),
         "shed": stats.get("policy_shed", 0),
         "queue_full": stats.get("queue_drops", 0),
-        "sink_lines_lost": sum(s.get("lost_lines", 0) for s in sinks),
-        "sink_errors": sum(s.get("errors", 0) for s in sinks),
+        "sink_failed": sum(s["lost_lines"] if "lost_lines" in s else s.get("errors", 0) for s in sinks),
         "record_errors": stats.get("record_errors", 0),
         "unknown_hook": stats.get("policy_records_unknown_hook", 0),
         "api_client_slow": sum(s.get("client_drops", 0) for s in sinks),
