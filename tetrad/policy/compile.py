@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import ctypes
 import ipaddress
+import logging
 import re
 from dataclasses import dataclass
 from typing import Callable
@@ -43,6 +44,8 @@ from tetrad.abi import generic as enc
 from tetrad.policy import schema
 from tetrad.policy.schema import ArgSpec, Hook, Policy, PolicyError
 from tetrad.policy.workloads import Workloads
+
+log = logging.getLogger(__name__)
 
 IDS_PER_HOOK = 64
 
@@ -288,7 +291,17 @@ def _encode_match(m: enc.Match, ma: schema.MatchArg, slot: int, group: str, new_
         raise PolicyError("", [(ma.path, f"at most {enc.MAX_VALUES // 2} ranges")])
     m.nvals = len(vals)
     for i, v in enumerate(vals):
-        m.vals[i] = v
+        m.vals[i] = _s64(v, ma.path)
+
+
+def _s64(value: int, path: str) -> int:
+    """A value for an s64 field: schema.int_range keeps values within 64
+    bits; an unsigned one above 2^63 is stored as the s64 with its bits
+    (the kernel extends a u64 argument to the same bits). ctypes would wrap
+    anything silently, so nothing else gets here."""
+    if not schema.ANY64[0] <= value <= schema.ANY64[1]:
+        raise PolicyError("", [(path, f"{value} does not fit in 64 bits")])
+    return value - (1 << 64) if value > schema.S64[1] else value
 
 
 def _encode_action(a: enc.Action, action: schema.Action, hook: Hook) -> None:
@@ -434,8 +447,15 @@ def compile_policy(policy: Policy, facts: KernelFacts) -> list[CompiledHook]:
     for hook in policy.hooks:
         try:
             compiled.append(compile_hook(policy, hook, facts))
+            compiled[-1].encode(0)              # every value fits its field
         except PolicyError as err:
             problems += err.problems
+        except Exception as err:
+            # A bug here must still be this policy's error, not the daemon's.
+            log.error("compiling %s of %s failed unexpectedly", hook.path, policy.source,
+                      exc_info=True)
+            problems.append((hook.path, f"internal error while compiling ({type(err).__name__}); "
+                                        "this is a bug in tetrad: please report it with the policy"))
     if problems:
         raise PolicyError(policy.source, problems)
     return compiled
