@@ -402,10 +402,8 @@ class _Checker:
                              f"the arguments a hook can read")
         if index is None:
             return None
-        type_ = raw.get("type", "auto")
-        if not isinstance(type_, str) or type_ not in ARG_TYPES:
-            self.fail(f"{path}.type", f"unknown or unsupported type {describe(type_)} "
-                                      f"(supported: {', '.join(sorted(ARG_TYPES))})")
+        type_ = self.choice(raw.get("type", "auto"), f"{path}.type", ARG_TYPES, "type")
+        if type_ is None:
             broken.add(index)
             return None
         label = self.optional_text(raw, "label", path, limits.LABEL)
@@ -450,8 +448,12 @@ class _Checker:
         allowed = OPS_BY_GROUP[spec.group]
         if spec.group == "int":
             allowed = allowed | {"GT", "LT"}        # Tetragon's short names
-        op = self.choice(raw.get("operator"), f"{path}.operator", allowed,
-                         f"operator for a {spec.type} argument")
+        op = raw.get("operator")
+        if isinstance(op, str) and op not in allowed:
+            self.fail(f"{path}.operator", f"operator {describe(op)} does not apply to a {spec.type} "
+                                          f"argument (use one of {', '.join(sorted(allowed))})")
+            return None
+        op = self.choice(op, f"{path}.operator", allowed, "operator")
         if op is None:
             return None
         op = {"GT": "GreaterThan", "LT": "LessThan"}.get(op, op)
@@ -563,7 +565,8 @@ class _Checker:
                 self.fail(f"{path}.rateLimit", str(err))
             if not _in(rate, U32):
                 self.fail(f"{path}.rateLimit", f"{describe(rate)} seconds is out of range "
-                                               f"{_range_text(U32)}")
+                                               f"{_range_text(U32)} (the kernel keeps seconds in "
+                                               "32 bits)")
                 rate = 0
         return Action(name, arg_error or 0, arg_sig or 0, arg_fd or 0, arg_name or 0, rate)
 
