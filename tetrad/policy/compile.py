@@ -49,13 +49,7 @@ log = logging.getLogger(__name__)
 
 IDS_PER_HOOK = 64
 
-INT_SIZES = {"int": (4, True), "sint32": (4, True), "int32": (4, True), "s32": (4, True),
-             "uint32": (4, False), "u32": (4, False), "uint": (4, False),
-             "sint8": (1, True), "int8": (1, True), "uint8": (1, False),
-             "sint16": (2, True), "int16": (2, True), "uint16": (2, False),
-             "long": (8, True), "sint64": (8, True), "int64": (8, True), "s64": (8, True),
-             "ulong": (8, False), "uint64": (8, False), "u64": (8, False),
-             "size_t": (8, False), "auto": (8, False)}
+INT_SIZES = schema.INT_WIDTHS         # (bytes, signed) by argument type
 
 # Argument types by where the value lives. Syscall and uprobe arguments are
 # user-space values; kprobe and LSM arguments are kernel values.
@@ -429,6 +423,8 @@ def compile_hook(policy: Policy, hook: Hook, facts: KernelFacts) -> CompiledHook
             slots.append(_slot(hook, arg, kind, fields, arg.index in postfix_slots))
         except PolicyError as err:
             problems += err.problems
+    if not problems:
+        problems += _auto_ranges(hook, slots)
     if problems:
         raise PolicyError(policy.source, problems)
     overriding = kind == "kprobe" and any(a.action == "Override" for s in hook.selectors
@@ -439,6 +435,26 @@ def compile_hook(policy: Policy, hook: Hook, facts: KernelFacts) -> CompiledHook
                     needs_binary=bool(binaries),
                     binary_postfix=any(b.operator.endswith("Postfix") for b in binaries))
     return CompiledHook(hook, target, layout, policy.name, policy.mode == "monitor", policy.workloads)
+
+
+def _auto_ranges(hook: Hook, slots: list[SlotLayout]) -> list[tuple[str, str]]:
+    """`auto` arguments have the width of their tracepoint field (or 8
+    unsigned bytes): integer values outside it can never match."""
+    problems = []
+    for sel in hook.selectors:
+        for ma in sel.match_args:
+            arg = hook.arg(ma.index)
+            slot = slots[hook.args.index(arg)]
+            if arg.type != "auto" or slot.kind != enc.GA["int"] or ma.operator not in schema.INT_OPS:
+                continue
+            low, high = schema.width_range(slot.size, slot.signed, ma.operator)
+            ints = _ranges(ma.values) if ma.operator in _RANGE_OPS else map(schema.parse_int, ma.values)
+            for v in ints:
+                if not low <= v <= high:
+                    problems.append((ma.path + ".values", f"{v} can never match: outside {low}..{high} "
+                                     f"(this auto argument has {slot.size} "
+                                     f"{'signed' if slot.signed else 'unsigned'} bytes)"))
+    return problems
 
 
 def compile_policy(policy: Policy, facts: KernelFacts) -> list[CompiledHook]:

@@ -212,15 +212,20 @@ def arg_group(type_: str) -> str:
 
 def int_range(type_: str, operator: str) -> tuple[int, int]:
     """The values an integer operator can meaningfully hold for an argument
-    of this type. The kernel extends the argument to s64 (sign- or
-    zero-extending by its type) and compares as s64: a value outside the
-    type's range never matches; a Mask may be written either way; an
-    ordering compare of a 64-bit unsigned argument is signed, so its values
-    stay below 2^63. `auto` (a tracepoint field's own type) is known only
-    to the compiler: any 64-bit value."""
+    of this type (see width_range). `auto` takes a tracepoint field's own
+    type, known only to the compiler, which checks it again with
+    width_range: here, any 64-bit value."""
     if type_ == "auto":
         return S64 if operator in ORDER_OPS else ANY64
-    size, signed = INT_WIDTHS[type_]
+    return width_range(*INT_WIDTHS[type_], operator)
+
+
+def width_range(size: int, signed: bool, operator: str) -> tuple[int, int]:
+    """The kernel extends an argument of `size` bytes to s64 (sign- or
+    zero-extending it) and compares as s64: a value outside the
+    argument's range never matches; a Mask may be written either way; an
+    ordering compare of a 64-bit unsigned argument is signed, so its values
+    stay below 2^63."""
     bits = 8 * size
     low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     if operator == "Mask":
