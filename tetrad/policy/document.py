@@ -40,7 +40,7 @@ import json
 import re
 
 import yaml
-from yaml.events import (AliasEvent, MappingEndEvent, MappingStartEvent, ScalarEvent,
+from yaml.events import (AliasEvent, MappingEndEvent, ScalarEvent,
                          SequenceEndEvent, SequenceStartEvent, StreamEndEvent)
 
 from tetrad.policy import limits
@@ -136,7 +136,7 @@ class _Composer:
     def count(self, mark, size: int) -> None:
         self.nodes += size
         if self.nodes > limits.NODES:
-            raise _at(mark, f"more than {limits.NODES} values (aliases counted as expanded)")
+            raise _at(mark, f"more than {limits.NODES} values (an alias counts as all it stands for)")
 
     def node(self, depth: int) -> tuple[object, int, int]:
         """The next value, its height (nested collections in it, itself

@@ -404,7 +404,7 @@ class _Checker:
             self.fail(path, "index is required")
             return None
         index = self.integer(raw["index"], f"{path}.index", (0, max_index),
-                             f"the arguments a hook can read")
+                             "the arguments a hook can read")
         if index is None:
             return None
         type_ = self.choice(raw.get("type", "auto"), f"{path}.type", ARG_TYPES, "type")
