@@ -21,7 +21,7 @@ case $cmd in run|test) ;; *) sed -n '2,6p' "$0" >&2; exit 2;; esac
 
 RUNTIME_PKGS=(python3 python3-bpfcc python3-systemd python3-watchdog python3-toml
               python3-psutil python3-sdnotify python3-yaml)
-TEST_PKGS=(python3-pytest python3-grpcio podman runc busybox-static containerd)
+TEST_PKGS=(python3-pytest python3-hypothesis python3-grpcio podman runc busybox-static containerd)
 KVER=$(uname -r)
 
 missing_pkgs() {

@@ -13,13 +13,19 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.kernel.daemon_harness import DaemonProcess, exits
+from tetrad.policy.compile import compile_policy
+from tetrad.policy.kernel import kernel_facts
+from tetrad.policy.schema import parse
+from tetrad.sensors.targets import unresolved
+from tests.kernel.daemon_harness import REPO, DaemonProcess, exits
+from tests.policy_files import lseek_equal
 
 pytestmark = pytest.mark.kernel
 
@@ -57,6 +63,25 @@ spec:{extra}
 {body}"""
 
 
+# Each waits for a line, then calls lseek(-1, 0, whence) and says it lived.
+WRAP_WHENCE, EXACT_WHENCE = 4343, 4344
+VICTIM = ("import os, sys\nsys.stdin.readline()\ntry:\n    os.lseek(-1, 0, {})\n"
+          "except OSError:\n    pass\nprint('alive', flush=True)\n")
+
+
+def pid_policy(name: str, pid_value: int, whence: int) -> str:
+    return lseek_policy(name, f"""    - matchPIDs:
+      - operator: In
+        values: [{pid_value}]
+      matchArgs:
+      - index: 2
+        operator: Equal
+        values: ["{whence}"]
+      matchActions:
+      - action: Sigkill
+""")
+
+
 def connect_hook(op: str, value: str) -> str:
     return f"""  kprobes:
   - call: "sys_connect"
@@ -90,7 +115,14 @@ def setup(tmp_path_factory):
     listeners = [socket.create_server(("127.0.0.1", 0)) for _ in range(2)]
     listener6 = socket.create_server(("::1", 0), family=socket.AF_INET6)
     ports = [s.getsockname()[1] for s in listeners]
+    # Started before the daemon, so their PIDs can be in policies.
+    pid_victims = {w: subprocess.Popen([sys.executable, "-c", VICTIM.format(w)], stdin=subprocess.PIPE,
+                                       stdout=subprocess.PIPE, text=True)
+                   for w in (WRAP_WHENCE, EXACT_WHENCE)}
     policies = {
+        # Issue 12: 2^32 + P was stored as P in the u32 pid field.
+        "pid-wrap": pid_policy("t-pid-wrap", 2 ** 32 + pid_victims[WRAP_WHENCE].pid, WRAP_WHENCE),
+        "pid-exact": pid_policy("t-pid-exact", pid_victims[EXACT_WHENCE].pid, EXACT_WHENCE),
         "eq-ne": lseek_policy("t-eq-ne", f"""    - matchArgs:
       - index: 1
         operator: Equal
@@ -245,9 +277,14 @@ def setup(tmp_path_factory):
     args = [a for p in paths for a in ("--policy", str(p))]
     daemon = DaemonProcess(work, *args)
     yield {"daemon": daemon, "files": files, "victim": victim, "watched": watched, "ports": ports,
+           "pid_victims": pid_victims,
            "port6": listener6.getsockname()[1], "work": work}
     if daemon.proc.poll() is None:
         daemon.stop()
+    for p in pid_victims.values():
+        if p.poll() is None:
+            p.kill()
+        p.wait()
     for s in listeners + [listener6]:
         s.close()
 
@@ -429,10 +466,6 @@ def test_kernel_without_kprobes_refuses_the_kprobe_policy_only(setup):
 def test_missing_targets_are_each_named_before_anything_loads():
     """The loader and `tetrad policy check` ask the same question
     (tetrad.sensors.targets.unresolved)."""
-    from tetrad.policy.compile import compile_policy
-    from tetrad.policy.kernel import kernel_facts
-    from tetrad.policy.schema import parse
-    from tetrad.sensors.targets import unresolved
     doc = """apiVersion: cilium.io/v1alpha1
 kind: TracingPolicy
 metadata:
@@ -456,3 +489,49 @@ spec:
     assert "sys_enter_nosuchcall" in problems["spec.kprobes[0]"]
     assert "no symbol 'no_such_symbol_here' in /bin/bash" in problems["spec.uprobes[0]"]
     assert "/nonexistent/binary does not exist" in problems["spec.uprobes[1]"]
+
+
+def test_a_pid_beyond_32_bits_is_refused_and_the_process_lives(setup):
+    """matchPIDs In [2^32 + P] Sigkilled P: now the policy is refused by
+    name and range, and P survives the call that policy would have killed;
+    the same policy with P itself kills it (the trigger works)."""
+    wrap, exact = setup["pid_victims"][WRAP_WHENCE], setup["pid_victims"][EXACT_WHENCE]
+    log = setup["daemon"].stderr_path.read_text()
+    assert ("matchPIDs[0].values[0]: " + f"{2 ** 32 + wrap.pid} is out of range 0..4294967295") in log
+    assert "policy t-pid-wrap loaded" not in log and "policy t-pid-exact loaded" in log
+    for p in (wrap, exact):
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    assert wrap.stdout.readline() == "alive\n" and wrap.wait(timeout=10) == 0
+    assert exact.wait(timeout=10) == -9
+
+
+def test_check_exit_status_tells_valid_but_not_loadable_here(tmp_path):
+    """`tetrad policy check` as root: 0 loadable here, 1 invalid, 3 valid but
+    this machine lacks what it needs (here: a uprobe symbol), every missing
+    thing named."""
+    good, absent = tmp_path / "good.yaml", tmp_path / "absent.yaml"
+    good.write_text(lseek_equal("good", 1))
+    absent.write_text("""apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: "absent"
+spec:
+  uprobes:
+  - path: "/bin/bash"
+    symbols: ["no_such_symbol_here"]
+  kprobes:
+  - call: "sys_nosuchcall"
+    syscall: true
+""")
+
+    def check(*paths):
+        return subprocess.run([sys.executable, "-m", "tetrad", "policy", "check", *map(str, paths)],
+                              cwd=REPO, capture_output=True, text=True, timeout=120)
+    ok = check(good)
+    assert ok.returncode == 0 and "loadable on this kernel" in ok.stdout, ok.stdout + ok.stderr
+    out = check(good, absent)
+    assert out.returncode == 3, out.stdout + out.stderr
+    assert f"NOT LOADABLE HERE {absent}" in out.stdout
+    assert "no symbol 'no_such_symbol_here' in /bin/bash" in out.stdout
+    assert "sys_enter_nosuchcall" in out.stdout

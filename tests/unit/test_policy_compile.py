@@ -9,7 +9,7 @@ import pytest
 from tetrad.abi import generic as enc
 from tetrad.policy.compile import (KernelFacts, compile_policy, parse_tracepoint_format,
                                    syscall_name)
-from tetrad.policy.schema import PolicyError, parse, read
+from tetrad.policy.schema import PolicyError, parse
 
 HEAD = 'apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: "t"\nspec:\n'
 FACTS = KernelFacts(arch_prefix="__x64_")
@@ -232,5 +232,5 @@ SHIPPED = sorted((Path(__file__).parents[2] / "etc").glob("*/*.yaml"))
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_every_shipped_policy_parses_and_compiles(path):
     """The policies installed by default and the examples in the docs."""
-    policy = read(str(path))
+    policy = parse(path.read_bytes(), str(path))
     assert compile_policy(policy, FACTS)

@@ -91,7 +91,7 @@ def test_unsafe_files_are_refused_and_others_still_load(setup, caplog):
     assert "group- or world-writable (mode 0664)" in caplog.text
     assert "group- or world-writable (mode 0646)" in caplog.text
     assert "owned by uid 1000, not root" in caplog.text
-    assert "not a regular file" in caplog.text
+    assert "is a symbolic link" in caplog.text
 
 
 def test_writable_directory_is_refused_entirely(setup, caplog):

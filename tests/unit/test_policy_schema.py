@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from tetrad.policy.schema import PolicyError, parse, read
+from tetrad.policy.schema import PolicyError, parse
 
 SEEDS = sorted(Path(__file__).parents[1].joinpath("policies", "seeds").glob("*.yaml"))
 HEAD = 'apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: "t"\nspec:\n'
@@ -17,12 +17,13 @@ def problems(text: str) -> list[tuple[str, str]]:
 
 def test_every_seed_policy_parses():
     assert len(SEEDS) == 6
-    names = {read(str(p)).name for p in SEEDS}
+    names = {parse(p.read_bytes(), str(p)).name for p in SEEDS}
     assert "monitor-network-activity-outside-cluster" in names
 
 
 def test_seed_details_survive_parsing():
-    p = read(str(next(s for s in SEEDS if s.name == "syswritefollowfdpsswd.yaml")))
+    seed = next(s for s in SEEDS if s.name == "syswritefollowfdpsswd.yaml")
+    p = parse(seed.read_bytes(), str(seed))
     write = next(h for h in p.hooks if h.call == "sys_write")
     assert write.syscall and write.arg(1).size_arg_index == 2        # sizeArgIndex 3 counts from 1
     sel = write.selectors[0]

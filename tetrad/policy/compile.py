@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import ctypes
 import ipaddress
+import logging
 import re
 from dataclasses import dataclass
 from typing import Callable
@@ -44,15 +45,11 @@ from tetrad.policy import schema
 from tetrad.policy.schema import ArgSpec, Hook, Policy, PolicyError
 from tetrad.policy.workloads import Workloads
 
+log = logging.getLogger(__name__)
+
 IDS_PER_HOOK = 64
 
-INT_SIZES = {"int": (4, True), "sint32": (4, True), "int32": (4, True), "s32": (4, True),
-             "uint32": (4, False), "u32": (4, False), "uint": (4, False),
-             "sint8": (1, True), "int8": (1, True), "uint8": (1, False),
-             "sint16": (2, True), "int16": (2, True), "uint16": (2, False),
-             "long": (8, True), "sint64": (8, True), "int64": (8, True), "s64": (8, True),
-             "ulong": (8, False), "uint64": (8, False), "u64": (8, False),
-             "size_t": (8, False), "auto": (8, False)}
+INT_SIZES = schema.INT_WIDTHS         # (bytes, signed) by argument type
 
 # Argument types by where the value lives. Syscall and uprobe arguments are
 # user-space values; kprobe and LSM arguments are kernel values.
@@ -288,7 +285,17 @@ def _encode_match(m: enc.Match, ma: schema.MatchArg, slot: int, group: str, new_
         raise PolicyError("", [(ma.path, f"at most {enc.MAX_VALUES // 2} ranges")])
     m.nvals = len(vals)
     for i, v in enumerate(vals):
-        m.vals[i] = v
+        m.vals[i] = _s64(v, ma.path)
+
+
+def _s64(value: int, path: str) -> int:
+    """A value for an s64 field: schema.int_range keeps values within 64
+    bits; an unsigned one above 2^63 is stored as the s64 with its bits
+    (the kernel extends a u64 argument to the same bits). ctypes would wrap
+    anything silently, so nothing else gets here."""
+    if not schema.ANY64[0] <= value <= schema.ANY64[1]:
+        raise PolicyError("", [(path, f"{value} does not fit in 64 bits")])
+    return value - (1 << 64) if value > schema.S64[1] else value
 
 
 def _encode_action(a: enc.Action, action: schema.Action, hook: Hook) -> None:
@@ -414,6 +421,8 @@ def compile_hook(policy: Policy, hook: Hook, facts: KernelFacts) -> CompiledHook
             slots.append(_slot(hook, arg, kind, fields, arg.index in postfix_slots))
         except PolicyError as err:
             problems += err.problems
+    if not problems:
+        problems += _auto_ranges(hook, slots)
     if problems:
         raise PolicyError(policy.source, problems)
     overriding = kind == "kprobe" and any(a.action == "Override" for s in hook.selectors
@@ -426,14 +435,41 @@ def compile_hook(policy: Policy, hook: Hook, facts: KernelFacts) -> CompiledHook
     return CompiledHook(hook, target, layout, policy.name, policy.mode == "monitor", policy.workloads)
 
 
+def _auto_ranges(hook: Hook, slots: list[SlotLayout]) -> list[tuple[str, str]]:
+    """`auto` arguments have the width of their tracepoint field (or 8
+    unsigned bytes): integer values outside it can never match."""
+    problems = []
+    for sel in hook.selectors:
+        for ma in sel.match_args:
+            arg = hook.arg(ma.index)
+            slot = slots[hook.args.index(arg)]
+            if arg.type != "auto" or slot.kind != enc.GA["int"] or ma.operator not in schema.INT_OPS:
+                continue
+            low, high = schema.width_range(slot.size, slot.signed, ma.operator)
+            ints = _ranges(ma.values) if ma.operator in _RANGE_OPS else map(schema.parse_int, ma.values)
+            for v in ints:
+                if not low <= v <= high:
+                    problems.append((ma.path + ".values", f"{v} can never match: outside {low}..{high} "
+                                     f"(this auto argument has {slot.size} "
+                                     f"{'signed' if slot.signed else 'unsigned'} bytes)"))
+    return problems
+
+
 def compile_policy(policy: Policy, facts: KernelFacts) -> list[CompiledHook]:
     """All hooks of a policy, or PolicyError listing every hook's problems."""
     compiled, problems = [], []
     for hook in policy.hooks:
         try:
             compiled.append(compile_hook(policy, hook, facts))
+            compiled[-1].encode(0)              # every value fits its field
         except PolicyError as err:
             problems += err.problems
+        except Exception as err:
+            # A bug here must still be this policy's error, not the daemon's.
+            log.error("compiling %s of %s failed unexpectedly", hook.path, policy.source,
+                      exc_info=True)
+            problems.append((hook.path, f"internal error while compiling ({type(err).__name__}); "
+                                        "this is a bug in tetrad: please report it with the policy"))
     if problems:
         raise PolicyError(policy.source, problems)
     return compiled

@@ -21,27 +21,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import stat
 from pathlib import Path
 
-from tetrad.policy import schema
+from tetrad.policy import schema, source
 from tetrad.policy.registry import Desired
 from tetrad.policy.schema import PolicyError
 
 log = logging.getLogger(__name__)
 
 SUFFIXES = (".yaml", ".yml", ".json")
-MAX_POLICY_BYTES = 1 << 20
-
-
-def unsafe_reason(st: os.stat_result, what: str) -> str:
-    """Why a file or directory with this stat must not be trusted, or ""."""
-    if st.st_uid != 0:
-        return f"{what} is owned by uid {st.st_uid}, not root"
-    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        return (f"{what} is group- or world-writable (mode {stat.S_IMODE(st.st_mode):04o}); "
-                f"fix with: chmod go-w")
-    return ""
 
 
 def wanted(name: str) -> bool:
@@ -60,23 +48,17 @@ class _Scanner:
         raise NotImplementedError
 
     def _read(self, path: str, st: os.stat_result) -> bytes | str:
-        """The file's bytes, or why they cannot be trusted or read."""
-        if not stat.S_ISREG(st.st_mode):
-            return f"{path}: not a regular file (symlinks are not followed)"
-        problem = unsafe_reason(st, path) if self._require_root else ""
-        if problem:
-            return problem
-        if st.st_size > MAX_POLICY_BYTES:
-            return f"{path}: larger than {MAX_POLICY_BYTES} bytes"
+        """The file's bytes, read as `tetrad policy check` reads them
+        (tetrad/policy/source.py), or why they cannot be trusted or read."""
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except OSError as err:
-            return f"{path}: cannot open: {err.strerror}"
-        with os.fdopen(fd, "rb") as f:
-            again = os.fstat(f.fileno())      # the file opened is the file checked
-            if (again.st_ino, again.st_dev) != (st.st_ino, st.st_dev):
-                return f"{path}: replaced while being read; will retry"
-            return f.read(MAX_POLICY_BYTES + 1)
+            f = source.read_file(path)
+        except PolicyError as err:
+            return str(err)
+        if self._require_root and f.trust_problem:
+            return f"{path}: {f.trust_problem}"
+        if (f.stat.st_ino, f.stat.st_dev) != (st.st_ino, st.st_dev):
+            return f"{path}: replaced while being read; will retry"
+        return f.data
 
     def scan(self) -> list[Desired] | None:
         """What every policy file holds now; None when the directory could
@@ -96,7 +78,7 @@ class _Scanner:
         if known is not None and known.digest == digest:
             return known
         try:
-            desired = Desired(path, digest, schema.parse(data.decode("utf-8", "replace"), path))
+            desired = Desired(path, digest, schema.parse(data, path))
         except PolicyError as err:
             desired = Desired(path, digest, error=str(err))
         except Exception as err:                # a parser bug is this file's error
@@ -123,7 +105,7 @@ class PolicyDirectory(_Scanner):
         except OSError as err:
             log.error("policy directory %s: %s", self.directory, err.strerror)
             return None
-        problem = unsafe_reason(dst, f"directory {self.directory}") if self._require_root else ""
+        problem = source.trust_problem(dst, f"directory {self.directory}") if self._require_root else ""
         if problem:
             log.error("policy directory refused: %s; nothing in it is loaded or changed", problem)
             self.errors += 1

@@ -1,11 +1,12 @@
 """What the running kernel offers a policy: tracepoint formats, the facts
 compiling needs, and the kernel features each compiled hook requires.
 
-One place decides whether a policy can load here, for both
+One place decides whether this kernel has what a policy needs, for both
 `tetrad policy check` and the daemon's loader (tetrad/sensors/policies.py):
-  check(path)            parse, validate and compile (tracefs read, no BPF)
+  kernel_facts()         what compiling needs to know (tracepoint formats)
   missing_features(hs)   every feature the compiled hooks need that this
                          kernel lacks, with the hook that needs it
+(Whether each hook's target exists is tetrad/sensors/targets.py.)
 Pure but for reading tracefs and the feature probe (tetrad.bpf.features).
 """
 
@@ -15,9 +16,7 @@ import os
 from pathlib import Path
 
 from tetrad.bpf import features
-from tetrad.policy import schema
-from tetrad.policy.compile import CompiledHook, KernelFacts, compile_policy, parse_tracepoint_format
-from tetrad.policy.schema import Policy
+from tetrad.policy.compile import CompiledHook, KernelFacts, parse_tracepoint_format
 
 TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 STRUCT_TYPES = {"fd", "file", "path", "sock", "linux_binprm"}
@@ -34,13 +33,6 @@ def tracepoint_fields(subsys: str, event: str):
 def kernel_facts() -> KernelFacts:
     arch = {"x86_64": "__x64_", "aarch64": "__arm64_"}.get(os.uname().machine, "")
     return KernelFacts(arch_prefix=arch, tracepoint_fields=tracepoint_fields)
-
-
-def check(path: str) -> tuple[Policy, list[CompiledHook]]:
-    """Parse, validate and compile a policy file without touching the
-    kernel (tracepoint formats are read from tracefs when it is there)."""
-    policy = schema.read(path)
-    return policy, compile_policy(policy, kernel_facts())
 
 
 def required_features(ch: CompiledHook) -> list[tuple[str, str]]:

@@ -2,11 +2,23 @@
 
 Owns the arrow "file -> parse/validate". Accepts Tetragon's `TracingPolicy`
 (apiVersion cilium.io/v1alpha1) unchanged, in YAML or JSON, and checks it
-against Tetragon's schema and limits (5 selectors per hook, 5 args, 4 values
-per operator, one matchArgs per arg index, first selector that matches
-wins). Every problem is reported with the file, the YAML path
-(`spec.kprobes[0].selectors[1].matchArgs[0].operator`) and the reason; all
-problems of a file are collected, not just the first.
+against Tetragon's schema and limits (tetrad/policy/limits.py: 5 selectors
+per hook, 5 args, values per operator, one matchArgs per arg index; first
+selector that matches wins). Every problem is reported with the file, the
+YAML path (`spec.kprobes[0].selectors[1].matchArgs[0].operator`) and the
+reason; all problems of a file are collected, not just the first, but one
+mistake is reported once (an argument of an unknown type does not also
+fail every matchArgs that names it).
+
+Input is hostile: the text is loaded by tetrad.policy.document (strict
+YAML, bounded depth and size), every field is checked for its type before
+it is used (a list where a string belongs is that field's error, not a
+TypeError), every string for its length, and every number for the range of
+the kernel field it fills (tetrad/abi/generic.py) and of the argument type
+it is compared with: a matchPIDs value of 2^32 + P would otherwise select
+PID P, an integer of 2^64 would become 0. Messages never quote the file:
+values are named by type or by a short escaped excerpt (errors.describe).
+Any failure while validating one file is that file's PolicyError.
 
 What tetrad does not implement is refused here by name, so a policy is
 never half-understood; what this *kernel* cannot do is decided later, when
@@ -15,42 +27,53 @@ the policy is compiled for the running kernel.
 
 from __future__ import annotations
 
-import hashlib
-import json
+import ipaddress
+import logging
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import yaml
-
+from tetrad.policy import document, limits, source
 from tetrad.policy import workloads as workload_scope
+from tetrad.policy.errors import PolicyError, describe, kind_of, path_key
 from tetrad.policy.workloads import Workloads
 
-API_VERSION = "cilium.io/v1alpha1"
-MAX_SELECTORS = 5
-MAX_ARGS = 5
-MAX_VALUES = 4
-MAX_MATCH_ARGS = 5
-MAX_PIDS = 4
-MAX_ACTIONS = 3
-PREFIX_MAX = 248        # bytes; an LPM trie key holds 256 (4 go to the match id)
-POSTFIX_MAX = 128
-STRING_MAX = 256        # bytes of a string or path argument kept
+__all__ = ["PolicyError", "Policy", "Hook", "Selector", "MatchArg", "MatchPIDs", "MatchBinaries",
+           "Action", "ArgSpec", "parse"]
 
-INT_TYPES = {"int", "sint8", "int8", "sint16", "int16", "sint32", "int32", "long", "sint64",
-             "int64", "uint8", "uint16", "uint32", "ulong", "uint64", "size_t", "u32", "u64",
-             "s32", "s64", "uint", "auto"}
+log = logging.getLogger(__name__)
+
+API_VERSION = "cilium.io/v1alpha1"
+MAX_SELECTORS = limits.SELECTORS
+MAX_ARGS = limits.ARGS
+MAX_VALUES = limits.VALUES
+MAX_MATCH_ARGS = limits.MATCH_ARGS
+MAX_PIDS = limits.PIDS
+MAX_ACTIONS = limits.ACTIONS
+PREFIX_MAX = limits.PREFIX_BYTES
+POSTFIX_MAX = limits.POSTFIX_BYTES
+STRING_MAX = limits.STRING_BYTES
+
+# Integer argument types: (bytes, signed), as the kernel reads them.
+INT_WIDTHS = {"int": (4, True), "sint32": (4, True), "int32": (4, True), "s32": (4, True),
+              "uint32": (4, False), "u32": (4, False), "uint": (4, False),
+              "sint8": (1, True), "int8": (1, True), "uint8": (1, False),
+              "sint16": (2, True), "int16": (2, True), "uint16": (2, False),
+              "long": (8, True), "sint64": (8, True), "int64": (8, True), "s64": (8, True),
+              "ulong": (8, False), "uint64": (8, False), "u64": (8, False),
+              "size_t": (8, False), "auto": (8, False)}
+INT_TYPES = set(INT_WIDTHS)
 STRING_TYPES = {"string", "char_buf", "data_loc", "filename"}
 PATH_TYPES = {"fd", "file", "path", "linux_binprm"}
 NET_TYPES = {"sock", "sockaddr"}
 ARG_TYPES = INT_TYPES | STRING_TYPES | PATH_TYPES | NET_TYPES
 
-INT_OPS = {"Equal", "NotEqual", "Mask", "GreaterThan", "GT", "LessThan", "LT", "InRange",
-           "NotInRange"}
+INT_OPS = {"Equal", "NotEqual", "Mask", "GreaterThan", "LessThan", "InRange", "NotInRange"}
 STRING_OPS = {"Equal", "NotEqual", "Prefix", "NotPrefix", "Postfix", "NotPostfix"}
-NET_OPS = {"SAddr", "NotSAddr", "DAddr", "NotDAddr", "SPort", "NotSPort", "DPort", "NotDPort",
-           "Protocol", "Family"}
+ADDR_OPS = {"SAddr", "NotSAddr", "DAddr", "NotDAddr"}
+PORT_OPS = {"SPort", "NotSPort", "DPort", "NotDPort"}
+NET_OPS = ADDR_OPS | PORT_OPS | {"Protocol", "Family"}
 OPS_BY_GROUP = {"int": INT_OPS, "string": STRING_OPS, "path": STRING_OPS, "net": NET_OPS}
+ORDER_OPS = {"GreaterThan", "LessThan", "InRange", "NotInRange"}
 ACTIONS = {"Post", "NoPost", "Sigkill", "Signal", "Override", "FollowFD", "UnfollowFD"}
 ENFORCING_ACTIONS = {"Sigkill", "Signal", "Override"}
 BINARY_OPS = {"In", "NotIn", "Prefix", "NotPrefix", "Postfix", "NotPostfix"}
@@ -67,18 +90,21 @@ UNSUPPORTED_SELECTOR = {
     "matchNamespaces": "matchNamespaces", "matchCapabilities": "matchCapabilities",
     "macros": "selector macros",
 }
-NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+# A Kubernetes object name: a lower-case RFC 1123 DNS subdomain.
+NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+KERNEL_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")        # functions, LSM hooks
+TRACEFS_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")   # tracefs directory names
 
-
-class PolicyError(Exception):
-    """One or more problems with a policy file; the message lists them all,
-    each as `FILE: YAML.PATH: reason`."""
-
-    def __init__(self, source: str, problems: list[tuple[str, str]]):
-        self.source = source
-        self.problems = problems
-        lines = [f"{source}: {path + ': ' if path else ''}{reason}" for path, reason in problems]
-        super().__init__("\n".join(lines))
+# Ranges of the kernel fields numbers go into (tetrad/abi/generic.py).
+U16 = (0, (1 << 16) - 1)
+U32 = (0, (1 << 32) - 1)
+S32 = (-(1 << 31), (1 << 31) - 1)
+S64 = (-(1 << 63), (1 << 63) - 1)
+ANY64 = (-(1 << 63), (1 << 64) - 1)     # fits 64 bits as either signed or unsigned
+MAX_ERRNO = 4095
+SIGNALS = (1, 64)
+PROTOCOLS = (0, 255)
+MAX_ARG_INDEX = {"kprobe": 5, "uprobe": 5, "lsm": 5, "tracepoint": 63}
 
 
 @dataclass(frozen=True)
@@ -162,7 +188,6 @@ class Hook:
 class Policy:
     name: str
     source: str
-    content_hash: str
     mode: str                               # "enforce" or "monitor"
     hooks: tuple[Hook, ...] = field(default_factory=tuple)
     workloads: Workloads | None = None      # containerSelector/hostSelector; None: everywhere
@@ -183,174 +208,356 @@ def arg_group(type_: str) -> str:
     return "int"
 
 
+def int_range(type_: str, operator: str) -> tuple[int, int]:
+    """The values an integer operator can meaningfully hold for an argument
+    of this type (see width_range). `auto` takes a tracepoint field's own
+    type, known only to the compiler, which checks it again with
+    width_range: here, any 64-bit value."""
+    if type_ == "auto":
+        return S64 if operator in ORDER_OPS else ANY64
+    return width_range(*INT_WIDTHS[type_], operator)
+
+
+def width_range(size: int, signed: bool, operator: str) -> tuple[int, int]:
+    """The kernel extends an argument of `size` bytes to s64 (sign- or
+    zero-extending it) and compares as s64: a value outside the
+    argument's range never matches; a Mask may be written either way; an
+    ordering compare of a 64-bit unsigned argument is signed, so its values
+    stay below 2^63."""
+    bits = 8 * size
+    low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    if operator == "Mask":
+        return low, (1 << bits) - 1
+    if not signed:
+        low, high = 0, (1 << bits) - 1
+    if operator in ORDER_OPS:
+        high = min(high, S64[1])
+    return low, high
+
+
 def parse_int(value) -> int:
     """Tetragon accepts decimal, hex (0x) and octal (0o / leading 0) values."""
     if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a number")
+        raise ValueError(f"{describe(value)} is not a number")
     if isinstance(value, int):
         return value
-    text = str(value).strip()
-    if re.fullmatch(r"-?0[0-7]+", text):
-        return int(text, 8)
-    return int(text, 0)
+    if not isinstance(value, str):
+        raise ValueError(f"{kind_of(value)} is not a number")
+    text = value.strip()
+    if len(text) > limits.NUMBER_CHARS:
+        raise ValueError(f"a number of more than {limits.NUMBER_CHARS} characters")
+    try:
+        if re.fullmatch(r"-?0[0-7]+", text):
+            return int(text, 8)
+        return int(text, 0)
+    except ValueError:
+        raise ValueError(f"{describe(value)} is not an integer") from None
 
 
 def parse_duration(value) -> int:
     """rateLimit values: "30s", "5m", "1h" or a number of seconds."""
-    m = re.fullmatch(r"\s*(\d+)\s*([smh]?)\s*", str(value))
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    m = re.fullmatch(r"\s*(\d{1,20})\s*([smh]?)\s*", value) if isinstance(value, str) else None
     if not m:
-        raise ValueError(f"{value!r} is not a duration such as 30s, 5m or 1h")
+        raise ValueError(f"{describe(value)} is not a duration such as 30s, 5m or 1h")
     return int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
 
 
+def protocol_number(value: str) -> int:
+    names = {"IPPROTO_TCP": 6, "IPPROTO_UDP": 17, "IPPROTO_ICMP": 1, "IPPROTO_ICMPV6": 58,
+             "IPPROTO_RAW": 255, "IPPROTO_SCTP": 132}
+    return names[value] if value in names else parse_int(value)
+
+
+def family_number(value: str) -> int:
+    names = {"AF_UNIX": 1, "AF_INET": 2, "AF_INET6": 10, "AF_NETLINK": 16, "AF_PACKET": 17}
+    return names[value] if value in names else parse_int(value)
+
+
+def _in(value: int, bounds: tuple[int, int]) -> bool:
+    return bounds[0] <= value <= bounds[1]
+
+
+def _range_text(bounds: tuple[int, int]) -> str:
+    return f"{bounds[0]}..{bounds[1]}"
+
+
 class _Checker:
-    """Walks the document, building dataclasses and collecting problems."""
+    """Walks the document, building dataclasses and collecting problems.
+    Every accessor checks the type of what it reads first."""
 
     def __init__(self):
         self.problems: list[tuple[str, str]] = []
+        self.map_values = 0                  # values that take a kernel map entry
+        self.lists_refused = False           # spec.lists was refused: list:NAME calls are not
 
     def fail(self, path: str, reason: str) -> None:
         self.problems.append((path, reason))
 
+    def _failed(self, path: str) -> bool:
+        return any(p == path for p, _ in self.problems)
+
+    # ---- typed access ----------------------------------------------------------
+
     def mapping(self, value, path: str, allowed: set[str]) -> dict:
         if not isinstance(value, dict):
-            self.fail(path, f"must be a mapping, not {type(value).__name__}")
+            self.fail(path, f"must be a mapping, not {kind_of(value)}")
             return {}
         for key in value:
             if key not in allowed:
-                self.fail(f"{path}.{key}" if path else str(key),
-                          f"unknown field (known: {', '.join(sorted(allowed))})")
+                where = f"{path}.{path_key(key)}" if path else path_key(key)
+                self.fail(where, f"unknown field (known: {', '.join(sorted(allowed))})")
         return value
 
     def seq(self, value, path: str) -> list:
         if value is None:
             return []
         if not isinstance(value, list):
-            self.fail(path, f"must be a list, not {type(value).__name__}")
+            self.fail(path, f"must be a list, not {kind_of(value)}")
             return []
         return value
 
-    def integer(self, value, path: str, default: int | None = None) -> int | None:
+    def text(self, value, path: str, max_chars: int | None = None,
+             max_bytes: int | None = None, nul: bool = False) -> str | None:
+        """A string, or None (and a problem) for anything else. No lone
+        surrogate, and no NUL unless `nul` (names reach C strings, where
+        what follows a NUL is lost; a matchArgs value may end in one, as
+        Tetragon's examples write "security.capability\\0")."""
+        if not isinstance(value, str):
+            quote = " (quote it)" if isinstance(value, (bool, int, float)) else ""
+            self.fail(path, f"must be a string, not {kind_of(value)}{quote}")
+            return None
+        if "\0" in value and not nul:
+            self.fail(path, "contains a NUL character")
+            return None
+        try:
+            size = len(value.encode())
+        except UnicodeEncodeError:
+            self.fail(path, "contains a lone surrogate (not a Unicode character)")
+            return None
+        if max_chars is not None and len(value) > max_chars:
+            self.fail(path, f"{len(value)} characters; at most {max_chars}")
+            return None
+        if max_bytes is not None and size > max_bytes:
+            self.fail(path, f"{size} bytes; at most {max_bytes}")
+            return None
+        return value
+
+    def optional_text(self, raw: dict, key: str, path: str, max_chars: int, default: str = "") -> str:
+        if raw.get(key) is None:
+            return default
+        value = self.text(raw[key], f"{path}.{key}", max_chars=max_chars)
+        return default if value is None else value
+
+    def choice(self, value, path: str, allowed: set[str], what: str) -> str | None:
+        """One of `allowed`, or None (and a problem)."""
+        if not isinstance(value, str):
+            self.fail(path, f"{what} must be a string, one of {', '.join(sorted(allowed))}; "
+                            f"not {kind_of(value)}")
+            return None
+        if value not in allowed:
+            self.fail(path, f"unknown or unsupported {what} {describe(value)} "
+                            f"(supported: {', '.join(sorted(allowed))})")
+            return None
+        return value
+
+    def flag(self, raw: dict, key: str, path: str, default: bool = False) -> bool:
+        value = raw.get(key)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            self.fail(f"{path}.{key}", f"must be true or false, not {describe(value)}")
+            return default
+        return value
+
+    def integer(self, value, path: str, bounds: tuple[int, int], why: str = "",
+                default: int | None = None) -> int | None:
+        """An integer within `bounds` (written as a number or a string of
+        one), or `default` and a problem."""
         if value is None:
             return default
         try:
-            return parse_int(value)
-        except (ValueError, TypeError):
-            self.fail(path, f"{value!r} is not an integer")
+            number = parse_int(value)
+        except ValueError as err:
+            self.fail(path, f"{err}; an integer is expected")
             return default
+        if not _in(number, bounds):
+            self.fail(path, f"{describe(number)} is out of range {_range_text(bounds)}"
+                            + (f" ({why})" if why else ""))
+            return default
+        return number
 
-    # ---- hooks ---------------------------------------------------------------
+    # ---- hooks -------------------------------------------------------------------
 
-    def arg(self, raw, path: str, max_index: int = 5) -> ArgSpec | None:
+    def arg(self, raw, path: str, max_index: int, broken: set) -> ArgSpec | None:
+        """An argument spec, or None when it is unusable; then its index goes
+        into `broken`, so matchArgs naming it are not reported again."""
         raw = self.mapping(raw, path, {"index", "type", "label", "sizeArgIndex", "returnCopy",
                                        "maxData", "resolve", "btfType", "source"})
         for unsupported in ("resolve", "btfType", "source"):
             if unsupported in raw:
                 self.fail(f"{path}.{unsupported}", f"{unsupported} is not supported by tetrad")
-        index = self.integer(raw.get("index"), f"{path}.index")
-        type_ = raw.get("type", "auto")
-        if index is None:
+        if raw.get("index") is None:
             self.fail(path, "index is required")
             return None
-        if not 0 <= index <= max_index:
-            self.fail(f"{path}.index", f"{index} is out of range 0..{max_index}")
-        if type_ not in ARG_TYPES:
-            self.fail(f"{path}.type", f"unknown or unsupported type {type_!r} "
-                                      f"(supported: {', '.join(sorted(ARG_TYPES))})")
-        size_arg = self.integer(raw.get("sizeArgIndex"), f"{path}.sizeArgIndex")
+        index = self.integer(raw["index"], f"{path}.index", (0, max_index),
+                             "the arguments a hook can read")
+        if index is None:
+            return None
+        type_ = self.choice(raw.get("type", "auto"), f"{path}.type", ARG_TYPES, "type")
+        if type_ is None:
+            broken.add(index)
+            return None
+        label = self.optional_text(raw, "label", path, limits.LABEL)
+        size_arg = self.integer(raw.get("sizeArgIndex"), f"{path}.sizeArgIndex", (1, max_index + 1),
+                                "it counts from 1")
         if size_arg is not None:
-            # Tetragon's documented quirk: sizeArgIndex counts from 1.
-            if not 1 <= size_arg <= 6:
-                self.fail(f"{path}.sizeArgIndex", f"{size_arg} is out of range 1..6 (it counts from 1)")
-            size_arg -= 1
-        if raw.get("maxData"):
+            size_arg -= 1       # Tetragon's documented quirk: sizeArgIndex counts from 1
+        if self.flag(raw, "maxData", path):
             self.fail(f"{path}.maxData", "maxData is not supported by tetrad (buffers are cut at 256 bytes)")
-        return ArgSpec(index, type_, str(raw.get("label", "")), size_arg, bool(raw.get("returnCopy", False)))
+        return ArgSpec(index, type_, label, size_arg, self.flag(raw, "returnCopy", path))
 
-    def values(self, raw, path: str, limit: int = MAX_VALUES) -> tuple[str, ...]:
+    def values(self, raw, path: str, limit: int) -> list:
         values = self.seq(raw, path)
         if not values:
             self.fail(path, "at least one value is required")
         if len(values) > limit:
             self.fail(path, f"{len(values)} values; Tetragon allows at most {limit} per operator")
-        return tuple(str(v) for v in values)
+            return []
+        return values
 
     def match_arg(self, raw, path: str, hook_args: dict[int, ArgSpec], return_arg: ArgSpec | None,
-                  is_return: bool) -> MatchArg | None:
+                  is_return: bool, broken: set) -> MatchArg | None:
         raw = self.mapping(raw, path, {"index", "operator", "values", "args"})
         if "args" in raw:
             self.fail(f"{path}.args", "matchArgs.args is not supported by tetrad; use index")
-        index = self.integer(raw.get("index", 0), f"{path}.index", 0)
-        op = raw.get("operator")
         if is_return:
+            if "return" in broken:
+                return None
             spec = return_arg
             if spec is None:
                 self.fail(path, "matchReturnArgs needs `return: true` and `returnArg`")
                 return None
+            index = 0
         else:
+            index = self.integer(raw.get("index", 0), f"{path}.index", (0, 63), default=None)
+            if index is None or index in broken:
+                return None
             spec = hook_args.get(index)
             if spec is None:
                 self.fail(f"{path}.index", f"no argument with index {index} in this hook's args")
                 return None
         allowed = OPS_BY_GROUP[spec.group]
-        if op == "GT":
-            op = "GreaterThan"
-        elif op == "LT":
-            op = "LessThan"
-        if op not in allowed:
-            self.fail(f"{path}.operator", f"operator {op!r} does not apply to a {spec.type} argument "
-                                          f"(use one of {', '.join(sorted(allowed))})")
+        if spec.group == "int":
+            allowed = allowed | {"GT", "LT"}        # Tetragon's short names
+        op = raw.get("operator")
+        if isinstance(op, str) and op not in allowed:
+            self.fail(f"{path}.operator", f"operator {describe(op)} does not apply to a {spec.type} "
+                                          f"argument (use one of {', '.join(sorted(allowed))})")
             return None
-        limit = 8 if spec.group == "path" and op in ("Equal", "NotEqual", "Prefix", "NotPrefix") else MAX_VALUES
-        values = self.values(raw.get("values"), f"{path}.values", limit)
-        self._check_values(spec, op, values, f"{path}.values")
-        return MatchArg(index, op, values, path)
+        op = self.choice(op, f"{path}.operator", allowed, "operator")
+        if op is None:
+            return None
+        op = {"GT": "GreaterThan", "LT": "LessThan"}.get(op, op)
+        limit = (limits.PATH_VALUES if spec.group == "path" and op in ("Equal", "NotEqual", "Prefix", "NotPrefix")
+                 else limits.VALUES)
+        where = f"{path}.values"
+        values = []
+        for i, v in enumerate(self.values(raw.get("values"), where, limit)):
+            text = self._value(spec, op, v, f"{where}[{i}]")
+            if text is not None:
+                values.append(text)
+        if spec.group in ("string", "path") or op in ADDR_OPS:
+            self.map_values += len(values)
+        return MatchArg(index, op, tuple(values), path)
 
-    def _check_values(self, spec: ArgSpec, op: str, values, path: str) -> None:
-        import ipaddress
-        for i, v in enumerate(values):
-            where = f"{path}[{i}]"
-            try:
-                if op in ("SAddr", "NotSAddr", "DAddr", "NotDAddr"):
-                    ipaddress.ip_network(v, strict=False)
-                elif op in ("SPort", "NotSPort", "DPort", "NotDPort", "InRange", "NotInRange"):
-                    lo, _, hi = v.partition(":")
-                    lo_i, hi_i = parse_int(lo), parse_int(hi or lo)
-                    if lo_i > hi_i:
-                        raise ValueError(f"range {v} is empty")
-                elif op == "Protocol":
-                    protocol_number(v)
-                elif op == "Family":
-                    family_number(v)
-                elif spec.group == "int":
-                    parse_int(v)
-                elif op in ("Prefix", "NotPrefix") and len(v.encode()) > PREFIX_MAX:
-                    raise ValueError(f"prefix longer than {PREFIX_MAX} bytes")
-                elif op in ("Postfix", "NotPostfix") and len(v.encode()) > POSTFIX_MAX:
-                    raise ValueError(f"postfix longer than {POSTFIX_MAX} bytes")
-                elif spec.group in ("string", "path") and len(v.encode()) > STRING_MAX - 1:
-                    raise ValueError(f"longer than {STRING_MAX - 1} bytes")
-            except ValueError as err:
-                self.fail(where, f"bad value for {op}: {err}")
+    def _value(self, spec: ArgSpec, op: str, value, path: str) -> str | None:
+        """One matchArgs value as the compiler reads it (a string), checked
+        against the operator and the argument's type; None if it is bad.
+        An unquoted integer is its decimal text, as Tetragon reads it."""
+        if isinstance(value, int) and not isinstance(value, bool):
+            if not -10 ** limits.NUMBER_CHARS < value < 10 ** limits.NUMBER_CHARS:
+                self.fail(path, f"a number of more than {limits.NUMBER_CHARS} digits")
+                return None
+            value = str(value)
+        text = self.text(value, path, max_bytes=STRING_MAX - 1, nul=True)
+        if text is None:
+            return None
+        try:
+            if op in ADDR_OPS:
+                try:
+                    ipaddress.ip_network(text, strict=False)
+                except ValueError:      # its message quotes the value whole
+                    raise ValueError(f"{describe(text)} is not an IPv4 or IPv6 address or "
+                                     "network (CIDR)") from None
+            elif op in PORT_OPS or op in ("InRange", "NotInRange"):
+                bounds = U16 if op in PORT_OPS else int_range(spec.type, op)
+                lo, _, hi = text.partition(":")
+                lo_i, hi_i = parse_int(lo), parse_int(hi or lo)
+                for number in (lo_i, hi_i):
+                    if not _in(number, bounds):
+                        raise ValueError(self._out_of_range(number, bounds, spec, op))
+                if lo_i > hi_i:
+                    raise ValueError(f"range {describe(text)} is empty")
+            elif op == "Protocol":
+                if not _in(number := protocol_number(text), PROTOCOLS):
+                    raise ValueError(f"{describe(number)} is not an IP protocol number "
+                                     f"({_range_text(PROTOCOLS)})")
+            elif op == "Family":
+                if not _in(number := family_number(text), U16):
+                    raise ValueError(f"{describe(number)} is out of range {_range_text(U16)}")
+            elif spec.group == "int":
+                bounds = int_range(spec.type, op)
+                if not _in(number := parse_int(text), bounds):
+                    raise ValueError(self._out_of_range(number, bounds, spec, op))
+            elif op in ("Prefix", "NotPrefix") and len(text.encode()) > PREFIX_MAX:
+                raise ValueError(f"prefix longer than {PREFIX_MAX} bytes")
+            elif op in ("Postfix", "NotPostfix") and len(text.encode()) > POSTFIX_MAX:
+                raise ValueError(f"postfix longer than {POSTFIX_MAX} bytes")
+        except ValueError as err:
+            self.fail(path, f"bad value for {op}: {err}")
+            return None
+        return text
 
-    def action(self, raw, path: str) -> Action | None:
+    @staticmethod
+    def _out_of_range(number: int, bounds: tuple[int, int], spec: ArgSpec, op: str) -> str:
+        if op in PORT_OPS:
+            return f"{describe(number)} is not a port ({_range_text(bounds)})"
+        why = f"a {spec.type} argument holds {_range_text(int_range(spec.type, 'Equal'))}"
+        if op in ORDER_OPS and bounds[1] == S64[1] and spec.type != "auto":
+            why += "; the kernel compares 64-bit values as signed"
+        return f"{describe(number)} can never match: outside {_range_text(bounds)} ({why})"
+
+    def action(self, raw, path: str, kind: str) -> Action | None:
         raw = self.mapping(raw, path, {"action", "argError", "argSig", "argFd", "argName",
                                        "rateLimit", "rateLimitScope", "kernelStackTrace",
                                        "userStackTrace", "imaHash"})
-        name = raw.get("action")
-        if name not in ACTIONS:
-            self.fail(f"{path}.action", f"unknown or unsupported action {name!r} "
-                                        f"(supported: {', '.join(sorted(ACTIONS))})")
+        name = self.choice(raw.get("action"), f"{path}.action", ACTIONS, "action")
+        if name is None:
             return None
         for unsupported in ("kernelStackTrace", "userStackTrace", "imaHash", "rateLimitScope"):
             if raw.get(unsupported):
                 self.fail(f"{path}.{unsupported}", f"{unsupported} is not supported by tetrad")
-        arg_error = self.integer(raw.get("argError"), f"{path}.argError", 0)
-        arg_sig = self.integer(raw.get("argSig"), f"{path}.argSig", 0)
-        if name == "Override" and not arg_error:
-            self.fail(f"{path}.argError", "Override needs argError (e.g. -1 for EPERM)")
-        if name == "Signal" and not 1 <= (arg_sig or 0) <= 64:
+        if name == "Override":
+            # A BPF LSM program may return 0 or a negative errno; a kprobe
+            # override any small value (Tetragon's examples use 1).
+            bounds = (-MAX_ERRNO, -1) if kind == "lsm" else (-MAX_ERRNO, MAX_ERRNO)
+            why = ("a negative errno, e.g. -1 for EPERM" if kind == "lsm"
+                   else "an errno such as -1 for EPERM, or a small return value")
+            if raw.get("argError") is None:
+                self.fail(f"{path}.argError", "Override needs argError (e.g. -1 for EPERM)")
+            arg_error = self.integer(raw.get("argError"), f"{path}.argError", bounds, why, 0)
+            if arg_error == 0 and raw.get("argError") is not None and not self._failed(f"{path}.argError"):
+                self.fail(f"{path}.argError", "0 overrides nothing; use an errno such as -1 for EPERM")
+        else:
+            arg_error = self.integer(raw.get("argError"), f"{path}.argError", S32, "", 0)
+        arg_sig = self.integer(raw.get("argSig"), f"{path}.argSig", SIGNALS, "a signal number", 0)
+        if name == "Signal" and raw.get("argSig") is None:
             self.fail(f"{path}.argSig", "Signal needs argSig, a signal number 1..64")
+        slots = (0, MAX_ARG_INDEX[kind])
+        arg_fd = self.integer(raw.get("argFd"), f"{path}.argFd", slots, "an argument index", 0)
+        arg_name = self.integer(raw.get("argName"), f"{path}.argName", slots, "an argument index", 0)
         rate = 0
         if "rateLimit" in raw:
             if name != "Post":
@@ -359,80 +566,112 @@ class _Checker:
                 rate = parse_duration(raw["rateLimit"])
             except ValueError as err:
                 self.fail(f"{path}.rateLimit", str(err))
-        return Action(name, arg_error or 0, arg_sig or 0,
-                      self.integer(raw.get("argFd"), f"{path}.argFd", 0) or 0,
-                      self.integer(raw.get("argName"), f"{path}.argName", 0) or 0, rate)
+            if not _in(rate, U32):
+                self.fail(f"{path}.rateLimit", f"{describe(rate)} seconds is out of range "
+                                               f"{_range_text(U32)} (the kernel keeps seconds in "
+                                               "32 bits)")
+                rate = 0
+        return Action(name, arg_error or 0, arg_sig or 0, arg_fd or 0, arg_name or 0, rate)
+
+    def match_pids(self, raw, where: str) -> MatchPIDs | None:
+        m = self.mapping(raw, where, {"operator", "values", "followForks", "isNamespacePID"})
+        op = self.choice(m.get("operator"), f"{where}.operator", PID_OPS, "operator")
+        pids = []
+        for j, x in enumerate(self.values(m.get("values"), f"{where}.values", limits.PIDS)):
+            pid = self.integer(x, f"{where}.values[{j}]", U32, "a PID is a 32-bit number")
+            if pid is not None:
+                pids.append(pid)
+        follow = self.flag(m, "followForks", where)
+        ns_pid = self.flag(m, "isNamespacePID", where)
+        return MatchPIDs(op, tuple(pids), follow, ns_pid) if op else None
+
+    def match_binaries(self, raw, where: str) -> MatchBinaries | None:
+        m = self.mapping(raw, where, {"operator", "values", "followChildren"})
+        op = self.choice(m.get("operator"), f"{where}.operator", BINARY_OPS, "operator")
+        if self.flag(m, "followChildren", where):
+            self.fail(f"{where}.followChildren", "followChildren is not supported by tetrad yet")
+        # Kernel lookup keys: a trie key holds 248 bytes (In/NotIn keep
+        # their NUL there), a Postfix key 128.
+        limit = {"In": PREFIX_MAX - 1, "NotIn": PREFIX_MAX - 1, "Prefix": PREFIX_MAX,
+                 "NotPrefix": PREFIX_MAX}.get(op, POSTFIX_MAX)
+        values = []
+        for j, v in enumerate(self.values(m.get("values"), f"{where}.values", limits.PATH_VALUES)):
+            text = self.text(v, f"{where}.values[{j}]", max_bytes=limit)
+            if text is None:
+                continue
+            if op in ("In", "NotIn", "Prefix", "NotPrefix") and not text.startswith("/"):
+                self.fail(f"{where}.values[{j}]", f"{describe(text)} must be an absolute path")
+                continue
+            values.append(text)
+        self.map_values += len(values)
+        return MatchBinaries(op, tuple(values)) if op else None
 
     def selector(self, raw, path: str, hook_args: dict[int, ArgSpec],
-                 return_arg: ArgSpec | None) -> Selector:
+                 return_arg: ArgSpec | None, kind: str, broken: set) -> Selector:
         raw = self.mapping(raw, path, {"matchArgs", "matchReturnArgs", "matchPIDs",
                                        "matchBinaries", "matchActions", "matchReturnActions",
                                        *UNSUPPORTED_SELECTOR})
         for key, what in UNSUPPORTED_SELECTOR.items():
             if key in raw:
                 self.fail(f"{path}.{key}", f"{what} is not supported by tetrad yet")
+        raw_args = self.seq(raw.get("matchArgs"), f"{path}.matchArgs")
+        if len(raw_args) > MAX_MATCH_ARGS:
+            self.fail(f"{path}.matchArgs", f"{len(raw_args)} entries; at most {MAX_MATCH_ARGS}")
+            raw_args = []
         match_args = []
         seen = set()
-        for i, m in enumerate(self.seq(raw.get("matchArgs"), f"{path}.matchArgs")):
-            parsed = self.match_arg(m, f"{path}.matchArgs[{i}]", hook_args, return_arg, False)
+        for i, m in enumerate(raw_args):
+            parsed = self.match_arg(m, f"{path}.matchArgs[{i}]", hook_args, return_arg, False, broken)
             if parsed:
                 if parsed.index in seen:
                     self.fail(f"{path}.matchArgs[{i}]", f"a second matchArgs for index {parsed.index}; "
                                                       "Tetragon allows one per argument")
                 seen.add(parsed.index)
                 match_args.append(parsed)
-        if len(match_args) > MAX_MATCH_ARGS:
-            self.fail(f"{path}.matchArgs", f"at most {MAX_MATCH_ARGS} entries")
-        return_args = [r for i, m in enumerate(self.seq(raw.get("matchReturnArgs"), f"{path}.matchReturnArgs"))
-                       if (r := self.match_arg(m, f"{path}.matchReturnArgs[{i}]", hook_args, return_arg, True))]
-        if len(return_args) > 1:
+        raw_ret = self.seq(raw.get("matchReturnArgs"), f"{path}.matchReturnArgs")
+        if len(raw_ret) > 1:
             self.fail(f"{path}.matchReturnArgs", "at most one entry (the return value)")
-        pids = []
-        for i, m in enumerate(self.seq(raw.get("matchPIDs"), f"{path}.matchPIDs")):
-            where = f"{path}.matchPIDs[{i}]"
-            m = self.mapping(m, where, {"operator", "values", "followForks", "isNamespacePID"})
-            op = m.get("operator")
-            if op not in PID_OPS:
-                self.fail(f"{where}.operator", f"operator {op!r} is not In or NotIn")
-            values = self.values(m.get("values"), f"{where}.values", MAX_PIDS)
-            ints = tuple(v for j, x in enumerate(values)
-                         if (v := self.integer(x, f"{where}.values[{j}]")) is not None)
-            pids.append(MatchPIDs(op, ints, bool(m.get("followForks")), bool(m.get("isNamespacePID"))))
+            raw_ret = []
+        return_args = [r for i, m in enumerate(raw_ret)
+                       if (r := self.match_arg(m, f"{path}.matchReturnArgs[{i}]", hook_args,
+                                               return_arg, True, broken))]
+        pids = [p for i, m in enumerate(self.seq(raw.get("matchPIDs"), f"{path}.matchPIDs"))
+                if (p := self.match_pids(m, f"{path}.matchPIDs[{i}]"))]
         binaries = None
         raw_bins = self.seq(raw.get("matchBinaries"), f"{path}.matchBinaries")
         if len(raw_bins) > 1:
             self.fail(f"{path}.matchBinaries", "at most one entry per selector (Tetragon's limit)")
         for i, m in enumerate(raw_bins[:1]):
-            where = f"{path}.matchBinaries[{i}]"
-            m = self.mapping(m, where, {"operator", "values", "followChildren"})
-            op = m.get("operator")
-            if op not in BINARY_OPS:
-                self.fail(f"{where}.operator", f"operator {op!r} is not one of {', '.join(sorted(BINARY_OPS))}")
-            if m.get("followChildren"):
-                self.fail(f"{where}.followChildren", "followChildren is not supported by tetrad yet")
-            values = self.values(m.get("values"), f"{where}.values", 8)
-            for j, v in enumerate(values):
-                if op in ("In", "NotIn", "Prefix", "NotPrefix") and not v.startswith("/"):
-                    self.fail(f"{where}.values[{j}]", f"{v!r} must be an absolute path")
-                # Kernel lookup keys: a trie key holds 248 bytes (In/NotIn
-                # keep their NUL there), a Postfix key 128.
-                limit = {"In": PREFIX_MAX - 1, "NotIn": PREFIX_MAX - 1, "Prefix": PREFIX_MAX,
-                         "NotPrefix": PREFIX_MAX}.get(op, POSTFIX_MAX)
-                if len(v.encode()) > limit:
-                    self.fail(f"{where}.values[{j}]", f"longer than {limit} bytes")
-            binaries = MatchBinaries(op, values)
-        actions = self._actions(raw.get("matchActions"), f"{path}.matchActions")
-        ret_actions = self._actions(raw.get("matchReturnActions"), f"{path}.matchReturnActions")
-        if ret_actions and return_arg is None:
+            binaries = self.match_binaries(m, f"{path}.matchBinaries[{i}]")
+        actions = self._actions(raw.get("matchActions"), f"{path}.matchActions", kind)
+        ret_actions = self._actions(raw.get("matchReturnActions"), f"{path}.matchReturnActions", kind)
+        if ret_actions and return_arg is None and "return" not in broken:
             self.fail(f"{path}.matchReturnActions", "needs `return: true` and `returnArg`")
         return Selector(tuple(match_args), tuple(return_args), tuple(pids), binaries,
                         tuple(actions), tuple(ret_actions))
 
-    def _actions(self, raw, path: str) -> list[Action]:
-        actions = [a for i, x in enumerate(self.seq(raw, path)) if (a := self.action(x, f"{path}[{i}]"))]
-        if len(actions) > MAX_ACTIONS:
-            self.fail(path, f"at most {MAX_ACTIONS} actions per selector")
-        return actions
+    def _actions(self, raw, path: str, kind: str) -> list[Action]:
+        raw = self.seq(raw, path)
+        if len(raw) > MAX_ACTIONS:
+            self.fail(path, f"{len(raw)} actions; at most {MAX_ACTIONS} per selector")
+            return []
+        return [a for i, x in enumerate(raw) if (a := self.action(x, f"{path}[{i}]", kind))]
+
+    def name(self, value, path: str, pattern: re.Pattern, what: str) -> str | None:
+        text = self.text(value, path, max_chars=limits.SYMBOL)
+        if text is None:
+            return None
+        if not text:
+            self.fail(path, f"{what} is required")
+            return None
+        if text.startswith("list:"):
+            if not self.lists_refused:
+                self.fail(path, "named lists (list:NAME) are not supported by tetrad")
+            return None
+        if not pattern.fullmatch(text):
+            self.fail(path, f"{describe(text)} is not {what}")
+            return None
+        return text
 
     def hook(self, raw, kind: str, path: str) -> Hook | None:
         common = {"args", "selectors", "message", "tags", "ignore"}
@@ -447,28 +686,36 @@ class _Checker:
         for unsupported in ("data", "offsets", "addrs", "refCtrOffsets", "btfPath", "binaryDigests"):
             if unsupported in raw:
                 self.fail(f"{path}.{unsupported}", f"{unsupported} is not supported by tetrad")
+        if raw.get("ignore") is not None and not isinstance(raw["ignore"], dict):
+            self.fail(f"{path}.ignore", f"must be a mapping, not {kind_of(raw['ignore'])}")
+        broken: set = set()
         args_raw = self.seq(raw.get("args"), f"{path}.args")
         if len(args_raw) > MAX_ARGS:
             self.fail(f"{path}.args", f"{len(args_raw)} args; Tetragon allows at most {MAX_ARGS}")
+            args_raw = []
         # Tracepoint indexes count the fields of the tracepoint's format.
-        max_index = 63 if kind == "tracepoint" else 5
-        args = [a for i, x in enumerate(args_raw) if (a := self.arg(x, f"{path}.args[{i}]", max_index))]
+        max_index = MAX_ARG_INDEX[kind]
+        args = [a for i, x in enumerate(args_raw)
+                if (a := self.arg(x, f"{path}.args[{i}]", max_index, broken))]
         by_index = {}
         for i, a in enumerate(args):
             if a.index in by_index:
                 self.fail(f"{path}.args[{i}].index", f"index {a.index} appears twice")
             by_index[a.index] = a
         for i, a in enumerate(args):
-            if a.size_arg_index is not None and a.size_arg_index not in by_index:
+            if a.size_arg_index is not None and a.size_arg_index not in set(by_index) | broken:
                 self.fail(f"{path}.args[{i}].sizeArgIndex",
                           f"no argument with index {a.size_arg_index} (sizeArgIndex counts from 1)")
             if a.return_copy and kind != "kprobe":
                 self.fail(f"{path}.args[{i}].returnCopy", "returnCopy applies to kprobes")
-        return_ = bool(raw.get("return", False))
+        return_ = self.flag(raw, "return", path)
         return_arg = None
         if "returnArg" in raw:
-            return_arg = self.arg(raw["returnArg"], f"{path}.returnArg")
-        if return_ and return_arg is None:
+            return_broken: set = set()
+            return_arg = self.arg(raw["returnArg"], f"{path}.returnArg", max_index, return_broken)
+            if return_arg is None:
+                broken.add("return")
+        if return_ and return_arg is None and "return" not in broken:
             self.fail(f"{path}.returnArg", "`return: true` needs returnArg")
         if return_arg is not None and not return_:
             self.fail(f"{path}.return", "returnArg needs `return: true`")
@@ -477,124 +724,149 @@ class _Checker:
         sel_raw = self.seq(raw.get("selectors"), f"{path}.selectors")
         if len(sel_raw) > MAX_SELECTORS:
             self.fail(f"{path}.selectors", f"{len(sel_raw)} selectors; Tetragon allows at most {MAX_SELECTORS}")
-        selectors = tuple(self.selector(s, f"{path}.selectors[{i}]", by_index, return_arg)
+            sel_raw = []
+        selectors = tuple(self.selector(s, f"{path}.selectors[{i}]", by_index, return_arg, kind, broken)
                           for i, s in enumerate(sel_raw))
-        tags = tuple(str(t) for t in self.seq(raw.get("tags"), f"{path}.tags"))
-        if len(tags) > 16:
-            self.fail(f"{path}.tags", "at most 16 tags")
-        message = str(raw.get("message", ""))
-        if len(message) > 256:
-            self.fail(f"{path}.message", "at most 256 characters")
+        tags_raw = self.seq(raw.get("tags"), f"{path}.tags")
+        if len(tags_raw) > limits.TAGS:
+            self.fail(f"{path}.tags", f"{len(tags_raw)} tags; at most {limits.TAGS}")
+            tags_raw = []
+        tags = []
+        for i, t in enumerate(tags_raw):
+            tag = self.text(t, f"{path}.tags[{i}]", max_chars=limits.TAG_MAX)
+            if tag is not None and len(tag) < limits.TAG_MIN:
+                self.fail(f"{path}.tags[{i}]", f"at least {limits.TAG_MIN} characters")
+            elif tag is not None:
+                tags.append(tag)
+        message = self.optional_text(raw, "message", path, limits.MESSAGE)
         base = dict(kind=kind, path=path, args=tuple(args), selectors=selectors, message=message,
-                    tags=tags, return_=return_, return_arg=return_arg)
+                    tags=tuple(tags), return_=return_, return_arg=return_arg)
         if kind == "kprobe":
-            call = raw.get("call")
-            if not isinstance(call, str) or not call:
-                self.fail(f"{path}.call", "call (the kernel function) is required")
+            call = self.name(raw.get("call", ""), f"{path}.call", KERNEL_NAME_RE,
+                             "a kernel function name (call)")
+            if call is None:
                 return None
             if "syscall" not in raw:
                 # The CRD defaults to true, Tetragon's prose to false: guess from
                 # the name, as users write both, and say nothing.
                 syscall = call.startswith(("sys_", "__x64_sys_", "__arm64_sys_"))
             else:
-                syscall = bool(raw["syscall"])
+                syscall = self.flag(raw, "syscall", path)
             return Hook(call=call, syscall=syscall, **base)
         if kind == "tracepoint":
-            subsystem, event = raw.get("subsystem"), raw.get("event")
-            if not subsystem or not event:
-                self.fail(path, "subsystem and event are required")
+            subsystem = self.name(raw.get("subsystem", ""), f"{path}.subsystem", TRACEFS_NAME_RE,
+                                  "a tracepoint subsystem")
+            event = self.name(raw.get("event", ""), f"{path}.event", TRACEFS_NAME_RE,
+                              "a tracepoint event")
+            if subsystem is None or event is None:
                 return None
             if return_:
                 self.fail(f"{path}.return", "tracepoints have no return value")
-            return Hook(call=f"{subsystem}/{event}", raw=bool(raw.get("raw")), **base)
+            return Hook(call=f"{subsystem}/{event}", raw=self.flag(raw, "raw", path), **base)
         if kind == "lsm":
-            name = raw.get("hook")
-            if not isinstance(name, str) or not name:
-                self.fail(f"{path}.hook", "hook (the LSM hook name, e.g. file_open) is required")
-                return None
-            return Hook(call=name, **base)
-        binary, symbols = raw.get("path"), self.seq(raw.get("symbols"), f"{path}.symbols")
-        if not binary or not str(binary).startswith("/"):
+            name = self.name(raw.get("hook", ""), f"{path}.hook", KERNEL_NAME_RE,
+                             "an LSM hook name (e.g. file_open)")
+            return Hook(call=name, **base) if name else None
+        binary = None
+        if raw.get("path") is None:
             self.fail(f"{path}.path", "path (absolute path of the binary) is required")
+        else:
+            binary = self.text(raw["path"], f"{path}.path", max_bytes=limits.PATH_BYTES)
+        if binary is not None and not binary.startswith("/"):
+            self.fail(f"{path}.path", f"{describe(binary)} is not an absolute path")
+            binary = None
+        symbols = self.seq(raw.get("symbols"), f"{path}.symbols")
         if len(symbols) != 1:
             self.fail(f"{path}.symbols", "exactly one symbol per uprobe entry is supported")
             return None
-        return Hook(binary=str(binary or ""), symbol=str(symbols[0]), call=str(symbols[0]), **base)
+        symbol = self.text(symbols[0], f"{path}.symbols[0]", max_chars=limits.SYMBOL)
+        if binary is None or symbol is None:
+            return None
+        if not symbol:
+            self.fail(f"{path}.symbols[0]", "the symbol name is required")
+        return Hook(binary=binary, symbol=symbol, call=symbol, **base)
+
+    # ---- the document --------------------------------------------------------------
+
+    def policy(self, doc) -> tuple[str, str, list[Hook], Workloads | None]:
+        doc = self.mapping(doc, "", {"apiVersion", "kind", "metadata", "spec"})
+        if doc.get("apiVersion") != API_VERSION:
+            self.fail("apiVersion", f"must be {API_VERSION}, not {describe(doc.get('apiVersion'))}")
+        kind = doc.get("kind")
+        if kind != "TracingPolicy":
+            hint = " (namespaced policies need Kubernetes)" if kind == "TracingPolicyNamespaced" else ""
+            self.fail("kind", f"must be TracingPolicy, not {describe(kind)}{hint}")
+        meta = self.mapping(doc.get("metadata", {}), "metadata",
+                            {"name", "namespace", "labels", "annotations"})
+        name = self.text(meta.get("name"), "metadata.name")
+        if name is not None and (len(name) > limits.NAME or not NAME_RE.fullmatch(name)):
+            self.fail("metadata.name", f"{describe(name)} is not a valid name (a DNS subdomain: "
+                                       f"at most {limits.NAME} lower-case letters, digits, '-' "
+                                       "and '.', starting and ending each part with a letter or digit)")
+        if meta.get("namespace") is not None:
+            self.text(meta["namespace"], "metadata.namespace", max_chars=limits.NAME)
+        for key in ("labels", "annotations"):
+            entries = meta.get(key)
+            if entries is not None and not isinstance(entries, dict):
+                self.fail(f"metadata.{key}", f"must be a mapping, not {kind_of(entries)}")
+            elif entries:
+                for k, v in entries.items():
+                    self.text(v, f"metadata.{key}.{path_key(k)}")
+        spec = self.mapping(doc.get("spec", {}), "spec", {"kprobes", "tracepoints", "uprobes", "lsmhooks",
+                                                          "options", "containerSelector", "hostSelector",
+                                                          *UNSUPPORTED_SPEC})
+        for key, what in UNSUPPORTED_SPEC.items():
+            if key in spec:
+                self.fail(f"spec.{key}", f"{what} are not supported by tetrad")
+        self.lists_refused = "lists" in spec
+        workloads, problems = workload_scope.parse(spec)
+        self.problems += problems
+        mode = "enforce"
+        for i, opt in enumerate(self.seq(spec.get("options"), "spec.options")):
+            where = f"spec.options[{i}]"
+            opt = self.mapping(opt, where, {"name", "value"})
+            option = self.choice(opt.get("name"), f"{where}.name",
+                                 {"policy-mode", "disable-kprobe-multi", "disable-uprobe-multi"}, "option")
+            if option == "policy-mode":
+                mode = self.choice(opt.get("value"), f"{where}.value", {"enforce", "monitor"},
+                                   "policy-mode") or mode
+        hooks = []
+        count = 0
+        for key, kind in (("kprobes", "kprobe"), ("tracepoints", "tracepoint"), ("uprobes", "uprobe"),
+                          ("lsmhooks", "lsm")):
+            entries = self.seq(spec.get(key), f"spec.{key}")
+            count += len(entries)
+            if count > limits.HOOKS:
+                self.fail(f"spec.{key}", f"more than {limits.HOOKS} hooks in one policy; split it "
+                                         "into several files")
+                break
+            for i, raw in enumerate(entries):
+                hook = self.hook(raw, kind, f"spec.{key}[{i}]")
+                if hook:
+                    hooks.append(hook)
+        if self.map_values > limits.MAP_VALUES:
+            self.fail("spec", f"{self.map_values} string, path, binary and address values; at most "
+                              f"{limits.MAP_VALUES} per policy (they share kernel maps of "
+                              f"{limits.KERNEL_MAP_ENTRIES} entries with other policies)")
+        if not hooks and not self.problems:
+            self.fail("spec", "no hooks: add kprobes, tracepoints, uprobes or lsmhooks")
+        return name or "", mode, hooks, workloads
 
 
-def protocol_number(value: str) -> int:
-    names = {"IPPROTO_TCP": 6, "IPPROTO_UDP": 17, "IPPROTO_ICMP": 1, "IPPROTO_ICMPV6": 58,
-             "IPPROTO_RAW": 255, "IPPROTO_SCTP": 132}
-    return names[value] if value in names else parse_int(value)
-
-
-def family_number(value: str) -> int:
-    names = {"AF_UNIX": 1, "AF_INET": 2, "AF_INET6": 10, "AF_NETLINK": 16, "AF_PACKET": 17}
-    return names[value] if value in names else parse_int(value)
-
-
-def load_document(text: str, source: str):
+def parse(data: str | bytes, source_name: str = "<policy>") -> Policy:
+    """Validate a policy document (text, or bytes as read from a file);
+    raises PolicyError listing every problem, and nothing else."""
+    text = source.text(data, source_name) if isinstance(data, bytes) else data
+    doc = document.load(text, source_name)
+    checker = _Checker()
     try:
-        if source.endswith(".json"):
-            return json.loads(text)
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
-    except (yaml.YAMLError, json.JSONDecodeError) as err:
-        raise PolicyError(source, [("", f"not valid YAML/JSON: {err}")]) from None
-    if len(docs) != 1:
-        raise PolicyError(source, [("", f"expected one policy document, found {len(docs)}")])
-    return docs[0]
-
-
-def parse(text: str, source: str = "<policy>") -> Policy:
-    """Validate a policy document; raises PolicyError listing every problem."""
-    doc = load_document(text, source)
-    c = _Checker()
-    doc = c.mapping(doc, "", {"apiVersion", "kind", "metadata", "spec"})
-    if doc.get("apiVersion") != API_VERSION:
-        c.fail("apiVersion", f"must be {API_VERSION}, not {doc.get('apiVersion')!r}")
-    if doc.get("kind") != "TracingPolicy":
-        hint = " (namespaced policies need Kubernetes)" if doc.get("kind") == "TracingPolicyNamespaced" else ""
-        c.fail("kind", f"must be TracingPolicy, not {doc.get('kind')!r}{hint}")
-    meta = c.mapping(doc.get("metadata", {}), "metadata", {"name", "namespace", "labels", "annotations"})
-    name = meta.get("name")
-    if not isinstance(name, str) or not NAME_RE.match(name):
-        c.fail("metadata.name", f"{name!r} is not a valid name (lower case letters, digits, '-', '.')")
-    spec = c.mapping(doc.get("spec", {}), "spec", {"kprobes", "tracepoints", "uprobes", "lsmhooks",
-                                                    "options", "containerSelector", "hostSelector",
-                                                    *UNSUPPORTED_SPEC})
-    for key, what in UNSUPPORTED_SPEC.items():
-        if key in spec:
-            c.fail(f"spec.{key}", f"{what} are not supported by tetrad")
-    workloads, problems = workload_scope.parse(spec)
-    c.problems += problems
-    mode = "enforce"
-    for i, opt in enumerate(c.seq(spec.get("options"), "spec.options")):
-        opt = c.mapping(opt, f"spec.options[{i}]", {"name", "value"})
-        if opt.get("name") == "policy-mode":
-            if opt.get("value") not in ("enforce", "monitor"):
-                c.fail(f"spec.options[{i}].value", "policy-mode is enforce or monitor")
-            else:
-                mode = opt["value"]
-        elif opt.get("name") not in ("disable-kprobe-multi", "disable-uprobe-multi"):
-            c.fail(f"spec.options[{i}].name", f"unknown option {opt.get('name')!r}")
-    hooks = []
-    for key, kind in (("kprobes", "kprobe"), ("tracepoints", "tracepoint"), ("uprobes", "uprobe"),
-                      ("lsmhooks", "lsm")):
-        for i, raw in enumerate(c.seq(spec.get(key), f"spec.{key}")):
-            hook = c.hook(raw, kind, f"spec.{key}[{i}]")
-            if hook:
-                hooks.append(hook)
-    if not hooks and not c.problems:
-        c.fail("spec", "no hooks: add kprobes, tracepoints, uprobes or lsmhooks")
-    if c.problems:
-        raise PolicyError(source, c.problems)
-    return Policy(name, source, hashlib.sha256(text.encode()).hexdigest(), mode, tuple(hooks),
-                  workloads)
-
-
-def read(path: str) -> Policy:
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise PolicyError(path, [("", f"cannot read: {err}")]) from None
-    return parse(text, path)
+        name, mode, hooks, workloads = checker.policy(doc)
+    except Exception as err:
+        # A bug here must still be this file's error, not the daemon's.
+        log.error("validating %s failed unexpectedly", source_name, exc_info=True)
+        raise PolicyError(source_name, [("", f"internal error while validating "
+                                             f"({type(err).__name__}); this is a bug in tetrad: "
+                                             "please report it with the policy")]) from err
+    if checker.problems:
+        raise PolicyError(source_name, checker.problems)
+    return Policy(name, source_name, mode, tuple(hooks), workloads)

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tetrad.policy.errors import describe, kind_of, path_key
+
 KEYS = ("name", "repo", "image", "runtime", "id")
 OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
 # Keys whose value may come late (from a runtime API); the others come from
@@ -126,15 +128,16 @@ def _label_selector(raw, path: str, problems: Problems) -> tuple[Requirement, ..
         return ()
     for key in raw:
         if key not in ("matchLabels", "matchExpressions"):
-            problems.append((f"{path}.{key}", "unknown field (known: matchExpressions, matchLabels)"))
+            problems.append((f"{path}.{path_key(key)}", "unknown field (known: matchExpressions, matchLabels)"))
     out: list[Requirement] = []
     labels = raw.get("matchLabels") or {}
     if not isinstance(labels, dict):
         problems.append((f"{path}.matchLabels", "must be a mapping of field: value"))
         labels = {}
     for key, value in labels.items():
-        if _known_key(key, f"{path}.matchLabels.{key}", problems):
-            out.append(Requirement(key, "In", (str(value),)))
+        where = f"{path}.matchLabels.{path_key(key)}"
+        if _known_key(key, where, problems) and _is_text(value, where, problems):
+            out.append(Requirement(key, "In", (value,)))
     exprs = raw.get("matchExpressions") or []
     if not isinstance(exprs, list):
         problems.append((f"{path}.matchExpressions", "must be a list"))
@@ -146,12 +149,12 @@ def _label_selector(raw, path: str, problems: Problems) -> tuple[Requirement, ..
             continue
         unknown = set(expr) - {"key", "operator", "values"}
         if unknown:
-            problems.append((where, f"unknown field(s) {', '.join(sorted(unknown))}"))
+            problems.append((where, f"unknown field(s) {', '.join(describe(k) for k in sorted(unknown))}"))
         key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
         if not _known_key(key, f"{where}.key", problems):
             continue
         if op not in OPERATORS:
-            problems.append((f"{where}.operator", f"{op!r} is not one of {', '.join(OPERATORS)}"))
+            problems.append((f"{where}.operator", f"{describe(op)} is not one of {', '.join(OPERATORS)}"))
             continue
         if not isinstance(values, list):
             problems.append((f"{where}.values", "must be a list"))
@@ -162,12 +165,20 @@ def _label_selector(raw, path: str, problems: Problems) -> tuple[Requirement, ..
         if op in ("Exists", "DoesNotExist") and values:
             problems.append((f"{where}.values", f"{op} takes no values"))
             continue
-        out.append(Requirement(key, op, tuple(str(v) for v in values)))
+        if all(_is_text(v, f"{where}.values[{j}]", problems) for j, v in enumerate(values)):
+            out.append(Requirement(key, op, tuple(values)))
     return tuple(out)
+
+
+def _is_text(value, path: str, problems: Problems) -> bool:
+    if not isinstance(value, str):
+        problems.append((path, f"must be a string, not {kind_of(value)}"))
+        return False
+    return True
 
 
 def _known_key(key, path: str, problems: Problems) -> bool:
     if key not in KEYS:
-        problems.append((path, f"{key!r} is not a container field (known: {', '.join(KEYS)})"))
+        problems.append((path, f"{describe(key)} is not a container field (known: {', '.join(KEYS)})"))
         return False
     return True
