@@ -55,7 +55,7 @@ class _Scanner:
         except PolicyError as err:
             return str(err)
         if self._require_root and f.trust_problem:
-            return f"{path}: {f.trust_problem}"
+            return source.trust_problem(f.stat, path)
         if (f.stat.st_ino, f.stat.st_dev) != (st.st_ino, st.st_dev):
             return f"{path}: replaced while being read; will retry"
         return f.data
