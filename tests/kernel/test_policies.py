@@ -9,6 +9,7 @@ its entry is traced), connects to our own listeners, files in a temp dir.
 from __future__ import annotations
 
 import base64
+import ctypes
 import os
 import shutil
 import socket
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from tetrad.bpf import unistd
 from tetrad.policy.compile import compile_policy
 from tetrad.policy.kernel import kernel_facts
 from tetrad.policy.schema import parse
@@ -212,6 +214,39 @@ def setup(tmp_path_factory):
       - index: 1
         operator: Postfix
         values: [".and-{RUN}"]
+"""),
+        "list": policy("t-list", f"""  lists:
+  - name: "dups"
+    type: "syscalls"
+    values: ["sys_dup", "sys_dup2"]
+  kprobes:
+  - call: "list:dups"
+    args:
+    - index: 0
+      type: int
+    selectors:
+    - matchPIDs:
+      - operator: In
+        values: [{PID}]
+"""),
+        "inmap": policy("t-inmap", f"""  lists:
+  - name: "dups"
+    type: "syscalls"
+    values: ["sys_dup", "sys_dup2"]
+  tracepoints:
+  - subsystem: "raw_syscalls"
+    event: "sys_enter"
+    args:
+    - index: 4
+      type: "syscall64"
+    selectors:
+    - matchPIDs:
+      - operator: In
+        values: [{PID}]
+      matchArgs:
+      - index: 0
+        operator: "InMap"
+        values: ["list:dups"]
 """),
         "kill": policy("t-kill", f"""  kprobes:
   - call: "sys_execve"
@@ -427,6 +462,27 @@ def test_several_match_args_on_one_argument_must_all_hold(setup):
         path.read_text()
     got = [arg_values(h)[0] for h in hits(setup["daemon"].sync(), "t-and")]
     assert got and set(got) == {str(inside)}
+
+
+def test_a_syscalls_list_hooks_each_syscall_and_in_map_selects_by_id(setup):
+    """Tetragon's lists: `call: list:dups` is a hook on dup and on dup2;
+    InMap on raw_syscalls' id takes the list's numbers. dup3 is in neither."""
+    libc = ctypes.CDLL(None, use_errno=True)     # os.dup calls fcntl(F_DUPFD_CLOEXEC), not dup
+    fd = os.open("/dev/null", os.O_RDONLY)
+    try:
+        copies = [libc.dup(fd), os.dup2(fd, 900), os.dup2(fd, 901, inheritable=False)]
+        assert copies[0] >= 0
+    finally:
+        for f in [fd] + copies:
+            os.close(f)
+    events = setup["daemon"].sync()
+    listed = {(h["function_name"].removeprefix("__x64_"), arg_values(h)[0])
+              for h in hits(events, "t-list") if arg_values(h)[0] == fd}
+    assert listed == {("sys_dup", fd), ("sys_dup2", fd)}
+    ids = {arg_values(e["process_tracepoint"])[0]["id"] for e in events
+           if e.get("process_tracepoint", {}).get("policy_name") == "t-inmap"}
+    numbers = {name: unistd.number(name) for name in ("dup", "dup2", "dup3")}
+    assert ids == {numbers["dup"], numbers["dup2"]}
 
 
 def test_sigkill_on_execve_kills_before_the_binary_runs(setup):

@@ -58,7 +58,7 @@ def bpf_programs(pid: int) -> int:
 
 def tetra(sock, *args, stdin=None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "tetrad.cli.tetra", "--socket", str(sock), *args],
-                          cwd=REPO, capture_output=True, text=True, timeout=60, input=stdin)
+                          cwd=REPO, capture_output=True, text=True, timeout=60 * TIME_FACTOR, input=stdin)
 
 
 @pytest.fixture(scope="module")
@@ -280,7 +280,7 @@ def test_a_burst_of_sighups_is_coalesced_and_the_daemon_keeps_working(service):
     for _ in range(50):
         os.kill(d.proc.pid, signal.SIGHUP)
         time.sleep(0.002)
-    wait_for(lambda: d.stderr_path.read_text().count("reloaded in") > before, 30, "a reload")
+    wait_for(lambda: d.stderr_path.read_text().count("reloaded in") > before, 30 * TIME_FACTOR, "a reload")
     lseek(BASE + 9)
     assert hits(d.sync(), "svc-other"), "policies stopped working after the SIGHUPs"
 

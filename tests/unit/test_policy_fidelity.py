@@ -14,7 +14,7 @@ from tetrad.abi import generic as enc
 from tetrad.decode.generic import Slot
 from tetrad.events.policy import _renderer
 from tetrad.policy import limits
-from tetrad.policy.compile import KernelFacts, compile_policy
+from tetrad.policy.compile import KernelFacts, compile_policy, parse_tracepoint_format
 from tetrad.policy.schema import ArgSpec, PolicyError, parse
 
 HEAD = 'apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: "t"\n'
@@ -149,3 +149,60 @@ def test_tetragon_types_tetrad_lacks_are_named_and_do_not_cascade():
 def test_a_field_nobody_has_is_unknown():
     got = problems(openat("    - matchArgz: []\n"))
     assert got["spec.kprobes[0].selectors[0].matchArgz"].startswith("unknown field (known: ")
+
+
+RAW_SYS_ENTER = parse_tracepoint_format("""name: sys_enter
+format:
+	field:unsigned short common_type;	offset:0;	size:2;	signed:0;
+	field:unsigned char common_flags;	offset:2;	size:1;	signed:0;
+	field:unsigned char common_preempt_count;	offset:3;	size:1;	signed:0;
+	field:int common_pid;	offset:4;	size:4;	signed:1;
+
+	field:long id;	offset:8;	size:8;	signed:1;
+	field:unsigned long args[6];	offset:16;	size:48;	signed:0;
+""")
+LISTS = ("  lists:\n  - name: dups\n    type: syscalls\n    values: [sys_dup, sys_dup2]\n")
+
+
+def test_a_kprobe_on_a_syscalls_list_is_one_hook_per_syscall():
+    p = parse(doc(LISTS + '  kprobes:\n  - call: "list:dups"\n'))
+    assert [(h.call, h.syscall) for h in p.hooks] == [("sys_dup", True), ("sys_dup2", True)]
+    compiled = compile_policy(p, KernelFacts(arch_prefix="__x64_"))
+    assert [ch.target.function_name for ch in compiled] == ["__x64_sys_dup", "__x64_sys_dup2"]
+
+
+def test_in_map_on_a_syscall_id_takes_the_lists_numbers():
+    text = doc(LISTS + "  tracepoints:\n  - subsystem: raw_syscalls\n    event: sys_enter\n"
+               "    args:\n    - index: 4\n      type: syscall64\n    selectors:\n    - matchArgs:\n"
+               "      - index: 0\n        operator: InMap\n        values: [\"list:dups\", 3]\n")
+    numbers = {"dup": 32, "dup2": 33}
+    facts = KernelFacts(arch_prefix="__x64_", syscall_number=numbers.__getitem__,
+                        tracepoint_fields=lambda s, e: RAW_SYS_ENTER)
+    [ch] = compile_policy(parse(text), facts)
+    m = enc.Hook.from_buffer_copy(ch.encode(0)[0]).sel[0].match[0]
+    assert (m.op, list(m.vals[:m.nvals])) == (enc.OPS["Equal"], [32, 33, 3])
+    not_in = text.replace("operator: InMap", "operator: NotInMap")
+    [ch] = compile_policy(parse(not_in), facts)
+    assert enc.Hook.from_buffer_copy(ch.encode(0)[0]).sel[0].match[0].op == enc.OPS["NotEqual"]
+
+
+def test_lists_tetrad_cannot_expand_and_names_it_does_not_know_are_refused():
+    generated = doc("  lists:\n  - name: all\n    type: generated_syscalls\n"
+                    '  kprobes:\n  - call: "list:all"\n')
+    assert problems(generated) == {
+        "spec.lists[0].type": "lists of type generated_syscalls are not supported by tetrad yet"}
+    missing = problems(doc(LISTS + '  kprobes:\n  - call: "list:other"\n'))
+    assert missing == {"spec.kprobes[0].call": "no list named 'other' in spec.lists"}
+
+
+def test_expanded_hooks_count_against_the_policys_limit():
+    names = ", ".join(f"sys_s{i}" for i in range(limits.HOOKS))
+    text = doc(f"  lists:\n  - name: many\n    type: syscalls\n    values: [{names}]\n"
+               '  kprobes:\n  - call: "list:many"\n  - call: "sys_close"\n')
+    assert "hooks once lists and symbols are expanded" in problems(text)["spec"]
+
+
+def test_a_uprobe_with_several_symbols_is_one_hook_per_symbol():
+    p = parse(doc("  uprobes:\n  - path: /usr/bin/bash\n    symbols: [readline, main]\n"))
+    assert [(h.binary, h.symbol) for h in p.hooks] == [("/usr/bin/bash", "readline"),
+                                                        ("/usr/bin/bash", "main")]

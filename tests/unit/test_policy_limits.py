@@ -129,7 +129,8 @@ def test_a_wrong_type_is_that_fields_error():
         "spec.kprobes[0].args[0].type": "type must be a string, one of " + ", ".join(
             sorted(__import__("tetrad.policy.schema", fromlist=["x"]).ARG_TYPES)) + "; not a list",
         f"{s}.matchArgs[0].operator": "operator must be a string, one of Equal, GT, GreaterThan, "
-                                      "InRange, LT, LessThan, Mask, NotEqual, NotInRange; not a list",
+                                      "InMap, InRange, LT, LessThan, Mask, NotEqual, NotInMap, NotInRange; "
+                                      "not a list",
         f"{s}.matchPIDs[0].operator": "operator must be a string, one of In, NotIn; not a mapping",
         f"{s}.matchPIDs[0].values[0]": "a list is not a number; an integer is expected",
         f"{s}.matchPIDs[0].followForks": "must be true or false, not 'yes'",

@@ -37,10 +37,11 @@ import ctypes
 import ipaddress
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from tetrad.abi import generic as enc
+from tetrad.bpf import unistd
 from tetrad.policy import schema
 from tetrad.policy.schema import ArgSpec, Hook, Policy, PolicyError
 from tetrad.policy.workloads import Workloads
@@ -366,9 +367,42 @@ class KernelFacts:
 
     arch_prefix: str = "__x64_"
     tracepoint_fields: Callable[[str, str], list[TracepointField]] | None = None
+    syscall_number: Callable[[str], int] = unistd.number     # raises unistd.UnknownSyscall
+
+
+def _map_ops_as_equal(hook: Hook, facts: KernelFacts) -> Hook:
+    """InMap/NotInMap on an integer become Equal/NotEqual, their syscall
+    names (from a syscalls list) this machine's numbers."""
+    problems = []
+
+    def number(value: str, path: str) -> str:
+        try:
+            return str(schema.parse_int(value))
+        except ValueError:
+            pass
+        try:
+            return str(facts.syscall_number(syscall_name(value)))
+        except unistd.UnknownSyscall as err:
+            problems.append((path, str(err)))
+            return "0"
+
+    def selector(sel: schema.Selector) -> schema.Selector:
+        match_args = tuple(
+            replace(m, operator=schema.MAP_OPS[m.operator],
+                    values=tuple(number(v, f"{m.path}.values") for v in m.values))
+            if m.operator in schema.MAP_OPS else m for m in sel.match_args)
+        return replace(sel, match_args=match_args)
+
+    if not any(m.operator in schema.MAP_OPS for s in hook.selectors for m in s.match_args):
+        return hook
+    hook = replace(hook, selectors=tuple(selector(s) for s in hook.selectors))
+    if problems:
+        raise PolicyError("", problems)
+    return hook
 
 
 def compile_hook(policy: Policy, hook: Hook, facts: KernelFacts) -> CompiledHook:
+    hook = _map_ops_as_equal(hook, facts)
     problems = []
 
     def refuse(path: str, reason: str):

@@ -68,7 +68,13 @@ NET_TYPES = {"sock", "sockaddr"}
 NOP_TYPE = "nop"                # a placeholder: neither read nor shown, as in Tetragon
 ARG_TYPES = INT_TYPES | STRING_TYPES | PATH_TYPES | NET_TYPES | {NOP_TYPE}
 
-INT_OPS = {"Equal", "NotEqual", "Mask", "GreaterThan", "LessThan", "InRange", "NotInRange"}
+INT_OPS = {"Equal", "NotEqual", "Mask", "GreaterThan", "LessThan", "InRange", "NotInRange",
+           "InMap", "NotInMap"}
+# InMap/NotInMap on integers: values (or list:NAME of a syscalls list) compiled
+# as Equal/NotEqual; syscall names become numbers when compiled for a machine.
+MAP_OPS = {"InMap": "Equal", "NotInMap": "NotEqual"}
+LIST_TYPES = {"syscalls"}                       # spec.lists kinds tetrad expands
+LIST_PREFIX = "list:"
 STRING_OPS = {"Equal", "NotEqual", "Prefix", "NotPrefix", "Postfix", "NotPostfix"}
 ADDR_OPS = {"SAddr", "NotSAddr", "DAddr", "NotDAddr"}
 PORT_OPS = {"SPort", "NotSPort", "DPort", "NotDPort"}
@@ -81,7 +87,7 @@ BINARY_OPS = {"In", "NotIn", "Prefix", "NotPrefix", "Postfix", "NotPostfix"}
 PID_OPS = {"In", "NotIn"}
 UNSUPPORTED_SPEC = {
     "usdts": "USDT probes", "fentries": "fentry hooks", "loader": "process_loader events",
-    "lists": "named lists", "enforcers": "NotifyEnforcer", "selectorsMacros": "selector macros",
+"enforcers": "NotifyEnforcer", "selectorsMacros": "selector macros",
     "podSelector": "pod selectors (no Kubernetes here)",
 }
 # A Kubernetes object name: a lower-case RFC 1123 DNS subdomain.
@@ -284,7 +290,8 @@ class _Checker:
     def __init__(self):
         self.problems: list[tuple[str, str]] = []
         self.map_values = 0                  # values that take a kernel map entry
-        self.lists_refused = False           # spec.lists was refused: list:NAME calls are not
+        self.lists: dict[str, tuple[str, ...]] = {}   # spec.lists: name -> syscall names
+        self.lists_refused = False           # a list was refused: list:NAME naming it is not
 
     def fail(self, path: str, reason: str) -> None:
         self.problems.append((path, reason))
@@ -480,13 +487,19 @@ class _Checker:
             return None
         op = {"GT": "GreaterThan", "LT": "LessThan"}.get(op, op)
         in_maps = spec.group in ("string", "path") or op in ADDR_OPS
-        limit = None if in_maps else limits.VALUES
+        limit = None if in_maps or op in MAP_OPS else limits.VALUES
         where = f"{path}.values"
         values = []
         for i, v in enumerate(self.values(raw.get("values"), where, limit)):
-            text = self._value(spec, op, v, f"{where}[{i}]")
+            if op in MAP_OPS and isinstance(v, str) and v.startswith(LIST_PREFIX):
+                values += self.list_values(v, f"{where}[{i}]")
+                continue
+            text = self._value(spec, MAP_OPS.get(op, op), v, f"{where}[{i}]")
             if text is not None:
                 values.append(text)
+        if op in MAP_OPS and len(values) > limits.VALUES:
+            self.fail(where, f"{len(values)} values; InMap on an integer holds at most "
+                             f"{limits.VALUES} (a selector's kernel entry)")
         if spec.group in ("string", "path") or op in ADDR_OPS:
             self.map_values += len(values)
         return MatchArg(index, op, tuple(values), path)
@@ -669,6 +682,44 @@ class _Checker:
             return []
         return [a for i, x in enumerate(raw) if (a := self.action(x, f"{path}[{i}]", kind))]
 
+    def named_lists(self, raw) -> None:
+        """spec.lists: named lists of syscalls, for `call: list:NAME` and
+        InMap values. Tetragon's generated kinds (every syscall, ftrace
+        patterns) are refused by name."""
+        for i, entry in enumerate(self.seq(raw, "spec.lists")):
+            where = f"spec.lists[{i}]"
+            entry = self.mapping(entry, where, {"name", "type", "values", "validated"}, "list")
+            name = self.text(entry.get("name"), f"{where}.name", max_chars=limits.NAME)
+            kind = entry.get("type")
+            if isinstance(kind, str) and kind in tetragon_fields.LIST_TYPES - LIST_TYPES:
+                self.fail(f"{where}.type", f"lists of type {kind} are not supported by tetrad yet")
+                kind = None
+            else:
+                kind = self.choice(kind, f"{where}.type", LIST_TYPES, "list type")
+            self.flag(entry, "validated", where)
+            values = []
+            raw_values = self.values(entry.get("values"), f"{where}.values", limits.HOOKS) if kind else []
+            for j, v in enumerate(raw_values):
+                call = self.name(v, f"{where}.values[{j}]", KERNEL_NAME_RE, "a syscall name")
+                if call is not None:
+                    values.append(call)
+            if name is None or kind is None:
+                self.lists_refused = True
+                continue
+            if name in self.lists:
+                self.fail(f"{where}.name", f"a second list named {describe(name)}")
+            self.lists[name] = tuple(values)
+
+    def list_values(self, ref: str, path: str) -> list[str]:
+        """The values of `list:NAME`; [] (and one error) when there is no
+        such list."""
+        name = ref[len(LIST_PREFIX):]
+        if name in self.lists:
+            return list(self.lists[name])
+        if not self.lists_refused:
+            self.fail(path, f"no list named {describe(name)} in spec.lists")
+        return []
+
     def name(self, value, path: str, pattern: re.Pattern, what: str) -> str | None:
         text = self.text(value, path, max_chars=limits.SYMBOL)
         if text is None:
@@ -676,16 +727,17 @@ class _Checker:
         if not text:
             self.fail(path, f"{what} is required")
             return None
-        if text.startswith("list:"):
-            if not self.lists_refused:
-                self.fail(path, "named lists (list:NAME) are not supported by tetrad")
+        if text.startswith(LIST_PREFIX):
+            self.fail(path, "list:NAME is only for a kprobe's call or InMap values")
             return None
         if not pattern.fullmatch(text):
             self.fail(path, f"{describe(text)} is not {what}")
             return None
         return text
 
-    def hook(self, raw, kind: str, path: str) -> Hook | None:
+    def hook(self, raw, kind: str, path: str) -> list[Hook]:
+        """The hooks of one entry: one, or one per syscall of a `list:NAME`
+        call, or one per uprobe symbol, as Tetragon attaches them."""
         common = {"args", "selectors", "message", "tags"}
         allowed = {
             "kprobe": common | {"call", "syscall", "return", "returnArg", "returnArgAction", "ignore"},
@@ -752,31 +804,35 @@ class _Checker:
         base = dict(kind=kind, path=path, args=tuple(args), selectors=selectors, message=message,
                     tags=tuple(tags), return_=return_, return_arg=return_arg)
         if kind == "kprobe":
-            call = self.name(raw.get("call", ""), f"{path}.call", KERNEL_NAME_RE,
-                             "a kernel function name (call)")
+            call = raw.get("call", "")
+            if isinstance(call, str) and call.startswith(LIST_PREFIX):
+                # One hook per syscall of the list, as Tetragon attaches them.
+                return [Hook(call=c, syscall=True, **base)
+                        for c in self.list_values(call, f"{path}.call")]
+            call = self.name(call, f"{path}.call", KERNEL_NAME_RE, "a kernel function name (call)")
             if call is None:
-                return None
+                return []
             if "syscall" not in raw:
                 # The CRD defaults to true, Tetragon's prose to false: guess from
                 # the name, as users write both, and say nothing.
                 syscall = call.startswith(("sys_", "__x64_sys_", "__arm64_sys_"))
             else:
                 syscall = self.flag(raw, "syscall", path)
-            return Hook(call=call, syscall=syscall, **base)
+            return [Hook(call=call, syscall=syscall, **base)]
         if kind == "tracepoint":
             subsystem = self.name(raw.get("subsystem", ""), f"{path}.subsystem", TRACEFS_NAME_RE,
                                   "a tracepoint subsystem")
             event = self.name(raw.get("event", ""), f"{path}.event", TRACEFS_NAME_RE,
                               "a tracepoint event")
             if subsystem is None or event is None:
-                return None
+                return []
             if return_:
                 self.fail(f"{path}.return", "tracepoints have no return value")
-            return Hook(call=f"{subsystem}/{event}", raw=self.flag(raw, "raw", path), **base)
+            return [Hook(call=f"{subsystem}/{event}", raw=self.flag(raw, "raw", path), **base)]
         if kind == "lsm":
             name = self.name(raw.get("hook", ""), f"{path}.hook", KERNEL_NAME_RE,
                              "an LSM hook name (e.g. file_open)")
-            return Hook(call=name, **base) if name else None
+            return [Hook(call=name, **base)] if name else []
         binary = None
         if raw.get("path") is None:
             self.fail(f"{path}.path", "path (absolute path of the binary) is required")
@@ -786,15 +842,16 @@ class _Checker:
             self.fail(f"{path}.path", f"{describe(binary)} is not an absolute path")
             binary = None
         symbols = self.seq(raw.get("symbols"), f"{path}.symbols")
-        if len(symbols) != 1:
-            self.fail(f"{path}.symbols", "exactly one symbol per uprobe entry is supported")
-            return None
-        symbol = self.text(symbols[0], f"{path}.symbols[0]", max_chars=limits.SYMBOL)
-        if binary is None or symbol is None:
-            return None
-        if not symbol:
-            self.fail(f"{path}.symbols[0]", "the symbol name is required")
-        return Hook(binary=binary, symbol=symbol, call=symbol, **base)
+        if not symbols:
+            self.fail(f"{path}.symbols", "at least one symbol is required")
+        hooks = []
+        for i, raw_symbol in enumerate(symbols):
+            symbol = self.text(raw_symbol, f"{path}.symbols[{i}]", max_chars=limits.SYMBOL)
+            if symbol == "":
+                self.fail(f"{path}.symbols[{i}]", "the symbol name is required")
+            elif symbol is not None and binary is not None:
+                hooks.append(Hook(binary=binary, symbol=symbol, call=symbol, **base))
+        return hooks
 
     # ---- the document --------------------------------------------------------------
 
@@ -825,11 +882,12 @@ class _Checker:
                     self.text(v, f"metadata.{key}.{path_key(k)}")
         spec = self.mapping(doc.get("spec", {}), "spec", {"kprobes", "tracepoints", "uprobes", "lsmhooks",
                                                           "options", "containerSelector", "hostSelector",
+                                                          "lists",
                                                           *UNSUPPORTED_SPEC}, "spec")
         for key, what in UNSUPPORTED_SPEC.items():
             if key in spec:
                 self.fail(f"spec.{key}", f"{what} are not supported by tetrad yet")
-        self.lists_refused = "lists" in spec
+        self.named_lists(spec.get("lists"))
         workloads, problems = workload_scope.parse(spec)
         self.problems += problems
         mode = "enforce"
@@ -852,9 +910,10 @@ class _Checker:
                                          "into several files")
                 break
             for i, raw in enumerate(entries):
-                hook = self.hook(raw, kind, f"spec.{key}[{i}]")
-                if hook:
-                    hooks.append(hook)
+                hooks += self.hook(raw, kind, f"spec.{key}[{i}]")
+        if len(hooks) > limits.HOOKS:
+            self.fail("spec", f"{len(hooks)} hooks once lists and symbols are expanded; at most "
+                              f"{limits.HOOKS} in one policy: split it into several files")
         if self.map_values > limits.MAP_VALUES:
             self.fail("spec", f"{self.map_values} string, path, binary and address values; at most "
                               f"{limits.MAP_VALUES} per policy (they share kernel maps of "

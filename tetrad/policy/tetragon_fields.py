@@ -44,6 +44,7 @@ FIELDS: dict[str, frozenset[str]] = {k: frozenset(v) for k, v in {
                "argNewOffset", "rateLimit", "rateLimitScope", "kernelStackTrace",
                "userStackTrace", "imaHash"},
     "option": {"name", "value"},
+    "list": {"name", "values", "type", "pattern", "validated"},
 }.items()}
 
 ARG_TYPES = frozenset({
@@ -55,3 +56,5 @@ ARG_TYPES = frozenset({
     "cap_effective", "linux_binprm", "data_loc", "net_device", "sockaddr", "sockaddr_un",
     "socket", "dentry", "bpf_prog",
 })
+
+LIST_TYPES = frozenset({"syscalls", "generated_syscalls", "generated_ftrace"})
