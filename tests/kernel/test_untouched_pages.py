@@ -1,0 +1,120 @@
+"""Arguments on pages the attacker never touched (issue 12, section 1).
+
+tests/kernel/untouched.c (built here with gcc) passes the kernel strings
+that live on a file-backed page it has never read, so that page is not
+mapped at syscall entry, when a BPF program reading user memory (page
+faults disabled) gets -EFAULT. The kernel's own copy inside the call
+faults it in. Each attack runs ROUNDS times:
+
+- openat of <dir>/protected/secret under a Sigkill policy (Prefix
+  <dir>/protected/, matchBinaries on the attack binary): killed every time;
+- the same under a Post policy (another copy of the binary): an event with
+  the path every time;
+- a benign control (<dir>/other/file, same trick): neither killed nor
+  reported;
+- execve with every argv string on such a page: the exec event has the
+  real arguments every time.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.kernel.daemon_harness import DaemonProcess, execs
+
+pytestmark = pytest.mark.kernel
+
+ROUNDS = 5
+RUN = uuid.uuid4().hex[:8]
+SOURCE = Path(__file__).with_name("untouched.c")
+
+
+def open_policy(name: str, prefix: str, binary: Path, action: str) -> str:
+    actions = f"\n      matchActions:\n      - action: {action}" if action != "Post" else ""
+    return f"""apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: "{name}"
+spec:
+  kprobes:
+  - call: "sys_openat"
+    syscall: true
+    args:
+    - index: 1
+      type: string
+    selectors:
+    - matchArgs:
+      - index: 1
+        operator: Prefix
+        values: ["{prefix}"]
+      matchBinaries:
+      - operator: In
+        values: ["{binary}"]{actions}
+"""
+
+
+def string_file(path: Path, *strings: str) -> Path:
+    """A file holding the strings, each NUL terminated: what gets mapped."""
+    path.write_bytes(b"".join(s.encode() + b"\0" for s in strings))
+    return path
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    work = tmp_path_factory.mktemp("pages")
+    os.chmod(work, 0o755)
+    protected, other = work / "protected", work / "other"
+    protected.mkdir()
+    other.mkdir()
+    (protected / "secret").write_text("secret\n")
+    (other / "file").write_text("benign\n")
+    built = work / "untouched"
+    subprocess.run(["gcc", "-O2", "-Wall", "-o", str(built), str(SOURCE)], check=True)
+    killer, poster = work / f"untouched-kill-{RUN}", work / f"untouched-post-{RUN}"
+    shutil.copy(built, killer)
+    shutil.copy(built, poster)
+    target = work / f"true-{RUN}"
+    shutil.copy(os.path.realpath("/bin/true"), target)
+    policies = {"kill": open_policy("t-pages-kill", f"{protected}/", killer, "Sigkill"),
+                "post": open_policy("t-pages-post", f"{protected}/", poster, "Post")}
+    args = []
+    for key, text in policies.items():
+        (work / f"{key}.yaml").write_text(text)
+        args += ["--policy", str(work / f"{key}.yaml")]
+    daemon = DaemonProcess(work, *args)
+    yield {"daemon": daemon, "work": work, "killer": killer, "poster": poster, "target": target,
+           "secret": string_file(work / "secret.path", str(protected / "secret")),
+           "benign": string_file(work / "benign.path", str(other / "file"))}
+    if daemon.proc.poll() is None:
+        daemon.stop()
+
+
+def hits(events, policy_name: str) -> list[dict]:
+    return [e["process_kprobe"] for e in events if "process_kprobe" in e
+            and e["process_kprobe"]["policy_name"] == policy_name]
+
+
+def run(binary: Path, *args) -> subprocess.CompletedProcess:
+    return subprocess.run([str(binary), *map(str, args)], capture_output=True, text=True, timeout=30)
+
+
+def test_exec_arguments_on_untouched_pages_are_reported_every_time(setup):
+    got = []
+    for i in range(ROUNDS):
+        argv = [str(setup["target"]), f"first-{RUN}-{i}", "second arg", f"third-{RUN}"]
+        strings = string_file(setup["work"] / f"argv-{i}", *argv)
+        r = run(setup["killer"], "exec", strings, setup["target"], *(len(a) for a in argv))
+        assert r.returncode == 0, r.stderr
+        got.append(f'first-{RUN}-{i} "second arg" third-{RUN}')
+    events = setup["daemon"].sync()
+    seen = [e["process"] for e in execs(events, binary=str(setup["target"]))]
+    print(f"exec with argv on untouched pages: {sum(1 for p in seen if p.get('arguments'))} of "
+          f"{ROUNDS} with arguments; flags {[p['flags'] for p in seen]}")
+    assert sorted(p.get("arguments", "") for p in seen) == sorted(got)
+    assert not [p for p in seen if "errorArgs" in p["flags"]]

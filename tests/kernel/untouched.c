@@ -1,0 +1,82 @@
+/* Attack programs of issue 12 §1: strings the kernel reads, on pages never
+ * touched by this process before the system call.
+ *
+ * The strings live in a file mapped MAP_PRIVATE and read-only: mmap() does
+ * not fault its pages in, and nothing here reads them, so the first access
+ * is the kernel's own copy inside the call. A BPF program reading them at
+ * syscall entry (with page faults disabled) fails with -EFAULT.
+ *
+ *   untouched open FILE [touch]      openat(path in FILE); prints "opened"
+ *   untouched exec FILE PROGRAM      execve(PROGRAM, argv from FILE, NUL separated)
+ *
+ * With "touch", the page is read before the call (the control that shows
+ * the policy itself matches).
+ */
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static char *map(const char *file, size_t *size)
+{
+	int fd = open(file, O_RDONLY);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		perror(file);
+		return NULL;
+	}
+	char *p = mmap(NULL, st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	close(fd);
+	if (p == MAP_FAILED) {
+		perror("mmap");
+		return NULL;
+	}
+	*size = st.st_size;
+	return p;
+}
+
+int main(int argc, char **argv)
+{
+	size_t size;
+	if (argc < 3)
+		return 2;
+	char *p = map(argv[2], &size);
+	if (!p)
+		return 2;
+	if (!strcmp(argv[1], "open")) {
+		if (argc > 3 && !strcmp(argv[3], "touch"))
+			(void)*(volatile char *)p;
+		int fd = openat(AT_FDCWD, p, O_RDONLY);
+		if (fd < 0) {
+			perror("openat");
+			return 1;
+		}
+		puts("opened");
+		return 0;
+	}
+	if (!strcmp(argv[1], "exec") && argc > 3) {
+		/* argv[i] point into the mapping: the kernel finds the NULs;
+		 * the count comes from the file's size, not from reading it. */
+		char *args[64];
+		size_t n = 0, at = 0;
+		long lens[64];
+		int k = 0;
+		/* The lengths come on our command line (argv[4..]), so that
+		 * nothing here reads the mapped page. */
+		for (int i = 4; i < argc && k < 63; i++)
+			lens[k++] = strtol(argv[i], NULL, 10);
+		for (int i = 0; i < k; i++) {
+			args[n++] = p + at;
+			at += lens[i] + 1;
+		}
+		args[n] = NULL;
+		(void)size;
+		execv(argv[3], args);
+		perror("execv");
+		return 1;
+	}
+	return 2;
+}
