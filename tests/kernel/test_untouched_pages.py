@@ -104,6 +104,43 @@ def run(binary: Path, *args) -> subprocess.CompletedProcess:
     return subprocess.run([str(binary), *map(str, args)], capture_output=True, text=True, timeout=30)
 
 
+def test_open_of_an_untouched_path_is_killed_every_time(setup):
+    results = [run(setup["killer"], "open", setup["secret"]) for _ in range(ROUNDS)]
+    killed = sum(1 for r in results if r.returncode == -9)
+    print(f"Sigkill policy, path on an untouched page: killed {killed} of {ROUNDS}")
+    assert killed == ROUNDS, [(r.returncode, r.stdout) for r in results]
+    assert all("opened" not in r.stdout for r in results)
+    got = hits(setup["daemon"].sync(), "t-pages-kill")
+    assert len(got) == ROUNDS
+    assert all(h["action"] == "KPROBE_ACTION_SIGKILL" for h in got)
+
+
+def test_open_of_an_untouched_path_is_reported_every_time(setup):
+    results = [run(setup["poster"], "open", setup["secret"]) for _ in range(ROUNDS)]
+    assert all(r.returncode == 0 and "opened" in r.stdout for r in results)
+    got = hits(setup["daemon"].sync(), "t-pages-post")
+    paths = [h["args"][0].get("string_arg") for h in got]
+    print(f"Post policy, path on an untouched page: {len(got)} events of {ROUNDS}")
+    assert paths == [str(setup["work"] / "protected" / "secret")] * ROUNDS
+
+
+def test_the_touched_control_is_killed_too(setup):
+    """The same program reading the page first: the policy itself matches."""
+    r = run(setup["killer"], "open", setup["secret"], "touch")
+    assert r.returncode == -9
+
+
+def test_a_benign_path_with_the_same_trick_is_left_alone(setup):
+    results = [run(b, "open", setup["benign"]) for b in (setup["killer"], setup["poster"])
+               for _ in range(ROUNDS)]
+    assert all(r.returncode == 0 and "opened" in r.stdout for r in results), \
+        [(r.returncode, r.stderr) for r in results]
+    events = setup["daemon"].sync()
+    benign = str(setup["work"] / "other" / "file")
+    assert not [h for name in ("t-pages-kill", "t-pages-post") for h in hits(events, name)
+                if h["args"][0].get("string_arg") == benign]
+
+
 def test_exec_arguments_on_untouched_pages_are_reported_every_time(setup):
     got = []
     for i in range(ROUNDS):
