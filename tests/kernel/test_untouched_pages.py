@@ -13,20 +13,33 @@ faults it in. Each attack runs ROUNDS times:
 - a benign control (<dir>/other/file, same trick): neither killed nor
   reported;
 - execve with every argv string on such a page: the exec event has the
-  real arguments every time.
+  real arguments every time;
+- a path the kernel cannot read either (a PROT_NONE page): killed and
+  reported with the argument marked unreadable, unless the policy says
+  unreadable-args: no-match (then left alone, and counted);
+- execve of a program whose path is on such a page, under a Sigkill
+  policy on execve: killed at entry, before the program runs (execve's
+  arguments are decided at entry: after an exec the caller's memory is
+  gone, so an unreadable one counts as a match there).
+
+Figures before the fix (entry-side reads only): 0 of 5 killed, 0 of 5
+reported, 0 of 5 exec events with arguments (all errorArgs), 0 of 5 execs
+killed.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.kernel.daemon_harness import DaemonProcess, execs
+from tests.kernel.daemon_harness import REPO, DaemonProcess, execs, wait_for
 
 pytestmark = pytest.mark.kernel
 
@@ -35,23 +48,30 @@ RUN = uuid.uuid4().hex[:8]
 SOURCE = Path(__file__).with_name("untouched.c")
 
 
-def open_policy(name: str, prefix: str, binary: Path, action: str) -> str:
+OPT_OUT = """
+  options:
+  - name: unreadable-args
+    value: no-match"""
+
+
+def open_policy(name: str, prefix: str, binary: Path, action: str, options: str = "",
+                call: str = "sys_openat", index: int = 1, operator: str = "Prefix") -> str:
     actions = f"\n      matchActions:\n      - action: {action}" if action != "Post" else ""
     return f"""apiVersion: cilium.io/v1alpha1
 kind: TracingPolicy
 metadata:
   name: "{name}"
-spec:
+spec:{options}
   kprobes:
-  - call: "sys_openat"
+  - call: "{call}"
     syscall: true
     args:
-    - index: 1
+    - index: {index}
       type: string
     selectors:
     - matchArgs:
-      - index: 1
-        operator: Prefix
+      - index: {index}
+        operator: {operator}
         values: ["{prefix}"]
       matchBinaries:
       - operator: In
@@ -77,18 +97,25 @@ def setup(tmp_path_factory):
     built = work / "untouched"
     subprocess.run(["gcc", "-O2", "-Wall", "-o", str(built), str(SOURCE)], check=True)
     killer, poster = work / f"untouched-kill-{RUN}", work / f"untouched-post-{RUN}"
-    shutil.copy(built, killer)
-    shutil.copy(built, poster)
+    optout, execer = work / f"untouched-optout-{RUN}", work / f"untouched-exec-{RUN}"
+    for copy in (killer, poster, optout, execer):
+        shutil.copy(built, copy)
     target = work / f"true-{RUN}"
     shutil.copy(os.path.realpath("/bin/true"), target)
+    victim = work / f"victim-{RUN}"
+    shutil.copy(os.path.realpath("/usr/bin/touch"), victim)
     policies = {"kill": open_policy("t-pages-kill", f"{protected}/", killer, "Sigkill"),
-                "post": open_policy("t-pages-post", f"{protected}/", poster, "Post")}
+                "post": open_policy("t-pages-post", f"{protected}/", poster, "Post"),
+                "optout": open_policy("t-pages-optout", f"{protected}/", optout, "Sigkill", OPT_OUT),
+                "exec": open_policy("t-pages-exec", str(victim), execer, "Sigkill",
+                                    call="sys_execve", index=0, operator="Equal")}
     args = []
     for key, text in policies.items():
         (work / f"{key}.yaml").write_text(text)
         args += ["--policy", str(work / f"{key}.yaml")]
     daemon = DaemonProcess(work, *args)
     yield {"daemon": daemon, "work": work, "killer": killer, "poster": poster, "target": target,
+           "optout": optout, "execer": execer, "victim": victim,
            "secret": string_file(work / "secret.path", str(protected / "secret")),
            "benign": string_file(work / "benign.path", str(other / "file"))}
     if daemon.proc.poll() is None:
@@ -104,6 +131,15 @@ def run(binary: Path, *args) -> subprocess.CompletedProcess:
     return subprocess.run([str(binary), *map(str, args)], capture_output=True, text=True, timeout=30)
 
 
+def counters(setup, policy_name: str) -> dict[str, int]:
+    """The policy's kernel counters from `tetra status` (a snapshot the
+    daemon refreshes every second)."""
+    out = subprocess.run([sys.executable, "-m", "tetrad.cli.tetra", "--socket",
+                          str(setup["work"] / "api.sock"), "status", "-o", "json"],
+                         cwd=REPO, capture_output=True, text=True, timeout=60, check=True)
+    return next(p["counters"] for p in json.loads(out.stdout)["policies"] if p["name"] == policy_name)
+
+
 def test_open_of_an_untouched_path_is_killed_every_time(setup):
     results = [run(setup["killer"], "open", setup["secret"]) for _ in range(ROUNDS)]
     killed = sum(1 for r in results if r.returncode == -9)
@@ -113,6 +149,9 @@ def test_open_of_an_untouched_path_is_killed_every_time(setup):
     got = hits(setup["daemon"].sync(), "t-pages-kill")
     assert len(got) == ROUNDS
     assert all(h["action"] == "KPROBE_ACTION_SIGKILL" for h in got)
+    assert all(h["args"][0] == {"string_arg": str(setup["work"] / "protected" / "secret")} for h in got)
+    wait_for(lambda: counters(setup, "t-pages-kill")["deferred"] >= ROUNDS, 10,
+             "calls decided at sys_exit counted as deferred")
 
 
 def test_open_of_an_untouched_path_is_reported_every_time(setup):
@@ -155,3 +194,41 @@ def test_exec_arguments_on_untouched_pages_are_reported_every_time(setup):
           f"{ROUNDS} with arguments; flags {[p['flags'] for p in seen]}")
     assert sorted(p.get("arguments", "") for p in seen) == sorted(got)
     assert not [p for p in seen if "errorArgs" in p["flags"]]
+
+
+def test_a_path_nobody_can_read_is_a_match_marked_unreadable(setup):
+    before = counters(setup, "t-pages-kill")["unreadable"]
+    results = [run(setup["killer"], "open-none") for _ in range(ROUNDS)]
+    assert [r.returncode for r in results] == [-9] * ROUNDS
+    got = hits(setup["daemon"].sync(), "t-pages-kill")
+    marked = [h for h in got if h["args"][0].get("error") == "unreadable"]
+    assert len(marked) == ROUNDS and all(h["action"] == "KPROBE_ACTION_SIGKILL" for h in marked)
+    assert marked[0]["args"][0] == {"string_arg": "", "error": "unreadable"}
+    wait_for(lambda: counters(setup, "t-pages-kill")["unreadable"] - before == ROUNDS, 10,
+             "the unreadable reads counted", context=lambda: counters(setup, "t-pages-kill"))
+
+
+def test_unreadable_args_no_match_leaves_it_alone_and_counts_it(setup):
+    results = [run(setup["optout"], "open-none") for _ in range(ROUNDS)]
+    assert [r.returncode for r in results] == [1] * ROUNDS          # EFAULT from the kernel
+    assert not hits(setup["daemon"].sync(), "t-pages-optout")
+    wait_for(lambda: counters(setup, "t-pages-optout")["unreadable"] == ROUNDS, 10,
+             "the unreadable reads counted", context=lambda: counters(setup, "t-pages-optout"))
+    # A path readable at exit is still read and matched under the option.
+    assert run(setup["optout"], "open", setup["secret"]).returncode == -9
+
+
+def test_exec_of_a_program_named_on_an_untouched_page_is_killed_at_entry(setup):
+    victim = setup["victim"]
+    killed = 0
+    for i in range(ROUNDS):
+        marker = setup["work"] / f"ran-{i}"
+        argv = [str(victim), str(marker)]
+        strings = string_file(setup["work"] / f"exec-argv-{i}", *argv)
+        r = run(setup["execer"], "exec", strings, "-", *(len(a) for a in argv))
+        killed += r.returncode == -9 and not marker.exists()
+    print(f"Sigkill on execve, program path on an untouched page: killed {killed} of {ROUNDS}")
+    assert killed == ROUNDS
+    got = hits(setup["daemon"].sync(), "t-pages-exec")
+    assert len(got) == ROUNDS
+    assert all(h["args"][0] == {"string_arg": "", "error": "unreadable"} for h in got)

@@ -6,11 +6,16 @@
  * is the kernel's own copy inside the call. A BPF program reading them at
  * syscall entry (with page faults disabled) fails with -EFAULT.
  *
- *   untouched open FILE [touch]      openat(path in FILE); prints "opened"
- *   untouched exec FILE PROGRAM      execve(PROGRAM, argv from FILE, NUL separated)
+ *   untouched open FILE [touch]    openat(path in FILE); prints "opened"
+ *   untouched open-none            openat(a pointer to a PROT_NONE page): the
+ *                                  kernel cannot read it either (EFAULT)
+ *   untouched exec FILE PROG LEN...  execv(PROG, argv from FILE: strings of
+ *                                  lengths LEN..., NUL separated); PROG "-":
+ *                                  the program path is argv[0], from FILE too
  *
  * With "touch", the page is read before the call (the control that shows
- * the policy itself matches).
+ * the policy itself matches). Lengths come on the command line so that
+ * nothing here reads the mapped page.
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -41,6 +46,15 @@ static char *map(const char *file, size_t *size)
 int main(int argc, char **argv)
 {
 	size_t size;
+	if (argc == 2 && !strcmp(argv[1], "open-none")) {
+		char *none = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (none == MAP_FAILED || openat(AT_FDCWD, none, O_RDONLY) < 0) {
+			perror("openat");
+			return 1;
+		}
+		puts("opened");
+		return 0;
+	}
 	if (argc < 3)
 		return 2;
 	char *p = map(argv[2], &size);
@@ -57,24 +71,16 @@ int main(int argc, char **argv)
 		puts("opened");
 		return 0;
 	}
-	if (!strcmp(argv[1], "exec") && argc > 3) {
-		/* argv[i] point into the mapping: the kernel finds the NULs;
-		 * the count comes from the file's size, not from reading it. */
+	if (!strcmp(argv[1], "exec") && argc > 4) {
 		char *args[64];
-		size_t n = 0, at = 0;
-		long lens[64];
-		int k = 0;
-		/* The lengths come on our command line (argv[4..]), so that
-		 * nothing here reads the mapped page. */
-		for (int i = 4; i < argc && k < 63; i++)
-			lens[k++] = strtol(argv[i], NULL, 10);
-		for (int i = 0; i < k; i++) {
+		size_t at = 0;
+		int n = 0;
+		for (int i = 4; i < argc && n < 63; i++) {
 			args[n++] = p + at;
-			at += lens[i] + 1;
+			at += strtol(argv[i], NULL, 10) + 1;
 		}
 		args[n] = NULL;
-		(void)size;
-		execv(argv[3], args);
+		execv(strcmp(argv[3], "-") ? argv[3] : args[0], args);
 		perror("execv");
 		return 1;
 	}
