@@ -140,6 +140,10 @@ struct g_pending {
  * pending calls (that would be a silent pass). When the map is full the
  * call is decided at entry, its unreadable arguments marked. */
 BPF_TABLE("hash", u32, struct g_pending, pending, 4096);
+/* Deferred calls not yet decided, so that sys_exit of the many calls
+ * nothing deferred costs an inlined array read, not a hash lookup. An entry
+ * never taken (its task died in the call) leaves it high: exits then look. */
+BPF_ARRAY(deferred_now, u64, 1);
 #else
 BPF_TABLE("lru_hash", u32, struct g_pending, pending, 2048);
 #endif
@@ -966,7 +970,16 @@ static __always_inline bool defer(struct g_scratch *sc, u8 sel, u32 tid)
 		bpf_probe_read_kernel(p->bin_rev, sizeof(p->bin_rev), sc->bin_rev);
 	}
 #endif
-	return pending.update(&tid, p) == 0;
+	if (pending.update(&tid, p) < 0)
+		return false;
+#if G_RETRY
+	if (sel == RETRY) {
+		u64 *n = deferred_now.lookup(&zero);
+		if (n)
+			__sync_fetch_and_add(n, 1);
+	}
+#endif
+	return true;
 }
 #endif
 
@@ -1071,11 +1084,16 @@ static __always_inline int on_entry(CTX_T *ctx)
  * a signal sent now is delivered before it returns to user code. */
 static __always_inline int on_return(void *ctx, s64 retval)
 {
+	u32 zero = 0;
+#if !G_HAS_RETURN
+	u64 *deferred = deferred_now.lookup(&zero);
+	if (!deferred || !*deferred)
+		return 0;
+#endif
 	u32 tid = (u32)bpf_get_current_pid_tgid();
 	struct g_pending *p = pending.lookup(&tid);
 	if (!p)
 		return 0;
-	u32 zero = 0;
 	struct g_scratch *sc = scratch.lookup(&zero);
 	if (!sc) {
 		pending.delete(&tid);
@@ -1088,6 +1106,9 @@ static __always_inline int on_return(void *ctx, s64 retval)
 	__builtin_memcpy(raw, p->raw, sizeof(raw));
 #if G_RETRY
 	if (sel_of[0] == RETRY) {
+		u64 *n = deferred_now.lookup(&zero);
+		if (n)
+			__sync_fetch_and_add(n, -1);
 		sc->bin_len = p->bin_len;
 		sc->have_bin = p->have_bin;
 		bpf_probe_read_kernel(sc->bin, sizeof(sc->bin), p->bin);
