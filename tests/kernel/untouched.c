@@ -12,6 +12,9 @@
  *   untouched exec FILE PROG LEN...  execv(PROG, argv from FILE: strings of
  *                                  lengths LEN..., NUL separated); PROG "-":
  *                                  the program path is argv[0], from FILE too
+ *   untouched exec-storm FILE PROG N LEN...  N times fork, then that execv in
+ *                                  the child (which inherits the untouched
+ *                                  mapping); prints the children that exited 0
  *
  * With "touch", the page is read before the call (the control that shows
  * the policy itself matches). Lengths come on the command line so that
@@ -22,6 +25,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -71,18 +75,37 @@ int main(int argc, char **argv)
 		puts("opened");
 		return 0;
 	}
-	if (!strcmp(argv[1], "exec") && argc > 4) {
+	int storm = !strcmp(argv[1], "exec-storm");
+	int first = storm ? 5 : 4;
+	if ((storm || !strcmp(argv[1], "exec")) && argc > first) {
 		char *args[64];
 		size_t at = 0;
 		int n = 0;
-		for (int i = 4; i < argc && n < 63; i++) {
+		for (int i = first; i < argc && n < 63; i++) {
 			args[n++] = p + at;
 			at += strtol(argv[i], NULL, 10) + 1;
 		}
 		args[n] = NULL;
-		execv(strcmp(argv[3], "-") ? argv[3] : args[0], args);
-		perror("execv");
-		return 1;
+		const char *prog = strcmp(argv[3], "-") ? argv[3] : args[0];
+		if (!storm) {
+			execv(prog, args);
+			perror("execv");
+			return 1;
+		}
+		long times = strtol(argv[4], NULL, 10), ok = 0;
+		for (long i = 0; i < times; i++) {
+			pid_t pid = fork();
+			if (pid == 0) {
+				execv(prog, args);
+				_exit(127);
+			}
+			int status;
+			if (pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+			    !WEXITSTATUS(status))
+				ok++;
+		}
+		printf("%ld\n", ok);
+		return 0;
 	}
 	return 2;
 }
