@@ -1159,6 +1159,12 @@ static __always_inline int on_return(void *ctx, s64 retval)
 		if (found < 0)
 			return 0;
 		s = found;
+#if !G_NEEDS_BINARY
+		/* As on_entry does once something matched. */
+		u32 tgid = sc->msg.pid;
+		struct tetrad_exec_entry *e = execve_map.lookup(&tgid);
+		sc->msg.proc_ktime = e ? e->key.ktime : 0;
+#endif
 	}
 #endif
 	if (s == NO_MATCH)

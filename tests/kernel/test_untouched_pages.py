@@ -54,9 +54,13 @@ OPT_OUT = """
     value: no-match"""
 
 
-def open_policy(name: str, prefix: str, binary: Path, action: str, options: str = "",
+def open_policy(name: str, prefix: str, binary: Path | None, action: str, options: str = "",
                 call: str = "sys_openat", index: int = 1, operator: str = "Prefix") -> str:
     actions = f"\n      matchActions:\n      - action: {action}" if action != "Post" else ""
+    binaries = f"""
+      matchBinaries:
+      - operator: In
+        values: ["{binary}"]""" if binary else ""
     return f"""apiVersion: cilium.io/v1alpha1
 kind: TracingPolicy
 metadata:
@@ -72,10 +76,7 @@ spec:{options}
     - matchArgs:
       - index: {index}
         operator: {operator}
-        values: ["{prefix}"]
-      matchBinaries:
-      - operator: In
-        values: ["{binary}"]{actions}
+        values: ["{prefix}"]{binaries}{actions}
 """
 
 
@@ -89,9 +90,10 @@ def string_file(path: Path, *strings: str) -> Path:
 def setup(tmp_path_factory):
     work = tmp_path_factory.mktemp("pages")
     os.chmod(work, 0o755)
-    protected, other = work / "protected", work / "other"
-    protected.mkdir()
-    other.mkdir()
+    protected, other, anyone = work / "protected", work / "other", work / "anyone"
+    for d in (protected, other, anyone):
+        d.mkdir()
+    (anyone / "file").write_text("anyone\n")
     (protected / "secret").write_text("secret\n")
     (other / "file").write_text("benign\n")
     built = work / "untouched"
@@ -107,6 +109,9 @@ def setup(tmp_path_factory):
     policies = {"kill": open_policy("t-pages-kill", f"{protected}/", killer, "Sigkill"),
                 "post": open_policy("t-pages-post", f"{protected}/", poster, "Post"),
                 "optout": open_policy("t-pages-optout", f"{protected}/", optout, "Sigkill", OPT_OUT),
+                # No matchBinaries: the program learns the process only once a
+                # selector matched, which for a deferred call is at exit.
+                "anyone": open_policy("t-pages-anyone", f"{anyone}/", None, "Post"),
                 "exec": open_policy("t-pages-exec", str(victim), execer, "Sigkill",
                                     call="sys_execve", index=0, operator="Equal")}
     args = []
@@ -117,7 +122,8 @@ def setup(tmp_path_factory):
     yield {"daemon": daemon, "work": work, "killer": killer, "poster": poster, "target": target,
            "optout": optout, "execer": execer, "victim": victim,
            "secret": string_file(work / "secret.path", str(protected / "secret")),
-           "benign": string_file(work / "benign.path", str(other / "file"))}
+           "benign": string_file(work / "benign.path", str(other / "file")),
+           "anyone": string_file(work / "anyone.path", str(anyone / "file"))}
     if daemon.proc.poll() is None:
         daemon.stop()
 
@@ -161,6 +167,17 @@ def test_open_of_an_untouched_path_is_reported_every_time(setup):
     paths = [h["args"][0].get("string_arg") for h in got]
     print(f"Post policy, path on an untouched page: {len(got)} events of {ROUNDS}")
     assert paths == [str(setup["work"] / "protected" / "secret")] * ROUNDS
+
+
+def test_a_deferred_event_names_its_process(setup):
+    procs = [subprocess.Popen([str(setup["poster"]), "open", str(setup["anyone"])], stdout=subprocess.PIPE)
+             for _ in range(ROUNDS)]
+    pids = {p.pid for p in procs}
+    assert all(p.wait(30) == 0 for p in procs)
+    got = hits(setup["daemon"].sync(), "t-pages-anyone")
+    assert {h["process"]["pid"] for h in got} == pids
+    assert {h["process"]["binary"] for h in got} == {str(setup["poster"])}
+    assert all(h["process"]["exec_id"] != h["parent"]["exec_id"] for h in got)
 
 
 def test_the_touched_control_is_killed_too(setup):
