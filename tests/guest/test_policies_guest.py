@@ -7,7 +7,6 @@ work and the headers match; the struct offsets still come from BTF.
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess

@@ -195,6 +195,24 @@ def setup(tmp_path_factory):
         operator: Postfix
         values: [".post-{RUN}"]
 """),
+        "and": policy("t-and", f"""  kprobes:
+  - call: "sys_openat"
+    syscall: true
+    args:
+    - index: 1
+      type: string
+    selectors:
+    - matchPIDs:
+      - operator: In
+        values: [{PID}]
+      matchArgs:
+      - index: 1
+        operator: Prefix
+        values: ["{files}/"]
+      - index: 1
+        operator: Postfix
+        values: [".and-{RUN}"]
+"""),
         "kill": policy("t-kill", f"""  kprobes:
   - call: "sys_execve"
     syscall: true
@@ -398,6 +416,17 @@ def test_postfix(setup):
     (setup["files"] / f"b.post-{RUN}.not").write_text("y")
     got = [arg_values(h)[0] for h in hits(setup["daemon"].sync(), "t-postfix")]
     assert got and all(g == str(path) for g in got)
+
+
+def test_several_match_args_on_one_argument_must_all_hold(setup):
+    """Prefix and Postfix on the same argument, as Tetragon ANDs them."""
+    inside = setup["files"] / f"x.and-{RUN}"
+    outside = setup["work"] / f"x.and-{RUN}"
+    for path in (inside, setup["files"] / f"x.and-{RUN}.not", outside):
+        path.write_text("x")
+        path.read_text()
+    got = [arg_values(h)[0] for h in hits(setup["daemon"].sync(), "t-and")]
+    assert got and set(got) == {str(inside)}
 
 
 def test_sigkill_on_execve_kills_before_the_binary_runs(setup):

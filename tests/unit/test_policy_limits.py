@@ -80,11 +80,12 @@ def test_hooks_per_policy():
 
 def test_values_in_kernel_maps_per_policy():
     """32 hooks x 2 selectors x 8 Prefix values = 512; one binary more is refused."""
+    per_selector = 8
     sel = ("    - matchArgs:\n      - index: 0\n        operator: Prefix\n"
-           f"        values: [{', '.join(f'/p{j}' for j in range(limits.PATH_VALUES))}]\n")
+           f"        values: [{', '.join(f'/p{j}' for j in range(per_selector))}]\n")
     hook = ('  - call: "security_file_open"\n    syscall: false\n    args:\n    - index: 0\n'
             "      type: file\n    selectors:\n" + sel * 2)
-    assert limits.HOOKS * 2 * limits.PATH_VALUES == limits.MAP_VALUES
+    assert limits.HOOKS * 2 * per_selector == limits.MAP_VALUES
     assert parse(doc("  kprobes:\n" + hook * limits.HOOKS))
     more = hook + "      matchBinaries:\n      - operator: In\n        values: [/usr/bin/cat]\n"
     got = problems(doc("  kprobes:\n" + hook * (limits.HOOKS - 1) + more))

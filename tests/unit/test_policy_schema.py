@@ -74,8 +74,8 @@ def test_tetragon_limits():
     assert any("at most 5" in r for _, r in problems(text))
     many = HEAD + "  kprobes:\n  - call: sys_read\n    args:\n    - index: 0\n      type: int\n" \
         "    selectors:\n    - matchArgs:\n      - index: 0\n        operator: Equal\n" \
-        "        values: [1, 2, 3, 4, 5]\n"
-    assert any("at most 4" in r for _, r in problems(many))
+        "        values: [1, 2, 3, 4, 5, 6, 7, 8, 9]\n"
+    assert any("at most 8 integer values per operator" in r for _, r in problems(many))
     args = HEAD + "  kprobes:\n  - call: sys_read\n    args:\n" + "".join(
         f"    - index: {i}\n      type: int\n" for i in range(6))
     assert any("at most 5" in r for _, r in problems(args))

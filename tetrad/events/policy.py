@@ -93,7 +93,11 @@ def _renderer(spec: ArgSpec) -> Render:
     """The function that renders a slot of this argument, chosen once per
     hook rather than by a chain of type tests per argument per event."""
     t = spec.type
-    if t in INT_SIZES:
+    if t == "syscall64":
+        # Tetragon's SyscallId. tetrad does not tell a 32-bit caller's
+        # (i386-numbered) calls apart: every id is shown as x64's.
+        render = lambda slot: {"syscall_id": {"id": slot.ival & _U32, "abi": "x64"}}  # noqa: E731
+    elif t in INT_SIZES:
         render = _int_renderer(t)
     elif t in ("string", "filename", "data_loc"):
         render = lambda slot: {"string_arg": _text(slot.data)}                     # noqa: E731

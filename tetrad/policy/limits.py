@@ -19,9 +19,11 @@ their limits from here; the README's "Limits" table repeats this one.
   args per hook                          5          Tetragon's EventConfigMaxArgs
   selectors per hook                     5          Tetragon's MaxSelectors
   matchArgs per selector                 5          Tetragon
-  values per operator                    4; 8 for   Tetragon's limits as tetrad
-                                         paths and  enforces them today (issue 15
-                                         binaries   revisits string values)
+  integer values per operator            8          what a selector's kernel entry
+                                                    holds (4 ranges); string, path,
+                                                    binary and address values have
+                                                    no per-operator limit, as in
+                                                    Tetragon: they count per policy
   matchPIDs values                       4
   actions per selector                   3
   values kept in kernel maps, per        512        string, path, binary and address
@@ -57,8 +59,7 @@ HOOKS = 32
 ARGS = 5
 SELECTORS = 5
 MATCH_ARGS = 5
-VALUES = 4
-PATH_VALUES = 8
+VALUES = 8
 PIDS = 4
 ACTIONS = 3
 MAP_VALUES = 512

@@ -32,7 +32,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 
-from tetrad.policy import document, limits, source
+from tetrad.policy import document, limits, source, tetragon_fields
 from tetrad.policy import workloads as workload_scope
 from tetrad.policy.errors import PolicyError, describe, kind_of, path_key
 from tetrad.policy.workloads import Workloads
@@ -45,7 +45,6 @@ log = logging.getLogger(__name__)
 API_VERSION = "cilium.io/v1alpha1"
 MAX_SELECTORS = limits.SELECTORS
 MAX_ARGS = limits.ARGS
-MAX_VALUES = limits.VALUES
 MAX_MATCH_ARGS = limits.MATCH_ARGS
 MAX_PIDS = limits.PIDS
 MAX_ACTIONS = limits.ACTIONS
@@ -60,12 +59,14 @@ INT_WIDTHS = {"int": (4, True), "sint32": (4, True), "int32": (4, True), "s32": 
               "sint16": (2, True), "int16": (2, True), "uint16": (2, False),
               "long": (8, True), "sint64": (8, True), "int64": (8, True), "s64": (8, True),
               "ulong": (8, False), "uint64": (8, False), "u64": (8, False),
-              "size_t": (8, False), "auto": (8, False)}
+              "size_t": (8, False), "auto": (8, False),
+              "syscall64": (8, True)}         # raw_syscalls' `long id`, shown as syscall_id
 INT_TYPES = set(INT_WIDTHS)
 STRING_TYPES = {"string", "char_buf", "data_loc", "filename"}
 PATH_TYPES = {"fd", "file", "path", "linux_binprm"}
 NET_TYPES = {"sock", "sockaddr"}
-ARG_TYPES = INT_TYPES | STRING_TYPES | PATH_TYPES | NET_TYPES
+NOP_TYPE = "nop"                # a placeholder: neither read nor shown, as in Tetragon
+ARG_TYPES = INT_TYPES | STRING_TYPES | PATH_TYPES | NET_TYPES | {NOP_TYPE}
 
 INT_OPS = {"Equal", "NotEqual", "Mask", "GreaterThan", "LessThan", "InRange", "NotInRange"}
 STRING_OPS = {"Equal", "NotEqual", "Prefix", "NotPrefix", "Postfix", "NotPostfix"}
@@ -82,13 +83,6 @@ UNSUPPORTED_SPEC = {
     "usdts": "USDT probes", "fentries": "fentry hooks", "loader": "process_loader events",
     "lists": "named lists", "enforcers": "NotifyEnforcer", "selectorsMacros": "selector macros",
     "podSelector": "pod selectors (no Kubernetes here)",
-}
-UNSUPPORTED_SELECTOR = {
-    "matchData": "matchData", "matchParentBinaries": "matchParentBinaries",
-    "matchNamespaceChanges": "matchNamespaceChanges",
-    "matchCapabilityChanges": "matchCapabilityChanges", "matchWorkloads": "matchWorkloads",
-    "matchNamespaces": "matchNamespaces", "matchCapabilities": "matchCapabilities",
-    "macros": "selector macros",
 }
 # A Kubernetes object name: a lower-case RFC 1123 DNS subdomain.
 NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
@@ -308,14 +302,22 @@ class _Checker:
 
     # ---- typed access ----------------------------------------------------------
 
-    def mapping(self, value, path: str, allowed: set[str]) -> dict:
+    def mapping(self, value, path: str, allowed: set[str], tetragon: str | None = None) -> dict:
+        """`value` as a mapping whose keys are all in `allowed`. A key of
+        Tetragon's object `tetragon` (tetragon_fields.FIELDS) that tetrad
+        does not handle is "not supported by tetrad yet", any other key
+        an unknown field."""
         if not isinstance(value, dict):
             self.fail(path, f"must be a mapping, not {kind_of(value)}")
             return {}
+        theirs = tetragon_fields.FIELDS[tetragon] if tetragon else frozenset()
         for key in value:
             if key not in allowed:
                 where = f"{path}.{path_key(key)}" if path else path_key(key)
-                self.fail(where, f"unknown field (known: {', '.join(sorted(allowed))})")
+                if key in theirs:
+                    self.fail(where, f"{key} is not supported by tetrad yet")
+                else:
+                    self.fail(where, f"unknown field (known: {', '.join(sorted(allowed | theirs))})")
         return value
 
     def seq(self, value, path: str) -> list:
@@ -402,10 +404,7 @@ class _Checker:
         """An argument spec, or None when it is unusable; then its index goes
         into `broken`, so matchArgs naming it are not reported again."""
         raw = self.mapping(raw, path, {"index", "type", "label", "sizeArgIndex", "returnCopy",
-                                       "maxData", "resolve", "btfType", "source"})
-        for unsupported in ("resolve", "btfType", "source"):
-            if unsupported in raw:
-                self.fail(f"{path}.{unsupported}", f"{unsupported} is not supported by tetrad")
+                                       "maxData"}, "arg")
         if raw.get("index") is None:
             self.fail(path, "index is required")
             return None
@@ -413,7 +412,12 @@ class _Checker:
                              "the arguments a hook can read")
         if index is None:
             return None
-        type_ = self.choice(raw.get("type", "auto"), f"{path}.type", ARG_TYPES, "type")
+        type_ = raw.get("type", "auto")
+        if isinstance(type_, str) and type_ in tetragon_fields.ARG_TYPES and type_ not in ARG_TYPES:
+            self.fail(f"{path}.type", f"type {type_} is not supported by tetrad yet")
+            type_ = None
+        else:
+            type_ = self.choice(type_, f"{path}.type", ARG_TYPES, "type")
         if type_ is None:
             broken.add(index)
             return None
@@ -426,20 +430,26 @@ class _Checker:
             self.fail(f"{path}.maxData", "maxData is not supported by tetrad (buffers are cut at 256 bytes)")
         return ArgSpec(index, type_, label, size_arg, self.flag(raw, "returnCopy", path))
 
-    def values(self, raw, path: str, limit: int) -> list:
+    def values(self, raw, path: str, limit: int | None) -> list:
+        """The values of one operator. Values kept in the kernel's maps
+        (strings, paths, binaries, addresses: `limit` None) are bounded per
+        policy (limits.MAP_VALUES), as in Tetragon; integers per operator,
+        by what a selector's kernel entry holds."""
         values = self.seq(raw, path)
         if not values:
             self.fail(path, "at least one value is required")
-        if len(values) > limit:
-            self.fail(path, f"{len(values)} values; Tetragon allows at most {limit} per operator")
+        if limit is not None and len(values) > limit:
+            self.fail(path, f"{len(values)} values; at most {limit} integer values per operator "
+                            "(a selector's kernel entry holds no more)")
+            return []
+        if len(values) > limits.MAP_VALUES:
+            self.fail(path, f"{len(values)} values; at most {limits.MAP_VALUES} per policy")
             return []
         return values
 
     def match_arg(self, raw, path: str, hook_args: dict[int, ArgSpec], return_arg: ArgSpec | None,
-                  is_return: bool, broken: set) -> MatchArg | None:
-        raw = self.mapping(raw, path, {"index", "operator", "values", "args"})
-        if "args" in raw:
-            self.fail(f"{path}.args", "matchArgs.args is not supported by tetrad; use index")
+                  is_return: bool, broken: set, kind: str = "") -> MatchArg | None:
+        raw = self.mapping(raw, path, {"index", "operator", "values"}, "matchArgs")
         if is_return:
             if "return" in broken:
                 return None
@@ -453,8 +463,17 @@ class _Checker:
             if index is None or index in broken:
                 return None
             spec = hook_args.get(index)
+            if spec is None and kind == "tracepoint" and index < len(hook_args):
+                # Tetragon reads a tracepoint's matchArgs index that names no
+                # field of its args as a position in args.
+                spec = list(hook_args.values())[index]
+                index = spec.index
             if spec is None:
                 self.fail(f"{path}.index", f"no argument with index {index} in this hook's args")
+                return None
+            if spec.type == NOP_TYPE:
+                self.fail(f"{path}.index", f"argument {index} is of type nop (not read): it "
+                                           "cannot be matched")
                 return None
         allowed = OPS_BY_GROUP[spec.group]
         if spec.group == "int":
@@ -468,8 +487,8 @@ class _Checker:
         if op is None:
             return None
         op = {"GT": "GreaterThan", "LT": "LessThan"}.get(op, op)
-        limit = (limits.PATH_VALUES if spec.group == "path" and op in ("Equal", "NotEqual", "Prefix", "NotPrefix")
-                 else limits.VALUES)
+        in_maps = spec.group in ("string", "path") or op in ADDR_OPS
+        limit = None if in_maps else limits.VALUES
         where = f"{path}.values"
         values = []
         for i, v in enumerate(self.values(raw.get("values"), where, limit)):
@@ -540,13 +559,13 @@ class _Checker:
     def action(self, raw, path: str, kind: str) -> Action | None:
         raw = self.mapping(raw, path, {"action", "argError", "argSig", "argFd", "argName",
                                        "rateLimit", "rateLimitScope", "kernelStackTrace",
-                                       "userStackTrace", "imaHash"})
+                                       "userStackTrace", "imaHash"}, "action")
         name = self.choice(raw.get("action"), f"{path}.action", ACTIONS, "action")
         if name is None:
             return None
         for unsupported in ("kernelStackTrace", "userStackTrace", "imaHash", "rateLimitScope"):
             if raw.get(unsupported):
-                self.fail(f"{path}.{unsupported}", f"{unsupported} is not supported by tetrad")
+                self.fail(f"{path}.{unsupported}", f"{unsupported} is not supported by tetrad yet")
         if name == "Override":
             # A BPF LSM program may return 0 or a negative errno; a kprobe
             # override any small value (Tetragon's examples use 1).
@@ -582,7 +601,7 @@ class _Checker:
         return Action(name, arg_error or 0, arg_sig or 0, arg_fd or 0, arg_name or 0, rate)
 
     def match_pids(self, raw, where: str) -> MatchPIDs | None:
-        m = self.mapping(raw, where, {"operator", "values", "followForks", "isNamespacePID"})
+        m = self.mapping(raw, where, {"operator", "values", "followForks", "isNamespacePID"}, "matchPIDs")
         op = self.choice(m.get("operator"), f"{where}.operator", PID_OPS, "operator")
         pids = []
         for j, x in enumerate(self.values(m.get("values"), f"{where}.values", limits.PIDS)):
@@ -594,7 +613,7 @@ class _Checker:
         return MatchPIDs(op, tuple(pids), follow, ns_pid) if op else None
 
     def match_binaries(self, raw, where: str) -> MatchBinaries | None:
-        m = self.mapping(raw, where, {"operator", "values", "followChildren"})
+        m = self.mapping(raw, where, {"operator", "values", "followChildren"}, "matchBinaries")
         op = self.choice(m.get("operator"), f"{where}.operator", BINARY_OPS, "operator")
         if self.flag(m, "followChildren", where):
             self.fail(f"{where}.followChildren", "followChildren is not supported by tetrad yet")
@@ -603,7 +622,7 @@ class _Checker:
         limit = {"In": PREFIX_MAX - 1, "NotIn": PREFIX_MAX - 1, "Prefix": PREFIX_MAX,
                  "NotPrefix": PREFIX_MAX}.get(op, POSTFIX_MAX)
         values = []
-        for j, v in enumerate(self.values(m.get("values"), f"{where}.values", limits.PATH_VALUES)):
+        for j, v in enumerate(self.values(m.get("values"), f"{where}.values", None)):
             text = self.text(v, f"{where}.values[{j}]", max_bytes=limit)
             if text is None:
                 continue
@@ -616,26 +635,19 @@ class _Checker:
 
     def selector(self, raw, path: str, hook_args: dict[int, ArgSpec],
                  return_arg: ArgSpec | None, kind: str, broken: set) -> Selector:
-        raw = self.mapping(raw, path, {"matchArgs", "matchReturnArgs", "matchPIDs",
-                                       "matchBinaries", "matchActions", "matchReturnActions",
-                                       *UNSUPPORTED_SELECTOR})
-        for key, what in UNSUPPORTED_SELECTOR.items():
-            if key in raw:
-                self.fail(f"{path}.{key}", f"{what} is not supported by tetrad yet")
+        raw = self.mapping(raw, path, {"label", "matchArgs", "matchReturnArgs", "matchPIDs",
+                                       "matchBinaries", "matchActions", "matchReturnActions"},
+                           "selector")
+        if raw.get("label") is not None:
+            self.text(raw["label"], f"{path}.label", max_chars=limits.LABEL)
         raw_args = self.seq(raw.get("matchArgs"), f"{path}.matchArgs")
         if len(raw_args) > MAX_MATCH_ARGS:
             self.fail(f"{path}.matchArgs", f"{len(raw_args)} entries; at most {MAX_MATCH_ARGS}")
             raw_args = []
-        match_args = []
-        seen = set()
-        for i, m in enumerate(raw_args):
-            parsed = self.match_arg(m, f"{path}.matchArgs[{i}]", hook_args, return_arg, False, broken)
-            if parsed:
-                if parsed.index in seen:
-                    self.fail(f"{path}.matchArgs[{i}]", f"a second matchArgs for index {parsed.index}; "
-                                                      "Tetragon allows one per argument")
-                seen.add(parsed.index)
-                match_args.append(parsed)
+        # Several entries may name one argument; all must hold, as in Tetragon.
+        match_args = [parsed for i, m in enumerate(raw_args)
+                      if (parsed := self.match_arg(m, f"{path}.matchArgs[{i}]", hook_args,
+                                                   return_arg, False, broken, kind))]
         raw_ret = self.seq(raw.get("matchReturnArgs"), f"{path}.matchReturnArgs")
         if len(raw_ret) > 1:
             self.fail(f"{path}.matchReturnArgs", "at most one entry (the return value)")
@@ -682,18 +694,14 @@ class _Checker:
         return text
 
     def hook(self, raw, kind: str, path: str) -> Hook | None:
-        common = {"args", "selectors", "message", "tags", "ignore"}
+        common = {"args", "selectors", "message", "tags"}
         allowed = {
-            "kprobe": common | {"call", "syscall", "return", "returnArg", "returnArgAction", "data"},
+            "kprobe": common | {"call", "syscall", "return", "returnArg", "returnArgAction", "ignore"},
             "tracepoint": common | {"subsystem", "event", "raw"},
-            "uprobe": common | {"path", "symbols", "offsets", "addrs", "refCtrOffsets", "btfPath",
-                                "binaryDigests"},
+            "uprobe": common | {"path", "symbols", "ignore"},
             "lsm": common | {"hook"},
         }[kind]
-        raw = self.mapping(raw, path, allowed)
-        for unsupported in ("data", "offsets", "addrs", "refCtrOffsets", "btfPath", "binaryDigests"):
-            if unsupported in raw:
-                self.fail(f"{path}.{unsupported}", f"{unsupported} is not supported by tetrad")
+        raw = self.mapping(raw, path, allowed, kind)
         if raw.get("ignore") is not None and not isinstance(raw["ignore"], dict):
             self.fail(f"{path}.ignore", f"must be a mapping, not {kind_of(raw['ignore'])}")
         broken: set = set()
@@ -725,8 +733,9 @@ class _Checker:
                 broken.add("return")
         if return_ and return_arg is None and "return" not in broken:
             self.fail(f"{path}.returnArg", "`return: true` needs returnArg")
-        if return_arg is not None and not return_:
-            self.fail(f"{path}.return", "returnArg needs `return: true`")
+        if not return_:
+            return_arg = None       # Tetragon ignores returnArg without `return: true`
+            broken.discard("return")
         if raw.get("returnArgAction") not in (None, "Post"):
             self.fail(f"{path}.returnArgAction", "only Post is supported (TrackSock/UntrackSock are not)")
         sel_raw = self.seq(raw.get("selectors"), f"{path}.selectors")
@@ -747,6 +756,7 @@ class _Checker:
             elif tag is not None:
                 tags.append(tag)
         message = self.optional_text(raw, "message", path, limits.MESSAGE)
+        args = [a for a in args if a.type != NOP_TYPE]
         base = dict(kind=kind, path=path, args=tuple(args), selectors=selectors, message=message,
                     tags=tuple(tags), return_=return_, return_arg=return_arg)
         if kind == "kprobe":
@@ -797,15 +807,16 @@ class _Checker:
     # ---- the document --------------------------------------------------------------
 
     def policy(self, doc) -> tuple[str, str, list[Hook], Workloads | None, bool]:
-        doc = self.mapping(doc, "", {"apiVersion", "kind", "metadata", "spec"})
+        doc = self.mapping(doc, "", {"apiVersion", "kind", "metadata", "spec"}, "document")
         if doc.get("apiVersion") != API_VERSION:
             self.fail("apiVersion", f"must be {API_VERSION}, not {describe(doc.get('apiVersion'))}")
         kind = doc.get("kind")
         if kind != "TracingPolicy":
             hint = " (namespaced policies need Kubernetes)" if kind == "TracingPolicyNamespaced" else ""
             self.fail("kind", f"must be TracingPolicy, not {describe(kind)}{hint}")
-        meta = self.mapping(doc.get("metadata", {}), "metadata",
-                            {"name", "namespace", "labels", "annotations"})
+        # Every field of a Kubernetes object's metadata is accepted (a policy
+        # exported with kubectl has them); tetrad uses name and namespace.
+        meta = self.mapping(doc.get("metadata", {}), "metadata", tetragon_fields.FIELDS["metadata"])
         name = self.text(meta.get("name"), "metadata.name")
         if name is not None and (len(name) > limits.NAME or not NAME_RE.fullmatch(name)):
             self.fail("metadata.name", f"{describe(name)} is not a valid name (a DNS subdomain: "
@@ -822,10 +833,10 @@ class _Checker:
                     self.text(v, f"metadata.{key}.{path_key(k)}")
         spec = self.mapping(doc.get("spec", {}), "spec", {"kprobes", "tracepoints", "uprobes", "lsmhooks",
                                                           "options", "containerSelector", "hostSelector",
-                                                          *UNSUPPORTED_SPEC})
+                                                          *UNSUPPORTED_SPEC}, "spec")
         for key, what in UNSUPPORTED_SPEC.items():
             if key in spec:
-                self.fail(f"spec.{key}", f"{what} are not supported by tetrad")
+                self.fail(f"spec.{key}", f"{what} are not supported by tetrad yet")
         self.lists_refused = "lists" in spec
         workloads, problems = workload_scope.parse(spec)
         self.problems += problems
@@ -833,7 +844,7 @@ class _Checker:
         unreadable = "match"
         for i, opt in enumerate(self.seq(spec.get("options"), "spec.options")):
             where = f"spec.options[{i}]"
-            opt = self.mapping(opt, where, {"name", "value"})
+            opt = self.mapping(opt, where, {"name", "value"}, "option")
             option = self.choice(opt.get("name"), f"{where}.name",
                                  {"policy-mode", "disable-kprobe-multi", "disable-uprobe-multi",
                                   UNREADABLE_ARGS}, "option")

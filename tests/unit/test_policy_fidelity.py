@@ -1,0 +1,151 @@
+"""Tetragon's policies read as Tetragon reads them (issue 15, parser fidelity).
+
+Each rule with a policy of our own in the shape Tetragon's library uses:
+what Tetragon accepts is accepted with Tetragon's meaning, what tetrad has
+not implemented is named as such ("not supported by tetrad yet"), and only
+what nobody's schema has is an unknown field.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tetrad.abi import generic as enc
+from tetrad.decode.generic import Slot
+from tetrad.events.policy import _renderer
+from tetrad.policy import limits
+from tetrad.policy.compile import KernelFacts, compile_policy
+from tetrad.policy.schema import ArgSpec, PolicyError, parse
+
+HEAD = 'apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: "t"\n'
+
+
+def doc(spec: str, head: str = HEAD) -> str:
+    return f"{head}spec:\n{spec}"
+
+
+def problems(text: str) -> dict[str, str]:
+    with pytest.raises(PolicyError) as info:
+        parse(text, "t.yaml")
+    return dict(info.value.problems)
+
+
+def openat(selectors: str, args: str = "    - index: 1\n      type: string\n") -> str:
+    return doc('  kprobes:\n  - call: "sys_openat"\n    syscall: true\n    args:\n'
+               f"{args}    selectors:\n{selectors}")
+
+
+def test_string_values_have_no_per_operator_limit():
+    """The quickstart watches 14 prefixes in one operator; tetrad said
+    Tetragon allowed at most 8."""
+    values = ", ".join(f'"/etc/d{i}/"' for i in range(14))
+    p = parse(openat(f"    - matchArgs:\n      - index: 1\n        operator: Prefix\n"
+                     f"        values: [{values}]\n"))
+    assert len(p.hooks[0].selectors[0].match_args[0].values) == 14
+
+
+def test_binaries_have_no_per_operator_limit():
+    values = ", ".join(f'"/usr/bin/b{i}"' for i in range(20))
+    p = parse(openat(f"    - matchBinaries:\n      - operator: In\n        values: [{values}]\n"))
+    assert len(p.hooks[0].selectors[0].match_binaries.values) == 20
+
+
+def test_map_values_are_still_bounded_per_policy():
+    values = ", ".join(f'"/p{i}"' for i in range(limits.MAP_VALUES + 1))
+    got = problems(openat(f"    - matchArgs:\n      - index: 1\n        operator: Prefix\n"
+                          f"        values: [{values}]\n"))
+    assert f"at most {limits.MAP_VALUES}" in got["spec.kprobes[0].selectors[0].matchArgs[0].values"]
+
+
+def test_integer_values_per_operator_are_what_a_selector_holds():
+    ints = lambda n: ", ".join(str(i) for i in range(n))    # noqa: E731
+    arg = "    - index: 2\n      type: int\n"
+    sel = "    - matchArgs:\n      - index: 2\n        operator: Equal\n        values: [{}]\n"
+    assert parse(openat(sel.format(ints(limits.VALUES)), arg))
+    got = problems(openat(sel.format(ints(limits.VALUES + 1)), arg))
+    assert (f"at most {limits.VALUES} integer values per operator"
+            in got["spec.kprobes[0].selectors[0].matchArgs[0].values"])
+
+
+def test_several_match_args_on_one_index_must_all_hold():
+    """Tetragon's dns-only-specified-servers puts four on one argument."""
+    p = parse(openat("    - matchArgs:\n      - index: 1\n        operator: Prefix\n"
+                     "        values: [/tmp/x/]\n      - index: 1\n        operator: Postfix\n"
+                     "        values: [.secret]\n"))
+    matches = p.hooks[0].selectors[0].match_args
+    assert [(m.index, m.operator) for m in matches] == [(1, "Prefix"), (1, "Postfix")]
+    [ch] = compile_policy(p, KernelFacts(arch_prefix="__x64_"))
+    sel = enc.Hook.from_buffer_copy(ch.encode(0)[0]).sel[0]
+    assert sel.nmatch == 2
+    assert sel.match[0].slot == sel.match[1].slot           # one argument read, two tests
+    assert sel.match[0].id != sel.match[1].id               # each with its own values
+
+
+def test_tracepoint_match_index_may_be_a_position_in_args():
+    """Tetragon remaps a tracepoint matchArgs index that names no field of
+    args to that position in args (its list-syscalls example matches
+    index 0 for field 4)."""
+    text = doc("  tracepoints:\n  - subsystem: raw_syscalls\n    event: sys_enter\n    args:\n"
+               "    - index: 4\n      type: syscall64\n    selectors:\n    - matchArgs:\n"
+               "      - index: 0\n        operator: Equal\n        values: [8]\n")
+    assert parse(text).hooks[0].selectors[0].match_args[0].index == 4
+    by_field = text.replace("      - index: 0\n", "      - index: 4\n")
+    assert parse(by_field).hooks[0].selectors[0].match_args[0].index == 4
+    beyond = text.replace("      - index: 0\n", "      - index: 1\n")
+    assert "no argument with index 1" in problems(beyond)["spec.tracepoints[0].selectors[0].matchArgs[0].index"]
+
+
+def test_return_arg_without_return_is_ignored_as_tetragon_does():
+    p = parse(doc('  kprobes:\n  - call: "sys_openat"\n    syscall: true\n'
+                  "    returnArg:\n      index: 0\n      type: int\n"))
+    assert p.hooks[0].return_arg is None
+
+
+def test_a_nop_argument_is_neither_read_nor_matched():
+    p = parse(openat("    - matchArgs:\n      - index: 1\n        operator: Prefix\n"
+                     "        values: [/tmp/]\n",
+                     args="    - index: 0\n      type: nop\n    - index: 1\n      type: string\n"))
+    assert [a.index for a in p.hooks[0].args] == [1]
+    got = problems(openat("    - matchArgs:\n      - index: 0\n        operator: Equal\n"
+                          "        values: [1]\n", args="    - index: 0\n      type: nop\n"))
+    assert "type nop" in got["spec.kprobes[0].selectors[0].matchArgs[0].index"]
+
+
+def test_syscall64_is_shown_as_tetragons_syscall_id():
+    render = _renderer(ArgSpec(4, "syscall64"))
+    assert render(Slot(ival=257, data=b"", flags=0)) == {"syscall_id": {"id": 257, "abi": "x64"}}
+
+
+def test_every_kubernetes_metadata_field_is_accepted():
+    head = (HEAD + "  namespace: default\n  uid: 0b5d3a4e-1b2c-4d5e-8f90-123456789abc\n"
+            "  resourceVersion: \"1234\"\n  generation: 2\n"
+            "  creationTimestamp: \"2024-05-01T10:00:00Z\"\n  labels: {app: x}\n"
+            "  annotations: {note: y}\n  finalizers: [a]\n  managedFields: []\n")
+    assert parse(doc('  kprobes:\n  - call: "sys_openat"\n    syscall: true\n', head)).name == "t"
+
+
+@pytest.mark.parametrize("where, text, path", [
+    ("uprobe return", '  uprobes:\n  - path: /bin/true\n    symbols: [main]\n    return: true\n',
+     "spec.uprobes[0].return"),
+    ("btfTypeModule", '  kprobes:\n  - call: "x"\n    args:\n    - index: 0\n      type: int\n'
+     "      btfTypeModule: m\n", "spec.kprobes[0].args[0].btfTypeModule"),
+    ("argSock", '  kprobes:\n  - call: "x"\n    selectors:\n    - matchActions:\n'
+     "      - action: Post\n        argSock: 0\n", "spec.kprobes[0].selectors[0].matchActions[0].argSock"),
+    ("argFqdn", '  kprobes:\n  - call: "x"\n    selectors:\n    - matchActions:\n'
+     "      - action: Post\n        argFqdn: a.b\n", "spec.kprobes[0].selectors[0].matchActions[0].argFqdn"),
+    ("nodeSelector", '  nodeSelector: {}\n  kprobes:\n  - call: "x"\n', "spec.nodeSelector"),
+])
+def test_tetragon_fields_tetrad_lacks_are_named_as_not_yet_supported(where, text, path):
+    got = problems(doc(text))
+    assert got[path].endswith("is not supported by tetrad yet"), got
+
+
+def test_tetragon_types_tetrad_lacks_are_named_and_do_not_cascade():
+    got = problems(openat("    - matchArgs:\n      - index: 1\n        operator: Equal\n"
+                          "        values: [lo]\n", args="    - index: 1\n      type: net_device\n"))
+    assert got == {"spec.kprobes[0].args[0].type": "type net_device is not supported by tetrad yet"}
+
+
+def test_a_field_nobody_has_is_unknown():
+    got = problems(openat("    - matchArgz: []\n"))
+    assert got["spec.kprobes[0].selectors[0].matchArgz"].startswith("unknown field (known: ")
