@@ -51,6 +51,10 @@
 #define G_SLOT_TRUNC 0x1
 #define G_SLOT_ERROR 0x2
 #define G_SLOT_PATH_TRUNC 0x4
+/* User memory that could not be read, at entry nor (syscalls) at exit:
+ * the value is unknown. Matches every operator on it unless the hook has
+ * G_HOOK_UNREADABLE_NOMATCH (policy option unreadable-args: no-match). */
+#define G_SLOT_UNREADABLE 0x8
 
 /* Operators (struct g_match.op). */
 #define G_OP_EQ 1
@@ -90,6 +94,7 @@
 #define G_HOOK_MONITOR 0x1      /* policy-mode monitor: enforcement elided */
 #define G_HOOK_ACTIVE 0x2
 #define G_HOOK_CGROUPS 0x4      /* only tasks in cgroups listed in cgroup_sel */
+#define G_HOOK_UNREADABLE_NOMATCH 0x8   /* an unreadable argument matches nothing */
 
 /* matchPIDs / matchBinaries operators. */
 #define G_SET_IN 1
@@ -220,6 +225,10 @@ struct g_hook_stats {
 	__u64 rate_limited;
 	__u64 dropped;          /* the ring buffer was full */
 	__u64 shed;             /* user space could not take it (shared_maps.h) */
+	__u64 deferred;         /* calls decided at syscall exit: a user-memory
+				 * argument was unreadable at entry */
+	__u64 unreadable;       /* arguments unreadable even then (or, for
+				 * hooks without an exit, at entry) */
 };
 
 #endif

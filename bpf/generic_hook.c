@@ -14,7 +14,17 @@
  * matched. Kinds (G_KIND): syscall entry, syscall exit (return values),
  * tracepoint, kprobe, kretprobe, LSM, uprobe.
  *
- * Build flags: G_KIND, OBJ_ID, G_HAS_RETURN, and per slot n (0..4)
+ * Arguments in user memory (strings, buffers, socket addresses) are read
+ * with page faults disabled, so a read at syscall entry fails when the
+ * caller placed the value on a page it never touched (issue 12). The kernel
+ * faults that page in when it copies the value, so a syscall hook (G_RETRY)
+ * defers such a call to its sys_exit: it reads those arguments again there,
+ * then selects and acts. A value unreadable even then (or on a hook without
+ * an exit) is marked G_SLOT_UNREADABLE, counted, and matches every operator
+ * unless the policy says unreadable-args: no-match (G_HOOK_UNREADABLE_NOMATCH):
+ * never a silent pass.
+ *
+ * Build flags: G_KIND, OBJ_ID, G_HAS_RETURN, G_RETRY, and per slot n (0..4)
  * ARGn_KIND (GA_*), ARGn_SRC (raw argument index, or tracepoint field
  * offset), ARGn_SIZE/ARGn_SIGNED (integers), ARGn_SIZESRC (raw index of the
  * length of a buffer/sockaddr, -1 for none), ARGn_RETCOPY; G_NARGS; for LSM
@@ -34,6 +44,11 @@
 #ifndef G_NARGS
 #define G_NARGS 0
 #endif
+#ifndef G_RETRY
+#define G_RETRY 0
+#endif
+/* Programs with an exit half: return values, or arguments read again. */
+#define G_EXIT (G_HAS_RETURN || G_RETRY)
 /* Loop bounds from the policy itself (tetrad/sensors/generic.py): the
  * verifier walks only as many selectors, matches, values and actions as the
  * policy has, so simple policies verify quickly. Arrays stay full size. */
@@ -101,18 +116,37 @@ struct g_scratch {
 	char bin_rev[G_POSTFIX_MAX];
 	u32 bin_len;
 	u32 have_bin;
+	u32 unreadable_nomatch;         /* the hook's G_HOOK_UNREADABLE_NOMATCH */
 };
 BPF_PERCPU_ARRAY(scratch, struct g_scratch, 1);
 BPF_PERCPU_ARRAY(walk_heap, struct walk_scratch, 1);
 
-#if G_HAS_RETURN
-/* Arguments read at entry wait here for the return value. */
+#if G_EXIT
+/* Arguments read at entry wait here for the return value, or for a second
+ * read (sel RETRY: then with the binary seen at entry). */
 struct g_pending {
 	struct g_msg msg;
 	u64 raw[G_MAX_ARGS];
 	u8 sel[G_HOOKS_PER_KEY];    /* selector chosen at entry, 0xff none */
+#if G_RETRY
+	u32 bin_len;
+	u32 have_bin;
+	char bin[G_STR_MAX];
+	char bin_rev[G_POSTFIX_MAX];
+#endif
 };
+#if G_RETRY
+/* Not LRU: a deferred call must never be evicted by a flood of other
+ * pending calls (that would be a silent pass). When the map is full the
+ * call is decided at entry, its unreadable arguments marked. */
+BPF_TABLE("hash", u32, struct g_pending, pending, 4096);
+/* Deferred calls not yet decided, so that sys_exit of the many calls
+ * nothing deferred costs an inlined array read, not a hash lookup. An entry
+ * never taken (its task died in the call) leaves it high: exits then look. */
+BPF_ARRAY(deferred_now, u64, 1);
+#else
 BPF_TABLE("lru_hash", u32, struct g_pending, pending, 2048);
+#endif
 BPF_PERCPU_ARRAY(pending_heap, struct g_pending, 1);
 #endif
 
@@ -374,6 +408,95 @@ static __always_inline void read_slots(CTX_T *ctx, struct g_scratch *sc)
 #endif
 }
 
+/* ---- user memory that could not be read ------------------------------------ */
+
+/* Slots whose value is in user memory and read at entry (a returnCopy
+ * buffer is read at return anyway). */
+#define USER_SLOT(n) (ARG##n##_KIND == GA_USTR || ARG##n##_KIND == GA_USOCKADDR || \
+		      (ARG##n##_KIND == GA_UBUF && !ARG##n##_RETCOPY))
+/* A NULL pointer is no value to read, not an unreadable one. */
+#define FAILED(n) (USER_SLOT(n) && (sc->msg.slots[n].flags & G_SLOT_ERROR) && sc->raw[n] \
+		   ? 1u << (n) : 0u)
+
+/* Bit n set: slot n is in user memory and its read failed. */
+static __always_inline u32 user_failures(struct g_scratch *sc)
+{
+	u32 failed = 0;
+#if G_NARGS > 0
+	failed |= FAILED(0);
+#endif
+#if G_NARGS > 1
+	failed |= FAILED(1);
+#endif
+#if G_NARGS > 2
+	failed |= FAILED(2);
+#endif
+#if G_NARGS > 3
+	failed |= FAILED(3);
+#endif
+#if G_NARGS > 4
+	failed |= FAILED(4);
+#endif
+	return failed;
+}
+
+#if G_RETRY
+/* Reads a user-memory slot again (at sys_exit); whether it could. */
+static __always_inline bool reread_slot(struct g_slot *s, u64 v, int kind)
+{
+	if (kind == GA_USTR) {
+		long n = bpf_probe_read_user_str(s->data, G_STR_MAX, (void *)v);
+		if (n < 0)
+			return false;
+		s->flags = n == G_STR_MAX ? G_SLOT_TRUNC : 0;
+		s->len = n > 0 ? (n - 1) & G_STR_MASK : 0;
+		return true;
+	}
+	if (kind == GA_UBUF) {
+		s64 want = s->ival;
+		u32 n = want < 0 ? 0 : (want > G_STR_MAX ? G_STR_MAX : want);
+		if (n && bpf_probe_read_user(s->data, n & (G_STR_MAX * 2 - 1), (void *)v) < 0)
+			return false;
+		s->flags &= ~G_SLOT_ERROR;
+		s->len = n;
+		return true;
+	}
+	s->flags = 0;       /* a sockaddr: its length argument is gone at exit */
+	slot_usockaddr(s, (void *)v, 0);
+	return !(s->flags & G_SLOT_ERROR);
+}
+
+/* Reads the failed slots again; the scratch's reversed copies are stale
+ * (other calls ran on this CPU meanwhile), so they are all made again.
+ * Returns the slots still unreadable. */
+#define REREAD(n)                                                                 \
+	if (failed & (1u << (n)) && reread_slot(&sc->msg.slots[n], raw[n], ARG##n##_KIND)) \
+		failed &= ~(1u << (n));                                           \
+	if (ARG##n##_REVERSE)                                                     \
+		sc->rev_len[n] = reverse_into(sc->rev[n], sc->msg.slots[n].data,    \
+					      sc->msg.slots[n].len & G_STR_MASK)
+
+static __always_inline u32 reread_slots(struct g_scratch *sc, u64 *raw, u32 failed)
+{
+#if G_NARGS > 0
+	REREAD(0);
+#endif
+#if G_NARGS > 1
+	REREAD(1);
+#endif
+#if G_NARGS > 2
+	REREAD(2);
+#endif
+#if G_NARGS > 3
+	REREAD(3);
+#endif
+#if G_NARGS > 4
+	REREAD(4);
+#endif
+	return failed;
+}
+#endif
+
 /* ---- selectors ------------------------------------------------------------- */
 
 /* Loop index i masked for an array of mask+1 entries, hidden from the
@@ -480,6 +603,8 @@ static __always_inline bool eval_match(struct g_scratch *sc, struct g_match *m)
 		return false;
 	struct g_slot *s = &sc->msg.slots[idx];
 	struct g_sockinfo *si = (struct g_sockinfo *)s->data;
+	if (s->flags & G_SLOT_UNREADABLE)
+		return !sc->unreadable_nomatch;     /* unknown: any operator */
 	switch (op) {
 	case G_OP_STR_EQ:
 	case G_OP_PREFIX:
@@ -805,6 +930,59 @@ static __always_inline void fill_common(struct g_scratch *sc, u32 tgid, u32 tid)
 #endif
 }
 
+/* The slots in `failed` are unknown from here on (see eval_match). */
+static __always_inline void mark_unreadable(struct g_scratch *sc, struct g_hook *h, u32 failed)
+{
+	if (!failed)
+		return;
+	u32 n = 0;
+#pragma unroll
+	for (int i = 0; i < G_MAX_ARGS; i++) {
+		if (failed & (1u << i)) {
+			sc->msg.slots[i].flags |= G_SLOT_UNREADABLE;
+			n++;
+		}
+	}
+	struct g_hook_stats *st = stats_of(h->id);
+	if (st)
+		__sync_fetch_and_add(&st->unreadable, n);
+}
+
+#if G_EXIT
+#define RETRY 0xfd
+
+/* Keeps the call for its exit; false when the map is full. */
+static __always_inline bool defer(struct g_scratch *sc, u8 sel, u32 tid)
+{
+	u32 zero = 0;
+	struct g_pending *p = pending_heap.lookup(&zero);
+	if (!p)
+		return false;
+	p->sel[0] = sel;
+	/* Too big for an inline copy: the helper copies map memory. */
+	bpf_probe_read_kernel(&p->msg, sizeof(p->msg), &sc->msg);
+	bpf_probe_read_kernel(p->raw, sizeof(p->raw), sc->raw);
+#if G_RETRY
+	if (sel == RETRY) {
+		p->bin_len = sc->bin_len;
+		p->have_bin = sc->have_bin;
+		bpf_probe_read_kernel(p->bin, sizeof(p->bin), sc->bin);
+		bpf_probe_read_kernel(p->bin_rev, sizeof(p->bin_rev), sc->bin_rev);
+	}
+#endif
+	if (pending.update(&tid, p) < 0)
+		return false;
+#if G_RETRY
+	if (sel == RETRY) {
+		u64 *n = deferred_now.lookup(&zero);
+		if (n)
+			__sync_fetch_and_add(n, 1);
+	}
+#endif
+	return true;
+}
+#endif
+
 /* ---- entry points ------------------------------------------------------------ */
 
 /* The hook for this call (one per demux key), if active. */
@@ -866,6 +1044,17 @@ static __always_inline int on_entry(CTX_T *ctx)
 	if (!caller_wanted(sc, h, tgid))
 		return 0;
 	read_slots(ctx, sc);
+	u32 failed = user_failures(sc);
+#if G_RETRY
+	if (failed && defer(sc, RETRY, (u32)pid_tgid)) {
+		struct g_hook_stats *st = stats_of(h->id);
+		if (st)
+			__sync_fetch_and_add(&st->deferred, 1);
+		return 0;           /* decided at sys_exit */
+	}
+#endif
+	mark_unreadable(sc, h, failed);
+	sc->unreadable_nomatch = h->flags & G_HOOK_UNREADABLE_NOMATCH;
 	int s = select_entry(sc, h, tgid);
 	if (s < 0)
 		return 0;
@@ -877,15 +1066,7 @@ static __always_inline int on_entry(CTX_T *ctx)
 #endif
 
 #if G_HAS_RETURN
-	struct g_pending *p = pending_heap.lookup(&zero);
-	if (!p)
-		return 0;
-	p->sel[0] = s;
-	/* Too big for an inline copy: the helper copies map memory. */
-	bpf_probe_read_kernel(&p->msg, sizeof(p->msg), &sc->msg);
-	bpf_probe_read_kernel(p->raw, sizeof(p->raw), sc->raw);
-	u32 tid = (u32)pid_tgid;
-	pending.update(&tid, p);
+	defer(sc, s, (u32)pid_tgid);
 	return 0;
 #else
 	if (s == NO_SELECTORS)
@@ -895,16 +1076,24 @@ static __always_inline int on_entry(CTX_T *ctx)
 #endif
 }
 
-#if G_HAS_RETURN
+#if G_EXIT
 /* Return of a hooked call: the return value, return-time buffers, then
- * matchReturnArgs and the actions of the selector chosen at entry. */
+ * matchReturnArgs and the actions of the selector chosen at entry; or, for
+ * a call deferred at entry (RETRY), the second read of its user-memory
+ * arguments, then selection and actions as at entry. The call has run:
+ * a signal sent now is delivered before it returns to user code. */
 static __always_inline int on_return(void *ctx, s64 retval)
 {
+	u32 zero = 0;
+#if !G_HAS_RETURN
+	u64 *deferred = deferred_now.lookup(&zero);
+	if (!deferred || !*deferred)
+		return 0;
+#endif
 	u32 tid = (u32)bpf_get_current_pid_tgid();
 	struct g_pending *p = pending.lookup(&tid);
 	if (!p)
 		return 0;
-	u32 zero = 0;
 	struct g_scratch *sc = scratch.lookup(&zero);
 	if (!sc) {
 		pending.delete(&tid);
@@ -915,8 +1104,20 @@ static __always_inline int on_return(void *ctx, s64 retval)
 	__builtin_memcpy(sel_of, p->sel, sizeof(sel_of));
 	u64 raw[G_MAX_ARGS];
 	__builtin_memcpy(raw, p->raw, sizeof(raw));
+#if G_RETRY
+	if (sel_of[0] == RETRY) {
+		u64 *n = deferred_now.lookup(&zero);
+		if (n)
+			__sync_fetch_and_add(n, -1);
+		sc->bin_len = p->bin_len;
+		sc->have_bin = p->have_bin;
+		bpf_probe_read_kernel(sc->bin, sizeof(sc->bin), p->bin);
+		bpf_probe_read_kernel(sc->bin_rev, sizeof(sc->bin_rev), p->bin_rev);
+	}
+#endif
 	pending.delete(&tid);
 	sc->msg.retval = retval;
+#if G_HAS_RETURN
 	sc->msg.flags |= G_MSG_RETURN;
 
 #define RETCOPY(n)                                                                  \
@@ -944,11 +1145,28 @@ static __always_inline int on_return(void *ctx, s64 retval)
 #if G_NARGS > 4
 	RETCOPY(4)
 #endif
+#endif
 
 	struct g_hook *h = find_hook(ctx);
 	if (!h)
 		return 0;
 	u8 s = sel_of[0];
+#if G_RETRY
+	if (s == RETRY) {
+		mark_unreadable(sc, h, reread_slots(sc, raw, user_failures(sc)));
+		sc->unreadable_nomatch = h->flags & G_HOOK_UNREADABLE_NOMATCH;
+		int found = select_entry(sc, h, sc->msg.pid);
+		if (found < 0)
+			return 0;
+		s = found;
+#if !G_NEEDS_BINARY
+		/* As on_entry does once something matched. */
+		u32 tgid = sc->msg.pid;
+		struct tetrad_exec_entry *e = execve_map.lookup(&tgid);
+		sc->msg.proc_ktime = e ? e->key.ktime : 0;
+#endif
+	}
+#endif
 	if (s == NO_MATCH)
 		return 0;
 	if (s == NO_SELECTORS) {
@@ -956,12 +1174,15 @@ static __always_inline int on_return(void *ctx, s64 retval)
 		return 0;
 	}
 	struct g_selector *sel = &h->sel[at(s, G_MAX_SEL - 1)];
+#if G_HAS_RETURN
 	if (sel->has_ret && !eval_match(sc, &sel->ret_match))
 		return 0;
-	if (sel->nret_act)
+	if (sel->nret_act) {
 		run_actions(ctx, sc, h, sel->ret_act, sel->nret_act, s);
-	else
-		run_actions(ctx, sc, h, sel->act, sel->nact, s);
+		return 0;
+	}
+#endif
+	run_actions(ctx, sc, h, sel->act, sel->nact, s);
 	return 0;
 }
 #endif
@@ -971,7 +1192,7 @@ int g_enter(void *ctx)
 {
 	return on_entry(ctx);
 }
-#if G_HAS_RETURN
+#if G_EXIT
 int g_exit(void *ctx)
 {
 	return on_return(ctx, *(s64 *)((char *)ctx + 16));

@@ -1,17 +1,19 @@
 /* process.c - the process lifecycle sensor: exec, fork, exit.
  *
  * Layout-independent by construction: everything that identifies a process
- * comes from tracepoint fields, BPF helpers and user memory, so it is right
- * on any kernel. Two enrichments read kernel structs — the binary's resolved
+ * comes from tracepoint fields and BPF helpers, so it is right on any
+ * kernel. The enrichments read kernel structs — the arguments (the new
+ * image's argument area, mm->arg_start..arg_end), the binary's resolved
  * path and the cwd (walking dentries), and the login uid — and they use byte
  * offsets that user space computes from the running kernel's own BTF
  * (tetrad/sensors/offsets.py passes them as -DOFF_*), never the offsets of
- * whatever headers happen to be installed. Without BTF, TETRAD_NO_BTF is set
- * and those fields are left to user space (flag noCWDSupport).
+ * whatever headers happen to be installed. Without BTF, TETRAD_NO_BTF is set:
+ * paths are left to user space (flag noCWDSupport) and argv is read from the
+ * caller's memory at syscall entry instead (see "argv").
  *
  * Hooks:
- *   syscalls:sys_enter_execve/execveat  argv from user memory -> exec_args[tid]
  *   sched:sched_process_exec            exec record; execve_map[tgid] updated
+ *   syscalls:sys_enter_execve/execveat  without BTF only: argv -> exec_args[tid]
  *   task:task_newtask                   fork: execve_map[child] from parent,
  *                                       clone record; its clone_flags tell
  *                                       threads from processes without
@@ -38,16 +40,9 @@
 
 #define DATA_MASK 0x3fff            /* data offsets are masked into 16 KiB */
 #define DATA_SIZE (DATA_MASK + 1 + TETRAD_PATH_MAX)
-#define STASH_SIZE (TETRAD_ARGS_MAX + TETRAD_ARG_READ)
 #define FILENAME_READ 256
 
 #define CLONE_THREAD_FLAG 0x00010000
-
-struct args_stash {
-	__u32 len;
-	__u32 flags;
-	char buf[STASH_SIZE];
-};
 
 struct exec_scratch {
 	struct tetrad_msg_exec msg;
@@ -60,10 +55,8 @@ __attribute__((section("maps/export"))) struct events_table_t __events;
 BPF_TABLE_PUBLIC("hash", u32, struct tetrad_exec_entry, execve_map, EXECVE_MAP_ENTRIES);
 /* Written by user space, read by policy programs (shared_maps.h). */
 BPF_TABLE_PUBLIC("array", u32, u32, shed, 1);
-BPF_TABLE("lru_hash", u32, struct args_stash, exec_args, 1024);
 BPF_PERCPU_ARRAY(exec_heap, struct exec_scratch, 1);
 BPF_PERCPU_ARRAY(walk_heap, struct walk_scratch, 1);
-BPF_PERCPU_ARRAY(args_heap, struct args_stash, 1);
 /* Never written: the zero value new execve_map entries start from. */
 BPF_PERCPU_ARRAY(zero_entry, struct tetrad_exec_entry, 1);
 /* Records the ring buffer refused, by op code (user space sums the CPUs). */
@@ -87,7 +80,31 @@ static __always_inline void fill_header(struct tetrad_msg_header *h, u8 op, u16 
 	h->ktime = bpf_ktime_get_ns();
 }
 
-/* ---- argv from user memory at syscall entry ------------------------------ */
+/* ---- argv ------------------------------------------------------------------ *
+ *
+ * With BTF, sched_process_exec reads the arguments the kernel has copied into
+ * the new image's argument area (what /proc/PID/cmdline shows): the kernel
+ * has just written those pages, so they are present, and the new image has
+ * run no code that could change them. Reading the caller's argv at syscall
+ * entry instead fails for strings on pages the caller never touched (page
+ * faults are disabled in BPF programs; issue 12) and races with other
+ * threads of the caller. Policies that must act before the new image runs
+ * (Sigkill on execve) hook the syscall themselves (bpf/generic_hook.c).
+ *
+ * Without BTF the argument area cannot be located, so argv is read from the
+ * caller at entry, with those limits (flag errorArgs when a read fails).
+ */
+#ifdef TETRAD_NO_BTF
+#define STASH_SIZE (TETRAD_ARGS_MAX + TETRAD_ARG_READ)
+
+struct args_stash {
+	__u32 len;
+	__u32 flags;
+	char buf[STASH_SIZE];
+};
+
+BPF_TABLE("lru_hash", u32, struct args_stash, exec_args, 1024);
+BPF_PERCPU_ARRAY(args_heap, struct args_stash, 1);
 
 static __always_inline int stash_args(const char *const *argv)
 {
@@ -139,6 +156,35 @@ TRACEPOINT_PROBE(syscalls, sys_enter_execveat)
 {
 	return stash_args((const char *const *)args->argv);
 }
+#else
+/* The argument area of `mm` (the current, new image) into data[0...];
+ * returns the bytes kept. */
+static __always_inline u32 read_arg_area(char *data, void *mm, u32 *flags)
+{
+	unsigned long start = 0, end = 0;
+	bpf_probe_read_kernel(&start, sizeof(start), (char *)mm + OFF_MM_ARG_START);
+	bpf_probe_read_kernel(&end, sizeof(end), (char *)mm + OFF_MM_ARG_END);
+	if (!mm || end < start) {
+		*flags |= TETRAD_F_ERROR_ARGS;
+		return 0;
+	}
+	u64 len = end - start;
+	if (len > TETRAD_ARGS_MAX) {
+		len = TETRAD_ARGS_MAX;
+		*flags |= TETRAD_F_TRUNC_ARGS;
+	}
+	u32 n = len;
+	BARRIER_VAR(n);
+	n &= TETRAD_ARGS_MAX * 2 - 1;      /* a bound the verifier can see */
+	if (n && bpf_probe_read_user(data, n, (void *)start) < 0) {
+		*flags |= TETRAD_F_ERROR_ARGS;
+		return 0;
+	}
+	if (len == TETRAD_ARGS_MAX && (*flags & TETRAD_F_TRUNC_ARGS))
+		data[TETRAD_ARGS_MAX - 1] = 0;  /* keep the cut argument, terminated */
+	return len;
+}
+#endif
 
 /* ---- path walk with BTF-derived offsets ---------------------------------- */
 
@@ -156,7 +202,6 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
 	u64 pid_tgid = bpf_get_current_pid_tgid();
 	u64 uid_gid = bpf_get_current_uid_gid();
 	u32 tgid = pid_tgid >> 32;
-	u32 old_tid = args->old_pid;
 	struct tetrad_msg_exec *m = &s->msg;
 	u32 off = 0;
 
@@ -169,6 +214,8 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
 	m->cgroup_id = bpf_get_current_cgroup_id();
 	m->flags = TETRAD_F_EXECVE;
 
+#ifdef TETRAD_NO_BTF
+	u32 old_tid = args->old_pid;
 	struct args_stash *st = exec_args.lookup(&old_tid);
 	if (st) {
 		u32 len = st->len;
@@ -182,13 +229,16 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
 		m->flags |= TETRAD_F_MISS;
 	}
 	m->args_len = off;
+#endif
 
 #ifndef TETRAD_NO_BTF
 	void *task = (void *)bpf_get_current_task();
+	void *mm = read_ptr((char *)task + OFF_TASK_MM);
+	off = read_arg_area(s->data, mm, &m->flags);
+	m->args_len = off;
 	void *fs = read_ptr((char *)task + OFF_TASK_FS);
 	void *root_mnt = read_ptr((char *)fs + OFF_FS_ROOT + OFF_PATH_MNT);
 	void *root_dentry = read_ptr((char *)fs + OFF_FS_ROOT + OFF_PATH_DENTRY);
-	void *mm = read_ptr((char *)task + OFF_TASK_MM);
 	void *exe = read_ptr((char *)mm + OFF_MM_EXE_FILE);
 	u32 len;
 
@@ -413,7 +463,9 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
 	u32 tid = (u32)pid_tgid;
 	struct tetrad_exec_entry *e = execve_map.lookup(&tgid);
 
+#ifdef TETRAD_NO_BTF
 	exec_args.delete(&tid);
+#endif
 #ifdef TETRAD_HAVE_GROUP_DEAD
 	if (!args->group_dead)
 		return 0;

@@ -25,8 +25,8 @@
 
 /* Sizes of the variable-length pieces of an exec record. */
 #define TETRAD_ARGS_MAX 4096      /* argv bytes kept, NUL separated        */
-#define TETRAD_ARG_READ 1024      /* longest single argument read at once   */
-#define TETRAD_MAX_ARGS 128       /* argv entries walked                    */
+#define TETRAD_ARG_READ 1024      /* longest argument read at once (no BTF) */
+#define TETRAD_MAX_ARGS 128       /* argv entries walked (no BTF)           */
 #define TETRAD_PATH_MAX 4096      /* bytes of one path (components, NULs)   */
 #define TETRAD_NAME_READ 256      /* longest path component read at once    */
 #define TETRAD_PATH_DEPTH 48      /* path components walked                 */
@@ -37,7 +37,7 @@
 #define TETRAD_F_PROCFS        0x0002
 #define TETRAD_F_TRUNC_FILE    0x0004
 #define TETRAD_F_TRUNC_ARGS    0x0008
-#define TETRAD_F_MISS          0x0020 /* no argv stash: args unknown        */
+#define TETRAD_F_MISS          0x0020 /* no argv stash (no BTF): args unknown */
 #define TETRAD_F_ERROR_FILE    0x0040
 #define TETRAD_F_ERROR_ARGS    0x0080
 #define TETRAD_F_NO_CWD        0x0100 /* kernel walk unavailable (no BTF)  */

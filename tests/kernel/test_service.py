@@ -296,6 +296,7 @@ def test_metrics_follow_tetragon_names(service):
                     if l.startswith('tetragon_events_total{type="PROCESS_EXEC"}')).split()[-1]) > 0
     # What sinks and the container resolver count themselves is exported too.
     assert 'tetrad_sink_counts_total{sink="jsonfile",counter="rotations"} 0' in text
+    assert 'tetrad_policy_user_memory_reads_total{policy="svc-other",outcome="unreadable"} 0' in text
     assert int(next(l for l in text.splitlines()
                     if l.startswith('tetrad_container_lookups_total{result="looked_up"}')).split()[-1]) > 0
 

@@ -127,6 +127,39 @@ def test_monitor_mode_and_no_selectors():
     assert ch.layout.slots[0].kind == enc.GA["fd"]
 
 
+def test_unreadable_args_no_match_sets_the_hook_flag():
+    text = "  kprobes:\n  - call: sys_openat\n    args:\n    - index: 1\n      type: string\n"
+    default = enc.Hook.from_buffer_copy(one(text).encode(0)[0])
+    opted = enc.Hook.from_buffer_copy(one("  options:\n  - name: unreadable-args\n    value: no-match\n"
+                                          + text).encode(0)[0])
+    assert default.flags == enc.HOOK_ACTIVE
+    assert opted.flags == enc.HOOK_ACTIVE | enc.HOOK_UNREADABLE_NOMATCH
+
+
+@pytest.mark.parametrize("hook,retry", [
+    # a string, a buffer, a socket address in user memory: read again at sys_exit
+    ("  - call: sys_openat\n    args:\n    - index: 1\n      type: string\n", True),
+    ("  - call: sys_write\n    args:\n    - index: 1\n      type: char_buf\n      sizeArgIndex: 3\n"
+     "    - index: 2\n      type: size_t\n", True),
+    ("  - call: sys_connect\n    args:\n    - index: 1\n      type: sockaddr\n", True),
+    # integers and fds are not in user memory; a returnCopy buffer is read at return anyway
+    ("  - call: sys_lseek\n    args:\n    - index: 1\n      type: long\n", False),
+    ("  - call: sys_read\n    return: true\n    returnArg:\n      index: 0\n      type: int\n"
+     "    args:\n    - index: 0\n      type: fd\n    - index: 1\n      type: char_buf\n"
+     "      returnCopy: true\n", False),
+    # after a successful exec the caller's memory is gone: decided at entry
+    ("  - call: sys_execve\n    args:\n    - index: 0\n      type: string\n", False),
+    ("  - call: sys_execveat\n    args:\n    - index: 1\n      type: string\n", False),
+    # no exit to pair with: a uprobe without return
+    ("  - call: security_bprm_check\n    syscall: false\n    args:\n    - index: 0\n"
+     "      type: linux_binprm\n", False),
+])
+def test_syscall_hooks_with_user_memory_read_it_again_at_exit(hook, retry):
+    ch = one("  kprobes:\n" + hook)
+    assert ch.layout.retry is retry
+    assert f"-DG_RETRY={int(retry)}" in ch.layout.cflags()
+
+
 def test_return_values_and_buffers():
     ch = one("""  kprobes:
   - call: sys_read

@@ -169,6 +169,11 @@ CASES = {
         TRACEPOINT, "", record([(-100, b"", 0), (0, b"/tmp/f", 0)])),
     "uprobe": (UPROBE, "", record([])),
     "lsm": (LSM, "", record([(0, b"/etc/shadow", enc.SLOT_PATH_TRUNC)])),
+    "unreadable string, labelled": (
+        WRITE, "", record([(3, b"/tmp/x", enc.SLOT_UNREADABLE), (0, b"", enc.SLOT_ERROR | enc.SLOT_UNREADABLE),
+                           (5, b"", 0)], action=3)),
+    "unreadable tracepoint string": (
+        TRACEPOINT, "", record([(-100, b"", 0), (0, b"", enc.SLOT_ERROR | enc.SLOT_UNREADABLE)], action=3)),
 }
 
 EXPECTED = {
@@ -227,6 +232,16 @@ EXPECTED = {
     'lsm': ('process_lsm',
          '"function_name":"security_file_open","args":[{"file_arg":{"path":"/etc/shadow"}}],"a'
          'ction":"KPROBE_ACTION_POST","policy_name":"p"'),
+    # The marker follows the label: the value is what the slot holds (empty
+    # for a string that could not be read), never a guess.
+    'unreadable string, labelled': ('process_kprobe',
+         '"function_name":"__x64_sys_write","args":[{"file_arg":{"path":"/tmp/x"},"label":"the'
+         ' fd","error":"unreadable"},{"bytes_arg":"","error":"unreadable"},{"size_arg":5}],"ac'
+         'tion":"KPROBE_ACTION_SIGKILL","policy_name":"p","message":"written","tags":["io","té'
+         'st"]'),
+    'unreadable tracepoint string': ('process_tracepoint',
+         '"subsys":"syscalls","event":"sys_enter_openat","args":[{"int_arg":-100},{"string_arg'
+         '":"","error":"unreadable"}],"action":"KPROBE_ACTION_SIGKILL","policy_name":"p"'),
 }
 
 
@@ -265,3 +280,11 @@ def test_slot_length_is_capped_at_the_slot_size():
 def test_short_records_are_errors(cut, message):
     with pytest.raises(DecodeError, match=message):
         decode_policy(record([(0, b"x", 0)])[:cut])
+
+
+def test_compact_line_shows_the_unreadable_argument_as_empty():
+    from tetrad.events import compact
+    text = TRACEPOINT
+    event = policy_event(decode_policy(record([(-100, b"", 0), (0, b"", enc.SLOT_UNREADABLE)], action=3)),
+                         HookPlan(hook(text)), T0, CHILD, PARENT)
+    assert compact.compact(event, "n").endswith("/usr/bin/cat syscalls/sys_enter_openat [SIGKILL]")

@@ -117,6 +117,24 @@ def test_mode_option_and_defaults():
     assert [h.syscall for h in p.hooks] == [True, False]     # guessed from the name
 
 
+def test_unreadable_args_option():
+    """tetrad's own option: an unreadable user-memory argument matches
+    ("match", the default) or not ("no-match"); anything else is refused
+    by path with the allowed values named."""
+    hooks = "  kprobes:\n  - call: sys_openat\n"
+    assert parse(HEAD + hooks).unreadable_match is True
+    for value, expected in (("match", True), ("no-match", False)):
+        text = HEAD + f"  options:\n  - name: unreadable-args\n    value: {value}\n" + hooks
+        assert parse(text).unreadable_match is expected
+    both = HEAD + ("  options:\n  - name: policy-mode\n    value: monitor\n"
+                   "  - name: unreadable-args\n    value: no-match\n") + hooks
+    assert (parse(both).mode, parse(both).unreadable_match) == ("monitor", False)
+    for bad, reason in (('"nomatch"', "supported: match, no-match"), ("[no-match]", "must be a string"),
+                        ("false", "must be a string")):
+        got = dict(problems(HEAD + f"  options:\n  - name: unreadable-args\n    value: {bad}\n" + hooks))
+        assert reason in got["spec.options[0].value"], got
+
+
 def test_yaml_syntax_error_is_reported():
     assert "not valid YAML" in problems("a: [\n")[0][1]
 

@@ -29,7 +29,7 @@ RETURN_SLOT = 7
 GA = {"none": 0, "int": 1, "ustr": 2, "ubuf": 3, "fd": 4, "file": 5, "path": 6, "sock": 7,
       "usockaddr": 8, "binprm": 9, "kstr": 10, "dataloc": 11}
 
-SLOT_TRUNC, SLOT_ERROR, SLOT_PATH_TRUNC = 0x1, 0x2, 0x4
+SLOT_TRUNC, SLOT_ERROR, SLOT_PATH_TRUNC, SLOT_UNREADABLE = 0x1, 0x2, 0x4, 0x8
 
 OPS = {"Equal": 1, "NotEqual": 2, "Prefix": 3, "NotPrefix": 4, "Postfix": 5, "NotPostfix": 6,
        "Mask": 7, "GreaterThan": 8, "LessThan": 9, "InRange": 10, "NotInRange": 11,
@@ -41,7 +41,7 @@ ACTIONS = {"Post": 1, "NoPost": 2, "Sigkill": 3, "Signal": 4, "Override": 5, "Fo
 ACTION_NAMES = {v: k for k, v in ACTIONS.items()}
 SETS = {"In": 1, "NotIn": 2, "Prefix": 3, "NotPrefix": 4, "Postfix": 5, "NotPostfix": 6}
 
-HOOK_MONITOR, HOOK_ACTIVE, HOOK_CGROUPS = 0x1, 0x2, 0x4
+HOOK_MONITOR, HOOK_ACTIVE, HOOK_CGROUPS, HOOK_UNREADABLE_NOMATCH = 0x1, 0x2, 0x4, 0x8
 MSG_MONITOR, MSG_RETURN = 0x1, 0x2
 
 
@@ -164,7 +164,8 @@ class Msg(ctypes.Structure):
 class HookStats(ctypes.Structure):
     _fields_ = [("posted", ctypes.c_uint64), ("enforced", ctypes.c_uint64),
                 ("monitored", ctypes.c_uint64), ("rate_limited", ctypes.c_uint64),
-                ("dropped", ctypes.c_uint64), ("shed", ctypes.c_uint64)]
+                ("dropped", ctypes.c_uint64), ("shed", ctypes.c_uint64),
+                ("deferred", ctypes.c_uint64), ("unreadable", ctypes.c_uint64)]
 
 
 # struct g_msg up to its slots: the header (op, pad0, size, cpu skipped),

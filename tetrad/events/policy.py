@@ -3,7 +3,8 @@ process_uprobe, in Tetragon's JSON shape, and their compact lines.
 
 Arguments are rendered by the type the policy gave them, as Tetragon's
 KprobeArgument: {"int_arg": 3}, {"string_arg": ...}, {"file_arg": {"path":
-...}}, {"sock_arg": {...}}, {"bytes_arg": base64}, with "label" when set.
+...}}, {"sock_arg": {...}}, {"bytes_arg": base64}, with "label" when set, and
+"error": "unreadable" when the kernel could not read the value from user memory.
 """
 
 from __future__ import annotations
@@ -152,10 +153,22 @@ class HookPlan:
         self.tags = tuple(hook.tags)
 
 
+UNREADABLE = "unreadable"
+
+
+def _arg(render: Render, slot: Slot) -> dict:
+    """An argument the kernel could not read from user memory (at entry,
+    nor at syscall exit) says so: its value is empty, not what was passed."""
+    arg = render(slot)
+    if slot.flags & enc.SLOT_UNREADABLE:
+        arg["error"] = UNREADABLE
+    return arg
+
+
 def policy_event(rec: PolicyRecord, plan: HookPlan, time_ns: int, process, parent) -> Event:
     """Called by the reader thread once per policy record."""
     fields = plan.head.copy()
-    fields["args"] = [render(slot) for render, slot in zip(plan.args, rec.slots)]
+    fields["args"] = [_arg(render, slot) for render, slot in zip(plan.args, rec.slots)]
     if plan.ret is not None and rec.flags & enc.MSG_RETURN:
         fields["return"] = plan.ret(Slot(rec.retval, b"", 0))
     if rec.flags & enc.MSG_MONITOR:
@@ -189,7 +202,7 @@ _KPROBE_WORDS = {"tcp_connect": ("🔌", "connect"), "tcp_sendmsg": ("📤", "se
 def _arg_text(arg: dict) -> str:
     """What a compact line shows of an argument: paths, strings, addresses;
     integers and buffers are left to the JSON."""
-    (key, value), = ((k, v) for k, v in arg.items() if k != "label")
+    (key, value), = ((k, v) for k, v in arg.items() if k not in ("label", "error"))
     if key in ("file_arg", "path_arg", "linux_binprm_arg"):
         return value["path"]
     if key == "sock_arg":

@@ -25,6 +25,13 @@ Encoding (bpf/generic.h, mirrored in tetrad/abi/generic.py):
   hashing a 256-byte key: no padding, no copy of the whole buffer).
 - Monitor mode sets HOOK_MONITOR: the kernel then posts instead of killing
   or overriding, and says so in the record.
+- `unreadable-args: no-match` sets HOOK_UNREADABLE_NOMATCH: an argument in
+  user memory that cannot be read then matches no operator; by default it
+  matches every operator (bpf/generic_hook.c, "user memory").
+- Syscall hooks with an argument in user memory get `Layout.retry`: the
+  program also runs at sys_exit, to read again what was unreadable at entry.
+  Not execve/execveat: after a successful exec the caller's memory is gone,
+  so their arguments are decided at entry (unreadable: see above).
 - A policy scoped to workloads (containerSelector/hostSelector) sets
   HOOK_CGROUPS: the hook then runs only for tasks whose cgroup id is in the
   program's `cgroup_sel` map under its hook id ({cgroup id, hook id}); the
@@ -103,11 +110,13 @@ class Layout:
     override_return: bool = False
     needs_binary: bool = False          # some selector has matchBinaries
     binary_postfix: bool = False        # ... with a Postfix operator
+    retry: bool = False                 # unreadable user memory is read again at sys_exit
 
     def cflags(self) -> list[str]:
         kinds = {"syscall": 1, "tracepoint": 3, "kprobe": 4, "lsm": 5, "uprobe": 6}
         sel, match, vals, acts, pids = self.limits
         flags = [f"-DG_KIND={kinds[self.kind]}", f"-DG_HAS_RETURN={int(self.has_return)}",
+                 f"-DG_RETRY={int(self.retry)}",
                  f"-DG_NARGS={len(self.slots)}", f"-DG_SEL_LIMIT={sel}",
                  f"-DG_MATCH_LIMIT={match}", f"-DG_VAL_LIMIT={vals}", f"-DG_ACT_LIMIT={acts}",
                  f"-DG_PID_LIMIT={pids}"]
@@ -132,6 +141,7 @@ class CompiledHook:
     policy_name: str
     monitor: bool
     workloads: Workloads | None = None      # None: every process; else by cgroup (HOOK_CGROUPS)
+    unreadable_match: bool = True           # policy option unreadable-args
 
     @property
     def enforces(self) -> bool:
@@ -144,7 +154,8 @@ class CompiledHook:
         h = enc.Hook()
         h.id = hook_id
         h.flags = (enc.HOOK_ACTIVE | (enc.HOOK_MONITOR if self.monitor else 0)
-                   | (enc.HOOK_CGROUPS if self.workloads is not None else 0))
+                   | (enc.HOOK_CGROUPS if self.workloads is not None else 0)
+                   | (0 if self.unreadable_match else enc.HOOK_UNREADABLE_NOMATCH))
         h.nsel = len(self.hook.selectors)
         entries: list[tuple[str, bytes]] = []
         next_id = [hook_id * IDS_PER_HOOK]
@@ -462,11 +473,19 @@ def compile_hook(policy: Policy, hook: Hook, facts: KernelFacts) -> CompiledHook
     overriding = kind == "kprobe" and any(a.action == "Override" for s in hook.selectors
                                           for a in s.actions + s.return_actions)
     binaries = [s.match_binaries for s in hook.selectors if s.match_binaries]
+    retry = (kind == "syscall" and target.name not in _EXEC_SYSCALLS
+             and any(s.kind in _USER_MEMORY and not s.retcopy for s in slots))
     layout = Layout(kind, tuple(slots), hook.return_, _limits(hook),
                     lsm_hook=hook.call if kind == "lsm" else "", override_return=overriding,
                     needs_binary=bool(binaries),
-                    binary_postfix=any(b.operator.endswith("Postfix") for b in binaries))
-    return CompiledHook(hook, target, layout, policy.name, policy.mode == "monitor", policy.workloads)
+                    binary_postfix=any(b.operator.endswith("Postfix") for b in binaries),
+                    retry=retry)
+    return CompiledHook(hook, target, layout, policy.name, policy.mode == "monitor", policy.workloads,
+                        unreadable_match=policy.unreadable_match)
+
+
+_USER_MEMORY = {enc.GA["ustr"], enc.GA["ubuf"], enc.GA["usockaddr"]}
+_EXEC_SYSCALLS = {"execve", "execveat"}
 
 
 def _auto_ranges(hook: Hook, slots: list[SlotLayout]) -> list[tuple[str, str]]:

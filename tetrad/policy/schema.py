@@ -104,6 +104,11 @@ ANY64 = (-(1 << 63), (1 << 64) - 1)     # fits 64 bits as either signed or unsig
 MAX_ERRNO = 4095
 SIGNALS = (1, 64)
 PROTOCOLS = (0, 255)
+# tetrad's own option (not Tetragon's): what an argument in user memory that
+# cannot be read (at entry, nor at syscall exit) does to a selector: "match"
+# (the default: it matches every operator, so enforcement fails closed) or
+# "no-match" (it matches none). Either way the read is counted.
+UNREADABLE_ARGS = "unreadable-args"
 MAX_ARG_INDEX = {"kprobe": 5, "uprobe": 5, "lsm": 5, "tracepoint": 63}
 
 
@@ -191,6 +196,9 @@ class Policy:
     mode: str                               # "enforce" or "monitor"
     hooks: tuple[Hook, ...] = field(default_factory=tuple)
     workloads: Workloads | None = None      # containerSelector/hostSelector; None: everywhere
+    # Option unreadable-args: whether an argument in user memory that cannot
+    # be read matches ("match", the default) or not ("no-match").
+    unreadable_match: bool = True
 
     @property
     def enforces(self) -> bool:
@@ -855,7 +863,7 @@ class _Checker:
 
     # ---- the document --------------------------------------------------------------
 
-    def policy(self, doc) -> tuple[str, str, list[Hook], Workloads | None]:
+    def policy(self, doc) -> tuple[str, str, list[Hook], Workloads | None, bool]:
         doc = self.mapping(doc, "", {"apiVersion", "kind", "metadata", "spec"}, "document")
         if doc.get("apiVersion") != API_VERSION:
             self.fail("apiVersion", f"must be {API_VERSION}, not {describe(doc.get('apiVersion'))}")
@@ -891,14 +899,19 @@ class _Checker:
         workloads, problems = workload_scope.parse(spec)
         self.problems += problems
         mode = "enforce"
+        unreadable = "match"
         for i, opt in enumerate(self.seq(spec.get("options"), "spec.options")):
             where = f"spec.options[{i}]"
             opt = self.mapping(opt, where, {"name", "value"}, "option")
             option = self.choice(opt.get("name"), f"{where}.name",
-                                 {"policy-mode", "disable-kprobe-multi", "disable-uprobe-multi"}, "option")
+                                 {"policy-mode", "disable-kprobe-multi", "disable-uprobe-multi",
+                                  UNREADABLE_ARGS}, "option")
             if option == "policy-mode":
                 mode = self.choice(opt.get("value"), f"{where}.value", {"enforce", "monitor"},
                                    "policy-mode") or mode
+            elif option == UNREADABLE_ARGS:
+                unreadable = self.choice(opt.get("value"), f"{where}.value", {"match", "no-match"},
+                                         UNREADABLE_ARGS) or unreadable
         hooks = []
         count = 0
         for key, kind in (("kprobes", "kprobe"), ("tracepoints", "tracepoint"), ("uprobes", "uprobe"),
@@ -920,7 +933,7 @@ class _Checker:
                               f"{limits.KERNEL_MAP_ENTRIES} entries with other policies)")
         if not hooks and not self.problems:
             self.fail("spec", "no hooks: add kprobes, tracepoints, uprobes or lsmhooks")
-        return name or "", mode, hooks, workloads
+        return name or "", mode, hooks, workloads, unreadable == "match"
 
 
 def parse(data: str | bytes, source_name: str = "<policy>") -> Policy:
@@ -930,7 +943,7 @@ def parse(data: str | bytes, source_name: str = "<policy>") -> Policy:
     doc = document.load(text, source_name)
     checker = _Checker()
     try:
-        name, mode, hooks, workloads = checker.policy(doc)
+        name, mode, hooks, workloads, unreadable_match = checker.policy(doc)
     except Exception as err:
         # A bug here must still be this file's error, not the daemon's.
         log.error("validating %s failed unexpectedly", source_name, exc_info=True)
@@ -939,4 +952,4 @@ def parse(data: str | bytes, source_name: str = "<policy>") -> Policy:
                                              "please report it with the policy")]) from err
     if checker.problems:
         raise PolicyError(source_name, checker.problems)
-    return Policy(name, source_name, mode, tuple(hooks), workloads)
+    return Policy(name, source_name, mode, tuple(hooks), workloads, unreadable_match)

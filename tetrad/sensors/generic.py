@@ -152,7 +152,7 @@ class GenericPrograms:
             tp = f"syscalls:sys_enter_{t.name}".encode()
             b.attach_tracepoint(tp=tp, fn_name=b"g_enter")
             att.detach.append(lambda: b.detach_tracepoint(tp=tp))
-            if ret:
+            if ret or ch.layout.retry:      # return values; arguments read again
                 tpx = f"syscalls:sys_exit_{t.name}".encode()
                 b.attach_tracepoint(tp=tpx, fn_name=b"g_exit")
                 att.detach.append(lambda: b.detach_tracepoint(tp=tpx))

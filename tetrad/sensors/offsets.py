@@ -28,6 +28,8 @@ _FIELDS: dict[str, tuple[str, str]] = {
     "OFF_PATH_MNT": ("path", "mnt"),
     "OFF_PATH_DENTRY": ("path", "dentry"),
     "OFF_MM_EXE_FILE": ("mm_struct", "exe_file"),
+    "OFF_MM_ARG_START": ("mm_struct", "arg_start"),
+    "OFF_MM_ARG_END": ("mm_struct", "arg_end"),
     "OFF_FILE_F_PATH": ("file", "f_path"),
     "OFF_VFSMOUNT_MNT_ROOT": ("vfsmount", "mnt_root"),
     "OFF_DENTRY_D_PARENT": ("dentry", "d_parent"),

@@ -110,6 +110,12 @@ def render(stats: dict, policies: list[dict]) -> str:
                 actions.append(({"policy": p["name"], "action": action}, p["counters"][action]))
     metric("tetragon_tracingpolicy_selector_actions_total", "counter",
            "Selector outcomes by policy: enforced, monitored, rate_limited, dropped, shed.", actions)
+    metric("tetrad_policy_user_memory_reads_total", "counter",
+           "Arguments in user memory a policy could not read at syscall entry, by policy: calls "
+           "decided at syscall exit instead (deferred), arguments unreadable even then "
+           "(unreadable; they match unless the policy says unreadable-args: no-match).",
+           [({"policy": p["name"], "outcome": outcome}, p["counters"][outcome])
+            for p in policies if "counters" in p for outcome in ("deferred", "unreadable")])
     return "\n".join(out) + "\n"
 
 
