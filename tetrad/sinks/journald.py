@@ -1,8 +1,12 @@
 """Events into the systemd journal, queryable by field.
 
-MESSAGE is the compact line; TETRAD_* fields carry what people filter on:
+MESSAGE is the compact line (tetrad/events/compact.py: values from processes
+quoted and escaped, so an argument cannot forge an entry's text or send
+escape sequences to the terminal of whoever reads the journal); TETRAD_*
+fields carry what people filter on, as the process gave them:
   journalctl -t tetrad TETRAD_EVENT=process_exec TETRAD_BINARY=/usr/bin/curl
-and TETRAD_JSON the whole event in Tetragon's format. Priority follows what
+and TETRAD_JSON the whole event in Tetragon's format. The container's runtime,
+which Tetragon's schema has no field for, is TETRAD_CONTAINER_RUNTIME. Priority follows what
 happened: exec/exit info, policy hits notice, enforcement warning.
 
 Written with sd_journal_sendv (no caller-frame lookup per event). If journald
@@ -15,7 +19,7 @@ from __future__ import annotations
 import json
 import socket
 
-from tetrad.events.compact import compact
+from tetrad.events.compact import event_line
 from tetrad.events.model import Event
 
 PRIORITY_INFO, PRIORITY_NOTICE, PRIORITY_WARNING = "6", "5", "4"
@@ -33,7 +37,7 @@ def journal_fields(event: Event, node_name: str) -> list[str]:
     else:
         priority = PRIORITY_INFO
     entry = [
-        f"MESSAGE={compact(event, node_name)}",
+        f"MESSAGE={event_line(event, node_name)}",
         f"PRIORITY={priority}",
         "SYSLOG_IDENTIFIER=tetrad",
         f"TETRAD_EVENT={event.kind}",
@@ -52,7 +56,7 @@ def journal_fields(event: Event, node_name: str) -> list[str]:
         entry.append(f"TETRAD_ACTION={action}")
     if "function_name" in event.fields:
         entry.append(f"TETRAD_FUNCTION={event.fields['function_name']}")
-    container = proc.extra.get("container")
+    container = proc.container
     if container:
         entry += [f"TETRAD_CONTAINER_{key.upper()}={container[key]}"
                   for key in ("id", "name", "image", "runtime") if container.get(key)]
