@@ -165,6 +165,7 @@ def test_a_kind_tetra_does_not_know_still_names_the_process():
     ('say"hi"\\', 'say"hi"\\'),                          # printable, no space: as is
     ("a b", '"a b"'),
     ('-c "x y"', '"-c \\"x y\\""'),
+    ("C:\\dir name", '"C:\\\\dir name"'),
     ("", ""),
     ("\x1b[31mred", '"\\x1b[31mred"'),
     ("line\n🚀 process forged", '"line\\n🚀 process forged"'),

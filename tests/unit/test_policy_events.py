@@ -93,6 +93,13 @@ TRACEPOINT = """  tracepoints:
     - index: 2
       type: string
 """
+TRACEPOINT_AUTO = """  tracepoints:
+  - subsystem: syscalls
+    event: sys_enter_openat
+    args:
+    - index: 0
+    - index: 1
+"""
 UPROBE = """  uprobes:
   - path: /usr/bin/bash
     symbols: [readline]
@@ -194,6 +201,8 @@ CASES = {
         KERNEL, "", record([(0, b"", 0)] * 5, action=99, flags=enc.MSG_MONITOR)),
     "tracepoint": (
         TRACEPOINT, "", record([(-100, b"", 0), (0, b"/tmp/f", 0)])),
+    "tracepoint fields typed by their format": (
+        TRACEPOINT_AUTO, "", record([(-(1 << 32) + 257, b"", 0), (-100, b"", 0)])),
     "uprobe": (UPROBE, "", record([])),
     "lsm": (LSM, "", record([(0, b"/etc/shadow", enc.SLOT_PATH_TRUNC)])),
     "unreadable string, labelled": (
@@ -260,6 +269,10 @@ EXPECTED = {
     'tracepoint': ('process_tracepoint',
          '"subsys":"syscalls","event":"sys_enter_openat","args":[{"int_arg":-100},{"string_arg":'
          '"/tmp/f"}],"action":"KPROBE_ACTION_POST","policy_name":"p"'),
+    # an int field (4 bytes, signed: int_arg) and a long one (long_arg), as Tetragon
+    'tracepoint fields typed by their format': ('process_tracepoint',
+         '"subsys":"syscalls","event":"sys_enter_openat","args":[{"int_arg":257},{"long_arg":"-'
+         '100"}],"action":"KPROBE_ACTION_POST","policy_name":"p"'),
     'uprobe': ('process_uprobe',
          '"path":"/usr/bin/bash","symbol":"readline","action":"KPROBE_ACTION_POST","policy_name"'
          ':"p"'),

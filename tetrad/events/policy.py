@@ -79,9 +79,9 @@ def _s64(value: int) -> int:
     return value - (1 << 64) if value & (1 << 63) else value
 
 
-def _int_renderer(t: str) -> Render:
-    size, signed = INT_SIZES[t]
-    if t == "size_t" or (size == 8 and not signed):
+def _int_renderer(size: int, signed: bool) -> Render:
+    """By width and sign, as Tetragon shows a tracepoint field of that C type."""
+    if size == 8 and not signed:
         return lambda slot: {"size_arg": str(slot.ival & _U64)}
     if size == 8:
         return lambda slot: {"long_arg": str(_s64(slot.ival))}
@@ -127,17 +127,21 @@ def _path_renderer(key: str) -> Render:
     return lambda slot: {key: _present({"path": _text(slot.data)})}
 
 
-def _renderer(spec: ArgSpec) -> Render:
+def _renderer(spec: ArgSpec, width: tuple[int, bool] | None = None) -> Render:
     """The function that renders a slot of this argument, chosen once per
-    hook rather than by a chain of type tests per argument per event."""
+    hook rather than by a chain of type tests per argument per event. An
+    `auto` integer is rendered by the `width` (bytes, signed) the layout
+    gave it: a tracepoint field's own."""
     t = spec.type
     if t == "syscall64":
         # Tetragon's SyscallId. tetrad does not tell a 32-bit caller's
         # (i386-numbered) calls apart: every id is shown as the native ABI's.
         render = lambda slot: {"syscall_id": _present(                             # noqa: E731
             {"id": slot.ival & _U32, "abi": SYSCALL_ABI})}
+    elif t == "auto" and width is not None:
+        render = _int_renderer(*width)
     elif t in INT_SIZES:
-        render = _int_renderer(t)
+        render = _int_renderer(*INT_SIZES[t])
     elif t in ("string", "filename", "data_loc"):
         render = lambda slot: {"string_arg": _text(slot.data)}                     # noqa: E731
     elif t == "char_buf":
@@ -186,7 +190,8 @@ class HookPlan:
         else:
             self.head = {"function_name": ch.target.function_name}
         # (renderer, label) per argument, in slot order.
-        self.args = tuple((_renderer(spec), spec.label) for spec in hook.args)
+        self.args = tuple((_renderer(spec, (slot.size, slot.signed)), spec.label)
+                          for spec, slot in zip(hook.args, ch.layout.slots))
         self.ret = _renderer(hook.return_arg) if hook.return_arg is not None else None
         # Selectors whose matchReturnActions ran instead of their matchActions.
         self.ret_actions = frozenset(i for i, sel in enumerate(hook.selectors) if sel.return_actions)

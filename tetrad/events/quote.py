@@ -34,6 +34,8 @@ def _escaped(ch: str) -> str:
 
 
 def quote(text: str) -> str:
+    if text.isprintable():              # the usual case: a command line with spaces
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
     out = ['"']
     for ch in text:
         escape = _ESCAPES.get(ch)

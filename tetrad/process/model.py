@@ -5,7 +5,7 @@ same pid. Fields follow Tetragon's `Process` message; `to_dict()` gives its
 JSON form with Tetragon's names, leaving out empty fields as protojson does
 (pid, uid, auid and tid are wrapped integers in the schema, so 0 is written).
 The container record stays as tetrad knows it (`container`, read by filters,
-journald fields and compact lines); the JSON has Tetragon's `pod` and
+journald fields and policy scopes); the JSON has Tetragon's `pod` and
 `docker` made from it (tetrad/containers/export.py).
 """
 
