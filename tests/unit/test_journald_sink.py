@@ -35,3 +35,15 @@ def test_message_is_the_escaped_compact_line_and_fields_keep_the_values():
     exported = json.loads(fields["TETRAD_JSON"])["process_exec"]["process"]
     assert exported["binary"] == f"/tmp/{hostile}" and "runtime" not in json.dumps(exported)
     assert exported["pod"]["container"]["name"] == "web-1"
+
+
+def test_a_monitored_action_is_a_notice_not_a_warning():
+    def fields_of(monitored: bool) -> dict:
+        ev = event("process_kprobe", policy_name="p", action="KPROBE_ACTION_SIGKILL")
+        ev.monitored = monitored
+        return dict(f.split("=", 1) for f in journal_fields(ev, "n"))
+    enforced = fields_of(False)
+    assert enforced["PRIORITY"] == "4" and "TETRAD_POLICY_MODE" not in enforced
+    monitored = fields_of(True)
+    assert monitored["PRIORITY"] == "5" and monitored["TETRAD_POLICY_MODE"] == "monitor"
+    assert monitored["TETRAD_ACTION"] == "KPROBE_ACTION_SIGKILL"

@@ -237,4 +237,5 @@ def policy_event(rec: PolicyRecord, plan: HookPlan, time_ns: int, process, paren
     fields.update(plan.tail)
     if plan.tags:
         fields["tags"] = list(plan.tags)
-    return Event(plan.kind, time_ns, process, parent, fields, policy_name=plan.policy_name)
+    return Event(plan.kind, time_ns, process, parent, fields, policy_name=plan.policy_name,
+                 monitored=bool(rec.flags & enc.MSG_MONITOR))

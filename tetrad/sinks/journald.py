@@ -7,7 +7,9 @@ fields carry what people filter on, as the process gave them:
   journalctl -t tetrad TETRAD_EVENT=process_exec TETRAD_BINARY=/usr/bin/curl
 and TETRAD_JSON the whole event in Tetragon's format. The container's runtime,
 which Tetragon's schema has no field for, is TETRAD_CONTAINER_RUNTIME. Priority follows what
-happened: exec/exit info, policy hits notice, enforcement warning.
+happened: exec/exit info, policy hits notice, enforcement warning (a
+policy in monitor mode enforces nothing: its events are notices, with
+TETRAD_POLICY_MODE=monitor, and TETRAD_ACTION what it would have done).
 
 Written with sd_journal_sendv (no caller-frame lookup per event). If journald
 is gone, each failed event is counted by the sink worker and later events
@@ -30,7 +32,7 @@ def journal_fields(event: Event, node_name: str) -> list[str]:
     """The journal entry for an event, as FIELD=value strings."""
     proc = event.process
     action = event.fields.get("action", "")
-    if action and action != "KPROBE_ACTION_POST":
+    if action and action != "KPROBE_ACTION_POST" and not event.monitored:
         priority = PRIORITY_WARNING
     elif event.policy_name:
         priority = PRIORITY_NOTICE
@@ -54,6 +56,8 @@ def journal_fields(event: Event, node_name: str) -> list[str]:
         entry.append(f"TETRAD_POLICY={event.policy_name}")
     if action:
         entry.append(f"TETRAD_ACTION={action}")
+    if event.monitored:
+        entry.append("TETRAD_POLICY_MODE=monitor")
     if "function_name" in event.fields:
         entry.append(f"TETRAD_FUNCTION={event.fields['function_name']}")
     container = proc.container
