@@ -27,60 +27,20 @@ import pytest
 
 from tetrad.process.model import join_arguments
 from tests.kernel.daemon_harness import REPO, DaemonProcess, JournalSocket, execs, exits
+from tests.policy_files import lseek_equal, openat_matching
 
 pytestmark = pytest.mark.kernel
 
 RUN = uuid.uuid4().hex[:8]
-WHENCE = 5_000_000 + int(RUN, 16) % 1_000_000
+OFFSET = 5_000_000 + int(RUN, 16) % 1_000_000
 ARGS = ("\x1b[2J\x1b[31mRED", "two\nlines", "\x1b]0;pwned\x07\r\n🚀 process forged sh",
         "bidi\u202eevil", f"plain-{RUN}")
 
 
 def policies(work, watched) -> list[str]:
-    opens = work / "opens.yaml"
-    opens.write_text(f"""apiVersion: cilium.io/v1alpha1
-kind: TracingPolicy
-metadata:
-  name: "export-opens"
-spec:
-  kprobes:
-  - call: "sys_openat"
-    syscall: true
-    args:
-    - index: 0
-      type: int
-    - index: 1
-      type: string
-    - index: 2
-      type: int
-    selectors:
-    - matchArgs:
-      - index: 1
-        operator: Prefix
-        values: ["{watched}/"]
-""")
-    seeks = work / "seeks.yaml"
-    seeks.write_text(f"""apiVersion: cilium.io/v1alpha1
-kind: TracingPolicy
-metadata:
-  name: "export-seeks"
-spec:
-  kprobes:
-  - call: "sys_lseek"
-    syscall: true
-    args:
-    - index: 0
-      type: int
-    - index: 1
-      type: long
-    - index: 2
-      type: int
-    selectors:
-    - matchArgs:
-      - index: 2
-        operator: Equal
-        values: ["{WHENCE}"]
-""")
+    opens, seeks = work / "opens.yaml", work / "seeks.yaml"
+    opens.write_text(openat_matching("export-opens", "Prefix", f"{watched}/"))
+    seeks.write_text(lseek_equal("export-seeks", OFFSET))
     return ["--policy", str(opens), "--policy", str(seeks)]
 
 
@@ -99,7 +59,7 @@ def run(tmp_path_factory):
         argv = [str(binary), *(str(watched / a) for a in ARGS)]
         subprocess.run(argv, check=True)
         try:
-            os.lseek(-1, 0, WHENCE)
+            os.lseek(-1, OFFSET, 0)
         except OSError:
             pass
         daemon.sync()

@@ -186,27 +186,23 @@ def _sendmsg(args: list) -> tuple[str, str]:
     return _head("📤", "sendmsg"), f"{sock} bytes {_int(_arg(args, 1).get('int_arg'))}"
 
 
-def _bpf_check(args: list) -> tuple[str, str]:
-    if not args:
-        return _head("🐝", "bpf_load"), ""
-    a = _message(_arg(args, 0), "bpf_attr_arg")
-    return (_head("🐝", "bpf_load"),
-            f"{q(a.get('ProgType', ''))} {q(a.get('ProgName', ''))} instruction count {_int(a.get('InsnCnt'))}")
+def _first(emoji: str, word: str, key: str, text: Callable[[dict], str]):
+    """A line showing the first argument's `key` message (BPF loads)."""
+    def line(args: list) -> tuple[str, str]:
+        return _head(emoji, word), text(_message(_arg(args, 0), key)) if args else ""
+    return line
 
 
-def _perf_event(args: list) -> tuple[str, str]:
-    if not args:
-        return _head("🐝", "perf_event_alloc"), ""
-    a = _message(_arg(args, 0), "perf_event_arg")
-    return _head("🐝", "perf_event_alloc"), f"{q(a.get('Type', ''))} {q(a.get('KprobeFunc', ''))}"
+def _bpf_attr(a: dict) -> str:
+    return f"{q(a.get('ProgType', ''))} {q(a.get('ProgName', ''))} instruction count {_int(a.get('InsnCnt'))}"
 
 
-def _bpf_map(args: list) -> tuple[str, str]:
-    if not args:
-        return _head("🗺", "bpf_map_create"), ""
-    a = _message(_arg(args, 0), "bpf_map_arg")
-    return (_head("🗺", "bpf_map_create"),
-            f"{q(a.get('MapType', ''))} {q(a.get('MapName', ''))} key size {_int(a.get('KeySize'))} "
+def _perf_event(a: dict) -> str:
+    return f"{q(a.get('Type', ''))} {q(a.get('KprobeFunc', ''))}"
+
+
+def _bpf_map(a: dict) -> str:
+    return (f"{q(a.get('MapType', ''))} {q(a.get('MapName', ''))} key size {_int(a.get('KeySize'))} "
             f"value size {_int(a.get('ValueSize'))} max entries {_int(a.get('MaxEntries'))}")
 
 
@@ -252,10 +248,10 @@ _KPROBE_LINES: dict[str, Callable[[list], tuple[str, str]]] = {
     "tcp_connect": _sock_line("🔌", "connect"),
     "tcp_close": _sock_line("🧹", "close"),
     "tcp_sendmsg": _sendmsg,
-    "bpf_check": _bpf_check,
-    "security_perf_event_alloc": _perf_event,
-    "security_bpf_map_alloc": _bpf_map,
-    "security_bpf_map_create": _bpf_map,
+    "bpf_check": _first("🐝", "bpf_load", "bpf_attr_arg", _bpf_attr),
+    "security_perf_event_alloc": _first("🐝", "perf_event_alloc", "perf_event_arg", _perf_event),
+    "security_bpf_map_alloc": _first("🗺", "bpf_map_create", "bpf_map_arg", _bpf_map),
+    "security_bpf_map_create": _first("🗺", "bpf_map_create", "bpf_map_arg", _bpf_map),
     "security_file_permission": _file_permission,
     "security_mmap_file": _mmap,
     "security_path_truncate": _truncate("path_arg", "security_path_truncate"),
