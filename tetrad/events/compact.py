@@ -28,10 +28,10 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
-import os
 from typing import Callable
 
 from tetrad.bpf import unistd
+from tetrad.bpf.unistd import NATIVE_ABI
 from tetrad.events.quote import maybe_quote as q
 from tetrad.timefmt import rfc3339_nano
 
@@ -39,7 +39,6 @@ from tetrad.timefmt import rfc3339_nano
 ENVELOPE = ("node_name", "time", "cluster_name", "node_labels", "aggregation_info")
 # What Tetragon's function names start with on each architecture.
 ARCH_PREFIXES = ("__x64_", "__arm64_", "__ia32_")
-NATIVE_ABI = {"x86_64": "x64", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
 CAPS_PAD = 120
 
 Formatter = Callable[[dict, str], str]

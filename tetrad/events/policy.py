@@ -23,12 +23,12 @@ from __future__ import annotations
 import base64
 import ctypes
 import ipaddress
-import os
 from typing import Callable
 
 from tetrad.decode.generic import PolicyRecord, Slot
 from tetrad.events.model import Event
 from tetrad.abi import generic as enc
+from tetrad.bpf.unistd import NATIVE_ABI
 from tetrad.policy.compile import INT_SIZES, CompiledHook
 from tetrad.policy.schema import ArgSpec
 
@@ -38,8 +38,6 @@ POST = "KPROBE_ACTION_POST"
 ACTION_NAMES = {enc.ACTIONS["Post"]: POST, enc.ACTIONS["NoPost"]: "KPROBE_ACTION_NOPOST",
                 enc.ACTIONS["Sigkill"]: "KPROBE_ACTION_SIGKILL", enc.ACTIONS["Signal"]: "KPROBE_ACTION_SIGNAL",
                 enc.ACTIONS["Override"]: "KPROBE_ACTION_OVERRIDE"}
-# Tetragon's SyscallId.abi of this machine's native calls.
-SYSCALL_ABI = {"x86_64": "x64", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
 FAMILIES = {1: "AF_UNIX", 2: "AF_INET", 10: "AF_INET6", 16: "AF_NETLINK", 17: "AF_PACKET"}
 SOCK_TYPES = {1: "SOCK_STREAM", 2: "SOCK_DGRAM", 3: "SOCK_RAW", 5: "SOCK_SEQPACKET"}
 PROTOCOLS = {1: "IPPROTO_ICMP", 6: "IPPROTO_TCP", 17: "IPPROTO_UDP", 58: "IPPROTO_ICMPV6",
@@ -137,7 +135,7 @@ def _renderer(spec: ArgSpec, width: tuple[int, bool] | None = None) -> Render:
         # Tetragon's SyscallId. tetrad does not tell a 32-bit caller's
         # (i386-numbered) calls apart: every id is shown as the native ABI's.
         render = lambda slot: {"syscall_id": _present(                             # noqa: E731
-            {"id": slot.ival & _U32, "abi": SYSCALL_ABI})}
+            {"id": slot.ival & _U32, "abi": NATIVE_ABI})}
     elif t == "auto" and width is not None:
         render = _int_renderer(*width)
     elif t in INT_SIZES:
