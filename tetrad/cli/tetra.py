@@ -21,6 +21,7 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import sys
@@ -135,7 +136,9 @@ def _print_events(lines, args, keep: Filter) -> int:
 def getevents(args) -> int:
     keep = flag_filter(args)
     if not sys.stdin.isatty() and not args.live:
-        return _print_events(sys.stdin, args, keep)
+        # Export files are UTF-8 (JSON); a damaged byte is a malformed line, not a crash.
+        lines = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
+        return _print_events(lines, args, keep)
     with client.EventStream(args.socket) as stream:
         try:
             _print_events(stream.lines(), args, keep)
