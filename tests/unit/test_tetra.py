@@ -2,6 +2,9 @@
 filter; tetrad's export files and Tetragon's print alike."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 from tetrad.cli import tetra
 
@@ -119,3 +122,14 @@ def test_status_names_every_kind_of_loss_there_is():
     stats["shedding"] = {"now": False}
     assert "lost: nothing" in _status_lines({"version": "v", "node_name": "n", "uptime_seconds": 1,
                                              "kernel_features": {}, "stats": stats, "policies": []})
+
+
+def test_a_damaged_export_file_is_read_line_by_line():
+    damaged = (LINES[0].encode() + b"\n\xff\xfe{\n" + LINES[1].encode().replace(b"curl", b"cu\xffrl") + b"\n")
+    out = subprocess.run([sys.executable, "-m", "tetrad.cli.tetra", "getevents", "-o", "compact"],
+                         input=damaged, capture_output=True, cwd=Path(__file__).resolve().parents[2],
+                         timeout=60)
+    assert out.returncode == 0
+    assert out.stdout.decode().splitlines() == ['🚀 process n /usr/bin/curl "-I x"',
+                                                "💥 exit    n /usr/bin/cu\ufffdrl  0"]
+    assert out.stderr.decode().count("tetra: skipping") == 1
