@@ -5,11 +5,23 @@
   matching headers, systemd as PID 1). These run inside the guest, booted
   once per test run by tests/guest/run.sh; elsewhere they are skipped with
   that reason. TETRAD_IN_GUEST=1 marks the guest.
+
+Every JSON event line tetrad makes in the test process (the JSON file, the
+API stream, journald's TETRAD_JSON: all come from Event.to_json, and
+rate_limit_info from filters.rate_limit_info) is checked against Tetragon's
+schema (tests/tetragon_schema.py) by `event_lines_conform`; a test that
+made a line that does not conform fails. The kernel tests' daemon runs in a
+process of its own: tests/kernel/daemon_harness.py checks every line of its
+export file.
 """
 
 import os
 
 import pytest
+
+from tests import tetragon_schema
+from tetrad import filters
+from tetrad.events.model import Event
 
 IN_GUEST = os.environ.get("TETRAD_IN_GUEST") == "1"
 
@@ -31,3 +43,24 @@ def kernel_mounts():
     if os.geteuid() == 0:
         from tetrad.bpf.mounts import ensure_kernel_mounts
         ensure_kernel_mounts()
+
+
+@pytest.fixture(autouse=True)
+def event_lines_conform(monkeypatch):
+    bad: list[str] = []
+
+    def checked(make):
+        def wrapper(*args, **kwargs):
+            line = make(*args, **kwargs)
+            found = tetragon_schema.problems(line)
+            if found:
+                bad.append("\n  ".join(found) + f"\n  in {line[:1000]}")
+            return line
+        return wrapper
+
+    monkeypatch.setattr(Event, "to_json", checked(Event.to_json))
+    monkeypatch.setattr(filters, "rate_limit_info", checked(filters.rate_limit_info))
+    yield
+    if bad:
+        pytest.fail(f"{len(bad)} event line(s) not in Tetragon's schema:\n  " + "\n  ".join(bad[:5]),
+                    pytrace=False)

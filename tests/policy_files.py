@@ -1,4 +1,4 @@
-"""Policy files for tests of the watched directory (unit and real-kernel)."""
+"""Policy files for tests (unit and real-kernel)."""
 
 from __future__ import annotations
 
@@ -8,25 +8,36 @@ from pathlib import Path
 from tetrad.policy.schema import PolicyError
 
 
-def lseek_equal(name: str, value) -> str:
-    """A policy reporting lseek calls whose offset equals `value`."""
+def syscall_matching(name: str, call: str, args: dict[int, str], index: int, operator: str,
+                     value) -> str:
+    """A policy reporting the syscall `call` (args: index -> type) when
+    argument `index` matches `value`."""
+    arg_lines = "".join(f"    - index: {i}\n      type: {t}\n" for i, t in args.items())
     return f"""apiVersion: cilium.io/v1alpha1
 kind: TracingPolicy
 metadata:
   name: "{name}"
 spec:
   kprobes:
-  - call: "sys_lseek"
+  - call: "{call}"
     syscall: true
     args:
-    - index: 1
-      type: long
-    selectors:
+{arg_lines}    selectors:
     - matchArgs:
-      - index: 1
-        operator: Equal
+      - index: {index}
+        operator: {operator}
         values: ["{value}"]
 """
+
+
+def lseek_equal(name: str, value) -> str:
+    """A policy reporting lseek calls whose offset equals `value`."""
+    return syscall_matching(name, "sys_lseek", {1: "long"}, 1, "Equal", value)
+
+
+def openat_matching(name: str, operator: str, value) -> str:
+    """A policy reporting openat calls whose path matches `value`."""
+    return syscall_matching(name, "sys_openat", {0: "int", 1: "string"}, 1, operator, value)
 
 
 def put(directory: Path, fname: str, text: str, mode: int = 0o644) -> Path:

@@ -41,7 +41,7 @@ from tetrad.containers.resolver import ContainerResolver
 from tetrad.events.policy import HookPlan
 from tetrad.libc import libc
 from tetrad.observer import Backpressure, Observer, Reader
-from tetrad.pipeline import PolicyEvents, ProcessEvents, annotate
+from tetrad.pipeline import PolicyEvents, ProcessEvents
 from tetrad.policy import registry as reg
 from tetrad.policy.cgroup_scope import CgroupScope
 from tetrad.policy.directory import PolicyDirectory, PolicyFiles
@@ -230,7 +230,7 @@ class Daemon:
         for entry in scan.entries:
             proc = self.cache.add_procfs(entry)
             if entry.cgroup:
-                annotate(proc, self.containers.for_path(entry.cgroup))
+                proc.set_container(self.containers.for_path(entry.cgroup))
         log.info("found %d running processes in /proc (%d told to the kernel, %d vanished "
                  "while read) in %.2fs", len(scan.entries), seeded, scan.skipped,
                  time.monotonic() - started)

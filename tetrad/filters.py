@@ -11,6 +11,10 @@ or one allow filter matches, and no deny filter matches (deny wins). Keys:
   policy_names         policy names of policy events
   container_id         container id prefixes
   container_name_regex regexes on the container name
+  namespace            Kubernetes namespaces of the process's pod; "" for host
+                       processes (in no container: Tetragon counts every
+                       process outside a pod, containers too)
+  pod_regex            regexes on the pod name
 The rate limit lets N events through per minute and drops the rest; every
 minute with drops yields one `rate_limit_info` record saying how many.
 """
@@ -27,7 +31,10 @@ from tetrad.timefmt import rfc3339
 
 EVENT_SET = {"PROCESS_EXEC": "process_exec", "PROCESS_EXIT": "process_exit",
              "PROCESS_KPROBE": "process_kprobe", "PROCESS_TRACEPOINT": "process_tracepoint",
-             "PROCESS_UPROBE": "process_uprobe", "PROCESS_LSM": "process_lsm"}
+             "PROCESS_UPROBE": "process_uprobe", "PROCESS_LSM": "process_lsm",
+             # Tetragon's kinds tetrad does not make (for `tetra` reading its files).
+             "PROCESS_LOADER": "process_loader", "PROCESS_USDT": "process_usdt",
+             "PROCESS_THROTTLE": "process_throttle"}
 
 
 class FilterError(ValueError):
@@ -53,6 +60,8 @@ class Filter:
     policy_names: frozenset | None = None
     container_ids: tuple | None = None
     container_names: tuple | None = None
+    namespaces: frozenset | None = None
+    pods: tuple | None = None
 
     @classmethod
     def parse(cls, text: str | dict) -> "Filter":
@@ -63,7 +72,7 @@ class Filter:
         if not isinstance(raw, dict):
             raise FilterError("a filter is a JSON object")
         known = {"event_set", "binary_regex", "parent_binary_regex", "arguments_regex", "pid",
-                 "policy_names", "container_id", "container_name_regex"}
+                 "policy_names", "container_id", "container_name_regex", "namespace", "pod_regex"}
         unknown = set(raw) - known
         if unknown:
             raise FilterError(f"unknown filter keys {sorted(unknown)} (known: {', '.join(sorted(known))})")
@@ -88,6 +97,8 @@ class Filter:
             container_ids=tuple(get("container_id")) if "container_id" in raw else None,
             container_names=tuple(_regexes(get("container_name_regex"), "container_name_regex"))
             if "container_name_regex" in raw else None,
+            namespaces=frozenset(get("namespace")) if "namespace" in raw else None,
+            pods=tuple(_regexes(get("pod_regex"), "pod_regex")) if "pod_regex" in raw else None,
         )
 
     def matches(self, event: Event) -> bool:
@@ -106,12 +117,19 @@ class Filter:
             return False
         if self.policy_names is not None and event.policy_name not in self.policy_names:
             return False
-        container = proc.extra.get("container") or {}
+        container = proc.container or {}
         if self.container_ids is not None and not any(
                 container.get("id", "").startswith(c) for c in self.container_ids if c):
             return False
         if self.container_names is not None and not any(
                 r.search(container.get("name", "")) for r in self.container_names):
+            return False
+        pod = container.get("pod") or {}
+        # "" is the host; a container outside Kubernetes is in no namespace.
+        if self.namespaces is not None and (pod.get("namespace") if container else "") \
+                not in self.namespaces:
+            return False
+        if self.pods is not None and not ("name" in pod and any(r.search(pod["name"]) for r in self.pods)):
             return False
         return True
 
@@ -163,8 +181,9 @@ class RateLimit:
 
 
 def rate_limit_info(dropped: int, node_name: str, time_ns: int) -> str:
-    """Tetragon's rate_limit_info record, as a JSON line."""
-    return json.dumps({"rate_limit_info": {"number_of_dropped_process_events": dropped},
+    """Tetragon's rate_limit_info record, as a JSON line (the count is a
+    uint64: a string in protojson)."""
+    return json.dumps({"rate_limit_info": {"number_of_dropped_process_events": str(dropped)},
                        "node_name": node_name, "time": rfc3339(time_ns)}, separators=(",", ":"))
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import Callable, Mapping
 
 from tetrad.abi.ops import ExitHow, Op
-from tetrad.containers.resolver import docker_field
 from tetrad.decode import process as process_decode
 from tetrad.abi.generic import OP_GENERIC
 from tetrad.decode.cgroup import CgroupRecord, decode_cgroup
@@ -28,15 +27,6 @@ from tetrad.timefmt import KtimeClock
 from tetrad.process.cache import ProcessCache
 
 Emit = Callable[[Event], None]
-
-
-def annotate(proc, container: dict | None) -> None:
-    """Container identity on a process: `container` and Tetragon's `docker`."""
-    if container:
-        proc.set_extra("container", container)
-        docker = docker_field(container)
-        if docker:
-            proc.set_extra("docker", docker)
 
 
 class ProcessEvents:
@@ -71,14 +61,14 @@ class ProcessEvents:
     def on_exec(self, rec: ExecRecord) -> None:
         proc, parent = self._cache.on_exec(rec)
         if self._containers is not None and rec.cgroup_id:
-            annotate(proc, self._containers.for_cgroup_id(rec.cgroup_id))
+            proc.set_container(self._containers.for_cgroup_id(rec.cgroup_id))
         self._emit(exec_event(self._clock.wall_ns(rec.ktime), proc, parent))
 
     def on_clone(self, rec: CloneRecord) -> None:
         proc = self._cache.on_clone(rec)
         parent = self._cache.get(rec.parent)
-        if parent is not None and "container" in parent.extra:
-            annotate(proc, parent.extra["container"])
+        if parent is not None and parent.container:
+            proc.set_container(parent.container)
 
     def on_exit(self, rec: ExitRecord) -> None:
         proc, parent = self._cache.on_exit(rec)

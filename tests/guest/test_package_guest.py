@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import tetragon_schema
 from tests.kernel import daemon_harness as harness
 
 pytestmark = pytest.mark.guest
@@ -41,11 +42,17 @@ def sh(*cmd: str, check: bool = True, timeout: float = 600) -> subprocess.Comple
 
 
 def journal(*matches: str, since: str = "") -> list[dict]:
+    """The daemon's journal entries; each event's TETRAD_JSON is checked
+    against Tetragon's schema."""
     args = ["journalctl", "--no-pager", "-o", "json", "-t", "tetrad", *matches]
     if since:
         args += ["--since", since]
     out = sh(*args, check=False)
-    return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+    entries = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+    for entry in entries:
+        if isinstance(entry.get("TETRAD_JSON"), str):
+            tetragon_schema.assert_conforms(entry["TETRAD_JSON"])
+    return entries
 
 
 def wait_for(predicate, timeout: float, what: str):
@@ -112,6 +119,8 @@ def test_exec_is_in_journald_by_field_and_in_the_json_file(installed):
     assert entries[0]["TETRAD_EXEC_ID"] == event["process_exec"]["process"]["exec_id"]
     wait_for(lambda: marker in LOG.read_text(), 30, "the exec in the JSON file")
     assert LOG.stat().st_mode & 0o777 == 0o600
+    for line in LOG.read_text().splitlines():
+        tetragon_schema.assert_conforms(line)
 
 
 def test_dropped_in_tcp_connect_policy_reports_connections_without_restart(installed):

@@ -17,7 +17,7 @@ import uuid
 
 import pytest
 
-from tests.kernel.daemon_harness import REPO, DaemonProcess
+from tests.kernel.daemon_harness import REPO, DaemonProcess, container_of
 from tests.kernel.podman_harness import IMAGE, PODMAN_RUN, build_image, podman, remove
 
 pytestmark = pytest.mark.kernel
@@ -112,7 +112,7 @@ def fired(events, path: str) -> dict[str, set]:
         if not kp or kp["args"][0].get("string_arg") != path:
             continue
         key = kp["policy_name"].removeprefix("scope-").removesuffix(f"-{RUN}")
-        out.setdefault(key, set()).add(kp["process"].get("container", {}).get("name"))
+        out.setdefault(key, set()).add(container_of(kp["process"]).get("name"))
     return out
 
 

@@ -7,15 +7,21 @@ from tests.unit.events import event, process
 
 
 @pytest.mark.parametrize("allow,deny,kept", [
-    ([], [], [1, 2, 3, 4]),
-    (['{"event_set": ["PROCESS_EXEC"]}'], [], [1, 2]),
+    ([], [], [1, 2, 3, 4, 5]),
+    (['{"event_set": ["PROCESS_EXEC"]}'], [], [1, 2, 5]),
     (['{"event_set": ["PROCESS_EXEC"], "binary_regex": ["curl$"]}'], [], [1]),
     (['{"binary_regex": ["curl$"]}', '{"pid": [3]}'], [], [1, 3]),
-    ([], ['{"binary_regex": ["^/usr/bin/"]}'], [4]),
-    (['{"event_set": ["PROCESS_EXEC", "PROCESS_KPROBE"]}'], ['{"pid": [2]}'], [1, 4]),
+    ([], ['{"binary_regex": ["^/usr/bin/"]}'], [4, 5]),
+    (['{"event_set": ["PROCESS_EXEC", "PROCESS_KPROBE"]}'], ['{"pid": [2]}'], [1, 4, 5]),
     (['{"policy_names": ["p1"]}'], [], [4]),
     (['{"parent_binary_regex": ["bash"]}'], [], [2]),
     (['{"container_id": ["abc"]}'], [], [4]),
+    (['{"container_name_regex": ["^we"]}'], [], [4]),
+    # "" is the host: a container outside Kubernetes is in no namespace
+    (['{"namespace": [""]}'], [], [1, 2, 3]),
+    (['{"namespace": ["prod"]}'], [], [5]),
+    (['{"namespace": ["", "prod"]}'], [], [1, 2, 3, 5]),
+    (['{"pod_regex": ["^web-"]}'], [], [5]),
 ])
 def test_allow_or_deny_wins(allow, deny, kept):
     bash = process(pid=50, binary="/usr/bin/bash")
@@ -23,7 +29,10 @@ def test_allow_or_deny_wins(allow, deny, kept):
               event(pid=2, binary="/usr/bin/ls", parent=bash),
               event("process_exit", pid=3, binary="/usr/bin/ls"),
               event("process_kprobe", pid=4, binary="/opt/x", policy_name="p1",
-                    container={"id": "abc123", "name": "web"})]
+                    container={"id": "abc123", "name": "web", "runtime": "docker"}),
+              event(pid=5, binary="/usr/sbin/nginx",
+                    container={"id": "def456", "name": "nginx", "runtime": "containerd",
+                               "pod": {"namespace": "prod", "name": "web-7d9"}})]
     f = ExportFilter(allow, deny)
     assert [e.process.pid for e in events if f.keep(e)] == kept
 
@@ -69,7 +78,7 @@ def test_rate_limit_drops_past_the_limit_and_reports_once_a_minute():
     now[0] = 61
     fs.write(event(pid=99))
     info = [l for l in sink.lines if "rate_limit_info" in l]
-    assert info == [{"rate_limit_info": {"number_of_dropped_process_events": 7},
+    assert info == [{"rate_limit_info": {"number_of_dropped_process_events": "7"},
                      "node_name": "n", "time": info[0]["time"]}]
     assert sink.lines[-1]["process_exec"]["process"]["pid"] == 99
     assert fs.counters() == {"filtered": 0, "rate_limited": 7}

@@ -93,9 +93,36 @@ TRACEPOINT = """  tracepoints:
     - index: 2
       type: string
 """
+TRACEPOINT_AUTO = """  tracepoints:
+  - subsystem: syscalls
+    event: sys_enter_openat
+    args:
+    - index: 0
+    - index: 1
+"""
 UPROBE = """  uprobes:
   - path: /usr/bin/bash
     symbols: [readline]
+"""
+RETURN_ACTIONS = """  kprobes:
+  - call: sys_lseek
+    syscall: true
+    return: true
+    returnArg:
+      index: 0
+      type: int
+    args:
+    - index: 2
+      type: int
+    selectors:
+    - matchArgs:
+      - {index: 2, operator: Equal, values: ["5555"]}
+      matchReturnActions:
+      - action: Sigkill
+    - matchArgs:
+      - {index: 2, operator: Equal, values: ["5556"]}
+      matchActions:
+      - action: Sigkill
 """
 LSM = """  lsmhooks:
   - hook: file_open
@@ -119,13 +146,13 @@ def sockinfo(family, saddr: bytes, daddr: bytes, sport=0, dport=0, type_=1, prot
 
 
 def record(slots=(), *, ktime=5_000, action=1, flags=0, retval=0, pid=4242, proc_ktime=77,
-           obj_id=3, hook_id=2, tid=4243) -> bytes:
+           obj_id=3, hook_id=2, tid=4243, selector=0) -> bytes:
     """A policy record as the kernel writes it: the fixed part and only
     `len(slots)` slots; each slot is (ival, data, flags)."""
     m = enc.Msg()
     m.hdr.op, m.hdr.ktime, m.hdr.cpu = enc.OP_GENERIC, ktime, 1
     m.obj_id, m.hook_id, m.pid, m.tid, m.proc_ktime = obj_id, hook_id, pid, tid, proc_ktime
-    m.retval, m.selector, m.action, m.flags, m.nslots = retval, 0, action, flags, len(slots)
+    m.retval, m.selector, m.action, m.flags, m.nslots = retval, selector, action, flags, len(slots)
     for i, (ival, data, sflags) in enumerate(slots):
         m.slots[i].ival, m.slots[i].len, m.slots[i].flags = ival, len(data), sflags
         ctypes.memmove(ctypes.addressof(m.slots[i]) + enc.Slot.data.offset, data, len(data))
@@ -156,6 +183,13 @@ CASES = {
                                        1, 2, type_=9, protocol=99, state=99), 0)])),
     "sockaddr": (
         CONNECT, "", record([(0, sockinfo(2, b"", bytes([127, 0, 0, 1]), dport=8080), 0)])),
+    "sockaddr, zero port and address": (
+        CONNECT, "", record([(0, sockinfo(2, b"", bytes(4)), 0)])),
+    "return action (matchReturnActions)": (
+        RETURN_ACTIONS, "", record([(5555, b"", 0)], action=3, flags=enc.MSG_RETURN, retval=-9,
+                                   selector=0)),
+    "entry action run at return": (
+        RETURN_ACTIONS, "", record([(5556, b"", 0)], action=3, flags=enc.MSG_RETURN, selector=1)),
     "sockaddr, unknown family": (
         CONNECT, "", record([(0, sockinfo(99, b"", bytes([1, 2, 3, 4]), dport=1), 0)])),
     "monitor mode": (
@@ -167,6 +201,8 @@ CASES = {
         KERNEL, "", record([(0, b"", 0)] * 5, action=99, flags=enc.MSG_MONITOR)),
     "tracepoint": (
         TRACEPOINT, "", record([(-100, b"", 0), (0, b"/tmp/f", 0)])),
+    "tracepoint fields typed by their format": (
+        TRACEPOINT_AUTO, "", record([(-(1 << 32) + 257, b"", 0), (-100, b"", 0)])),
     "uprobe": (UPROBE, "", record([])),
     "lsm": (LSM, "", record([(0, b"/etc/shadow", enc.SLOT_PATH_TRUNC)])),
     "unreadable string, labelled": (
@@ -179,69 +215,80 @@ CASES = {
 EXPECTED = {
     'syscall with return, label, message, tags': ('process_kprobe',
          '"function_name":"__x64_sys_write","args":[{"file_arg":{"path":"/var/log/x\\\\xff"},"la'
-         'bel":"the fd"},{"bytes_arg":"AAFiaW7/"},{"size_arg":18446744073709551615}],"return":'
-         '{"int_arg":-9},"action":"KPROBE_ACTION_POST","policy_name":"p","message":"written","'
-         'tags":["io","tést"]'),
+         'bel":"the fd"},{"bytes_arg":"AAFiaW7/"},{"size_arg":"18446744073709551615"}],"return":'
+         '{"int_arg":-9},"action":"KPROBE_ACTION_POST","return_action":"KPROBE_ACTION_POST","pol'
+         'icy_name":"p","message":"written","tags":["io","tést"]'),
     'truncated buffer, no return flag': ('process_kprobe',
-         '"function_name":"__x64_sys_write","args":[{"file_arg":{"path":""},"label":"the fd"},'
-         '{"truncated_bytes_arg":{"bytes_arg":"YWJj","orig_size":70000}},{"size_arg":70000}],"'
-         'action":"KPROBE_ACTION_SIGKILL","policy_name":"p","message":"written","tags":["io","'
-         'tést"]'),
+         '"function_name":"__x64_sys_write","args":[{"file_arg":{},"label":"the fd"},{"truncated'
+         '_bytes_arg":{"bytes_arg":"YWJj","orig_size":"70000"}},{"size_arg":"70000"}],"action":"'
+         'KPROBE_ACTION_SIGKILL","policy_name":"p","message":"written","tags":["io","tést"]'),
     'kernel types': ('process_kprobe',
-         '"function_name":"security_bprm_check","args":[{"file_arg":{"path":"/etc/passwd"}},{"'
-         'path_arg":{"path":"/etc"}},{"linux_binprm_arg":{"path":"/usr/bin/ls"}},{"string_arg"'
-         ':"quote \\" and \\\\ and \\n"},{"uint_arg":4294967294}],"action":"KPROBE_ACTION_POST","p'
-         'olicy_name":"p"'),
+         '"function_name":"security_bprm_check","args":[{"file_arg":{"path":"/etc/passwd"}},{"pa'
+         'th_arg":{"path":"/etc"}},{"linux_binprm_arg":{"path":"/usr/bin/ls"}},{"string_arg":"qu'
+         'ote \\" and \\\\ and \\n"},{"uint_arg":4294967294}],"action":"KPROBE_ACTION_POST","pol'
+         'icy_name":"p"'),
     'integers': ('process_kprobe',
-         '"function_name":"some_function","args":[{"int_arg":-5},{"long_arg":-1099511627776},{'
-         '"size_arg":18446744073709551615},{"uint_arg":65535},{"size_arg":18446744073709551609'
-         '}],"action":"KPROBE_ACTION_POST","policy_name":"p"'),
+         '"function_name":"some_function","args":[{"int_arg":-5},{"long_arg":"-1099511627776"},{'
+         '"size_arg":"18446744073709551615"},{"uint_arg":65535},{"size_arg":"1844674407370955160'
+         '9"}],"action":"KPROBE_ACTION_POST","policy_name":"p"'),
     'sock, IPv4': ('process_kprobe',
-         '"function_name":"tcp_connect","args":[{"sock_arg":{"family":"AF_INET","type":"SOCK_S'
-         'TREAM","protocol":"IPPROTO_TCP","saddr":"10.0.0.1","daddr":"10.0.0.2","sport":40000,'
-         '"dport":443,"state":"TCP_SYN_SENT"}}],"action":"KPROBE_ACTION_POST","policy_name":"p'
-         '"'),
+         '"function_name":"tcp_connect","args":[{"sock_arg":{"family":"AF_INET","type":"SOCK_STR'
+         'EAM","protocol":"IPPROTO_TCP","saddr":"10.0.0.1","daddr":"10.0.0.2","sport":40000,"dpo'
+         'rt":443,"state":"TCP_SYN_SENT"}}],"action":"KPROBE_ACTION_POST","policy_name":"p"'),
     'sock, IPv6, unknown names': ('process_kprobe',
-         '"function_name":"tcp_connect","args":[{"sock_arg":{"family":"AF_INET6","type":"9","p'
-         'rotocol":"99","saddr":"::1","daddr":"2001:db8::","sport":1,"dport":2,"state":"99"}}]'
-         ',"action":"KPROBE_ACTION_POST","policy_name":"p"'),
+         '"function_name":"tcp_connect","args":[{"sock_arg":{"family":"AF_INET6","type":"9","pro'
+         'tocol":"99","saddr":"::1","daddr":"2001:db8::","sport":1,"dport":2,"state":"99"}}],"ac'
+         'tion":"KPROBE_ACTION_POST","policy_name":"p"'),
     'sockaddr': ('process_kprobe',
-         '"function_name":"__x64_sys_connect","args":[{"sockaddr_arg":{"family":"AF_INET","add'
-         'r":"127.0.0.1","port":8080}}],"action":"KPROBE_ACTION_POST","policy_name":"p"'),
+         '"function_name":"__x64_sys_connect","args":[{"sockaddr_arg":{"family":"AF_INET","addr"'
+         ':"127.0.0.1","port":8080}}],"action":"KPROBE_ACTION_POST","policy_name":"p"'),
+    'sockaddr, zero port and address': ('process_kprobe',
+         '"function_name":"__x64_sys_connect","args":[{"sockaddr_arg":{"family":"AF_INET","addr"'
+         ':"0.0.0.0"}}],"action":"KPROBE_ACTION_POST","policy_name":"p"'),
+    # Tetragon's pair: the entry's action and the return's.
+    'return action (matchReturnActions)': ('process_kprobe',
+         '"function_name":"__x64_sys_lseek","args":[{"int_arg":5555}],"return":{"int_arg":-9},"'
+         'action":"KPROBE_ACTION_POST","return_action":"KPROBE_ACTION_SIGKILL","policy_name":"p"'),
+    'entry action run at return': ('process_kprobe',
+         '"function_name":"__x64_sys_lseek","args":[{"int_arg":5556}],"return":{"int_arg":0},"a'
+         'ction":"KPROBE_ACTION_SIGKILL","return_action":"KPROBE_ACTION_POST","policy_name":"p"'),
     'sockaddr, unknown family': ('process_kprobe',
-         '"function_name":"__x64_sys_connect","args":[{"sockaddr_arg":{"family":"99","addr":"1'
-         '.2.3.4","port":1}}],"action":"KPROBE_ACTION_POST","policy_name":"p"'),
+         '"function_name":"__x64_sys_connect","args":[{"sockaddr_arg":{"family":"99","addr":"1.2'
+         '.3.4","port":1}}],"action":"KPROBE_ACTION_POST","policy_name":"p"'),
+    # What the policy would have done; its counters say it was not done.
     'monitor mode': ('process_kprobe',
-         '"function_name":"__x64_sys_connect","args":[{"sockaddr_arg":{"family":"AF_INET","add'
-         'r":"127.0.0.1","port":80}}],"action":"KPROBE_ACTION_POST","monitor_action":"KPROBE_A'
-         'CTION_SIGKILL","policy_name":"p"'),
+         '"function_name":"__x64_sys_connect","args":[{"sockaddr_arg":{"family":"AF_INET","addr"'
+         ':"127.0.0.1","port":80}}],"action":"KPROBE_ACTION_SIGKILL","policy_name":"p"'),
     'other actions': ('process_kprobe',
-         '"function_name":"security_bprm_check","args":[{"file_arg":{"path":""}},{"path_arg":{'
-         '"path":""}},{"linux_binprm_arg":{"path":""}},{"string_arg":""},{"uint_arg":0}],"acti'
-         'on":"KPROBE_ACTION_OVERRIDE","policy_name":"p"'),
+         '"function_name":"security_bprm_check","args":[{"file_arg":{}},{"path_arg":{}},{"linux_'
+         'binprm_arg":{}},{"string_arg":""},{"uint_arg":0}],"action":"KPROBE_ACTION_OVERRIDE","p'
+         'olicy_name":"p"'),
     'unknown action': ('process_kprobe',
-         '"function_name":"security_bprm_check","args":[{"file_arg":{"path":""}},{"path_arg":{'
-         '"path":""}},{"linux_binprm_arg":{"path":""}},{"string_arg":""},{"uint_arg":0}],"acti'
-         'on":"KPROBE_ACTION_POST","monitor_action":"","policy_name":"p"'),
+         '"function_name":"security_bprm_check","args":[{"file_arg":{}},{"path_arg":{}},{"linux_'
+         'binprm_arg":{}},{"string_arg":""},{"uint_arg":0}],"policy_name":"p"'),
     'tracepoint': ('process_tracepoint',
-         '"subsys":"syscalls","event":"sys_enter_openat","args":[{"int_arg":-100},{"string_arg'
-         '":"/tmp/f"}],"action":"KPROBE_ACTION_POST","policy_name":"p"'),
+         '"subsys":"syscalls","event":"sys_enter_openat","args":[{"int_arg":-100},{"string_arg":'
+         '"/tmp/f"}],"action":"KPROBE_ACTION_POST","policy_name":"p"'),
+    # an int field (4 bytes, signed: int_arg) and a long one (long_arg), as Tetragon
+    'tracepoint fields typed by their format': ('process_tracepoint',
+         '"subsys":"syscalls","event":"sys_enter_openat","args":[{"int_arg":257},{"long_arg":"-'
+         '100"}],"action":"KPROBE_ACTION_POST","policy_name":"p"'),
     'uprobe': ('process_uprobe',
-         '"path":"/usr/bin/bash","symbol":"readline","args":[],"action":"KPROBE_ACTION_POST","'
-         'policy_name":"p"'),
+         '"path":"/usr/bin/bash","symbol":"readline","action":"KPROBE_ACTION_POST","policy_name"'
+         ':"p"'),
     'lsm': ('process_lsm',
-         '"function_name":"security_file_open","args":[{"file_arg":{"path":"/etc/shadow"}}],"a'
-         'ction":"KPROBE_ACTION_POST","policy_name":"p"'),
-    # The marker follows the label: the value is what the slot holds (empty
-    # for a string that could not be read), never a guess.
+         '"function_name":"file_open","args":[{"file_arg":{"path":"/etc/shadow"}}],"action":"KPR'
+         'OBE_ACTION_POST","policy_name":"p"'),
+    # Tetragon's error argument instead of a value (never a guess); the label stays.
     'unreadable string, labelled': ('process_kprobe',
-         '"function_name":"__x64_sys_write","args":[{"file_arg":{"path":"/tmp/x"},"label":"the'
-         ' fd","error":"unreadable"},{"bytes_arg":"","error":"unreadable"},{"size_arg":5}],"ac'
-         'tion":"KPROBE_ACTION_SIGKILL","policy_name":"p","message":"written","tags":["io","té'
-         'st"]'),
+         '"function_name":"__x64_sys_write","args":[{"error_arg":{"Message":"unreadable user mem'
+         'ory"},"label":"the fd"},{"error_arg":{"Message":"unreadable user memory"}},{"size_arg"'
+         ':"5"}],"action":"KPROBE_ACTION_SIGKILL","policy_name":"p","message":"written","tags":['
+         '"io","tést"]'),
     'unreadable tracepoint string': ('process_tracepoint',
-         '"subsys":"syscalls","event":"sys_enter_openat","args":[{"int_arg":-100},{"string_arg'
-         '":"","error":"unreadable"}],"action":"KPROBE_ACTION_SIGKILL","policy_name":"p"'),
+         '"subsys":"syscalls","event":"sys_enter_openat","args":[{"int_arg":-100},{"error_arg":{'
+         '"Message":"unreadable user memory"}}],"action":"KPROBE_ACTION_SIGKILL","policy_name":"'
+         'p"'),
 }
 
 
@@ -282,9 +329,8 @@ def test_short_records_are_errors(cut, message):
         decode_policy(record([(0, b"x", 0)])[:cut])
 
 
-def test_compact_line_shows_the_unreadable_argument_as_empty():
-    from tetrad.events import compact
-    text = TRACEPOINT
-    event = policy_event(decode_policy(record([(-100, b"", 0), (0, b"", enc.SLOT_UNREADABLE)], action=3)),
-                         HookPlan(hook(text)), T0, CHILD, PARENT)
-    assert compact.compact(event, "n").endswith("/usr/bin/cat syscalls/sys_enter_openat [SIGKILL]")
+def test_compact_line_of_a_policy_event_is_made_from_its_json():
+    from tetrad.events.compact import event_line
+    event = policy_event(decode_policy(record([(-100, b"", 0), (0, b"/tmp/a b", 0)], action=3)),
+                         HookPlan(hook(TRACEPOINT)), T0, CHILD, PARENT)
+    assert event_line(event, "n") == "⁉️ tracepoint n /usr/bin/cat syscalls sys_enter_openat"

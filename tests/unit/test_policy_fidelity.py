@@ -12,6 +12,7 @@ import pytest
 
 from tetrad.abi import generic as enc
 from tetrad.decode.generic import Slot
+from tetrad.bpf.unistd import NATIVE_ABI
 from tetrad.events.policy import _renderer
 from tetrad.policy import limits
 from tetrad.policy.compile import KernelFacts, compile_policy, parse_tracepoint_format
@@ -113,7 +114,8 @@ def test_a_nop_argument_is_neither_read_nor_matched():
 
 def test_syscall64_is_shown_as_tetragons_syscall_id():
     render = _renderer(ArgSpec(4, "syscall64"))
-    assert render(Slot(ival=257, data=b"", flags=0)) == {"syscall_id": {"id": 257, "abi": "x64"}}
+    assert render(Slot(ival=257, data=b"", flags=0)) == {"syscall_id": {"id": 257, "abi": NATIVE_ABI}}
+    assert render(Slot(ival=0, data=b"", flags=0)) == {"syscall_id": {"abi": NATIVE_ABI}}   # read: 0 left out
 
 
 def test_every_kubernetes_metadata_field_is_accepted():

@@ -1,6 +1,6 @@
 import pytest
 
-from tetrad.timefmt import KtimeClock, rfc3339
+from tetrad.timefmt import KtimeClock, rfc3339, rfc3339_nano
 from tetrad.process.model import binary_path, join_arguments
 
 
@@ -21,9 +21,20 @@ def test_binary_prefers_kernel_path_then_makes_filename_absolute():
     assert binary_path("", "/bin/x", "/tmp") == "/bin/x"
 
 
-def test_rfc3339_nanoseconds():
-    assert rfc3339(1_700_000_000_123_456_789) == "2023-11-14T22:13:20.123456789Z"
-    assert rfc3339(1_700_000_001_000_000_001) == "2023-11-14T22:13:21.000000001Z"
+@pytest.mark.parametrize("ns,text", [
+    (1_700_000_000_123_456_789, "2023-11-14T22:13:20.123456789Z"),
+    (1_700_000_001_000_000_001, "2023-11-14T22:13:21.000000001Z"),
+    (1_700_000_001_120_000_000, "2023-11-14T22:13:21.120Z"),
+    (1_700_000_001_000_001_000, "2023-11-14T22:13:21.000001Z"),
+    (1_700_000_001_000_000_000, "2023-11-14T22:13:21Z"),
+    (0, "1970-01-01T00:00:00Z"),
+])
+def test_rfc3339_with_as_many_digits_as_protojson_writes(ns, text):
+    assert rfc3339(ns) == text
+
+
+def test_rfc3339_nano_has_nine_digits_always():
+    assert rfc3339_nano(1_700_000_001_000_000_000) == "2023-11-14T22:13:21.000000000Z"
 
 
 def test_ktime_clock_offset():

@@ -28,6 +28,8 @@ TABLES = {
                 "/usr/include/aarch64-linux-gnu/asm/unistd_64.h",
                 "/usr/include/asm-generic/unistd.h"),
 }
+# Tetragon's name of this machine's native syscall ABI (SyscallId.abi).
+NATIVE_ABI = {"x86_64": "x64", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
 DEFINE = re.compile(r"^\s*#\s*define\s+__NR(?:3264)?_(\w+)\s+(\w+)\s*$")
 
 

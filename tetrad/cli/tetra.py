@@ -1,20 +1,27 @@
 """`tetra`: talk to the running daemon over its local socket.
 
-  tetra getevents [-o compact|json] [--process RE] [--policy-names N] [--event-types T] [--container ID]
+  tetra getevents [-o compact|json] [--timestamps] [-e TYPES] [--process RE]
+                  [--policy-names N] [-n NAMESPACES] [--pod RE] [--host]
+                  [--containers RE] [--container ID]
   tetra policy list | add FILE | delete NAME | enable NAME | disable NAME
   tetra status [-o json]
 
 `getevents` streams live events from the daemon, or, when standard input is
 a file or a pipe, reads JSON lines from it instead (`tetra getevents -o
-compact < /var/log/tetragon/tetragon.log`), with the same filters. Exit
-statuses: see tetrad/api/client.py (0 ok, 1 the daemon said no, 2 bad command
-line, 3 unreachable, 4 busy or no answer in time, 5 answer cut short or not
-understood); every failure is one line on standard error, never a traceback.
+compact < /var/log/tetragon/tetragon.log`), with the same filters: tetrad's
+export files and Tetragon's alike (loader, usdt and throttle events too).
+Flags are Tetragon's `tetra getevents` flags (with their aliases
+--processes, --namespaces, --pods); `--container` (an id prefix) is tetrad's.
+Exit statuses: see tetrad/api/client.py (0 ok, 1 the daemon said no, 2 bad
+command line, 3 unreachable, 4 busy or no answer in time, 5 answer cut short
+or not understood); every failure is one line on standard error, never a
+traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import sys
@@ -23,28 +30,49 @@ from types import SimpleNamespace
 from tetrad.api import client
 from tetrad.api.client import ApiError
 from tetrad.events import compact
-from tetrad.events import policy as _policy_lines  # noqa: F401  registers the compact lines
 from tetrad.filters import Filter, FilterError
 
-# What a malformed answer breaks when shown.
+# What a malformed answer or event breaks when shown.
 SHOWING_FAILS = (KeyError, TypeError, AttributeError, ValueError)
 
 
 # ---- events ----------------------------------------------------------------------------
 
-def event_view(record: dict):
-    """A JSON event as the attributes compact lines and the getevents filter
-    read (kind, process binary/arguments/container, fields, policy_name)."""
-    kind = next((k for k in record if k not in ("node_name", "time")), "")
-    body = record.get(kind) or {}
-    proc = body.get("process") or {}
-    # Tetragon's own export has only `docker` (an id prefix); ours has both.
-    container = proc.get("container") or ({"id": proc["docker"]} if proc.get("docker") else None)
-    process = SimpleNamespace(binary=proc.get("binary", ""), arguments=proc.get("arguments", ""),
-                              extra={"container": container} if container else {})
-    fields = {k: v for k, v in body.items() if k not in ("process", "parent")}
-    return SimpleNamespace(kind=kind, process=process, fields=fields,
+def _container(proc: dict) -> dict | None:
+    """The container record (as the daemon's filters read it) of a JSON
+    process: from `pod`, or Tetragon's `docker` id prefix alone."""
+    pod = proc.get("pod") or {}
+    found = pod.get("container") or {}
+    record = {k: found[k] for k in ("id", "name") if found.get(k)}
+    if "id" not in record and proc.get("docker"):
+        record["id"] = proc["docker"]
+    k8s = {k: pod[k] for k in ("namespace", "name") if pod.get(k)}
+    if k8s:
+        record["pod"] = k8s
+    return record or None
+
+
+def _process(proc: dict) -> SimpleNamespace:
+    return SimpleNamespace(binary=proc.get("binary", ""), arguments=proc.get("arguments", ""),
+                           pid=proc.get("pid"), container=_container(proc))
+
+
+def event_view(kind: str, body: dict) -> SimpleNamespace:
+    """A JSON event as the attributes the export filter reads (kind,
+    process, parent, policy_name)."""
+    parent = body.get("parent")
+    return SimpleNamespace(kind=kind, process=_process(body.get("process") or {}),
+                           parent=_process(parent) if isinstance(parent, dict) else None,
                            policy_name=body.get("policy_name", ""))
+
+
+class _Values(argparse.Action):
+    """A flag given several times, each a comma-separated list (as Tetragon's
+    string-slice flags)."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        values = getattr(namespace, self.dest) or []
+        setattr(namespace, self.dest, values + [v for v in value.split(",") if v])
 
 
 def flag_filter(args) -> Filter:
@@ -59,7 +87,19 @@ def flag_filter(args) -> Filter:
         spec["policy_names"] = args.policy_names
     if args.container:
         spec["container_id"] = args.container
+    if args.containers:
+        spec["container_name_regex"] = args.containers
+    if args.namespace or args.host:
+        spec["namespace"] = (args.namespace or []) + ([""] if args.host else [])
+    if args.pod:
+        spec["pod_regex"] = args.pod
     return Filter.parse(spec)
+
+
+def _is_event(kind: str, body) -> bool:
+    """Events (with a process, or Tetragon's throttle), not other records
+    (rate_limit_info)."""
+    return isinstance(body, dict) and (kind in compact.FORMATTERS or isinstance(body.get("process"), dict))
 
 
 def _print_events(lines, args, keep: Filter) -> int:
@@ -70,26 +110,35 @@ def _print_events(lines, args, keep: Filter) -> int:
         try:
             record = json.loads(line)
         except ValueError:
-            print(f"tetra: skipping a line that is not JSON: {line[:80]}", file=sys.stderr)
+            record = None
+        if not isinstance(record, dict):
+            print(f"tetra: skipping a line that is not a JSON object: {line[:80]!r}", file=sys.stderr)
             continue
-        view = event_view(record)
-        if not view.kind or "rate_limit_info" in record:
+        kind = compact.event_kind(record)
+        body = record.get(kind)
+        if not _is_event(kind, body):
             if args.output == "json":
                 print(line, flush=True)
             continue
-        if not keep.matches(view):
+        try:
+            if not keep.matches(event_view(kind, body)):
+                continue
+            text = line if args.output == "json" else compact.line(record, args.timestamps)
+        except SHOWING_FAILS as err:
+            print(f"tetra: skipping a malformed {kind[:40]!r} event ({type(err).__name__}: {err})",
+                  file=sys.stderr)
             continue
-        if args.output == "json":
-            print(line, flush=True)
-        else:
-            print(compact.compact(view, record.get("node_name", "")), flush=True)
+        if text is not None:
+            print(text, flush=True)
     return 0
 
 
 def getevents(args) -> int:
     keep = flag_filter(args)
     if not sys.stdin.isatty() and not args.live:
-        return _print_events(sys.stdin, args, keep)
+        # Export files are UTF-8 (JSON); a damaged byte is a malformed line, not a crash.
+        lines = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
+        return _print_events(lines, args, keep)
     with client.EventStream(args.socket) as stream:
         try:
             _print_events(stream.lines(), args, keep)
@@ -184,11 +233,19 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     ge = sub.add_parser("getevents", help="print events (live, or JSON lines from stdin)")
     ge.add_argument("-o", "--output", choices=["compact", "json"], default="json")
-    ge.add_argument("--process", action="append", metavar="REGEX", help="binary path matches")
-    ge.add_argument("--policy-names", action="append", metavar="NAME")
-    ge.add_argument("--event-types", action="append", metavar="TYPE",
+    ge.add_argument("--timestamps", action="store_true", help="the event's time first (compact lines)")
+    ge.add_argument("-e", "--event-types", action=_Values, metavar="TYPES",
                     help="PROCESS_EXEC, PROCESS_EXIT, PROCESS_KPROBE, ...")
-    ge.add_argument("--container", action="append", metavar="ID", help="container id prefix")
+    ge.add_argument("--process", "--processes", action=_Values, metavar="REGEX",
+                    help="binary path matches")
+    ge.add_argument("--policy-names", action=_Values, metavar="NAMES")
+    ge.add_argument("-n", "--namespace", "--namespaces", action=_Values, metavar="NAMESPACES",
+                    help="Kubernetes namespace of the process's pod")
+    ge.add_argument("--pod", "--pods", action=_Values, metavar="REGEX", help="pod name matches")
+    ge.add_argument("--host", action="store_true",
+                    help="host processes (in no container); with --namespace, either")
+    ge.add_argument("--containers", action=_Values, metavar="REGEX", help="container name matches")
+    ge.add_argument("--container", action=_Values, metavar="ID", help="container id prefix")
     ge.add_argument("--live", action="store_true", help="read from the daemon even if stdin is not a terminal")
     pol = sub.add_parser("policy", aliases=["tracingpolicy", "tp"], help="list and change policies")
     psub = pol.add_subparsers(dest="policy_command", required=True, metavar="WHAT")
@@ -204,9 +261,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    for name in ("process", "policy_names", "event_types", "container"):
-        if getattr(args, name, None):
-            setattr(args, name, [v for item in getattr(args, name) for v in item.split(",") if v])
     try:
         if args.command == "getevents":
             return getevents(args)

@@ -237,7 +237,3 @@ def _apply(record: dict, meta: dict, ident: CgroupIdentity) -> None:
     if pod:
         record["pod"] = {**record.get("pod", {}), **pod}
 
-
-def docker_field(record: dict) -> str:
-    """Tetragon's process.docker: the container id, 31 characters."""
-    return record["id"][:31] if record.get("runtime") not in ("systemd-nspawn", "lxc") else ""

@@ -33,6 +33,8 @@ class Event:
     # Kind-specific fields in Tetragon's order, after process and parent.
     fields: dict = field(default_factory=dict)
     policy_name: str = ""
+    # policy-mode monitor: `action` says what the policy would have done.
+    monitored: bool = False
 
     def to_dict(self, node_name: str) -> dict:
         body = {"process": self.process.to_dict()}

@@ -1,10 +1,21 @@
 """Policy hook events: process_kprobe, process_tracepoint, process_lsm,
-process_uprobe, in Tetragon's JSON shape, and their compact lines.
+process_uprobe, in Tetragon's JSON shape (protojson of its protobuf schema).
 
 Arguments are rendered by the type the policy gave them, as Tetragon's
-KprobeArgument: {"int_arg": 3}, {"string_arg": ...}, {"file_arg": {"path":
-...}}, {"sock_arg": {...}}, {"bytes_arg": base64}, with "label" when set, and
-"error": "unreadable" when the kernel could not read the value from user memory.
+KprobeArgument: {"int_arg": 3}, {"size_arg": "4096"} (64-bit integers are
+JSON strings in protojson), {"string_arg": ...}, {"file_arg": {"path": ...}},
+{"sock_arg": {...}}, {"bytes_arg": base64}, with "label" when set. A value
+the kernel could not read from user memory is Tetragon's error argument,
+{"error_arg": {"Message": "unreadable user memory"}}, never a guess. Zero
+numbers and empty strings inside argument messages, and an empty `args`
+list, are left out, as protojson leaves them out.
+
+Actions: `action` is what the selector did; in `policy-mode: monitor` it is
+what the policy would have done (KPROBE_ACTION_SIGKILL...), as in Tetragon,
+and the policy's counters say it was monitored, not enforced. A kprobe with
+`return: true` also has `return` and `return_action` (the action taken
+when the call returned: matchReturnActions, or Post).
+Compact lines are made from the JSON (tetrad/events/compact.py).
 """
 
 from __future__ import annotations
@@ -15,15 +26,16 @@ import ipaddress
 from typing import Callable
 
 from tetrad.decode.generic import PolicyRecord, Slot
-from tetrad.events import compact
 from tetrad.events.model import Event
 from tetrad.abi import generic as enc
+from tetrad.bpf.unistd import NATIVE_ABI
 from tetrad.policy.compile import INT_SIZES, CompiledHook
 from tetrad.policy.schema import ArgSpec
 
 KIND_EVENT = {"syscall": "process_kprobe", "kprobe": "process_kprobe",
               "tracepoint": "process_tracepoint", "lsm": "process_lsm", "uprobe": "process_uprobe"}
-ACTION_NAMES = {enc.ACTIONS["Post"]: "KPROBE_ACTION_POST", enc.ACTIONS["NoPost"]: "KPROBE_ACTION_NOPOST",
+POST = "KPROBE_ACTION_POST"
+ACTION_NAMES = {enc.ACTIONS["Post"]: POST, enc.ACTIONS["NoPost"]: "KPROBE_ACTION_NOPOST",
                 enc.ACTIONS["Sigkill"]: "KPROBE_ACTION_SIGKILL", enc.ACTIONS["Signal"]: "KPROBE_ACTION_SIGNAL",
                 enc.ACTIONS["Override"]: "KPROBE_ACTION_OVERRIDE"}
 FAMILIES = {1: "AF_UNIX", 2: "AF_INET", 10: "AF_INET6", 16: "AF_NETLINK", 17: "AF_PACKET"}
@@ -54,67 +66,96 @@ Render = Callable[[Slot], dict]
 _U64, _U32 = 0xFFFFFFFFFFFFFFFF, 0xFFFFFFFF
 
 
-def _int_renderer(t: str) -> Render:
-    size, signed = INT_SIZES[t]
-    if t == "size_t" or (size == 8 and not signed):
-        return lambda slot: {"size_arg": slot.ival & _U64}
+def _s32(value: int) -> int:
+    """An int32 field's value: the low 32 bits, signed."""
+    value &= _U32
+    return value - (1 << 32) if value & 0x80000000 else value
+
+
+def _s64(value: int) -> int:
+    value &= _U64
+    return value - (1 << 64) if value & (1 << 63) else value
+
+
+def _int_renderer(size: int, signed: bool) -> Render:
+    """By width and sign, as Tetragon shows a tracepoint field of that C type."""
+    if size == 8 and not signed:
+        return lambda slot: {"size_arg": str(slot.ival & _U64)}
     if size == 8:
-        return lambda slot: {"long_arg": slot.ival}
+        return lambda slot: {"long_arg": str(_s64(slot.ival))}
     if signed:
-        return lambda slot: {"int_arg": slot.ival}
+        return lambda slot: {"int_arg": _s32(slot.ival)}
     return lambda slot: {"uint_arg": slot.ival & _U32}
 
 
 def _bytes_arg(slot: Slot) -> dict:
     data = base64.b64encode(slot.data).decode()
     if slot.flags & enc.SLOT_TRUNC:
-        return {"truncated_bytes_arg": {"bytes_arg": data, "orig_size": slot.ival}}
+        return {"truncated_bytes_arg": {"bytes_arg": data, "orig_size": str(slot.ival & _U64)}}
     return {"bytes_arg": data}
+
+
+def _named(names: dict, value: int) -> str:
+    return names.get(value) or (str(value) if value else "")
+
+
+def _present(fields: dict) -> dict:
+    """A message's fields without the zero values protojson leaves out."""
+    return {k: v for k, v in fields.items() if v}
 
 
 def _sock_arg(slot: Slot) -> dict:
     si = _sockinfo(slot)
-    return {"sock_arg": {"family": FAMILIES.get(si.family, str(si.family)),
-                         "type": SOCK_TYPES.get(si.type, str(si.type)),
-                         "protocol": PROTOCOLS.get(si.protocol, str(si.protocol)),
-                         "saddr": _addr(si.family, bytes(si.saddr)),
-                         "daddr": _addr(si.family, bytes(si.daddr)),
-                         "sport": si.sport, "dport": si.dport,
-                         "state": TCP_STATES.get(si.state, str(si.state))}}
+    return {"sock_arg": _present({"family": _named(FAMILIES, si.family),
+                                  "type": _named(SOCK_TYPES, si.type),
+                                  "protocol": _named(PROTOCOLS, si.protocol),
+                                  "saddr": _addr(si.family, bytes(si.saddr)),
+                                  "daddr": _addr(si.family, bytes(si.daddr)),
+                                  "sport": si.sport, "dport": si.dport,
+                                  "state": _named(TCP_STATES, si.state)})}
 
 
 def _sockaddr_arg(slot: Slot) -> dict:
     si = _sockinfo(slot)
-    return {"sockaddr_arg": {"family": FAMILIES.get(si.family, str(si.family)),
-                             "addr": _addr(si.family, bytes(si.daddr)), "port": si.dport}}
+    return {"sockaddr_arg": _present({"family": _named(FAMILIES, si.family),
+                                      "addr": _addr(si.family, bytes(si.daddr)), "port": si.dport})}
 
 
-def _renderer(spec: ArgSpec) -> Render:
+def _path_renderer(key: str) -> Render:
+    return lambda slot: {key: _present({"path": _text(slot.data)})}
+
+
+def _renderer(spec: ArgSpec, width: tuple[int, bool] | None = None) -> Render:
     """The function that renders a slot of this argument, chosen once per
-    hook rather than by a chain of type tests per argument per event."""
+    hook rather than by a chain of type tests per argument per event. An
+    `auto` integer is rendered by the `width` (bytes, signed) the layout
+    gave it: a tracepoint field's own."""
     t = spec.type
     if t == "syscall64":
         # Tetragon's SyscallId. tetrad does not tell a 32-bit caller's
-        # (i386-numbered) calls apart: every id is shown as x64's.
-        render = lambda slot: {"syscall_id": {"id": slot.ival & _U32, "abi": "x64"}}  # noqa: E731
+        # (i386-numbered) calls apart: every id is shown as the native ABI's.
+        render = lambda slot: {"syscall_id": _present(                             # noqa: E731
+            {"id": slot.ival & _U32, "abi": NATIVE_ABI})}
+    elif t == "auto" and width is not None:
+        render = _int_renderer(*width)
     elif t in INT_SIZES:
-        render = _int_renderer(t)
+        render = _int_renderer(*INT_SIZES[t])
     elif t in ("string", "filename", "data_loc"):
         render = lambda slot: {"string_arg": _text(slot.data)}                     # noqa: E731
     elif t == "char_buf":
         render = _bytes_arg
     elif t in ("fd", "file"):
-        render = lambda slot: {"file_arg": {"path": _text(slot.data)}}             # noqa: E731
+        render = _path_renderer("file_arg")
     elif t == "path":
-        render = lambda slot: {"path_arg": {"path": _text(slot.data)}}             # noqa: E731
+        render = _path_renderer("path_arg")
     elif t == "linux_binprm":
-        render = lambda slot: {"linux_binprm_arg": {"path": _text(slot.data)}}     # noqa: E731
+        render = _path_renderer("linux_binprm_arg")
     elif t == "sock":
         render = _sock_arg
     elif t == "sockaddr":
         render = _sockaddr_arg
     else:
-        render = lambda slot: {"int_arg": slot.ival}                               # noqa: E731
+        render = lambda slot: {"int_arg": _s32(slot.ival)}                         # noqa: E731
     if not spec.label:
         return render
     label = spec.label
@@ -132,7 +173,7 @@ class HookPlan:
     kind, the fields before `args`, a renderer per argument and the fields
     after `action`."""
 
-    __slots__ = ("kind", "head", "args", "ret", "tail", "tags", "policy_name")
+    __slots__ = ("kind", "head", "args", "ret", "ret_actions", "tail", "tags", "policy_name")
 
     def __init__(self, ch: CompiledHook):
         hook = ch.hook
@@ -142,10 +183,16 @@ class HookPlan:
             self.head = {"subsys": subsys, "event": event}
         elif self.kind == "process_uprobe":
             self.head = {"path": hook.binary, "symbol": hook.symbol}
+        elif self.kind == "process_lsm":
+            self.head = {"function_name": hook.call}        # the LSM hook's name: file_open
         else:
             self.head = {"function_name": ch.target.function_name}
-        self.args = tuple(_renderer(spec) for spec in hook.args)
+        # (renderer, label) per argument, in slot order.
+        self.args = tuple((_renderer(spec, (slot.size, slot.signed)), spec.label)
+                          for spec, slot in zip(hook.args, ch.layout.slots))
         self.ret = _renderer(hook.return_arg) if hook.return_arg is not None else None
+        # Selectors whose matchReturnActions ran instead of their matchActions.
+        self.ret_actions = frozenset(i for i, sel in enumerate(hook.selectors) if sel.return_actions)
         self.policy_name = ch.policy_name
         self.tail = {"policy_name": ch.policy_name}
         if hook.message:
@@ -153,118 +200,40 @@ class HookPlan:
         self.tags = tuple(hook.tags)
 
 
-UNREADABLE = "unreadable"
+UNREADABLE = "unreadable user memory"
 
 
-def _arg(render: Render, slot: Slot) -> dict:
+def _unreadable(label: str) -> dict:
     """An argument the kernel could not read from user memory (at entry,
-    nor at syscall exit) says so: its value is empty, not what was passed."""
-    arg = render(slot)
-    if slot.flags & enc.SLOT_UNREADABLE:
-        arg["error"] = UNREADABLE
+    nor at syscall exit): Tetragon's error argument, not a value."""
+    arg: dict = {"error_arg": {"Message": UNREADABLE}}
+    if label:
+        arg["label"] = label
     return arg
 
 
 def policy_event(rec: PolicyRecord, plan: HookPlan, time_ns: int, process, parent) -> Event:
     """Called by the reader thread once per policy record."""
     fields = plan.head.copy()
-    fields["args"] = [_arg(render, slot) for render, slot in zip(plan.args, rec.slots)]
+    args = [_unreadable(label) if slot.flags & enc.SLOT_UNREADABLE else render(slot)
+            for (render, label), slot in zip(plan.args, rec.slots)]
+    if args:
+        fields["args"] = args
+    action = ACTION_NAMES.get(rec.action, "")
     if plan.ret is not None and rec.flags & enc.MSG_RETURN:
         fields["return"] = plan.ret(Slot(rec.retval, b"", 0))
-    if rec.flags & enc.MSG_MONITOR:
-        # policy-mode monitor: what the policy would have done, not done.
-        fields["action"] = "KPROBE_ACTION_POST"
-        fields["monitor_action"] = ACTION_NAMES.get(rec.action, "")
-    else:
-        fields["action"] = ACTION_NAMES.get(rec.action, "KPROBE_ACTION_POST")
+        if rec.selector in plan.ret_actions:
+            action, return_action = POST, action
+        else:
+            return_action = POST
+        if action:
+            fields["action"] = action
+        if return_action:
+            fields["return_action"] = return_action
+    elif action:
+        fields["action"] = action
     fields.update(plan.tail)
     if plan.tags:
         fields["tags"] = list(plan.tags)
-    return Event(plan.kind, time_ns, process, parent, fields, policy_name=plan.policy_name)
-
-
-# ---- compact lines ---------------------------------------------------------------
-
-_SYSCALL_WORDS = {
-    "write": ("📝", "write"), "pwrite64": ("📝", "write"), "writev": ("📝", "write"),
-    "read": ("📚", "read"), "pread64": ("📚", "read"), "readv": ("📚", "read"),
-    "open": ("📬", "open"), "openat": ("📬", "open"), "openat2": ("📬", "open"),
-    "creat": ("📬", "open"), "close": ("📪", "close"), "mount": ("💾", "mount"),
-    "pivot_root": ("💾", "mount"), "setuid": ("🔑", "setuid"), "setresuid": ("🔑", "setuid"),
-    "clock_settime": ("⏰", "clock"), "setns": ("🔧", "setns"), "connect": ("🔌", "connect"),
-    "sendmsg": ("📤", "sendmsg"), "sendto": ("📤", "sendmsg"), "bpf": ("🐝", "bpf"),
-}
-_KPROBE_WORDS = {"tcp_connect": ("🔌", "connect"), "tcp_sendmsg": ("📤", "sendmsg"),
-                 "tcp_close": ("🧹", "close"), "fd_install": ("📬", "open"),
-                 "security_file_permission": ("📝", "file"), "do_dup2": ("📪", "dup")}
-
-
-def _arg_text(arg: dict) -> str:
-    """What a compact line shows of an argument: paths, strings, addresses;
-    integers and buffers are left to the JSON."""
-    (key, value), = ((k, v) for k, v in arg.items() if k not in ("label", "error"))
-    if key in ("file_arg", "path_arg", "linux_binprm_arg"):
-        return value["path"]
-    if key == "sock_arg":
-        proto = value["protocol"].removeprefix("IPPROTO_").lower()
-        return f"{proto} {value['saddr']}:{value['sport']} -> {value['daddr']}:{value['dport']}"
-    if key == "sockaddr_arg":
-        return f"{value['addr']}:{value['port']}"
-    if key == "string_arg":
-        return value
-    return ""
-
-
-def _detail(fields: dict, with_size: bool = False) -> str:
-    args = fields.get("args", [])
-    text = " ".join(t for t in (_arg_text(a) for a in args) if t)
-    sizes = [a["size_arg"] for a in args if "size_arg" in a]
-    if with_size and sizes:
-        text += f" {sizes[-1]} bytes"
-    return text.strip()
-
-
-def _line(emoji: str, word: str, event: Event, node_name: str, detail: str) -> str:
-    proc = event.process
-    text = f"{emoji} {word:<7} {compact.where(event, node_name)} {proc.binary}"
-    if detail:
-        text += f" {detail}"
-    action = event.fields.get("action", "")
-    if event.fields.get("monitor_action"):
-        text += f" [monitor: {event.fields['monitor_action'].removeprefix('KPROBE_ACTION_')}]"
-    elif action not in ("KPROBE_ACTION_POST", ""):
-        text += f" [{action.removeprefix('KPROBE_ACTION_')}]"
-    return text
-
-
-def _kprobe(event: Event, node_name: str) -> str:
-    fn = event.fields["function_name"]
-    name = fn.split("sys_", 1)[1] if "sys_" in fn else fn
-    emoji, word = _SYSCALL_WORDS.get(name) if "sys_" in fn and name in _SYSCALL_WORDS \
-        else _KPROBE_WORDS.get(fn, ("❓", "syscall" if "sys_" in fn else "kprobe"))
-    detail = _detail(event.fields, with_size=word in ("read", "write", "sendmsg"))
-    if word in ("syscall", "kprobe"):
-        detail = f"{fn} {detail}".strip()
-    return _line(emoji, word, event, node_name, detail)
-
-
-def _tracepoint(event: Event, node_name: str) -> str:
-    f = event.fields
-    if f["subsys"] == "raw_syscalls":
-        return _line("☎", "syscall", event, node_name, _detail(f))
-    return _line("⁉️", "tracepoint", event, node_name, f"{f['subsys']}/{f['event']} {_detail(f)}".strip())
-
-
-def _lsm(event: Event, node_name: str) -> str:
-    return _line("🔒", "LSM", event, node_name, f"{event.fields['function_name']} {_detail(event.fields)}".strip())
-
-
-def _uprobe(event: Event, node_name: str) -> str:
-    f = event.fields
-    return _line("🕵️", "uprobe", event, node_name, f"{f['path']} {f['symbol']}")
-
-
-compact.register("process_kprobe", _kprobe)
-compact.register("process_tracepoint", _tracepoint)
-compact.register("process_lsm", _lsm)
-compact.register("process_uprobe", _uprobe)
+    return Event(plan.kind, time_ns, process, parent, fields, policy_name=plan.policy_name,
+                 monitored=bool(rec.flags & enc.MSG_MONITOR))

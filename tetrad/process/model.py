@@ -2,7 +2,11 @@
 
 A Process is one image of one process: a new exec makes a new Process for the
 same pid. Fields follow Tetragon's `Process` message; `to_dict()` gives its
-JSON form with Tetragon's names, leaving out empty fields as protojson does.
+JSON form with Tetragon's names, leaving out empty fields as protojson does
+(pid, uid, auid and tid are wrapped integers in the schema, so 0 is written).
+The container record stays as tetrad knows it (`container`, read by filters,
+journald fields and policy scopes); the JSON has Tetragon's `pod` and
+`docker` made from it (tetrad/containers/export.py).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
+from tetrad.containers.export import docker_field, pod_field
 from tetrad.decode.process import ProcKey
 from tetrad.jsontext import dumps as _dumps
 from tetrad.timefmt import rfc3339
@@ -34,14 +39,16 @@ class Process:
     parent_key: ProcKey | None = None
     cgroup_id: int = 0
     exited: bool = False
-    # Extra JSON fields from enrichers (e.g. "docker", "container"); merged
-    # into to_dict() output. Change through set_extra().
-    extra: dict = field(default_factory=dict)
+    # The container's record (tetrad/containers/resolver.py), None on the
+    # host. Change through set_container().
+    container: dict | None = None
     _json: str = ""
+    _dict: dict | None = field(default=None, repr=False)
 
-    def set_extra(self, key: str, value) -> None:
-        self.extra[key] = value
+    def set_container(self, record: dict | None) -> None:
+        self.container = record
         self._json = ""
+        self._dict = None
 
     def to_json(self) -> str:
         """to_dict() as JSON text, made once: a process appears in many
@@ -51,6 +58,12 @@ class Process:
         return self._json
 
     def to_dict(self) -> dict:
+        """The JSON form, made once and shared: callers must not change it."""
+        if self._dict is None:
+            self._dict = self._make_dict()
+        return self._dict
+
+    def _make_dict(self) -> dict:
         d = {"exec_id": self.exec_id, "pid": self.pid, "uid": self.uid}
         if self.cwd:
             d["cwd"] = self.cwd
@@ -62,11 +75,14 @@ class Process:
             d["flags"] = self.flags
         d["start_time"] = rfc3339(self.start_time_ns)
         d["auid"] = self.auid
+        if self.container:
+            d["pod"] = pod_field(self.container)
+            docker = docker_field(self.container)
+            if docker:
+                d["docker"] = docker
         if self.parent_exec_id:
             d["parent_exec_id"] = self.parent_exec_id
         d["tid"] = self.tid
-        if self.extra:
-            d.update(self.extra)
         return d
 
 

@@ -1,9 +1,15 @@
 """Events into the systemd journal, queryable by field.
 
-MESSAGE is the compact line; TETRAD_* fields carry what people filter on:
+MESSAGE is the compact line (tetrad/events/compact.py: values from processes
+quoted and escaped, so an argument cannot forge an entry's text or send
+escape sequences to the terminal of whoever reads the journal); TETRAD_*
+fields carry what people filter on, as the process gave them:
   journalctl -t tetrad TETRAD_EVENT=process_exec TETRAD_BINARY=/usr/bin/curl
-and TETRAD_JSON the whole event in Tetragon's format. Priority follows what
-happened: exec/exit info, policy hits notice, enforcement warning.
+and TETRAD_JSON the whole event in Tetragon's format. The container's runtime,
+which Tetragon's schema has no field for, is TETRAD_CONTAINER_RUNTIME. Priority follows what
+happened: exec/exit info, policy hits notice, enforcement warning (a
+policy in monitor mode enforces nothing: its events are notices, with
+TETRAD_POLICY_MODE=monitor, and TETRAD_ACTION what it would have done).
 
 Written with sd_journal_sendv (no caller-frame lookup per event). If journald
 is gone, each failed event is counted by the sink worker and later events
@@ -15,7 +21,7 @@ from __future__ import annotations
 import json
 import socket
 
-from tetrad.events.compact import compact
+from tetrad.events.compact import event_line
 from tetrad.events.model import Event
 
 PRIORITY_INFO, PRIORITY_NOTICE, PRIORITY_WARNING = "6", "5", "4"
@@ -26,14 +32,14 @@ def journal_fields(event: Event, node_name: str) -> list[str]:
     """The journal entry for an event, as FIELD=value strings."""
     proc = event.process
     action = event.fields.get("action", "")
-    if action and action != "KPROBE_ACTION_POST":
+    if action and action != "KPROBE_ACTION_POST" and not event.monitored:
         priority = PRIORITY_WARNING
     elif event.policy_name:
         priority = PRIORITY_NOTICE
     else:
         priority = PRIORITY_INFO
     entry = [
-        f"MESSAGE={compact(event, node_name)}",
+        f"MESSAGE={event_line(event, node_name)}",
         f"PRIORITY={priority}",
         "SYSLOG_IDENTIFIER=tetrad",
         f"TETRAD_EVENT={event.kind}",
@@ -50,9 +56,11 @@ def journal_fields(event: Event, node_name: str) -> list[str]:
         entry.append(f"TETRAD_POLICY={event.policy_name}")
     if action:
         entry.append(f"TETRAD_ACTION={action}")
+    if event.monitored:
+        entry.append("TETRAD_POLICY_MODE=monitor")
     if "function_name" in event.fields:
         entry.append(f"TETRAD_FUNCTION={event.fields['function_name']}")
-    container = proc.extra.get("container")
+    container = proc.container
     if container:
         entry += [f"TETRAD_CONTAINER_{key.upper()}={container[key]}"
                   for key in ("id", "name", "image", "runtime") if container.get(key)]

@@ -1,11 +1,15 @@
-"""Compact one-line events on a terminal (the foreground `tetrad run`)."""
+"""Compact one-line events on a terminal (the foreground `tetrad run`).
+
+Lines are tetrad/events/compact.py's: values from processes are quoted and
+escaped there, so nothing an event carries can write a control sequence or
+a line of its own to the terminal."""
 
 from __future__ import annotations
 
 import sys
 from typing import TextIO
 
-from tetrad.events.compact import compact
+from tetrad.events.compact import event_line
 from tetrad.events.model import Event
 
 
@@ -17,7 +21,7 @@ class TerminalSink:
         self._stream = stream or sys.stdout
 
     def write(self, event: Event) -> None:
-        self._stream.write(compact(event, self._node) + "\n")
+        self._stream.write(event_line(event, self._node) + "\n")
 
     def write_raw(self, json_line: str) -> None:
         self._stream.write(json_line + "\n")
