@@ -23,6 +23,7 @@ import uuid
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.completion import complete, tetra_on_path
 from tests.kernel.daemon_harness import REPO, DaemonProcess, wait_for
 from tests.policy_files import lseek_equal, put
 from tetrad.api.client import EXIT_BUSY, EXIT_UNREACHABLE
@@ -303,6 +304,19 @@ def test_metrics_follow_tetragon_names(service):
     assert got[("tetrad_policy_user_memory_reads_total",
                 (("outcome", "unreadable"), ("policy", "svc-other")))] == 0
     assert got[("tetrad_container_lookups_total", (("result", "looked_up"),))] > 0
+
+
+def test_bash_completion_names_the_daemons_policies(service, tmp_path):
+    """`tetra policy delete <TAB>` and `--policy-names <TAB>` offer what the
+    daemon lists (through `tetra policy list` on the given socket)."""
+    path = tetra_on_path(tmp_path)
+    names = set(policy_rows(service["sock"]))
+    assert "svc-other" in names
+    sock = service["sock"]
+    assert set(complete(f"tetra --socket {sock} policy delete ", path)) == names
+    assert set(complete(f"tetra --socket {sock} tp disable svc-", path)) == {
+        n for n in names if n.startswith("svc-")}
+    assert set(complete(f"tetra --socket {sock} getevents --policy-names ", path)) == names
 
 
 def test_api_socket_is_root_only(service):

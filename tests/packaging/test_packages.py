@@ -16,7 +16,13 @@ EXPECTED = ["/usr/bin/tetrad", "/usr/bin/tetra", "/tetrad/daemon.py", "/tetrad/p
             "/etc/tetragon/policies.d/sensitive-files.yaml", "/tetrad.service",
             "/usr/share/man/man8/tetrad.8", "/var/log/tetragon",
             # importlib.resources finds the BPF sources and defaults through it
-            "/tetrad/data -> "]
+            "/tetrad/data -> ",
+            "/usr/share/bash-completion/completions/tetrad",
+            "/usr/share/bash-completion/completions/tetra -> tetrad",
+            "/usr/share/man/man8/tetra.8",
+            "/usr/share/doc/tetrad/examples/prometheus/tetrad-alerts.yml",
+            "/usr/share/doc/tetrad/examples/rsyslog/tetrad-file.conf",
+            "/usr/share/doc/tetrad/examples/rsyslog/tetrad-journal.conf"]
 
 
 def build(script: str, out: Path) -> Path:

@@ -17,9 +17,10 @@ DEBIAN = Path(__file__).resolve().parents[2] / "debian"
 PAGES = {"tetrad": (main._parser, main.EXIT_STATUSES), "tetra": (tetra._parser, client.EXIT_STATUSES)}
 
 
-def commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
-    """(names of the command, its parser) for the program and every
-    subcommand, aliases included, as argparse builds --help from them."""
+def commands(parser: argparse.ArgumentParser, path: tuple[tuple[str, ...], ...] = ()):
+    """(the command's path, its parser) for the program and every
+    subcommand, as argparse builds --help from them; each step of a path is
+    the subcommand's name and its aliases: (("policy", "tp"), ("add",))."""
     yield path, parser
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
@@ -27,7 +28,7 @@ def commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
             for name, sub in action.choices.items():
                 seen.setdefault(id(sub), []).append(name)
             for names in seen.values():
-                yield from commands(action.choices[names[0]], path + tuple(names))
+                yield from commands(action.choices[names[0]], path + (tuple(names),))
 
 
 def page_text(program: str) -> str:
@@ -46,12 +47,12 @@ def test_every_command_and_option_of_help_is_in_the_man_page(program):
     missing = []
     for path, parser in commands(PAGES[program][0]()):
         help_text = parser.format_help()                  # what --help prints
-        missing += [f"command {name}" for name in path if not mentioned(text, name)]
+        missing += [f"command {name}" for names in path for name in names if not mentioned(text, name)]
         for action in parser._actions:
             for option in action.option_strings:
                 assert option in help_text
                 if not mentioned(text, option):
-                    missing.append(f"{' '.join((program,) + path)} {option}")
+                    missing.append(f"{' '.join([program] + [n[0] for n in path])} {option}")
     assert missing == [], f"debian/{program}.8 lacks: {missing}"
 
 
