@@ -166,13 +166,20 @@ def test_journal_entries_arrive_as_json_with_their_fields_none_lost_across_a_rot
         third = processes("journal", 40, 20)
     finally:
         signal_rsyslog(signal.SIGCONT)
-    expected = {f"{kind} {m}" for m in first + second + third for kind in ("process_exec", "process_exit")}
+    # An entry of ~10 KiB: the exec of a process whose parent has long
+    # arguments too (tetrad keeps 4 KiB of each); `; :` keeps dash from
+    # exec'ing true in its own place.
+    long_marker = f"ship-{RUN}-journal-long"
+    sh("/bin/sh", "-c", f'/usr/bin/true {long_marker} {"q" * 5000}; :', "sh", "r" * 5000)
+    expected = {f"{kind} {m}" for m in first + second + third + [long_marker]
+                for kind in ("process_exec", "process_exit")}
     wait_for(lambda: expected <= set(ours(received())), WAIT_S,
-             "every event of the 60 processes at the receiver")
+             "every event of the 61 processes at the receiver")
     got = ours(received())
     assert sorted(m for m in got if m in expected) == sorted(expected), "an event arrived twice"
     # What tetrad wrote to the journal is what arrived.
-    journal = [json.loads(line) for line in sh("journalctl", "-o", "json", "-t", "tetrad",
+    # (--all: journalctl shows fields over 4 KiB as null otherwise.)
+    journal = [json.loads(line) for line in sh("journalctl", "--all", "-o", "json", "-t", "tetrad",
                                                 "TETRAD_EVENT=process_exec").stdout.splitlines()]
     assert {m for m in ours(journal) if "-journal-" in m} == {m for m in expected if m.startswith("process_exec")}
 
@@ -182,9 +189,14 @@ def test_journal_entries_arrive_as_json_with_their_fields_none_lost_across_a_rot
     event = json.loads(entry["TETRAD_JSON"])
     assert entry["TETRAD_EXEC_ID"] == event["process_exec"]["process"]["exec_id"]
     assert entry["MESSAGE"].startswith("🚀 process")
-    assert not [e for e in received() if forged in e.get("MESSAGE", "")]
+    # The forged entry is in the journal, and went no further.
+    assert sh("journalctl", "-o", "cat", "-t", "tetrad", f"MESSAGE={forged}").stdout.strip() == forged
+    assert not [e for e in received() if e.get("MESSAGE") == forged]
+    long_entry = next(e for e in received() if e.get("TETRAD_EVENT") == "process_exec"
+                      and e["TETRAD_BINARY"] == "/usr/bin/true" and f"{long_marker} " in e["MESSAGE"])
+    assert len(long_entry["TETRAD_JSON"]) > 8192
     print(f"{len(expected)} events through imjournal, rsyslog stopped across a journal rotation; "
-          f"{len(receiver.lines)} lines received")
+          f"{len(receiver.lines)} lines received; the long one {len(long_entry['TETRAD_JSON'])} bytes")
 
 
 @pytest.mark.parametrize("shipping", ["tetrad-file.conf"], indirect=True)
@@ -222,8 +234,8 @@ def test_export_lines_arrive_whole_none_lost_or_repeated_across_rotations(shippi
              "every line of the 411 processes at the receiver")
     got = [m for m in ours() if m in expected]
     assert sorted(got) == sorted(expected), "a line arrived twice"
-    long_line = next(line for line in receiver.lines
-                     if f"{long_marker} ".encode() in line and b"process_exec" in line)
+    long_line = next(line for line in receiver.lines if marker_of(json.loads(line))
+                     == f"process_exec {long_marker}")
     assert len(long_line) > 8192 and json.loads(long_line)["process_exec"]["parent"]["arguments"]
     print(f"{len(expected)} lines through imfile, rsyslog stopped across {rotations() - before} "
           f"rotations; the long one {len(long_line)} bytes")
