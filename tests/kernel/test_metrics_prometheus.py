@@ -197,3 +197,18 @@ def test_promtool_finds_nothing_in_the_daemons_page(daemon):
     out = subprocess.run(["promtool", "check", "metrics"], input=page, capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 0 and out.stdout + out.stderr == "", out.stdout + out.stderr
+
+
+def test_a_taken_metrics_address_is_logged_and_the_daemon_runs_without(tmp_path):
+    os.chmod(tmp_path, 0o755)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        d = DaemonProcess(tmp_path, "--metrics-address", address)      # waits for "ready in"
+        try:
+            d.sync()
+            log = d.stderr_path.read_text()
+            assert f"metrics off: cannot listen on {address}: Address already in use" in log
+        finally:
+            d.stop()
