@@ -18,7 +18,7 @@ fi
 WORK=$(mktemp -d /tmp/tetrad-deb.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 mkdir "$WORK/tetrad"
-(cd "$HERE" && git ls-files -co --exclude-standard 2>/dev/null || find . -path ./.git -prune -o -type f -print) \
+(cd "$HERE" && git ls-files -co --exclude-standard 2>/dev/null || find . -path ./.git -prune -o \( -type f -o -type l \) -print) \
   | (cd "$HERE" && tar -cf - -T -) | tar -C "$WORK/tetrad" -xf -
 (cd "$WORK/tetrad" && dpkg-buildpackage -us -uc -b >"$WORK/build.log" 2>&1) \
   || { tail -30 "$WORK/build.log" >&2; exit 1; }

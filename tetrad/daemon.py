@@ -145,7 +145,8 @@ class Daemon:
         self.cache = ProcessCache(config.node_name, self.clock, capacity=config.process_cache_size,
                                   redaction=config.redaction)
         self.streams = EventStreams(config.node_name)
-        self.sinks = SinkDispatcher(sinks + [self.streams], capacity=config.sink_queue_size)
+        self.sinks = SinkDispatcher(sinks + [self.streams], capacity=config.sink_queue_size,
+                                    clock=self.clock)
         self.sensor = ProcessSensor(config.sensor)
         self.observer = Observer(OP_NAMES)
         self.notify = notifier or Notifier()
@@ -214,14 +215,26 @@ class Daemon:
             self.api = ApiServer(self.config.socket_path, self.handle, self.streams)
             self.api.start()
         if self.config.metrics_address:
-            self.metrics = MetricsServer(self.config.metrics_address, lambda: self.snapshot)
-            self.metrics.start()
+            self._start_metrics()
         settle_heap()
         release_free_memory()
         gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
         self.publish()
         log.info("ready in %.2fs", time.monotonic() - self.started_at)
         self.notify.ready(self.status_line())
+
+    def _start_metrics(self) -> None:
+        """Metrics are not worth a crash loop: an address that cannot be
+        bound (taken, not on this host) is logged and the daemon runs
+        without them (Prometheus sees the target down)."""
+        metrics = MetricsServer(self.config.metrics_address, lambda: self.snapshot)
+        try:
+            metrics.start()
+        except OSError as err:
+            log.error("metrics off: cannot listen on %s: %s", self.config.metrics_address,
+                      err.strerror or err)
+            return
+        self.metrics = metrics
 
     def _seed_from_procfs(self) -> None:
         started = time.monotonic()
@@ -346,10 +359,12 @@ class Daemon:
 
     def publish(self) -> None:
         """A fresh snapshot for the API and metrics: policies with their
-        kernel counters, and every counter of the daemon."""
+        kernel counters, every counter of the daemon, and the sinks'
+        latency histograms."""
         policies = self.policy_states()
         self.snapshot = {"policies": policies, "stats": self.stats(),
-                         "kernel_features": {f.name: f.available for f in features.probe_all()}}
+                         "kernel_features": {f.name: f.available for f in features.probe_all()},
+                         "latency": self.sinks.latency()}
 
     def policy_states(self) -> list[dict]:
         rows = []

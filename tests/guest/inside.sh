@@ -10,9 +10,12 @@ export TETRAD_EXPECT_FEATURES="btf,tracepoints,syscall_tracepoints,raw_syscalls,
 echo "== guest kernel $(uname -r), headers $(readlink /lib/modules/$(uname -r)/build), lsm $(cat /sys/kernel/security/lsm)"
 # Emulated execs take ~36 ms: the exec storm runs 1,000 here (10,000 on the host).
 export TETRAD_STORM_EXECS=1000
-# The image has containerd for tests/kernel/test_cri_containerd.py, which
-# starts its own; the system one Debian enables is only load here.
-systemctl stop containerd.service 2>/dev/null || true
+# The image has containerd for tests/kernel/test_cri_containerd.py, Prometheus
+# for tests/kernel/test_metrics_prometheus.py and rsyslog for
+# tests/guest/test_shippers_guest.py, which start their own; the system ones
+# Debian enables are only load here (rsyslog would copy every event to
+# /var/log/syslog).
+systemctl stop containerd.service prometheus.service rsyslog.service syslog.socket 2>/dev/null || true
 # Software emulation (TCG, "qemu") makes bcc compiles ~20x slower than native.
 [ "$(systemd-detect-virt 2>/dev/null)" = qemu ] && export TETRAD_TIME_FACTOR=20
 python3 -m pytest -v -rs --durations=10 -p no:cacheprovider -m "kernel or guest" \

@@ -21,7 +21,9 @@ import urllib.request
 import uuid
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from tests.completion import complete, tetra_on_path
 from tests.kernel.daemon_harness import REPO, DaemonProcess, wait_for
 from tests.policy_files import lseek_equal, put
 from tetrad.api.client import EXIT_BUSY, EXIT_UNREACHABLE
@@ -288,17 +290,33 @@ def test_a_burst_of_sighups_is_coalesced_and_the_daemon_keeps_working(service):
 def test_metrics_follow_tetragon_names(service):
     lseek(BASE + 9)
     service["daemon"].sync()
-    text = urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=10).read().decode()
-    assert 'tetragon_tracingpolicy_loaded{state="enabled"} 1' in text
-    posted = [l for l in text.splitlines() if l.startswith('tetragon_policy_events_total{policy="svc-other"}')]
-    assert posted and int(posted[0].split()[-1]) >= 1
-    assert int(next(l for l in text.splitlines()
-                    if l.startswith('tetragon_events_total{type="PROCESS_EXEC"}')).split()[-1]) > 0
+
+    def page():                 # the snapshot behind it is at most a second old
+        text = urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=10).read()
+        got = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(text.decode()) for s in family.samples}
+        return got[("tetragon_policy_events_total", (("policy", "svc-other"),))] >= 1 and got
+    got = wait_for(page, 10 * TIME_FACTOR, "the policy's event in the metrics")
+    assert got[("tetragon_tracingpolicy_loaded", (("state", "enabled"),))] == 1
+    assert got[("tetragon_events_total", (("type", "PROCESS_EXEC"),))] > 0
     # What sinks and the container resolver count themselves is exported too.
-    assert 'tetrad_sink_counts_total{sink="jsonfile",counter="rotations"} 0' in text
-    assert 'tetrad_policy_user_memory_reads_total{policy="svc-other",outcome="unreadable"} 0' in text
-    assert int(next(l for l in text.splitlines()
-                    if l.startswith('tetrad_container_lookups_total{result="looked_up"}')).split()[-1]) > 0
+    assert got[("tetrad_sink_counts_total", (("counter", "rotations"), ("sink", "jsonfile")))] == 0
+    assert got[("tetrad_policy_user_memory_reads_total",
+                (("outcome", "unreadable"), ("policy", "svc-other")))] == 0
+    assert got[("tetrad_container_lookups_total", (("result", "looked_up"),))] > 0
+
+
+def test_bash_completion_names_the_daemons_policies(service, tmp_path):
+    """`tetra policy delete <TAB>` and `--policy-names <TAB>` offer what the
+    daemon lists (through `tetra policy list` on the given socket)."""
+    path = tetra_on_path(tmp_path)
+    names = set(policy_rows(service["sock"]))
+    assert "svc-other" in names
+    sock = service["sock"]
+    assert set(complete(f"tetra --socket {sock} policy delete ", path)) == names
+    assert set(complete(f"tetra --socket {sock} tp disable svc-", path)) == {
+        n for n in names if n.startswith("svc-")}
+    assert set(complete(f"tetra --socket {sock} getevents --policy-names ", path)) == names
 
 
 def test_api_socket_is_root_only(service):

@@ -14,7 +14,15 @@ EXPECTED = ["/usr/bin/tetrad", "/usr/bin/tetra", "/tetrad/daemon.py", "/tetrad/p
             "/usr/share/tetrad/bpf/process.c", "/usr/share/tetrad/bpf/generic_hook.c",
             "/usr/share/tetrad/etc/tetrad.toml", "/etc/tetragon/tetrad.toml",
             "/etc/tetragon/policies.d/sensitive-files.yaml", "/tetrad.service",
-            "/usr/share/man/man8/tetrad.8", "/var/log/tetragon"]
+            "/usr/share/man/man8/tetrad.8", "/var/log/tetragon",
+            # importlib.resources finds the BPF sources and defaults through it
+            "/tetrad/data -> ",
+            "/usr/share/bash-completion/completions/tetrad",
+            "/usr/share/bash-completion/completions/tetra -> tetrad",
+            "/usr/share/man/man8/tetra.8",
+            "/usr/share/doc/tetrad/examples/prometheus/tetrad-alerts.yml",
+            "/usr/share/doc/tetrad/examples/rsyslog/tetrad-file.conf",
+            "/usr/share/doc/tetrad/examples/rsyslog/tetrad-journal.conf"]
 
 
 def build(script: str, out: Path) -> Path:
@@ -35,7 +43,7 @@ def test_deb_builds_lintian_clean_with_conffiles(tmp_path):
     assert missing(listing) == []
     conffiles = subprocess.run(["dpkg-deb", "-f", str(deb), "Depends"], capture_output=True,
                                text=True).stdout
-    assert "python3-bpfcc" in conffiles and "python3-sdnotify" in conffiles
+    assert "python3-bpfcc" in conffiles and "python3-prometheus-client" in conffiles
     ctrl = tmp_path / "ctrl"
     subprocess.run(["dpkg-deb", "-e", str(deb), str(ctrl)], check=True)
     conf = (ctrl / "conffiles").read_text().split()
@@ -46,7 +54,7 @@ def test_deb_builds_lintian_clean_with_conffiles(tmp_path):
 @pytest.mark.skipif(not Path("/usr/bin/dpkg").exists(), reason="needs apt to install rpmbuild")
 def test_rpm_builds_with_the_same_layout(tmp_path):
     rpm = build("build-rpm.sh", tmp_path)
-    listing = subprocess.run(["rpm", "-qlp", str(rpm)], capture_output=True, text=True).stdout
+    listing = subprocess.run(["rpm", "-qlvp", str(rpm)], capture_output=True, text=True).stdout
     assert missing(listing) == []
     configs = subprocess.run(["rpm", "-qcp", str(rpm)], capture_output=True, text=True).stdout
     assert "/etc/tetragon/tetrad.toml" in configs

@@ -8,11 +8,13 @@ import json
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import time
 
 import pytest
 
-from tests.unit.apifakes import Api, BrokenDaemon, one_line_error, run_cli, short_dir
+from tests.unit.apifakes import REPO, Api, BrokenDaemon, one_line_error, run_cli, short_dir
 from tetrad.api import client
 
 
@@ -115,6 +117,53 @@ def test_the_event_stream_ended_by_the_daemon_is_an_error(broken):
     assert out.returncode == client.EXIT_BAD_ANSWER
     assert "ended the event stream" in one_line_error(out, "tetra")
     assert json.loads(out.stdout) == {"process_exec": {}}
+
+
+def at_a_terminal(*args: str) -> tuple[int, str]:
+    """`tetra ARGS` with standard error on a terminal (a pty), as a person
+    runs it: (exit status, what the terminal showed)."""
+    main, side = os.openpty()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "tetrad.cli.tetra", *args], cwd=REPO,
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=side,
+                              timeout=60)
+        os.close(side)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(main, 4096)
+            except OSError:              # EIO: the terminal's other side is closed
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(main)
+    return proc.returncode, shown.decode()
+
+
+def test_getevents_at_a_terminal_says_it_connects_and_waits(broken):
+    d = broken(answer_with(b'{"ok": true, "stream": "events"}\n{"process_exec": {}}\n'))
+    status, shown = at_a_terminal("--socket", d.path, "getevents", "--live")
+    assert status == client.EXIT_BAD_ANSWER
+    lines = shown.splitlines()
+    assert lines[0] == f"tetra: connecting to tetrad at {d.path}"
+    assert lines[1] == "tetra: connected; waiting for events (Ctrl-C stops)"
+    assert "ended the event stream" in lines[2]
+
+
+def test_getevents_without_a_daemon_says_where_written_events_are():
+    empty = short_dir()
+    try:
+        status, shown = at_a_terminal("--socket", os.path.join(empty, "missing.sock"),
+                                      "getevents", "--live")
+    finally:
+        shutil.rmtree(empty)
+    assert status == client.EXIT_UNREACHABLE
+    assert shown.splitlines()[-1].endswith(
+        "events already written are in the export file: tetra getevents < "
+        "/var/log/tetragon/tetragon.log")
+    assert "connected" not in shown
 
 
 def test_a_refused_stream_is_an_error_with_the_daemons_reason(broken):

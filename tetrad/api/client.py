@@ -11,6 +11,8 @@ says what to do next, and the exit status the commands return for it:
   3  the daemon could not be reached: not running, no socket, not root
   4  the daemon is busy or did not answer in time: try again
   5  the daemon's answer was cut short or not understood
+130  interrupted (Ctrl-C)
+EXIT_STATUSES says so for --help and the man pages (tests/unit/test_manpages.py).
 """
 
 from __future__ import annotations
@@ -26,6 +28,18 @@ EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 EXIT_BUSY = 4
 EXIT_BAD_ANSWER = 5
+EXIT_INTERRUPTED = 130
+
+EXIT_STATUSES = {
+    EXIT_OK: "success",
+    EXIT_REFUSED: "the daemon refused the request; its reason is printed",
+    EXIT_USAGE: "bad command line, filter, or an unreadable policy file",
+    EXIT_UNREACHABLE: "the daemon could not be reached: not running, no socket, or not root",
+    EXIT_BUSY: "the daemon is busy or did not answer in time; try again",
+    EXIT_BAD_ANSWER: "the daemon's answer was cut short or not understood, or it ended the "
+                     "event stream",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
+}
 
 CONNECT_TIMEOUT_S = 10.0          # the daemon accepts on its own thread, at once when healthy
 QUICK_TIMEOUT_S = 120.0           # status, lists: queued behind whatever the main loop is doing

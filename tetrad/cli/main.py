@@ -8,12 +8,29 @@ import sys
 
 from tetrad import __version__
 from tetrad.api.client import DEFAULT_SOCKET
+from tetrad.cli import exit_status_epilog
+
+# What each subcommand's exit status means (run.py, reload.py, policy.py,
+# probe.py); --help and the man page say the same (tests/unit/test_manpages.py).
+EXIT_STATUSES = {
+    0: "success: run stopped by SIGTERM or SIGINT, reload done, policy check: every file OK",
+    1: "run: not root, or the ring buffer reader failed; reload: refused; policy check: a file "
+       "REFUSED or ERROR; probe: not root",
+    2: "bad command line; run: a configuration error",
+    3: "reload: the daemon could not be reached; policy check: every file valid, some not "
+       "loadable on this kernel",
+    4: "reload: the daemon is busy or did not answer in time",
+    5: "reload: the daemon's answer was cut short or not understood",
+    130: "reload: interrupted (Ctrl-C)",
+}
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tetrad", description=(
         "eBPF host security daemon: process, file and network events and "
-        "Tetragon TracingPolicy enforcement for plain systemd hosts."))
+        "Tetragon TracingPolicy enforcement for plain systemd hosts."),
+        epilog=exit_status_epilog(EXIT_STATUSES),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"tetrad {__version__}")
     p.add_argument("--log-level", default=None,
                    choices=["debug", "info", "warning", "error"])
@@ -45,7 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--socket", metavar="PATH",
                      help="local API socket (default /run/tetrad/tetrad.sock); '' for none")
     run.add_argument("--metrics-address", metavar="HOST:PORT",
-                     help="serve Prometheus metrics here, e.g. 127.0.0.1:2112 (default: off)")
+                     help="serve Prometheus metrics at http://HOST:PORT/metrics, e.g. "
+                          "127.0.0.1:2112; :PORT is 127.0.0.1 only (default: off)")
 
     reload = sub.add_parser("reload", help="re-read config and policies in the running daemon; "
                             "waits until done (for systemd's ExecReload)")

@@ -29,5 +29,5 @@ def run(args) -> int:
         print(f"tetrad: {err}", file=sys.stderr)
         return err.exit_status
     except KeyboardInterrupt:
-        return 130
+        return client.EXIT_INTERRUPTED
     return client.EXIT_OK

@@ -17,6 +17,7 @@ from tetrad import config as cfg
 from tetrad.daemon import Daemon, DaemonConfig
 from tetrad.filters import ExportFilter, FilteredSink, RateLimit
 from tetrad.sensors.process import ProcessSensorConfig
+from tetrad.service.metrics import parse_address
 from tetrad.sinks.journald import SOCKET, JournaldSink, listening
 from tetrad.sinks.jsonfile import JsonLinesSink
 from tetrad.sinks.terminal import TerminalSink
@@ -104,6 +105,8 @@ def run(args) -> int:
 
     try:
         config = load_config()
+        if config.server.metrics_address:
+            parse_address(config.server.metrics_address)
         sinks = build_sinks(config, args.quiet)
     except (cfg.ConfigError, OSError, ValueError) as err:
         log.error("%s; fix it and start again", err)

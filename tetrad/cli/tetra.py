@@ -29,11 +29,13 @@ from types import SimpleNamespace
 
 from tetrad.api import client
 from tetrad.api.client import ApiError
+from tetrad.cli import exit_status_epilog
 from tetrad.events import compact
 from tetrad.filters import Filter, FilterError
 
 # What a malformed answer or event breaks when shown.
 SHOWING_FAILS = (KeyError, TypeError, AttributeError, ValueError)
+EXPORT_FILE = "/var/log/tetragon/tetragon.log"        # the packaged config's
 
 
 # ---- events ----------------------------------------------------------------------------
@@ -133,13 +135,35 @@ def _print_events(lines, args, keep: Filter) -> int:
     return 0
 
 
+def _tell(message: str) -> None:
+    """A note for a person at a terminal, on standard error; never in a
+    pipe's or a script's way."""
+    if sys.stderr.isatty():
+        print(f"tetra: {message}", file=sys.stderr, flush=True)
+
+
+def _connect(path: str) -> client.EventStream:
+    """The daemon's event stream, saying so at a terminal; when the daemon
+    cannot be reached, where events already written are."""
+    _tell(f"connecting to tetrad at {path}")
+    try:
+        stream = client.EventStream(path)
+    except ApiError as err:
+        if err.exit_status == client.EXIT_UNREACHABLE:
+            raise ApiError(f"{err}; events already written are in the export file: "
+                           f"tetra getevents < {EXPORT_FILE}", err.exit_status) from None
+        raise
+    _tell("connected; waiting for events (Ctrl-C stops)")
+    return stream
+
+
 def getevents(args) -> int:
     keep = flag_filter(args)
     if not sys.stdin.isatty() and not args.live:
         # Export files are UTF-8 (JSON); a damaged byte is a malformed line, not a crash.
         lines = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
         return _print_events(lines, args, keep)
-    with client.EventStream(args.socket) as stream:
+    with _connect(args.socket) as stream:
         try:
             _print_events(stream.lines(), args, keep)
         except KeyboardInterrupt:
@@ -227,7 +251,9 @@ def status(args) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tetra", description="Talk to the running tetrad daemon.")
+    p = argparse.ArgumentParser(prog="tetra", description="Talk to the running tetrad daemon.",
+                                epilog=exit_status_epilog(client.EXIT_STATUSES),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--socket", default=client.DEFAULT_SOCKET,
                    help=f"API socket (default {client.DEFAULT_SOCKET})")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -277,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return client.EXIT_OK
     except KeyboardInterrupt:
-        return 130
+        return client.EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

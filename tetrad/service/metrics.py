@@ -1,157 +1,234 @@
 """Prometheus metrics over HTTP (off unless server.metrics_address is set).
 
 Series are named after Tetragon's so existing dashboards and alerts carry
-over; the values are the daemon's own counters as its control thread last
-published them (the snapshot, at most a second old), so a scrape never
-reads BPF maps or policy state that the control thread may be changing,
-and nothing is counted twice. Served by the standard library's threading
-HTTP server: one page, no dependency needed.
+over, plus tetrad's own (`tetrad_*`). prometheus_client writes the
+exposition (the text format, or OpenMetrics when the scraper asks for it);
+`SnapshotCollector` turns the snapshot the daemon's control thread last
+published (at most a second old) into metric families at each scrape. So a
+scrape never reads BPF maps, policy state or sink counters that other
+threads are changing, and nothing is counted twice.
+
+The HTTP server answers one request at a time on one thread, each
+connection cut after REQUEST_TIMEOUT_S: a local client that holds a
+connection open delays a scrape, but never costs the daemon a thread (the
+unit allows 64 tasks). An address without a host (`:2112`) listens on
+127.0.0.1 only.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import socket
 import threading
-from typing import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import HTTPServer
+from typing import Callable, Iterator
+
+from prometheus_client.core import (CollectorRegistry, CounterMetricFamily, GaugeMetricFamily,
+                                    HistogramMetricFamily, Metric)
+from prometheus_client.exposition import MetricsHandler
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
 
 from tetrad import __version__
 
 log = logging.getLogger(__name__)
 
+DEFAULT_HOST = "127.0.0.1"
+REQUEST_TIMEOUT_S = 5.0
 
 SINK_COUNTS = ("rotations", "failed_rotations", "reopens", "dropped_backups", "written_lines",
                "lost_lines", "filtered", "rate_limited", "client_drops")
+POLICY_ACTIONS = ("enforced", "monitored", "rate_limited", "dropped", "shed")
 
 
-def _quoted(value) -> str:
-    """A label value in the exposition format: backslash and quote escaped."""
-    return str(value).replace("\\", "\\\\").replace('"', '\\"')
+def parse_address(address: str) -> tuple[str, int]:
+    """"HOST:PORT", "[V6]:PORT" or ":PORT" (127.0.0.1) as (host, port);
+    ValueError naming the address when it is none of these."""
+    host, sep, port = address.rpartition(":")
+    bracketed = host.startswith("[") and host.endswith("]")
+    host = host[1:-1] if bracketed else host
+    try:
+        number = int(port)
+        if not sep or not 0 < number < 65536:
+            raise ValueError
+        if host and ipaddress.ip_address(host).version != (6 if bracketed else 4):
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"metrics address {address!r}: expected HOST:PORT with an IP address "
+                         "(e.g. 127.0.0.1:2112, [::1]:2112) or :PORT for 127.0.0.1") from None
+    return host or DEFAULT_HOST, number
 
 
-def _labels(**labels) -> str:
-    if not labels:
-        return ""
-    return "{" + ",".join(f'{k}="{_quoted(v)}"' for k, v in labels.items()) + "}"
+def _counter(name: str, help_: str, labels: tuple[str, ...], samples) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, help_, labels=labels)
+    for values, value in samples:
+        family.add_metric(values, value)
+    return family
 
 
-def render(stats: dict, policies: list[dict]) -> str:
-    """The text exposition format of the daemon's counters."""
-    out: list[str] = []
+def _gauge(name: str, help_: str, labels: tuple[str, ...], samples) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, help_, labels=labels)
+    for values, value in samples:
+        family.add_metric(values, value)
+    return family
 
-    def metric(name: str, kind: str, help_: str, samples: list[tuple[dict, float]]) -> None:
-        out.append(f"# HELP {name} {help_}")
-        out.append(f"# TYPE {name} {kind}")
-        out.extend(f"{name}{_labels(**labels)} {value}" for labels, value in samples)
 
-    metric("tetragon_build_info", "gauge", "Build information.", [({"version": __version__}, 1)])
-    metric("tetragon_events_total", "counter", "Events emitted, by type.",
-           [({"type": kind.upper()}, n) for kind, n in sorted(stats.get("events_by_type", {}).items())])
-    metric("tetragon_observer_ringbuf_events_received_total", "counter",
-           "Records read from the ring buffer.", [({}, stats["records"])])
-    metric("tetragon_observer_ringbuf_events_lost_total", "counter",
-           "Records the kernel could not put in the ring buffer.",
-           [({}, sum(stats["ringbuf_drops"].values()))])
-    metric("tetragon_bpf_missed_events_total", "counter", "Kernel send failures by program.",
-           [({"msg_op": op}, n) for op, n in sorted(stats["ringbuf_drops"].items())]
-           + [({"msg_op": "generic"}, stats.get("policy_drops", 0))])
-    metric("tetrad_policy_records_shed_total", "counter",
-           "Policy records the kernel did not write because the reader was behind or every "
-           "sink queue was full (load shedding; enforcement is not affected).",
-           [({}, stats.get("policy_shed", 0))])
-    metric("tetragon_observer_queue_events_lost_total", "counter",
-           "Events dropped because a sink's queue was full.", [({}, stats["queue_drops"])])
-    metric("tetragon_errors_total", "counter", "Records that failed to decode or handle (by op), policy records of hooks unloaded "
-           "since, reader failures, gaps in container scope, failed sink writes.",
-           [({"type": f"record_{op}"}, n) for op, n in sorted(stats["record_errors_by_type"].items())]
-           + [({"type": "policy_record_unknown_hook"}, stats["policy_records_unknown_hook"]),
-              ({"type": "reader"}, stats["reader_failures"])]
-           + [({"type": f"cgroup_scope_{k}"}, n) for k, n in sorted(stats["cgroup_scope"].items())]
-           + [({"type": f"sink_{name}"}, n) for name, n in sorted(stats["sink_errors"].items())])
-    metric("tetrad_events_lost_total", "counter",
-           "Every kind of loss: ring buffer full, shed, sink queue full, sink lines lost and "
-           "write errors, records that failed, records of unloaded hooks, slow API clients.",
-           [({"kind": kind}, n) for kind, n in stats.get("losses", {}).items()])
-    metric("tetragon_events_exported_total", "counter", "Events written by each sink.",
-           [({"sink": name}, s["written"]) for name, s in sorted(stats["sinks"].items())])
-    metric("tetrad_sink_counts_total", "counter",
-           "What each sink counts itself: file rotations and lost lines, events the export "
-           "filters kept out and the rate limit dropped, lines a slow API client missed.",
-           [({"sink": name, "counter": key}, n) for name, s in sorted(stats["sinks"].items())
-            for key, n in sorted(s.items()) if key in SINK_COUNTS])
-    metric("tetrad_container_lookups_total", "counter",
-           "cgroup ids looked up for container identity, and how many were not found; "
-           "runtime API calls that failed.",
-           [({"result": "looked_up"}, stats["containers"]["lookups"]),
-            ({"result": "unresolved"}, stats["containers"]["unresolved"]),
-            ({"result": "api_error"}, stats["containers"]["api_errors"])])
-    metric("tetrad_api_requests_total", "counter",
-           "Local API connections, and those refused (busy, not root), timed out, malformed "
-           "or failed.", [({"result": k}, n) for k, n in sorted(stats.get("api", {}).items())])
+def _latency(histograms: dict[str, dict]) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(
+        "tetrad_event_latency_seconds",
+        "Time from the kernel's timestamp of an event to its write by each sink.",
+        labels=("sink",))
+    for sink, h in sorted(histograms.items()):
+        buckets, seen = [], 0
+        for bound, count in zip(h["bounds_s"], h["counts"]):
+            seen += count
+            buckets.append((repr(float(bound)), seen))
+        buckets.append(("+Inf", seen + h["counts"][-1]))
+        family.add_metric((sink,), buckets, h["sum_s"])
+    return family
+
+
+def families(snapshot: dict) -> Iterator[Metric]:
+    """The metric families of one published snapshot (tetrad/daemon.py
+    `publish`): its "stats", "policies" and "latency"."""
+    stats, policies = snapshot["stats"], snapshot["policies"]
+    yield _gauge("tetragon_build_info", "Build information.", ("version",), [((__version__,), 1)])
+    yield _counter("tetragon_events_total", "Events emitted, by type.", ("type",),
+                   [((kind.upper(),), n) for kind, n in sorted(stats.get("events_by_type", {}).items())])
+    yield _counter("tetragon_observer_ringbuf_events_received_total",
+                   "Records read from the ring buffer.", (), [((), stats["records"])])
+    yield _counter("tetragon_observer_ringbuf_events_lost_total",
+                   "Records the kernel could not put in the ring buffer.", (),
+                   [((), sum(stats["ringbuf_drops"].values()))])
+    yield _counter("tetragon_bpf_missed_events_total", "Kernel send failures by program.", ("msg_op",),
+                   [((op,), n) for op, n in sorted(stats["ringbuf_drops"].items())]
+                   + [(("generic",), stats.get("policy_drops", 0))])
+    yield _counter("tetrad_policy_records_shed_total",
+                   "Policy records the kernel did not write because the reader was behind or every "
+                   "sink queue was full (load shedding; enforcement is not affected).", (),
+                   [((), stats.get("policy_shed", 0))])
+    yield _counter("tetragon_observer_queue_events_lost_total",
+                   "Events dropped because a sink's queue was full.", (), [((), stats["queue_drops"])])
+    yield _counter("tetragon_errors_total",
+                   "Records that failed to decode or handle (by op), policy records of hooks "
+                   "unloaded since, reader failures, gaps in container scope, failed sink writes.",
+                   ("type",),
+                   [((f"record_{op}",), n) for op, n in sorted(stats["record_errors_by_type"].items())]
+                   + [(("policy_record_unknown_hook",), stats["policy_records_unknown_hook"]),
+                      (("reader",), stats["reader_failures"])]
+                   + [((f"cgroup_scope_{k}",), n) for k, n in sorted(stats["cgroup_scope"].items())]
+                   + [((f"sink_{name}",), n) for name, n in sorted(stats["sink_errors"].items())])
+    yield _counter("tetrad_events_lost_total",
+                   "Every kind of loss: ring buffer full, shed, sink queue full, sink lines lost and "
+                   "write errors, records that failed, records of unloaded hooks, slow API clients.",
+                   ("kind",), [((kind,), n) for kind, n in stats.get("losses", {}).items()])
+    sinks = sorted(stats["sinks"].items())
+    yield _counter("tetragon_events_exported_total", "Events written by each sink.", ("sink",),
+                   [((name,), s["written"]) for name, s in sinks])
+    yield _counter("tetrad_sink_counts_total",
+                   "What each sink counts itself: file rotations and lost lines, events the export "
+                   "filters kept out and the rate limit dropped, lines a slow API client missed.",
+                   ("sink", "counter"),
+                   [((name, key), n) for name, s in sinks for key, n in sorted(s.items())
+                    if key in SINK_COUNTS])
+    yield _latency(snapshot.get("latency", {}))
+    containers = stats["containers"]
+    yield _counter("tetrad_container_lookups_total",
+                   "cgroup ids looked up for container identity, and how many were not found; "
+                   "runtime API calls that failed.", ("result",),
+                   [(("looked_up",), containers["lookups"]), (("unresolved",), containers["unresolved"]),
+                    (("api_error",), containers["api_errors"])])
+    yield _counter("tetrad_api_requests_total",
+                   "Local API connections, and those refused (busy, not root), timed out, malformed "
+                   "or failed.", ("result",), [((k,), n) for k, n in sorted(stats.get("api", {}).items())])
     cache = stats["process_cache"]
-    metric("tetragon_process_cache_size", "gauge", "Processes in the cache.", [({}, cache["size"])])
-    metric("tetragon_process_cache_capacity", "gauge", "Process cache capacity.",
-           [({}, cache["capacity"])])
-    metric("tetragon_process_cache_misses_total", "counter", "Events whose process was not cached.",
-           [({}, cache["misses"])])
-    metric("tetragon_process_cache_evictions_total", "counter", "Processes evicted.",
-           [({}, cache["evictions"])])
-    states: dict[str, int] = {"enabled": 0, "disabled": 0, "error": 0}
+    yield _gauge("tetragon_process_cache_size", "Processes in the cache.", (), [((), cache["size"])])
+    yield _gauge("tetragon_process_cache_capacity", "Process cache capacity.", (),
+                 [((), cache["capacity"])])
+    yield _counter("tetragon_process_cache_misses_total", "Events whose process was not cached.", (),
+                   [((), cache["misses"])])
+    yield _counter("tetragon_process_cache_evictions_total", "Processes evicted.", (),
+                   [((), cache["evictions"])])
+    states = {"enabled": 0, "disabled": 0, "error": 0}
     for p in policies:
         states[p["state"]] = states.get(p["state"], 0) + 1
-    metric("tetragon_tracingpolicy_loaded", "gauge", "Tracing policies by state.",
-           [({"state": s}, n) for s, n in sorted(states.items())])
-    metric("tetragon_policy_events_total", "counter", "Events posted by each policy.",
-           [({"policy": p["name"]}, p["counters"]["posted"]) for p in policies if "counters" in p])
-    actions = []
-    for p in policies:
-        for action in ("enforced", "monitored", "rate_limited", "dropped", "shed"):
-            if "counters" in p:
-                actions.append(({"policy": p["name"], "action": action}, p["counters"][action]))
-    metric("tetragon_tracingpolicy_selector_actions_total", "counter",
-           "Selector outcomes by policy: enforced, monitored, rate_limited, dropped, shed.", actions)
-    metric("tetrad_policy_user_memory_reads_total", "counter",
-           "Arguments in user memory a policy could not read at syscall entry, by policy: calls "
-           "decided at syscall exit instead (deferred), arguments unreadable even then "
-           "(unreadable; they match unless the policy says unreadable-args: no-match).",
-           [({"policy": p["name"], "outcome": outcome}, p["counters"][outcome])
-            for p in policies if "counters" in p for outcome in ("deferred", "unreadable")])
-    return "\n".join(out) + "\n"
+    yield _gauge("tetragon_tracingpolicy_loaded", "Tracing policies by state.", ("state",),
+                 [((s,), n) for s, n in sorted(states.items())])
+    counted = [p for p in policies if "counters" in p]
+    yield _counter("tetragon_policy_events_total", "Events posted by each policy.", ("policy",),
+                   [((p["name"],), p["counters"]["posted"]) for p in counted])
+    yield _counter("tetragon_tracingpolicy_selector_actions_total",
+                   "Selector outcomes by policy: enforced, monitored, rate_limited, dropped, shed.",
+                   ("policy", "action"),
+                   [((p["name"], a), p["counters"][a]) for p in counted for a in POLICY_ACTIONS])
+    yield _counter("tetrad_policy_user_memory_reads_total",
+                   "Arguments in user memory a policy could not read at syscall entry, by policy: "
+                   "calls decided at syscall exit instead (deferred), arguments unreadable even then "
+                   "(unreadable; they match unless the policy says unreadable-args: no-match).",
+                   ("policy", "outcome"),
+                   [((p["name"], o), p["counters"][o]) for p in counted for o in ("deferred", "unreadable")])
+
+
+class SnapshotCollector:
+    """A prometheus_client collector over the daemon's published snapshot."""
+
+    def __init__(self, snapshot: Callable[[], dict]):
+        self._snapshot = snapshot
+
+    def describe(self) -> list[Metric]:
+        # Nothing to check for clashes at registration: the names are fixed
+        # above, and a snapshot may not have been published yet.
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        snapshot = self._snapshot()
+        if snapshot.get("stats"):
+            yield from families(snapshot)
+
+
+def registry(snapshot: Callable[[], dict]) -> CollectorRegistry:
+    """The daemon's series, and the process's own (CPU, memory, descriptors)."""
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(SnapshotCollector(snapshot))
+    ProcessCollector(registry=reg)
+    PlatformCollector(registry=reg)
+    return reg
+
+
+class _Server(HTTPServer):
+    """One request at a time (no thread per connection)."""
+
+    def __init__(self, address: tuple[str, int], handler):
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        super().__init__(address, handler)
 
 
 class MetricsServer:
     def __init__(self, address: str, snapshot: Callable[[], dict]):
-        host, _, port = address.rpartition(":")
-        self._address = (host.strip("[]") or "127.0.0.1", int(port))
-        self._snapshot = snapshot
-        self._server: ThreadingHTTPServer | None = None
+        self._address = parse_address(address)
+        self._registry = registry(snapshot)
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        snapshot = self._snapshot
+        """Listen and serve on a thread; OSError when the address is taken
+        or cannot be bound."""
+        handler = type("Handler", (MetricsHandler.factory(self._registry),),
+                       {"timeout": REQUEST_TIMEOUT_S})
+        self._server = _Server(self._address, handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.1,),
+                                        name="tetrad-metrics", daemon=True)
+        self._thread.start()
+        log.info("metrics on http://%s/metrics", self.url_address)
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                if self.path != "/metrics":
-                    self.send_error(404, "only /metrics is here")
-                    return
-                snap = snapshot()
-                body = render(snap["stats"], snap["policies"]).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self._server = ThreadingHTTPServer(self._address, Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, args=(0.1,), name="tetrad-metrics",
-                         daemon=True).start()
-        log.info("metrics on http://%s:%d/metrics", *self._address)
+    @property
+    def url_address(self) -> str:
+        host, port = self._server.server_address[:2] if self._server else self._address
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     def close(self) -> None:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+            self._server = None

@@ -11,6 +11,13 @@ rest and counts them. A sink that raises is counted and keeps receiving
 later events. Batches, not single events, cross the thread boundary: one
 lock round trip per batch keeps the reader's cost per event low.
 
+Latency: each worker puts every event it wrote into its sink's histogram,
+from the kernel's timestamp of the record (the event's time, which
+tetrad/timefmt.py made wall-clock from ktime) to the moment the sink's
+write() returned (for the JSON file, its buffer, which reaches the kernel
+within the batch or when its 64 KiB chunk fills). Both ends are measured on
+CLOCK_MONOTONIC through the same offset, so clock steps do not show.
+
 A reload swaps sinks (`replace`, on the control thread) without waiting:
 each old worker writes what it holds and then closes its own sink, and the
 new worker of the same name starts writing once its predecessor is done
@@ -24,10 +31,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from bisect import bisect_left
 from collections import deque
 from typing import Protocol
 
 from tetrad.events.model import Event
+from tetrad.timefmt import KtimeClock
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +57,40 @@ class Sink(Protocol):
 
 
 BATCH_MAX = 1024                 # events handed over at once, at most
+# Upper bounds of the latency histogram's buckets, in seconds: the reader
+# drains every 20 ms, so a healthy sink writes within tens of milliseconds;
+# seconds mean a backlog.
+LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class LatencyHistogram:
+    """Event latency of one sink name: counts per bucket (the last one past
+    every bound) and the sum, in ns. Only the worker that currently owns the
+    sink name writes it (a reload's new worker starts once its predecessor
+    is done), so counting needs no lock; readers copy it (`read`)."""
+
+    def __init__(self, bounds_s: tuple[float, ...] = LATENCY_BUCKETS_S):
+        self.bounds_s = bounds_s
+        self.bounds_ns = [round(b * 1e9) for b in bounds_s]
+        self.counts = [0] * (len(bounds_s) + 1)
+        self.sum_ns = 0
+
+    def read(self) -> dict:
+        """{"bounds_s": [...], "counts": [...] (per bucket, not cumulative), "sum_s": ...}"""
+        return {"bounds_s": list(self.bounds_s), "counts": list(self.counts),
+                "sum_s": self.sum_ns / 1e9}
 
 
 class SinkWorker:
     """One sink, its queue of batches and its thread."""
 
-    def __init__(self, sink: Sink, capacity: int, after: "SinkWorker | None" = None):
+    def __init__(self, sink: Sink, capacity: int, after: "SinkWorker | None" = None,
+                 latency: LatencyHistogram | None = None, clock: KtimeClock | None = None):
         self.sink = sink
         self.capacity = capacity
+        self.latency = latency or LatencyHistogram()
+        # Wall-clock ns of CLOCK_MONOTONIC's zero, as event times were made.
+        self._wall_offset = (clock or KtimeClock()).wall_ns(0)
         self._after = after              # the retired worker of the same sink, if any
         self._batches: deque[list[Event]] = deque()
         self._pending = 0
@@ -147,21 +182,34 @@ class SinkWorker:
         # One try block per batch, not a _call per event: an event that
         # raises is counted and the loop goes on with the next. abandon()
         # stops a batch between two events; the rest is counted as dropped.
+        # The latency bookkeeping is inlined: it runs for every event
+        # (~250 ns here). Event times come from the same monotonic clock, so
+        # `took` is never negative.
         write = self.sink.write
         events = iter(batch)
         done = 0
-        while True:
-            try:
-                for event in events:
-                    if self._abandon:
-                        self.dropped += len(batch) - done
-                        return
-                    done += 1
-                    write(event)
-                    self.written += 1
-                return
-            except Exception as err:
-                self._failed(err)
+        now = time.monotonic_ns
+        offset = self._wall_offset
+        bounds, counts = self.latency.bounds_ns, self.latency.counts
+        total = 0
+        try:
+            while True:
+                try:
+                    for event in events:
+                        if self._abandon:
+                            self.dropped += len(batch) - done
+                            return
+                        done += 1
+                        write(event)
+                        self.written += 1
+                        took = now() + offset - event.time_ns
+                        counts[bisect_left(bounds, took)] += 1
+                        total += took
+                    return
+                except Exception as err:
+                    self._failed(err)
+        finally:
+            self.latency.sum_ns += total
 
     def _call(self, method, *args) -> bool:
         try:
@@ -183,9 +231,13 @@ class SinkWorker:
 
 
 class SinkDispatcher:
-    def __init__(self, sinks: list[Sink], capacity: int = 65536):
+    def __init__(self, sinks: list[Sink], capacity: int = 65536, clock: KtimeClock | None = None):
         self._capacity = capacity
-        self._workers = [SinkWorker(s, capacity) for s in sinks]
+        self._clock = clock or KtimeClock()
+        # One histogram per sink name for the life of the process: a
+        # reload's new worker goes on counting where the old one stopped.
+        self._latency: dict[str, LatencyHistogram] = {}
+        self._workers = [self._worker(s) for s in sinks]
         self._retired: list[SinkWorker] = []
         self._totals: dict[str, dict[str, int]] = {}     # what finished retired workers counted
         self._lock = threading.Lock()
@@ -193,6 +245,10 @@ class SinkDispatcher:
         self._started = False
         self.emitted = 0
         self.by_kind: dict[str, int] = {}
+
+    def _worker(self, sink: Sink, after: SinkWorker | None = None) -> SinkWorker:
+        latency = self._latency.setdefault(sink.name, LatencyHistogram())
+        return SinkWorker(sink, self._capacity, after, latency, self._clock)
 
     def start(self) -> None:
         for w in self._workers:
@@ -225,7 +281,7 @@ class SinkDispatcher:
         committed from now on go to the new ones; the old ones finish
         their queues and close on their own threads."""
         predecessor = {w.sink.name: w for w in self._workers}
-        new = [SinkWorker(s, self._capacity, predecessor.get(s.name)) for s in sinks]
+        new = [self._worker(s, predecessor.get(s.name)) for s in sinks]
         with self._lock:
             old, self._workers = self._workers, new
         for w in old:
@@ -266,6 +322,10 @@ class SinkDispatcher:
         for w in self._workers:
             rows[w.sink.name]["backlog"] = w.backlog
         return rows
+
+    def latency(self) -> dict[str, dict]:
+        """Per sink name, the latency histogram (LatencyHistogram.read)."""
+        return {name: h.read() for name, h in sorted(self._latency.items())}
 
     def _sum(self, key: str) -> int:
         return sum(row[key] for row in self.per_sink().values())
