@@ -64,7 +64,7 @@ class Tetrad:
              "--policy-dir", "", "--socket", "", *sink, *args],
             cwd=REPO, stdout=subprocess.DEVNULL, stderr=self._log)
         deadline = time.monotonic() + 120
-        while "ready in" not in self.log.read_text():
+        while ": ready in " not in self.log.read_text():
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"tetrad did not start:\n{self.log.read_text()}")
             time.sleep(0.05)

@@ -1,14 +1,32 @@
-/* generic.h - policy hooks: the compiled-policy encoding the kernel reads,
- * and the record it sends. Mirrored by tetrad/abi/generic.py (checked
- * field by field in tests/kernel/test_record_layout.py).
+/* generic.h - policy hooks as tables: what the kernel reads, and the record
+ * it sends. Mirrored by tetrad/abi/generic.py (checked field by field in
+ * tests/kernel/test_record_layout.py); the encoding is built in pure Python
+ * by tetrad/policy/points.py.
  *
- * A policy hook is one `struct g_hook` in the program's `hooks` array,
- * found through `hook_index` by a demux key the program can compute at run
- * time: the syscall number for syscall tracepoints (one program serves every
- * syscall with the same argument layout), 0 for programs that serve one
- * target (a kprobe function, an LSM hook, a tracepoint, a uprobe). String,
- * path and address values live in hash and LPM-trie maps keyed by the
- * match's `id` (see tetrad/policy/compile.py for every encoding).
+ * The programs of bpf/generic_hook.c are compiled once per program type
+ * and never know a policy: everything a policy says is data in these maps.
+ *
+ *   point     one attach point (a syscall, a kprobe function, an LSM hook,
+ *             a tracepoint, a uprobe): which values to read from the call
+ *             (`slots`, the union of what its hooks' arguments need, each
+ *             read once per call), the integer predicates on them, and the
+ *             hooks attached there. A program finds its point by the
+ *             syscall number (syscall tracepoints) or by a constant patched
+ *             into its copy when it was loaded (every other kind).
+ *   predicate one test of one slot against a value set: "the path has one
+ *             of these prefixes", "the port is in one of these ranges". It
+ *             owns one bit of the point's `hits`. String and address
+ *             predicates are answered for all hooks at once by one lookup
+ *             per slot in a trie whose values are bit masks (see
+ *             tetrad/policy/points.py); integer predicates are evaluated in
+ *             a loop. Each predicate is evaluated once per call, however
+ *             many policies use the point.
+ *   hook      one policy's hook: its selectors (bit masks of the predicates
+ *             that must hold and must not hold, matchPIDs, actions) and
+ *             which slots are its arguments, in its order, for the record.
+ *
+ * A record carries the hook's own arguments in its order (`g_msg`), so the
+ * event builder never sees the point's union.
  */
 #ifndef TETRAD_GENERIC_H
 #define TETRAD_GENERIC_H
@@ -17,69 +35,65 @@
 
 #define TETRAD_OP_GENERIC 10
 
-/* Array sizes are powers of two so loops can mask their index: the
- * verifier then needs no proof that a loop stops at the logical limit
- * (5 selectors, 5 matchArgs, 3 actions), which user space enforces. */
-#define G_MAX_ARGS 5
-#define G_MAX_SEL 8
-#define G_MAX_MATCH 8
-#define G_MAX_VALUES 8          /* ints, or 4 (lo, hi) ranges */
+/* Sizes. Arrays are powers of two so that loop indexes can be masked. */
+#define G_MAX_ARGS 5            /* arguments of one hook (record slots)     */
+#define G_MAX_SLOTS 8           /* values read at one point                 */
+#define G_SLOT_MASK 7
+#define G_MAX_ARGV 8            /* raw call arguments fetched (6 used)      */
+#define G_MAX_SEL 8             /* selectors of one hook                    */
+#define G_MAX_VALUES 8          /* values of one integer predicate          */
 #define G_MAX_ACTIONS 4
-#define G_MAX_PIDS 4
-#define G_HOOKS_PER_KEY 1
-#define G_STR_MAX 256           /* bytes of a string, path or buffer kept */
+#define G_MAX_IPREDS 32         /* integer predicates of one point          */
+#define G_WORDS 4               /* predicate bits of one point: 256         */
+#define G_POINT_HOOKS 16        /* hooks attached at one point              */
+#define G_STR_MAX 256           /* bytes of a string, path or buffer kept   */
 #define G_STR_MASK 255
 #define G_POSTFIX_MAX 128
-#define G_LPM_STR 248           /* LPM keys hold at most 256 data bytes */
-#define G_RETURN_SLOT 7         /* match.slot value naming the return value */
+#define G_LPM_STR 248           /* LPM keys hold at most 256 data bytes     */
+#define G_NO_SLOT 0xff
 
-/* How a slot's value is read (per slot, fixed when the program is built). */
+/* How a slot's value is read (g_slot_desc.kind). */
 #define GA_NONE 0
-#define GA_INT 1                /* integer value                          */
-#define GA_USTR 2               /* NUL-terminated string in user memory   */
-#define GA_UBUF 3               /* bytes in user memory                   */
-#define GA_FD 4                 /* fd number, resolved to its path        */
-#define GA_FILE 5               /* struct file *                          */
-#define GA_PATH 6               /* struct path *                          */
-#define GA_SOCK 7               /* struct sock *                          */
-#define GA_USOCKADDR 8          /* struct sockaddr * in user memory       */
-#define GA_BINPRM 9             /* struct linux_binprm *                  */
-#define GA_KSTR 10              /* NUL-terminated string in kernel memory */
-#define GA_DATALOC 11           /* tracepoint __data_loc string           */
+#define GA_INT 1                /* integer value                            */
+#define GA_USTR 2               /* NUL-terminated string in user memory     */
+#define GA_UBUF 3               /* bytes in user memory                     */
+#define GA_FD 4                 /* fd number, resolved to its path          */
+#define GA_FILE 5               /* struct file *                            */
+#define GA_PATH 6               /* struct path *                            */
+#define GA_SOCK 7               /* struct sock *                            */
+#define GA_USOCKADDR 8          /* struct sockaddr * in user memory         */
+#define GA_BINPRM 9             /* struct linux_binprm *                    */
+#define GA_KSTR 10              /* NUL-terminated string in kernel memory   */
+#define GA_DATALOC 11           /* tracepoint __data_loc string             */
 
-/* Slot flags. */
+/* g_slot_desc.flags: which lookups a slot's predicates need, and how it is read. */
+#define GS_FWD 0x01             /* string: Equal/Prefix trie (str_fwd)      */
+#define GS_REV 0x02             /* string: Postfix trie (str_rev)           */
+#define GS_SADDR 0x04           /* address: SAddr trie (cidr, source)       */
+#define GS_DADDR 0x08           /* address: DAddr trie (cidr, destination)  */
+#define GS_SIGNED 0x10          /* integer: sign-extend `size` bytes        */
+#define GS_RETCOPY 0x20         /* buffer: read at return, `retval` bytes   */
+#define GS_USER 0x40            /* in user memory: read again at sys_exit   */
+
+/* Slot flags (g_slot.flags), also in records. */
 #define G_SLOT_TRUNC 0x1
 #define G_SLOT_ERROR 0x2
 #define G_SLOT_PATH_TRUNC 0x4
 /* User memory that could not be read, at entry nor (syscalls) at exit:
- * the value is unknown. Matches every operator on it unless the hook has
+ * the value is unknown. Every predicate on it holds, unless the hook has
  * G_HOOK_UNREADABLE_NOMATCH (policy option unreadable-args: no-match). */
 #define G_SLOT_UNREADABLE 0x8
 
-/* Operators (struct g_match.op). */
-#define G_OP_EQ 1
-#define G_OP_NE 2
-#define G_OP_PREFIX 3
-#define G_OP_NOTPREFIX 4
-#define G_OP_POSTFIX 5
-#define G_OP_NOTPOSTFIX 6
-#define G_OP_MASK 7
-#define G_OP_GT 8
-#define G_OP_LT 9
-#define G_OP_INRANGE 10
-#define G_OP_NOTINRANGE 11
-#define G_OP_SADDR 12
-#define G_OP_NOTSADDR 13
-#define G_OP_DADDR 14
-#define G_OP_NOTDADDR 15
-#define G_OP_SPORT 16
-#define G_OP_NOTSPORT 17
-#define G_OP_DPORT 18
-#define G_OP_NOTDPORT 19
-#define G_OP_PROTOCOL 20
-#define G_OP_FAMILY 21
-#define G_OP_STR_EQ 22          /* Equal on a string/path: hash map       */
-#define G_OP_STR_NE 23
+/* Integer predicate operators (g_ipred.op). */
+#define G_OP_EQ 1               /* any value equal                          */
+#define G_OP_MASK 7             /* any value with a common bit              */
+#define G_OP_GT 8               /* greater than any value                   */
+#define G_OP_LT 9               /* less than any value                      */
+#define G_OP_INRANGE 10         /* within any (lo, hi) pair                 */
+#define G_OP_SPORT 16           /* sock/sockaddr source port in a range     */
+#define G_OP_DPORT 18           /* ... destination port in a range          */
+#define G_OP_PROTOCOL 20        /* sock protocol equal                      */
+#define G_OP_FAMILY 21          /* sock/sockaddr family equal               */
 
 /* Actions. */
 #define G_ACT_POST 1
@@ -91,22 +105,23 @@
 #define G_ACT_UNFOLLOWFD 7
 
 /* Hook flags. */
-#define G_HOOK_MONITOR 0x1      /* policy-mode monitor: enforcement elided */
+#define G_HOOK_MONITOR 0x1      /* policy-mode monitor: enforcement elided  */
 #define G_HOOK_ACTIVE 0x2
 #define G_HOOK_CGROUPS 0x4      /* only tasks in cgroups listed in cgroup_sel */
 #define G_HOOK_UNREADABLE_NOMATCH 0x8   /* an unreadable argument matches nothing */
+#define G_HOOK_RETURN 0x10      /* decided at return: matchReturnArgs, return actions */
 
-/* matchPIDs / matchBinaries operators. */
-#define G_SET_IN 1
-#define G_SET_NOTIN 2
-#define G_SET_PREFIX 3
-#define G_SET_NOTPREFIX 4
-#define G_SET_POSTFIX 5
-#define G_SET_NOTPOSTFIX 6
+/* Point flags. */
+#define G_POINT_ACTIVE 0x1
+#define G_POINT_BINARY 0x2      /* some selector has matchBinaries          */
+#define G_POINT_PIDS 0x4        /* some selector has matchPIDs (pid_sel)    */
+#define G_POINT_FORKS 0x8       /* ... with followForks: ancestors looked up */
+#define G_POINT_NSPID 0x10      /* ... with isNamespacePID                  */
+#define G_POINT_RETRY 0x20      /* user memory unreadable at entry is read at exit */
 
 /* Record flags (g_msg.flags). */
-#define G_MSG_MONITOR 0x1       /* the action was not enforced (monitor) */
-#define G_MSG_RETURN 0x2        /* retval is set                          */
+#define G_MSG_MONITOR 0x1       /* the action was not enforced (monitor)    */
+#define G_MSG_RETURN 0x2        /* retval is set                            */
 
 struct g_sockinfo {
 	__u16 family;
@@ -127,13 +142,37 @@ struct g_slot {
 	char data[G_STR_MAX];   /* string, path, buffer, or struct g_sockinfo */
 };
 
-struct g_match {
-	__u8 slot;              /* 0..4, or G_RETURN_SLOT */
-	__u8 op;
-	__u8 nvals;
-	__u8 pad;
-	__u32 id;               /* key prefix of this match in the value maps */
+struct g_slot_desc {
+	__u8 kind;              /* GA_* */
+	__u8 flags;             /* GS_* */
+	__u8 size;              /* integer bytes */
+	__u8 sizesrc;           /* argument holding a buffer's length, or G_NO_SLOT */
+	__u16 src;              /* argument index, or tracepoint field offset */
+	__u16 pad;
+};
+
+struct g_ipred {
+	__u8 slot;
+	__u8 op;                /* G_OP_* */
+	__u8 nvals;             /* values; ranges count two */
+	__u8 bit;               /* its bit in the point's hits */
+	__u8 negate;            /* matchReturnArgs NotEqual/NotInRange */
+	__u8 pad[3];
 	__s64 vals[G_MAX_VALUES];
+};
+
+struct g_point {
+	__u32 flags;            /* G_POINT_* */
+	__u8 nslots;
+	__u8 npreds;            /* integer predicates */
+	__u8 nhooks;
+	__u8 pad;
+	struct g_slot_desc slot[G_MAX_SLOTS];
+	/* Predicates on each slot: G_WORDS words from slot * G_WORDS (one
+	 * dimension: bcc's view of a map value has no two-dimensional arrays). */
+	__u64 slot_bits[G_MAX_SLOTS * G_WORDS];
+	__u16 hooks[G_POINT_HOOKS];             /* hook ids */
+	struct g_ipred pred[G_MAX_IPREDS];
 };
 
 struct g_action {
@@ -145,20 +184,15 @@ struct g_action {
 };
 
 struct g_selector {
-	__u8 nmatch;
-	__u8 has_ret;
 	__u8 nact;
 	__u8 nret_act;
-	__u8 pid_op;
-	__u8 npids;
-	__u8 follow_forks;
-	__u8 ns_pid;
-	__u32 pids[G_MAX_PIDS];
-	__u8 bin_op;
-	__u8 pad[3];
-	__u32 bin_id;
-	struct g_match match[G_MAX_MATCH];
-	struct g_match ret_match;
+	__u8 has_ret;
+	__u8 pad[5];
+	__u64 cpos;             /* caller predicates (matchBinaries, matchPIDs) that must hold */
+	__u64 cneg;             /* ... that must not */
+	__u64 pos[G_WORDS];     /* argument predicates that must hold */
+	__u64 neg[G_WORDS];     /* ... that must not */
+	struct g_ipred ret;     /* matchReturnArgs (slot unused) */
 	struct g_action act[G_MAX_ACTIONS];
 	struct g_action ret_act[G_MAX_ACTIONS];
 };
@@ -166,29 +200,16 @@ struct g_selector {
 struct g_hook {
 	__u32 id;
 	__u32 flags;            /* G_HOOK_* */
-	__u32 nsel;
-	__u32 pad;
+	__u8 nsel;
+	__u8 nargs;
+	__u8 pad[6];
+	__u8 argslot[8];        /* the point's slot of each argument (nargs) */
 	struct g_selector sel[G_MAX_SEL];
 };
 
-struct g_hook_list {
-	__u32 n;
-	__u32 ids[G_HOOKS_PER_KEY];
-};
-
-/* Map keys for values that do not fit in a g_match. */
-struct g_str_key {
-	__u32 id;
-	char data[G_STR_MAX];
-};
-
-/* cgroup_sel: the cgroups (v2 ids) a workload-scoped hook runs for. */
-struct g_cgroup_key {
-	__u64 cgroup_id;
-	__u32 hook_id;
-	__u32 pad;
-};
-
+/* Trie keys: strings (str_fwd, str_rev) and addresses (cidr). Values are
+ * struct g_bits: the predicates that hold for every key they are the
+ * longest match of. `id` is the point, slot and table (g_trie_id). */
 struct g_lpm_str_key {
 	__u32 prefixlen;        /* bits: 32 (id) + 8 * bytes */
 	__u32 id;
@@ -202,9 +223,43 @@ struct g_lpm_addr_key {
 	__u8 addr[16];
 };
 
+struct g_bits {
+	__u64 w[G_WORDS];
+};
+
+/* Trie ids: point << 8 | table << 4 | slot; slot 15 is the binary. */
+#define G_TRIE_FWD 0
+#define G_TRIE_REV 1
+#define G_TRIE_SADDR 2
+#define G_TRIE_DADDR 3
+#define G_BINARY_SLOT 15
+
+/* pid_sel: matchPIDs values as caller predicates. A process's pid (and,
+ * at FORKS points, each of its ancestors' for followForks predicates; at
+ * NSPID points its pid in its own namespace) is looked up under its point;
+ * the value says which predicates list it. */
+struct g_pid_key {
+	__u32 point;
+	__u32 pid;
+};
+
+struct g_pid_bits {
+	__u64 pid;              /* predicates listing this pid */
+	__u64 forks;            /* followForks predicates listing it (the pid
+				 * itself or an ancestor) */
+	__u64 nspid;            /* isNamespacePID predicates listing it */
+};
+
+/* cgroup_sel: the cgroups (v2 ids) a workload-scoped hook runs for. */
+struct g_cgroup_key {
+	__u64 cgroup_id;
+	__u32 hook_id;
+	__u32 pad;
+};
+
 struct g_msg {
 	struct tetrad_msg_header hdr;
-	__u32 obj_id;           /* which compiled program (user space's id) */
+	__u32 obj_id;           /* which compiled object (user space's id) */
 	__u32 hook_id;
 	__u32 pid;
 	__u32 tid;

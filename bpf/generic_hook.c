@@ -1,217 +1,242 @@
-/* generic_hook.c - one program for policy hooks of one argument layout.
+/* generic_hook.c - the policy programs: compiled once per program type,
+ * driven by tables (generic.h), shared by every policy.
  *
- * Built per argument layout, never per policy: the layout (how each of up to
- * five arguments is read) comes from -D flags (tetrad/sensors/generic.py),
- * the selectors from maps. A program built for syscall tracepoints serves
- * every syscall with that layout and finds the hook by syscall number, so
- * policies on ten syscalls of one layout cost one compile. One syscall has
- * one hook per program (G_HOOKS_PER_KEY): a second policy on openat is a
- * second program, run on every openat call.
+ * Built once per BPF program type (-DG_PROG_TYPE) with the entries of the
+ * kinds of call that type serves:
+ *   G_TYPE_TP      g_sys_enter/g_sys_exit on syscalls:sys_{enter,exit}_*
+ *                  (the point is found by syscall number), g_tp on other
+ *                  tracepoints
+ *   G_TYPE_KPROBE  g_kprobe/g_kretprobe on kprobes and uprobes
+ *   G_TYPE_LSM     g_lsm on BPF LSM hooks
+ *   G_TYPE_RAWTP   g_rawtp on raw tracepoints
+ * Entries other than the syscall ones are loaded once per attach point from
+ * the same compiled code, each with its point number patched in
+ * (tetrad/sensors/relocate.py, POINT_CONST below), so a new policy costs map
+ * writes and at most a verifier pass, never a compile.
  *
- * Per call: find the hooks for this key -> read the arguments -> for each
- * hook, the first selector whose filters all match -> its actions (signal,
- * override, post). Nothing is reserved in the ring buffer before a selector
- * matched. Kinds (G_KIND): syscall entry, syscall exit (return values),
- * tracepoint, kprobe, kretprobe, LSM, uprobe.
+ * A call runs as a chain of tail calls (so that each piece stays within
+ * what the verifier can walk), sharing one per-CPU `g_state`:
+ *   entry     the point; the caller predicates (matchBinaries: one lookup
+ *             per trie on the binary; matchPIDs: pid_sel); which hooks want
+ *             the caller (active, cgroup scope, some selector's caller
+ *             masks) -> `wanted`; none: done, no argument read
+ *   S_READ    one slot per run, each read once however many hooks use it
+ *   S_EVAL    predicates: one trie lookup per slot and trie, then the
+ *             integer predicates -> `hits`
+ *   S_SELECT  each wanted hook: its first selector whose masks hold
+ *   S_ACT     the chosen selectors' actions (signal, override, post)
+ * Nothing is reserved in the ring buffer before a selector matched.
  *
  * Arguments in user memory (strings, buffers, socket addresses) are read
  * with page faults disabled, so a read at syscall entry fails when the
  * caller placed the value on a page it never touched (issue 12). The kernel
- * faults that page in when it copies the value, so a syscall hook (G_RETRY)
- * defers such a call to its sys_exit: it reads those arguments again there,
- * then selects and acts. A value unreadable even then (or on a hook without
- * an exit) is marked G_SLOT_UNREADABLE, counted, and matches every operator
- * unless the policy says unreadable-args: no-match (G_HOOK_UNREADABLE_NOMATCH):
- * never a silent pass.
+ * faults that page in when it copies the value, so at a syscall point
+ * (G_POINT_RETRY) such a call is deferred to its sys_exit: those slots are
+ * read again there, then predicates, selection and actions run. A value
+ * unreadable even then (or at a point without an exit) is marked
+ * G_SLOT_UNREADABLE, counted, and every predicate on it holds, unless the
+ * hook says unreadable-args: no-match (G_HOOK_UNREADABLE_NOMATCH): never a
+ * silent pass.
  *
- * Build flags: G_KIND, OBJ_ID, G_HAS_RETURN, G_RETRY, and per slot n (0..4)
- * ARGn_KIND (GA_*), ARGn_SRC (raw argument index, or tracepoint field
- * offset), ARGn_SIZE/ARGn_SIGNED (integers), ARGn_SIZESRC (raw index of the
- * length of a buffer/sockaddr, -1 for none), ARGn_RETCOPY; G_NARGS; for LSM
- * G_LSM_HOOK; the OFF_* struct offsets from BTF.
+ * Build flags: G_PROG_TYPE, OBJ_ID, the OFF_* struct offsets from BTF (or
+ * TETRAD_NO_BTF), G_OVERRIDE_RETURN where the kernel has kprobe override,
+ * and the map sizes below.
  */
 #include <uapi/linux/ptrace.h>
 #include "generic.h"
 #include "shared_maps.h"
 #include "path_walk.h"
 
-#define G_KIND_SYSCALL 1
-#define G_KIND_TRACEPOINT 3
-#define G_KIND_KPROBE 4
-#define G_KIND_LSM 5
-#define G_KIND_UPROBE 6
+#define G_TYPE_TP 1
+#define G_TYPE_KPROBE 2
+#define G_TYPE_LSM 3
+#define G_TYPE_RAWTP 4
 
-#ifndef G_NARGS
-#define G_NARGS 0
-#endif
-#ifndef G_RETRY
-#define G_RETRY 0
-#endif
-/* Programs with an exit half: return values, or arguments read again. */
-#define G_EXIT (G_HAS_RETURN || G_RETRY)
-/* Loop bounds from the policy itself (tetrad/sensors/generic.py): the
- * verifier walks only as many selectors, matches, values and actions as the
- * policy has, so simple policies verify quickly. Arrays stay full size. */
-#ifndef G_SEL_LIMIT
-#define G_SEL_LIMIT G_MAX_SEL
-#endif
-#ifndef G_MATCH_LIMIT
-#define G_MATCH_LIMIT G_MAX_MATCH
-#endif
-#ifndef G_VAL_LIMIT
-#define G_VAL_LIMIT G_MAX_VALUES
-#endif
-#ifndef G_ACT_LIMIT
-#define G_ACT_LIMIT G_MAX_ACTIONS
-#endif
-#ifndef G_PID_LIMIT
-#define G_PID_LIMIT G_MAX_PIDS
-#endif
-#ifndef G_NEEDS_BINARY
-#define G_NEEDS_BINARY 1
-#endif
-#ifndef G_BIN_POSTFIX
-#define G_BIN_POSTFIX 1
+/* What the call's values are read from (g_state.ck). */
+#define CK_SYSCALL 1            /* syscall tracepoint: nr, then 6 x u64     */
+#define CK_TRACEPOINT 2         /* tracepoint record: fields at offsets     */
+#define CK_REGS 3               /* struct pt_regs (kprobe, uprobe)          */
+#define CK_ARRAY 4              /* u64 args[] (LSM, raw tracepoint)         */
+
+/* Stages (indexes in `stages`). */
+#define S_READ 0
+#define S_EVAL 1
+#define S_SELECT 2
+#define S_ACT 3
+#define S_COUNT 4
+
+#ifndef G_MAX_POINTS
+#define G_MAX_POINTS 128
 #endif
 #ifndef G_MAX_HOOKS
-#define G_MAX_HOOKS 64
+#define G_MAX_HOOKS 256
+#endif
+#ifndef G_TRIE_ENTRIES
+#define G_TRIE_ENTRIES 16384
+#endif
+#ifndef G_PID_ENTRIES
+#define G_PID_ENTRIES 4096
 #endif
 #ifndef G_CGROUP_ENTRIES
 #define G_CGROUP_ENTRIES 16384
 #endif
-/* Demux keys (syscall numbers are below 512 on every architecture we build
- * for); user space checks a key against the same size (INDEX_SIZE). */
+/* Syscall numbers are below 512 on every architecture we build for; user
+ * space checks a number against the same size (INDEX_SIZE). */
 #ifndef G_INDEX_SIZE
 #define G_INDEX_SIZE 512
 #endif
+#define G_HAS_EXIT (G_PROG_TYPE == G_TYPE_TP || G_PROG_TYPE == G_TYPE_KPROBE)
+#define G_ANCESTORS 8
 
 TETRAD_EVENTS_EXTERN;
 TETRAD_EXECVE_MAP_EXTERN;
 TETRAD_SHED_EXTERN;
 
-/* By demux key: an array lookup is inlined, a hash lookup is a call. */
-BPF_ARRAY(hook_index, struct g_hook_list, G_INDEX_SIZE);
+BPF_PROG_ARRAY(stages, S_COUNT);
+/* Each attach point is a logical point L with two tables, 2L and 2L+1:
+ * user space writes the one not in use, then switches point_ref[L] to it
+ * (one aligned u32 write), so a call never reads a table half written. */
+BPF_ARRAY(point_ref, u32, G_MAX_POINTS / 2);
+BPF_ARRAY(points, struct g_point, G_MAX_POINTS);
 BPF_ARRAY(hooks, struct g_hook, G_MAX_HOOKS);
 BPF_PERCPU_ARRAY(hook_stats, struct g_hook_stats, G_MAX_HOOKS);
-BPF_HASH(str_eq, struct g_str_key, u8, 1024);
-BPF_F_TABLE("lpm_trie", struct g_lpm_str_key, u8, str_prefix, 1024, BPF_F_NO_PREALLOC);
-BPF_F_TABLE("lpm_trie", struct g_lpm_str_key, u8, str_postfix, 1024, BPF_F_NO_PREALLOC);
-BPF_F_TABLE("lpm_trie", struct g_lpm_addr_key, u8, cidr, 1024, BPF_F_NO_PREALLOC);
+BPF_F_TABLE("lpm_trie", struct g_lpm_str_key, struct g_bits, str_fwd, G_TRIE_ENTRIES, BPF_F_NO_PREALLOC);
+BPF_F_TABLE("lpm_trie", struct g_lpm_str_key, struct g_bits, str_rev, G_TRIE_ENTRIES, BPF_F_NO_PREALLOC);
+BPF_F_TABLE("lpm_trie", struct g_lpm_addr_key, struct g_bits, cidr, G_TRIE_ENTRIES, BPF_F_NO_PREALLOC);
+BPF_F_TABLE("hash", struct g_pid_key, struct g_pid_bits, pid_sel, G_PID_ENTRIES, BPF_F_NO_PREALLOC);
 BPF_TABLE("lru_hash", u64, u64, rate_limits, 8192);
 /* Written by user space as cgroups appear (tetrad/policy/cgroup_scope.py);
- * not preallocated: most programs serve no workload-scoped hook. */
+ * not preallocated: most hooks are not workload-scoped. */
 BPF_F_TABLE("hash", struct g_cgroup_key, u8, cgroup_sel, G_CGROUP_ENTRIES, BPF_F_NO_PREALLOC);
+#if G_PROG_TYPE == G_TYPE_TP
+/* Syscall number -> logical point (0: none). */
+BPF_ARRAY(sys_point, u32, G_INDEX_SIZE);
+#endif
+
+/* What one call has gathered, from stage to stage; kept in `pending` while
+ * the call waits for its return. */
+struct g_state {
+	u64 args[G_MAX_ARGV];
+	struct g_slot slots[G_MAX_SLOTS];
+	u64 hits[G_WORDS];
+	u64 unknown[G_WORDS];       /* predicates on unreadable slots */
+	u64 callerhits;             /* caller predicates that hold */
+	u64 proc_ktime;
+	u64 cgroup_id;
+	s64 retval;
+	u32 pid;
+	u32 tid;
+	u32 point;                  /* the table this call uses (physical) */
+	u32 lpoint;                 /* its logical point: trie, pid and pending keys */
+	u32 ck;                     /* CK_* */
+	u32 iter;                   /* S_READ: the next slot */
+	u32 wanted;                 /* hook positions whose caller filters pass */
+	u32 failed;                 /* slots in user memory unreadable at entry */
+	u32 acting;                 /* hook positions whose actions run now */
+	s32 verdict;                /* the first action verdict (LSM, override) */
+	u8 at_return;
+	u8 deferred;                /* the whole call is decided at return */
+	u8 waits;                   /* a return hook chose a selector */
+	u8 pad[5];
+	u8 sel[G_POINT_HOOKS];      /* selector chosen per hook position */
+};
 
 struct g_scratch {
-	struct g_msg msg;
-	u32 iter;
-	struct g_str_key str_key;
-	struct g_lpm_str_key lpm_key;
-	struct g_lpm_addr_key addr_key;
-	u64 raw[G_MAX_ARGS];
-	/* Reversed copies for Postfix matching, made once per event. */
-	char rev[G_MAX_ARGS][G_POSTFIX_MAX];
-	u32 rev_len[G_MAX_ARGS];
-	char bin[G_STR_MAX];            /* the process's binary, zero padded */
-	char bin_rev[G_POSTFIX_MAX];
-	u32 bin_len;
-	u32 have_bin;
-	u32 unreadable_nomatch;         /* the hook's G_HOOK_UNREADABLE_NOMATCH */
+	struct g_state st;
+	struct g_msg out;
+	struct g_lpm_str_key skey;
+	struct g_lpm_addr_key akey;
+	char bin[G_STR_MAX];
+	struct g_slot walk;         /* a path is walked here, then copied */
+	/* walk_path writes within walk.data, but the verifier sees each name
+	 * read as up to 2 * TETRAD_NAME_READ bytes from any offset in it. */
+	char walk_room[2 * TETRAD_NAME_READ];
 };
 BPF_PERCPU_ARRAY(scratch, struct g_scratch, 1);
 BPF_PERCPU_ARRAY(walk_heap, struct walk_scratch, 1);
+/* Tail calls that did not happen (the call went on without its stage):
+ * never expected; counted so that a lost decision is never silent. */
+BPF_PERCPU_ARRAY(tail_misses, u64, S_COUNT);
 
-#if G_EXIT
-/* Arguments read at entry wait here for the return value, or for a second
- * read (sel RETRY: then with the binary seen at entry). */
-struct g_pending {
-	struct g_msg msg;
-	u64 raw[G_MAX_ARGS];
-	u8 sel[G_HOOKS_PER_KEY];    /* selector chosen at entry, 0xff none */
-#if G_RETRY
-	u32 bin_len;
-	u32 have_bin;
-	char bin[G_STR_MAX];
-	char bin_rev[G_POSTFIX_MAX];
-#endif
+#if G_HAS_EXIT
+struct g_pending_key {
+	u32 tid;
+	u32 point;
 };
-#if G_RETRY
 /* Not LRU: a deferred call must never be evicted by a flood of other
  * pending calls (that would be a silent pass). When the map is full the
  * call is decided at entry, its unreadable arguments marked. */
-BPF_TABLE("hash", u32, struct g_pending, pending, 4096);
-/* Deferred calls not yet decided, so that sys_exit of the many calls
- * nothing deferred costs an inlined array read, not a hash lookup. An entry
- * never taken (its task died in the call) leaves it high: exits then look. */
-BPF_ARRAY(deferred_now, u64, 1);
-#else
-BPF_TABLE("lru_hash", u32, struct g_pending, pending, 2048);
-#endif
-BPF_PERCPU_ARRAY(pending_heap, struct g_pending, 1);
+BPF_F_TABLE("hash", struct g_pending_key, struct g_state, pending, 4096, BPF_F_NO_PREALLOC);
+/* Calls waiting in `pending`, by point: the return of a call nothing waits
+ * for costs an inlined array read, not a hash lookup. An entry never taken
+ * (its task died in the call) leaves it high: returns then look. */
+BPF_ARRAY(pending_now, u64, G_MAX_POINTS);
 #endif
 
-/* ---- raw argument values ------------------------------------------------- */
+#define NO_SEL 0xff             /* no selector chosen */
+#define ALL_SEL 0xfe            /* a hook without selectors: every call */
 
-#if G_KIND == G_KIND_SYSCALL
-/* What a BPF program gets at a syscall tracepoint (perf_call_bpf_enter/
- * exit): 8 bytes of header, the syscall number (the demux key), then each
- * argument in 8 bytes; sys_exit has the return value at 16. */
-#define RAW(ctx, n) (*(u64 *)((char *)(ctx) + 16 + 8 * (n)))
-#define DEMUX_KEY(ctx) (*(u32 *)((char *)(ctx) + 8))
-#define CTX_T void
-#elif G_KIND == G_KIND_TRACEPOINT
-#define RAW(ctx, off) tp_field(ctx, off)
-#define DEMUX_KEY(ctx) 0
-#define CTX_T void
-#elif G_KIND == G_KIND_LSM
-#define RAW(ctx, n) ((ctx)[n])
-#define DEMUX_KEY(ctx) 0
-#define CTX_T unsigned long long
-#else   /* kprobe, kretprobe, uprobe */
-#define RAW(ctx, n) kparm(ctx, n)
-#define DEMUX_KEY(ctx) 0
-#define CTX_T struct pt_regs
-static __always_inline u64 kparm(struct pt_regs *ctx, int n)
+/* The point number patched into this copy of the program when it was
+ * loaded (tetrad/sensors/relocate.py looks for this 64-bit immediate). */
+#define POINT_MAGIC 0x7e7a5e0f7e7a5e0fULL
+static __always_inline u32 point_const(void)
 {
-	switch (n) {
-	case 0: return PT_REGS_PARM1(ctx);
-	case 1: return PT_REGS_PARM2(ctx);
-	case 2: return PT_REGS_PARM3(ctx);
-	case 3: return PT_REGS_PARM4(ctx);
-	case 4: return PT_REGS_PARM5(ctx);
-	default: return PT_REGS_PARM6(ctx);
-	}
-}
-#endif
-
-#if G_KIND == G_KIND_TRACEPOINT
-static __always_inline u64 tp_field(void *ctx, int off)
-{
-	u64 v = 0;
-	bpf_probe_read_kernel(&v, sizeof(v), (char *)ctx + off);
+	u64 v;
+	asm volatile("%0 = %1 ll" : "=r"(v) : "i"(POINT_MAGIC));
 	return v;
 }
-#endif
 
-/* ---- reading a slot -------------------------------------------------------- */
+/* A loop's bound from a table, loaded afresh at every test: neither clang
+ * (which would compute a trip count) nor the verifier (which would narrow
+ * the bound on each pass and so keep states apart that differ only there)
+ * carries it from one iteration to the next. Without this, loops over a
+ * point's hooks and selectors multiply into more states than it allows. */
+#define BOUND(field) LAUNDER(field)
 
-/* Reverse the last (at most G_POSTFIX_MAX) bytes of a string into dst.
- * The loop does not stop at len: every byte of dst is written, the ones past
- * len with bytes the LPM prefix length then ignores. A loop that breaks at
- * len leaves the verifier one path per length to explore after it, which
- * the 6.1 verifier gives up on (E2BIG) in programs as large as ours. Not
- * unrolled: 128 copies overflow the 512-byte stack with spills. */
-static __always_inline u32 reverse_into(char *dst, char *src, u32 len)
+/* Loop index i masked for an array of mask+1 entries, hidden from the
+ * compiler first: it cannot then turn indexing into a running pointer
+ * (which loses the bound), and the verifier sees an index within the array. */
+static __always_inline u32 at(u32 i, u32 mask)
 {
-	if (len > G_POSTFIX_MAX)
-		len = G_POSTFIX_MAX;
-	u32 last = len - 1;
-	BARRIER_VAR(last);
-#pragma clang loop unroll(disable)
-	for (int i = 0; i < G_POSTFIX_MAX; i++)
-		dst[i & (G_POSTFIX_MAX - 1)] = src[(last - i) & G_STR_MASK];
-	return len;
+	BARRIER_VAR(i);
+	return i & mask;
 }
+
+static __always_inline struct g_scratch *get_scratch(void)
+{
+	u32 zero = 0;
+	return scratch.lookup(&zero);
+}
+
+static __always_inline int tail_missed(u32 stage)
+{
+	u64 *n = tail_misses.lookup(&stage);
+	if (n)
+		__sync_fetch_and_add(n, 1);
+	return 0;
+}
+
+static __always_inline struct g_hook_stats *stats_of(u32 hook_id)
+{
+	return hook_stats.lookup(&hook_id);
+}
+
+/* Adds n to one counter of every hook in `mask` (positions at point p). */
+#define COUNT_HOOKS(p, mask, field, n)                                          \
+	do {                                                                    \
+		_Pragma("clang loop unroll(disable)")                           \
+		for (u32 _i = 0; _i < G_POINT_HOOKS; _i++) {                    \
+			if (_i >= BOUND((p)->nhooks))                           \
+				break;                                          \
+			if (!((mask) & (1u << _i)))                             \
+				continue;                                       \
+			struct g_hook_stats *_s = stats_of((p)->hooks[at(_i, G_POINT_HOOKS - 1)]); \
+			if (_s)                                                 \
+				__sync_fetch_and_add(&_s->field, (n));          \
+		}                                                               \
+	} while (0)
+
+/* ---- reading a slot --------------------------------------------------------- */
 
 static __always_inline s64 extend(u64 v, int size, int is_signed)
 {
@@ -224,32 +249,6 @@ static __always_inline s64 extend(u64 v, int size, int is_signed)
 }
 
 #ifndef TETRAD_NO_BTF
-static __always_inline void slot_path(struct g_slot *s, void *dentry, void *mnt)
-{
-	u32 zero = 0;
-	struct walk_scratch *w = walk_heap.lookup(&zero);
-	if (!w || !dentry || !mnt) {
-		s->flags |= G_SLOT_ERROR;
-		return;
-	}
-	void *root_dentry, *root_mnt;
-	task_root((void *)bpf_get_current_task(), &root_dentry, &root_mnt);
-	u32 flags = 0;
-	s->len = walk_path(s->data, G_STR_MASK, 0, G_STR_MAX - 1, w, dentry, mnt,
-			   root_dentry, root_mnt, &flags, G_SLOT_PATH_TRUNC) & G_STR_MASK;
-	s->flags |= flags;
-}
-
-static __always_inline void slot_file(struct g_slot *s, void *file)
-{
-	if (!file) {
-		s->flags |= G_SLOT_ERROR;
-		return;
-	}
-	slot_path(s, read_ptr((char *)file + OFF_FILE_F_PATH + OFF_PATH_DENTRY),
-		  read_ptr((char *)file + OFF_FILE_F_PATH + OFF_PATH_MNT));
-}
-
 /* The file behind a descriptor of the current process: files->fdt->fd[fd]. */
 static __always_inline void *fd_file(s64 fd)
 {
@@ -263,9 +262,30 @@ static __always_inline void *fd_file(s64 fd)
 	return read_ptr(&array[fd]);
 }
 
+/* The path of (dentry, mnt) into sc->walk, relative to the task's root. */
+static __always_inline void walk_into(struct g_scratch *sc, void *dentry, void *mnt)
+{
+	u32 zero = 0;
+	struct g_slot *s = &sc->walk;
+	struct walk_scratch *w = walk_heap.lookup(&zero);
+	s->len = 0;
+	s->flags = 0;
+	if (!w || !dentry || !mnt) {
+		s->flags = G_SLOT_ERROR;
+		return;
+	}
+	void *root_dentry, *root_mnt;
+	task_root((void *)bpf_get_current_task(), &root_dentry, &root_mnt);
+	u32 flags = 0;
+	s->len = walk_path(s->data, G_STR_MASK, 0, G_STR_MAX - 1, w, dentry, mnt,
+			   root_dentry, root_mnt, &flags, G_SLOT_PATH_TRUNC) & G_STR_MASK;
+	s->flags = flags;
+}
+
 static __always_inline void slot_sock(struct g_slot *s, void *sk)
 {
 	struct g_sockinfo *si = (struct g_sockinfo *)s->data;
+	__builtin_memset(si, 0, sizeof(*si));
 	if (!sk) {
 		s->flags |= G_SLOT_ERROR;
 		return;
@@ -290,12 +310,13 @@ static __always_inline void slot_sock(struct g_slot *s, void *sk)
 #endif
 
 /* struct sockaddr from user memory: both ends of the slot get its address,
- * so S* and D* operators both match it (connect names the peer, bind the
+ * so S* and D* predicates both see it (connect names the peer, bind the
  * local end). */
 static __always_inline void slot_usockaddr(struct g_slot *s, void *uaddr, s64 len)
 {
 	struct g_sockinfo *si = (struct g_sockinfo *)s->data;
 	u16 port = 0;
+	__builtin_memset(si, 0, sizeof(*si));
 	if (!uaddr || bpf_probe_read_user(&si->family, 2, uaddr) < 0) {
 		s->flags |= G_SLOT_ERROR;
 		return;
@@ -314,264 +335,167 @@ static __always_inline void slot_usockaddr(struct g_slot *s, void *uaddr, s64 le
 	s->len = sizeof(*si);
 }
 
-static __always_inline void read_slot(CTX_T *ctx, struct g_slot *s, u64 *raw, int kind,
-				      int src, int size, int is_signed, int sizesrc)
+/* A string read into a slot: its length without the NUL, truncation marked. */
+static __always_inline void string_read(struct g_slot *s, long n)
 {
-	u64 v = RAW(ctx, src);
-	*raw = v;
+	if (n < 0) {
+		s->flags |= G_SLOT_ERROR;
+	} else if (n > 0) {
+		s->len = (n - 1) & G_STR_MASK;
+		if (n == G_STR_MAX)
+			s->flags |= G_SLOT_TRUNC;
+	}
+}
+
+static __always_inline void read_ubuf(struct g_slot *s, u64 ptr, s64 want)
+{
+	u32 n = want < 0 ? 0 : (want > G_STR_MAX ? G_STR_MAX : want);
+	s->ival = want;
+	if (want > G_STR_MAX)
+		s->flags |= G_SLOT_TRUNC;
+	if (n && bpf_probe_read_user(s->data, n & (G_STR_MAX * 2 - 1), (void *)ptr) < 0)
+		s->flags |= G_SLOT_ERROR;
+	else
+		s->len = n;
+}
+
+static __always_inline s64 arg_or(struct g_state *st, u8 index, s64 otherwise)
+{
+	return index < G_MAX_ARGV ? (s64)st->args[index & (G_MAX_ARGV - 1)] : otherwise;
+}
+
+/* Reads one slot. Returns whether a read of user memory failed (a NULL
+ * pointer is no value to read, not an unreadable one). */
+static __always_inline bool read_slot(void *ctx, struct g_scratch *sc, struct g_slot_desc *d, u32 i)
+{
+	struct g_state *st = &sc->st;
+	struct g_slot *s = &st->slots[at(i, G_SLOT_MASK)];
+	u64 v = 0;
+	if (st->ck == CK_TRACEPOINT)
+		bpf_probe_read_kernel(&v, sizeof(v), (char *)ctx + d->src);
+	else
+		v = st->args[d->src & (G_MAX_ARGV - 1)];
+	u8 kind = d->kind;
 	s->flags = 0;
 	s->len = 0;
 	s->ival = 0;
 	if (kind == GA_INT) {
-		s->ival = extend(v, size, is_signed);
-		return;
+		s->ival = extend(v, d->size, d->flags & GS_SIGNED);
+		return false;
 	}
-	/* Strings are not zero padded: every reader goes by len (str_match
-	 * pads its own key for Equal), and skipping the 256-byte clear is a
-	 * good part of what a hooked call costs when nothing matches. */
-	if (kind == GA_USTR || kind == GA_KSTR || kind == GA_DATALOC) {
-		long n;
-		if (kind == GA_USTR)
-			n = bpf_probe_read_user_str(s->data, G_STR_MAX, (void *)v);
-		else if (kind == GA_KSTR)
-			n = bpf_probe_read_kernel_str(s->data, G_STR_MAX, (void *)v);
-		else
-			n = bpf_probe_read_kernel_str(s->data, G_STR_MAX,
-						      (char *)ctx + ((u32)v & 0xffff));
-		if (n < 0) {
-			s->flags |= G_SLOT_ERROR;
-		} else if (n > 0) {
-			s->len = (n - 1) & G_STR_MASK;
-			if (n == G_STR_MAX)
-				s->flags |= G_SLOT_TRUNC;
-		}
-		return;
+	if (kind == GA_USTR) {
+		string_read(s, bpf_probe_read_user_str(s->data, G_STR_MAX, (void *)v));
+		return (s->flags & G_SLOT_ERROR) && v;
 	}
-	__builtin_memset(s->data, 0, G_STR_MAX);
+	if (kind == GA_KSTR) {
+		string_read(s, bpf_probe_read_kernel_str(s->data, G_STR_MAX, (void *)v));
+		return false;
+	}
+	if (kind == GA_DATALOC) {
+		string_read(s, bpf_probe_read_kernel_str(s->data, G_STR_MAX,
+							 (char *)ctx + ((u32)v & 0xffff)));
+		return false;
+	}
 	if (kind == GA_UBUF) {
-		s64 want = sizesrc >= 0 ? (s64)RAW(ctx, sizesrc) : G_STR_MAX;
-		u32 n = want < 0 ? 0 : (want > G_STR_MAX ? G_STR_MAX : want);
-		s->ival = want;
-		if (want > G_STR_MAX)
-			s->flags |= G_SLOT_TRUNC;
-		if (n && bpf_probe_read_user(s->data, n & (G_STR_MAX * 2 - 1), (void *)v) < 0)
-			s->flags |= G_SLOT_ERROR;
-		else
-			s->len = n;
-		return;
+		s64 want = arg_or(st, d->sizesrc, G_STR_MAX);
+		if (d->flags & GS_RETCOPY) {
+			s->ival = want;
+			return false;           /* read at return */
+		}
+		read_ubuf(s, v, want);
+		return (s->flags & G_SLOT_ERROR) && v;
 	}
 	if (kind == GA_USOCKADDR) {
-		slot_usockaddr(s, (void *)v, sizesrc >= 0 ? (s64)RAW(ctx, sizesrc) : 0);
-		return;
+		slot_usockaddr(s, (void *)v, arg_or(st, d->sizesrc, 0));
+		return (s->flags & G_SLOT_ERROR) && v;
 	}
 #ifndef TETRAD_NO_BTF
+	if (kind == GA_SOCK) {
+		slot_sock(s, (void *)v);
+		return false;
+	}
+	void *file = NULL, *dentry = NULL, *mnt = NULL;
 	if (kind == GA_FD) {
 		s->ival = (s32)v;
-		slot_file(s, fd_file((s32)v));
+		file = fd_file((s32)v);
 	} else if (kind == GA_FILE) {
-		slot_file(s, (void *)v);
-	} else if (kind == GA_PATH) {
-		slot_path(s, read_ptr((char *)v + OFF_PATH_DENTRY), read_ptr((char *)v + OFF_PATH_MNT));
+		file = (void *)v;
 	} else if (kind == GA_BINPRM) {
-		slot_file(s, read_ptr((char *)v + OFF_BINPRM_FILE));
-	} else if (kind == GA_SOCK) {
-		slot_sock(s, (void *)v);
+		file = read_ptr((char *)v + OFF_BINPRM_FILE);
+	} else if (kind == GA_PATH) {
+		dentry = read_ptr((char *)v + OFF_PATH_DENTRY);
+		mnt = read_ptr((char *)v + OFF_PATH_MNT);
+	} else {
+		return false;
 	}
-#endif
-}
-
-#define READ_SLOT(n)                                                          \
-	read_slot(ctx, &msg->slots[n], &sc->raw[n], ARG##n##_KIND, ARG##n##_SRC,  \
-		  ARG##n##_SIZE, ARG##n##_SIGNED, ARG##n##_SIZESRC);               \
-	if (ARG##n##_REVERSE)                                                  \
-		sc->rev_len[n] = reverse_into(sc->rev[n], msg->slots[n].data,       \
-					      msg->slots[n].len & G_STR_MASK)
-
-static __always_inline void read_slots(CTX_T *ctx, struct g_scratch *sc)
-{
-	struct g_msg *msg = &sc->msg;
-	msg->nslots = G_NARGS;
-#if G_NARGS > 0
-	READ_SLOT(0);
-#endif
-#if G_NARGS > 1
-	READ_SLOT(1);
-#endif
-#if G_NARGS > 2
-	READ_SLOT(2);
-#endif
-#if G_NARGS > 3
-	READ_SLOT(3);
-#endif
-#if G_NARGS > 4
-	READ_SLOT(4);
-#endif
-}
-
-/* ---- user memory that could not be read ------------------------------------ */
-
-/* Slots whose value is in user memory and read at entry (a returnCopy
- * buffer is read at return anyway). */
-#define USER_SLOT(n) (ARG##n##_KIND == GA_USTR || ARG##n##_KIND == GA_USOCKADDR || \
-		      (ARG##n##_KIND == GA_UBUF && !ARG##n##_RETCOPY))
-/* A NULL pointer is no value to read, not an unreadable one. */
-#define FAILED(n) (USER_SLOT(n) && (sc->msg.slots[n].flags & G_SLOT_ERROR) && sc->raw[n] \
-		   ? 1u << (n) : 0u)
-
-/* Bit n set: slot n is in user memory and its read failed. */
-static __always_inline u32 user_failures(struct g_scratch *sc)
-{
-	u32 failed = 0;
-#if G_NARGS > 0
-	failed |= FAILED(0);
-#endif
-#if G_NARGS > 1
-	failed |= FAILED(1);
-#endif
-#if G_NARGS > 2
-	failed |= FAILED(2);
-#endif
-#if G_NARGS > 3
-	failed |= FAILED(3);
-#endif
-#if G_NARGS > 4
-	failed |= FAILED(4);
-#endif
-	return failed;
-}
-
-#if G_RETRY
-/* Reads a user-memory slot again (at sys_exit); whether it could. */
-static __always_inline bool reread_slot(struct g_slot *s, u64 v, int kind)
-{
-	if (kind == GA_USTR) {
-		long n = bpf_probe_read_user_str(s->data, G_STR_MAX, (void *)v);
-		if (n < 0)
-			return false;
-		s->flags = n == G_STR_MAX ? G_SLOT_TRUNC : 0;
-		s->len = n > 0 ? (n - 1) & G_STR_MASK : 0;
-		return true;
+	if (file) {
+		dentry = read_ptr((char *)file + OFF_FILE_F_PATH + OFF_PATH_DENTRY);
+		mnt = read_ptr((char *)file + OFF_FILE_F_PATH + OFF_PATH_MNT);
 	}
-	if (kind == GA_UBUF) {
-		s64 want = s->ival;
-		u32 n = want < 0 ? 0 : (want > G_STR_MAX ? G_STR_MAX : want);
-		if (n && bpf_probe_read_user(s->data, n & (G_STR_MAX * 2 - 1), (void *)v) < 0)
-			return false;
-		s->flags &= ~G_SLOT_ERROR;
-		s->len = n;
-		return true;
-	}
-	s->flags = 0;       /* a sockaddr: its length argument is gone at exit */
-	slot_usockaddr(s, (void *)v, 0);
-	return !(s->flags & G_SLOT_ERROR);
-}
-
-/* Reads the failed slots again; the scratch's reversed copies are stale
- * (other calls ran on this CPU meanwhile), so they are all made again.
- * Returns the slots still unreadable. */
-#define REREAD(n)                                                                 \
-	if (failed & (1u << (n)) && reread_slot(&sc->msg.slots[n], raw[n], ARG##n##_KIND)) \
-		failed &= ~(1u << (n));                                           \
-	if (ARG##n##_REVERSE)                                                     \
-		sc->rev_len[n] = reverse_into(sc->rev[n], sc->msg.slots[n].data,    \
-					      sc->msg.slots[n].len & G_STR_MASK)
-
-static __always_inline u32 reread_slots(struct g_scratch *sc, u64 *raw, u32 failed)
-{
-#if G_NARGS > 0
-	REREAD(0);
+	walk_into(sc, dentry, mnt);
+	s->len = sc->walk.len;
+	s->flags = sc->walk.flags;
+	bpf_probe_read_kernel(s->data, G_STR_MAX, sc->walk.data);
 #endif
-#if G_NARGS > 1
-	REREAD(1);
-#endif
-#if G_NARGS > 2
-	REREAD(2);
-#endif
-#if G_NARGS > 3
-	REREAD(3);
-#endif
-#if G_NARGS > 4
-	REREAD(4);
-#endif
-	return failed;
-}
-#endif
-
-/* ---- selectors ------------------------------------------------------------- */
-
-/* Loop index i masked for an array of mask+1 entries, hidden from the
- * compiler first: it cannot then turn indexing into a running pointer
- * (which loses the bound), and the verifier sees an index within the
- * array. */
-static __always_inline u32 at(u32 i, u32 mask)
-{
-	BARRIER_VAR(i);
-	return i & mask;
-}
-
-/* Whether x satisfies op against any value (ranges: (lo, hi) pairs).
- * Unrolled to the policy's own bound, so every index is a constant. */
-static __always_inline bool int_match(u8 op, u8 nvals, s64 *vals, s64 x)
-{
-#pragma unroll
-	for (int i = 0; i < G_VAL_LIMIT; i++) {
-		if (i < nvals) {
-			s64 v = vals[i];
-			if (op == G_OP_MASK) {
-				if (x & v)
-					return true;
-			} else if (op == G_OP_GT) {
-				if (x > v)
-					return true;
-			} else if (op == G_OP_LT) {
-				if (x < v)
-					return true;
-			} else if (op == G_OP_INRANGE) {
-				if (!(i & 1) && x >= v && x <= vals[(i + 1) & (G_MAX_VALUES - 1)])
-					return true;
-			} else if (x == v) {
-				return true;
-			}
-		}
-	}
 	return false;
 }
 
-static __always_inline bool str_match(struct g_scratch *sc, struct g_match *m, struct g_slot *s)
+/* ---- predicates --------------------------------------------------------------- */
+
+static __always_inline void or_bits(u64 *hits, struct g_bits *b)
 {
-	u32 len = s->len & G_STR_MASK;
-	if (m->op == G_OP_STR_EQ || m->op == G_OP_STR_NE) {
-		sc->str_key.id = m->id;
-		__builtin_memset(sc->str_key.data, 0, G_STR_MAX);
-		if (s->flags & G_SLOT_TRUNC)
-			len = G_STR_MAX;
-		bpf_probe_read_kernel(sc->str_key.data, len & (G_STR_MAX * 2 - 1), s->data);
-		return str_eq.lookup(&sc->str_key) != NULL;
-	}
-	sc->lpm_key.id = m->id;
-	if (m->op == G_OP_PREFIX || m->op == G_OP_NOTPREFIX) {
-		sc->lpm_key.prefixlen = 32 + 8 * (len > G_LPM_STR ? G_LPM_STR : len);
-		__builtin_memcpy(sc->lpm_key.data, s->data, G_LPM_STR);
-		return str_prefix.lookup(&sc->lpm_key) != NULL;
-	}
-	/* Postfix: the reversed string (made by reverse_slot) against
-	 * reversed values. */
-	u32 slot = m->slot;
-	if (slot >= G_MAX_ARGS)
-		return false;
-	sc->lpm_key.prefixlen = 32 + 8 * (sc->rev_len[slot] & (G_POSTFIX_MAX * 2 - 1));
-	__builtin_memset(sc->lpm_key.data, 0, G_LPM_STR);
-	__builtin_memcpy(sc->lpm_key.data, sc->rev[slot], G_POSTFIX_MAX);
-	return str_postfix.lookup(&sc->lpm_key) != NULL;
+	if (!b)
+		return;
+#pragma unroll
+	for (int w = 0; w < G_WORDS; w++)
+		hits[w] |= b->w[w];
 }
 
-
-static __always_inline bool addr_match(struct g_scratch *sc, struct g_match *m,
-				       struct g_sockinfo *si, bool source)
+static __always_inline u32 trie_id(u32 point, u32 table, u32 slot)
 {
-	struct g_lpm_addr_key *k = &sc->addr_key;
-	k->id = m->id;
+	return point << 8 | table << 4 | slot;
+}
+
+/* Equal and Prefix values are in one trie, Equal values with their NUL so
+ * that their longest match is an exact one; the key is the string with its
+ * NUL when that fits. */
+static __always_inline struct g_bits *fwd_lookup(struct g_scratch *sc, u32 id, char *data, u32 len)
+{
+	struct g_lpm_str_key *k = &sc->skey;
+	u32 n = len + 1 > G_LPM_STR ? G_LPM_STR : len + 1;
+	k->id = id;
+	k->prefixlen = 32 + 8 * n;
+	bpf_probe_read_kernel(k->data, G_LPM_STR, data);
+	if (len < G_LPM_STR)
+		k->data[len & G_STR_MASK] = 0;
+	return str_fwd.lookup(k);
+}
+
+/* Postfix values are stored reversed; so is the key (the string's last
+ * bytes). Every byte of the first G_POSTFIX_MAX is written: a loop that
+ * stops at len leaves the verifier one path per length (path_walk.h). */
+static __always_inline struct g_bits *rev_lookup(struct g_scratch *sc, u32 id, char *data, u32 len)
+{
+	struct g_lpm_str_key *k = &sc->skey;
+	if (len > G_POSTFIX_MAX)
+		len = G_POSTFIX_MAX;
+	u32 last = len - 1;
+	BARRIER_VAR(last);
+	k->id = id;
+	k->prefixlen = 32 + 8 * len;
+#pragma clang loop unroll(disable)
+	for (int i = 0; i < G_POSTFIX_MAX; i++)
+		k->data[i & (G_POSTFIX_MAX - 1)] = data[(last - i) & G_STR_MASK];
+	return str_rev.lookup(k);
+}
+
+static __always_inline struct g_bits *addr_lookup(struct g_scratch *sc, u32 id,
+						  struct g_sockinfo *si, bool source)
+{
+	struct g_lpm_addr_key *k = &sc->akey;
+	k->id = id;
 	k->family = si->family;
+	__builtin_memset(k->addr, 0, 16);
 	if (si->family == 10) {
 		k->prefixlen = 32 + 8 + 128;
 		__builtin_memcpy(k->addr, source ? si->saddr : si->daddr, 16);
@@ -579,646 +503,771 @@ static __always_inline bool addr_match(struct g_scratch *sc, struct g_match *m,
 		k->prefixlen = 32 + 8 + 32;
 		__builtin_memcpy(k->addr, source ? si->saddr : si->daddr, 4);
 	}
-	return cidr.lookup(k) != NULL;
+	return cidr.lookup(k);
 }
 
-/* Does match `m` hold for the record? */
-static __always_inline bool eval_match(struct g_scratch *sc, struct g_match *m)
+/* Whether x satisfies op against any value (ranges: (lo, hi) pairs). */
+static __always_inline bool int_match(struct g_ipred *q, u8 op, s64 x)
 {
-	u8 op = m->op;
-	u8 idx = m->slot;
-	s64 x;
-	u8 iop = G_OP_EQ;
-	bool negate = false;
-
-	if (idx == G_RETURN_SLOT) {
-		x = sc->msg.retval;
-		iop = op;
-		negate = op == G_OP_NE || op == G_OP_NOTINRANGE;
-		if (op == G_OP_NOTINRANGE)
-			iop = G_OP_INRANGE;
-		return int_match(iop, m->nvals, m->vals, x) != negate;
-	}
-	if (idx >= G_MAX_ARGS)
-		return false;
-	struct g_slot *s = &sc->msg.slots[idx];
-	struct g_sockinfo *si = (struct g_sockinfo *)s->data;
-	if (s->flags & G_SLOT_UNREADABLE)
-		return !sc->unreadable_nomatch;     /* unknown: any operator */
-	switch (op) {
-	case G_OP_STR_EQ:
-	case G_OP_PREFIX:
-	case G_OP_POSTFIX:
-		return str_match(sc, m, s);
-	case G_OP_STR_NE:
-	case G_OP_NOTPREFIX:
-	case G_OP_NOTPOSTFIX:
-		return !str_match(sc, m, s);
-	case G_OP_SADDR:
-	case G_OP_NOTSADDR:
-		return addr_match(sc, m, si, true) != (op == G_OP_NOTSADDR);
-	case G_OP_DADDR:
-	case G_OP_NOTDADDR:
-		return addr_match(sc, m, si, false) != (op == G_OP_NOTDADDR);
-	case G_OP_SPORT:
-	case G_OP_NOTSPORT:
-		x = si->sport;
-		iop = G_OP_INRANGE;
-		negate = op == G_OP_NOTSPORT;
-		break;
-	case G_OP_DPORT:
-	case G_OP_NOTDPORT:
-		x = si->dport;
-		iop = G_OP_INRANGE;
-		negate = op == G_OP_NOTDPORT;
-		break;
-	case G_OP_PROTOCOL:
-		x = si->protocol;
-		break;
-	case G_OP_FAMILY:
-		x = si->family;
-		break;
-	case G_OP_NE:
-		x = s->ival;
-		negate = true;
-		break;
-	case G_OP_NOTINRANGE:
-		x = s->ival;
-		iop = G_OP_INRANGE;
-		negate = true;
-		break;
-	default:
-		x = s->ival;
-		iop = op;
-	}
-	return int_match(iop, m->nvals, m->vals, x) != negate;
-}
-
-/* The pid a matchPIDs entry compares: the tgid, or with isNamespacePID the
- * pid in the task's own pid namespace (task->thread_pid->numbers[level]). */
-static __always_inline u32 selector_pid(struct g_selector *sel, u32 tgid)
-{
-#ifndef TETRAD_NO_BTF
-	if (sel->ns_pid) {
-		void *pid = read_ptr((char *)bpf_get_current_task() + OFF_TASK_THREAD_PID);
-		u32 level = 0, nr = 0;
-		bpf_probe_read_kernel(&level, sizeof(level), (char *)pid + OFF_PID_LEVEL);
-		bpf_probe_read_kernel(&nr, sizeof(nr),
-				      (char *)pid + OFF_PID_NUMBERS + (level & 31) * SIZEOF_UPID);
-		return nr;
-	}
-#endif
-	return tgid;
-}
-
-static __always_inline bool pid_in(struct g_selector *sel, u32 pid)
-{
-#pragma unroll
-	for (int i = 0; i < G_PID_LIMIT; i++) {
-		if (i < sel->npids && sel->pids[i] == pid)
+	s64 *vals = q->vals;
+#pragma clang loop unroll(disable)
+	for (u32 i = 0; i < G_MAX_VALUES; i++) {
+		if (i >= BOUND(q->nvals))
+			break;
+		s64 v = vals[at(i, G_MAX_VALUES - 1)];
+		if (op == G_OP_MASK) {
+			if (x & v)
+				return true;
+		} else if (op == G_OP_GT) {
+			if (x > v)
+				return true;
+		} else if (op == G_OP_LT) {
+			if (x < v)
+				return true;
+		} else if (op == G_OP_INRANGE) {
+			if (!(i & 1) && x >= v && x <= vals[at(i + 1, G_MAX_VALUES - 1)])
+				return true;
+		} else if (x == v) {
 			return true;
+		}
 	}
 	return false;
 }
 
-#define G_ANCESTORS 8
-
-static __always_inline bool pids_match(struct g_selector *sel, u32 tgid)
+static __always_inline bool ipred_holds(struct g_slot *s, struct g_ipred *q)
 {
-	if (!sel->pid_op)
-		return true;
-	bool in = pid_in(sel, selector_pid(sel, tgid));
-	if (!in && sel->follow_forks && !sel->ns_pid) {
+	struct g_sockinfo *si = (struct g_sockinfo *)s->data;
+	s64 x = s->ival;
+	u8 op = q->op;
+	if (op == G_OP_SPORT) {
+		x = si->sport;
+		op = G_OP_INRANGE;
+	} else if (op == G_OP_DPORT) {
+		x = si->dport;
+		op = G_OP_INRANGE;
+	} else if (op == G_OP_PROTOCOL) {
+		x = si->protocol;
+		op = G_OP_EQ;
+	} else if (op == G_OP_FAMILY) {
+		x = si->family;
+		op = G_OP_EQ;
+	}
+	return int_match(q, op, x);
+}
+
+/* ---- the caller -------------------------------------------------------------- */
+
+/* matchBinaries predicates that hold: one lookup per trie on the process's
+ * binary from execve_map (an unknown process: none holds). */
+static __always_inline u64 binary_bits(struct g_scratch *sc, u32 point)
+{
+	struct g_state *st = &sc->st;
+	u32 tgid = st->pid;
+	struct tetrad_exec_entry *e = execve_map.lookup(&tgid);
+	if (!e)
+		return 0;
+	st->proc_ktime = e->key.ktime;
+	u32 len = e->bin_len & G_STR_MASK;
+	bpf_probe_read_kernel(sc->bin, G_STR_MAX, e->binary);
+	u64 bits = 0;
+	struct g_bits *b = fwd_lookup(sc, trie_id(point, G_TRIE_FWD, G_BINARY_SLOT), sc->bin, len);
+	if (b)
+		bits |= b->w[0];
+	b = rev_lookup(sc, trie_id(point, G_TRIE_REV, G_BINARY_SLOT), sc->bin, len);
+	if (b)
+		bits |= b->w[0];
+	return bits;
+}
+
+/* matchPIDs predicates that hold (pid_sel). */
+static __always_inline u64 pid_bits(struct g_state *st, struct g_point *p, u32 point)
+{
+	struct g_pid_key key = {.point = point, .pid = st->pid};
+	struct g_pid_bits *b = pid_sel.lookup(&key);
+	u64 bits = b ? b->pid | b->forks : 0;
+	if (p->flags & G_POINT_FORKS) {
 		/* followForks: a descendant of a listed pid matches too. */
-		u32 pid = tgid;
+		u32 pid = st->pid;
+#pragma clang loop unroll(disable)
 		for (int i = 0; i < G_ANCESTORS; i++) {
 			struct tetrad_exec_entry *e = execve_map.lookup(&pid);
 			if (!e || !e->parent.pid)
 				break;
 			pid = e->parent.pid;
-			if (pid_in(sel, pid)) {
-				in = true;
-				break;
-			}
+			key.pid = pid;
+			b = pid_sel.lookup(&key);
+			if (b)
+				bits |= b->forks;
 		}
 	}
-	return sel->pid_op == G_SET_IN ? in : !in;
+#ifndef TETRAD_NO_BTF
+	if (p->flags & G_POINT_NSPID) {
+		/* isNamespacePID: the pid in the task's own pid namespace
+		 * (task->thread_pid->numbers[level]). */
+		void *pid = read_ptr((char *)bpf_get_current_task() + OFF_TASK_THREAD_PID);
+		u32 level = 0;
+		bpf_probe_read_kernel(&level, sizeof(level), (char *)pid + OFF_PID_LEVEL);
+		key.pid = 0;
+		bpf_probe_read_kernel(&key.pid, sizeof(key.pid),
+				      (char *)pid + OFF_PID_NUMBERS + (level & 31) * SIZEOF_UPID);
+		b = pid_sel.lookup(&key);
+		if (b)
+			bits |= b->nspid;
+	}
+#endif
+	return bits;
 }
 
-/* The process's binary from execve_map, NUL terminated, and reversed. */
-static __always_inline void load_binary(struct g_scratch *sc, u32 tgid)
+static __always_inline bool caller_match(struct g_state *st, struct g_selector *sel)
 {
-	struct tetrad_exec_entry *e = execve_map.lookup(&tgid);
-	sc->msg.proc_ktime = e ? e->key.ktime : 0;
-#if G_BIN_POSTFIX
-	__builtin_memset(sc->bin_rev, 0, G_POSTFIX_MAX);
-#endif
-	sc->have_bin = e != NULL;
-	sc->bin_len = 0;
-	if (!e)
-		return;
-	u32 len = e->bin_len & G_STR_MASK;
-	bpf_probe_read_kernel(sc->bin, len, e->binary);
-	sc->bin[len & G_STR_MASK] = 0;      /* In/NotIn match up to this NUL */
-	sc->bin_len = len;
-#if G_BIN_POSTFIX
-	reverse_into(sc->bin_rev, sc->bin, len);
-#endif
+	return (st->callerhits & sel->cpos) == sel->cpos && !(st->callerhits & sel->cneg);
 }
 
-static __always_inline bool binary_match(struct g_scratch *sc, struct g_selector *sel)
+/* Whether a workload-scoped hook (containerSelector/hostSelector) runs for
+ * the current task: its cgroup is one user space selected for this hook. */
+static __always_inline bool in_scope(struct g_state *st, struct g_hook *h)
 {
-	bool hit;
-	if (!sel->bin_op)
+	if (!(h->flags & G_HOOK_CGROUPS))
 		return true;
-	if (!sc->have_bin)
-		return sel->bin_op == G_SET_NOTIN || sel->bin_op == G_SET_NOTPREFIX ||
-		       sel->bin_op == G_SET_NOTPOSTFIX;
-	u32 len = sc->bin_len & G_STR_MASK;
-	switch (sel->bin_op) {
-	case G_SET_IN:
-	case G_SET_NOTIN:
-		/* Exact match: the values are in the trie with their NUL. */
-		sc->lpm_key.id = sel->bin_id;
-		sc->lpm_key.prefixlen = 32 + 8 * (len + 1 > G_LPM_STR ? G_LPM_STR : len + 1);
-		__builtin_memcpy(sc->lpm_key.data, sc->bin, G_LPM_STR);
-		hit = str_prefix.lookup(&sc->lpm_key) != NULL;
-		return sel->bin_op == G_SET_IN ? hit : !hit;
-	case G_SET_PREFIX:
-	case G_SET_NOTPREFIX:
-		sc->lpm_key.id = sel->bin_id;
-		sc->lpm_key.prefixlen = 32 + 8 * (len > G_LPM_STR ? G_LPM_STR : len);
-		__builtin_memcpy(sc->lpm_key.data, sc->bin, G_LPM_STR);
-		hit = str_prefix.lookup(&sc->lpm_key) != NULL;
-		return sel->bin_op == G_SET_PREFIX ? hit : !hit;
-	default:
-		sc->lpm_key.id = sel->bin_id;
-		sc->lpm_key.prefixlen = 32 + 8 * (len > G_POSTFIX_MAX ? G_POSTFIX_MAX : len);
-		__builtin_memset(sc->lpm_key.data, 0, G_LPM_STR);
-		__builtin_memcpy(sc->lpm_key.data, sc->bin_rev, G_POSTFIX_MAX);
-		hit = str_postfix.lookup(&sc->lpm_key) != NULL;
-		return sel->bin_op == G_SET_POSTFIX ? hit : !hit;
-	}
+	if (!st->cgroup_id)
+		st->cgroup_id = bpf_get_current_cgroup_id();
+	struct g_cgroup_key key = {};
+	key.cgroup_id = st->cgroup_id;
+	key.hook_id = h->id;
+	return cgroup_sel.lookup(&key) != NULL;
 }
 
-/* Index of the first selector whose entry filters all match, or -1. A hook
- * without selectors matches everything (Tetragon: no selector => Post):
- * NO_SELECTORS. */
-#define NO_SELECTORS 0xfe
-#define NO_MATCH 0xff
-
-static __always_inline int select_entry(struct g_scratch *sc, struct g_hook *h, u32 tgid)
+/* Positions of the point's hooks that want this caller: active, in scope,
+ * and with a selector whose caller masks hold (or no selector). */
+static __always_inline void wanted_hooks(struct g_state *st, struct g_point *p)
 {
-	u32 nsel = h->nsel;
-	if (nsel == 0)
-		return NO_SELECTORS;
-	int found = -1;
-	/* Fully unrolled (no break/continue, which stop clang unrolling):
-	 * every index is a constant, which is what the verifier handles best. */
-#pragma unroll
-	for (int s = 0; s < G_SEL_LIMIT; s++) {
-		if (found < 0 && s < nsel) {
-			struct g_selector *sel = &h->sel[s];
-			if (pids_match(sel, tgid) && binary_match(sc, sel)) {
-				/* Not unrolled: one copy of eval_match per selector
-				 * keeps the program small enough for 16-bit jumps. */
-				u32 nmatch = sel->nmatch;
-				int i;
-				for (i = 0; i < G_MATCH_LIMIT; i++) {
-					if (i >= nmatch)
-						break;
-					if (!eval_match(sc, &sel->match[at(i, G_MAX_MATCH - 1)]))
-						break;
-				}
-				if (i >= nmatch || i == G_MATCH_LIMIT)
-					found = s;
-			}
+	/* Accumulated in map memory, not a register: the verifier does not
+	 * track its value, so it walks each hook once, not once per
+	 * combination of the hooks before it. */
+	st->wanted = 0;
+#pragma clang loop unroll(disable)
+	for (u32 i = 0; i < G_POINT_HOOKS; i++) {
+		if (i >= BOUND(p->nhooks))
+			break;
+		u32 id = p->hooks[at(i, G_POINT_HOOKS - 1)];
+		struct g_hook *h = hooks.lookup(&id);
+		if (!h || !(h->flags & G_HOOK_ACTIVE) || !in_scope(st, h))
+			continue;
+		bool want = h->nsel == 0;
+#pragma clang loop unroll(disable)
+		for (u32 s = 0; s < G_MAX_SEL; s++) {
+			if (want || s >= BOUND(h->nsel))
+				break;
+			want = caller_match(st, &h->sel[at(s, G_MAX_SEL - 1)]);
 		}
+		if (want)
+			LAUNDER(st->wanted) |= 1u << i;
 	}
-	return found;
 }
 
-/* ---- actions ---------------------------------------------------------------- */
-
-static __always_inline struct g_hook_stats *stats_of(u32 hook_id)
+/* The start of every call: the caller's predicates and the hooks that want
+ * it; then, when some do, the raw values and the first stage. */
+static __always_inline int begin(void *ctx, u32 ck, u32 lpoint)
 {
-	return hook_stats.lookup(&hook_id);
+	u32 *ref = point_ref.lookup(&lpoint);
+	if (!ref)
+		return 0;
+	u32 point = *ref;
+	struct g_point *p = points.lookup(&point);
+	if (!p || !(p->flags & G_POINT_ACTIVE))
+		return 0;
+	struct g_scratch *sc = get_scratch();
+	if (!sc)
+		return 0;
+	struct g_state *st = &sc->st;
+	u64 pid_tgid = bpf_get_current_pid_tgid();
+	st->pid = pid_tgid >> 32;
+	st->tid = (u32)pid_tgid;
+	st->point = point;
+	st->lpoint = lpoint;
+	st->ck = ck;
+	st->proc_ktime = 0;
+	st->cgroup_id = 0;
+	st->callerhits = 0;
+	st->retval = 0;
+	st->verdict = 0;
+	st->at_return = 0;
+	st->deferred = 0;
+	if (p->flags & G_POINT_BINARY)
+		st->callerhits |= binary_bits(sc, lpoint);
+	if (p->flags & G_POINT_PIDS)
+		st->callerhits |= pid_bits(st, p, lpoint);
+	wanted_hooks(st, p);
+	if (!LAUNDER(st->wanted))
+		return 0;
+	st->failed = 0;
+	st->iter = 0;
+	if (ck == CK_SYSCALL)
+		/* perf_call_bpf_enter: 8 bytes, the syscall number, then each
+		 * argument in 8 bytes. Through a helper: a direct read past the
+		 * syscall's own arguments would make the kernel refuse to attach
+		 * the program to a syscall with fewer (max_ctx_offset). */
+		bpf_probe_read_kernel(st->args, 6 * sizeof(u64), (char *)ctx + 16);
+#if G_PROG_TYPE == G_TYPE_KPROBE
+	if (ck == CK_REGS) {
+		struct pt_regs *regs = ctx;
+		st->args[0] = PT_REGS_PARM1(regs);
+		st->args[1] = PT_REGS_PARM2(regs);
+		st->args[2] = PT_REGS_PARM3(regs);
+		st->args[3] = PT_REGS_PARM4(regs);
+		st->args[4] = PT_REGS_PARM5(regs);
+		st->args[5] = PT_REGS_PARM6(regs);
+	}
+#endif
+	if (ck == CK_ARRAY)
+		/* Through a helper: the verifier refuses a direct read past the
+		 * hook's own arguments, which differ per attach point. */
+		bpf_probe_read_kernel(st->args, 6 * sizeof(u64), ctx);
+	stages.call(ctx, S_READ);
+	return tail_missed(S_READ);
 }
 
-static __always_inline bool rate_limited(struct g_scratch *sc, u32 hook_id, u32 sel, u32 seconds)
+/* ---- selection ------------------------------------------------------------------ */
+
+/* Whether the selector's argument masks hold: every `pos` predicate holds,
+ * no `neg` one does. A predicate on an unreadable slot holds either way,
+ * unless the hook says no-match: then any mask on it fails. Branch-free,
+ * so the verifier walks one path per selector. */
+static __always_inline bool masks_hold(struct g_state *st, struct g_selector *sel, bool nomatch)
+{
+	u64 strict = nomatch ? ~0ULL : 0;
+	u64 bad = 0;
+#pragma unroll
+	for (int w = 0; w < G_WORDS; w++) {
+		u64 unk = st->unknown[w];
+		u64 known = st->hits[w] & ~unk;
+		u64 pos = sel->pos[w], neg = sel->neg[w];
+		bad |= known & neg;
+		bad |= pos & ~(known | (unk & ~strict));
+		bad |= (pos | neg) & unk & strict;
+	}
+	return bad == 0;
+}
+
+/* Index of the hook's first selector that holds, ALL_SEL for a hook without
+ * selectors (Tetragon: no selector => Post), or NO_SEL. */
+static __always_inline u8 select_hook(struct g_state *st, struct g_hook *h)
+{
+	if (h->nsel == 0)
+		return ALL_SEL;
+	bool nomatch = h->flags & G_HOOK_UNREADABLE_NOMATCH;
+#pragma clang loop unroll(disable)
+	for (u32 s = 0; s < G_MAX_SEL; s++) {
+		if (s >= BOUND(h->nsel))
+			break;
+		struct g_selector *sel = &h->sel[at(s, G_MAX_SEL - 1)];
+		if (caller_match(st, sel) && masks_hold(st, sel, nomatch))
+			return s;
+	}
+	return NO_SEL;
+}
+
+/* ---- actions ----------------------------------------------------------------- */
+
+static __always_inline struct g_slot *arg_slot(struct g_state *st, struct g_hook *h, u32 j)
+{
+	return &st->slots[h->argslot[at(j, 7)] & G_SLOT_MASK];
+}
+
+static __always_inline bool rate_limited(struct g_state *st, struct g_hook *h, u32 sel, u32 seconds)
 {
 	/* Key: hook, selector, process and the first bytes of each argument. */
-	u64 h = 14695981039346656037ULL ^ ((u64)hook_id << 40 | (u64)sel << 32 | sc->msg.pid);
-	for (int i = 0; i < G_MAX_ARGS; i++) {
-		h = (h ^ (u64)sc->msg.slots[i].ival) * 1099511628211ULL;
+	u64 k = 14695981039346656037ULL ^ ((u64)h->id << 40 | (u64)sel << 32 | st->pid);
+#pragma clang loop unroll(disable)
+	for (u32 j = 0; j < G_MAX_ARGS; j++) {
+		if (j >= BOUND(h->nargs))
+			break;
+		struct g_slot *s = arg_slot(st, h, j);
+		k = (k ^ (u64)s->ival) * 1099511628211ULL;
 		u64 head = 0;
-		__builtin_memcpy(&head, sc->msg.slots[i].data, 8);
-		h = (h ^ head) * 1099511628211ULL;
+		__builtin_memcpy(&head, s->data, 8);
+		k = (k ^ head) * 1099511628211ULL;
 	}
 	u64 now = bpf_ktime_get_ns();
-	u64 *last = rate_limits.lookup(&h);
+	u64 *last = rate_limits.lookup(&k);
 	if (last && now - *last < (u64)seconds * 1000000000ULL)
 		return true;
-	rate_limits.update(&h, &now);
+	rate_limits.update(&k, &now);
 	return false;
 }
 
-static __always_inline void post(struct g_scratch *sc)
+/* The record: the hook's own arguments, in its order. */
+static __always_inline void post(struct g_scratch *sc, struct g_hook *h, u8 sel, u8 action, u8 flags)
 {
-	struct g_msg *msg = &sc->msg;
+	struct g_state *st = &sc->st;
+	struct g_msg *msg = &sc->out;
 	u32 zero = 0;
+	struct g_hook_stats *stats = stats_of(h->id);
 	u32 *shedding = shed.lookup(&zero);
 	if (shedding && *shedding) {
-		struct g_hook_stats *st = stats_of(msg->hook_id);
-		if (st)
-			__sync_fetch_and_add(&st->shed, 1);
+		if (stats)
+			__sync_fetch_and_add(&stats->shed, 1);
 		return;
 	}
-	msg->hdr.op = TETRAD_OP_GENERIC;
+	if (!st->proc_ktime) {
+		u32 tgid = st->pid;
+		struct tetrad_exec_entry *e = execve_map.lookup(&tgid);
+		st->proc_ktime = e ? e->key.ktime : 0;
+	}
+	u32 n = h->nargs;
+	if (n > G_MAX_ARGS)
+		n = G_MAX_ARGS;
+#pragma clang loop unroll(disable)
+	for (u32 j = 0; j < G_MAX_ARGS; j++) {
+		if (j >= BOUND(h->nargs))
+			break;
+		/* Too big for an inline copy: the helper copies map memory. */
+		bpf_probe_read_kernel(&msg->slots[j], sizeof(struct g_slot), arg_slot(st, h, j));
+	}
 	/* Only the slots this hook has: a one-argument record is a quarter of
 	 * a full one, so four times as many fit in the ring buffer. */
-	u32 size = offsetof(struct g_msg, slots) + G_NARGS * sizeof(struct g_slot);
+	u32 size = offsetof(struct g_msg, slots) + n * sizeof(struct g_slot);
+	msg->hdr.op = TETRAD_OP_GENERIC;
 	msg->hdr.size = size;
 	msg->hdr.cpu = bpf_get_smp_processor_id();
 	msg->hdr.ktime = bpf_ktime_get_ns();
-	struct g_hook_stats *st = stats_of(msg->hook_id);
+	msg->obj_id = OBJ_ID;
+	msg->hook_id = h->id;
+	msg->pid = st->pid;
+	msg->tid = st->tid;
+	msg->proc_ktime = st->proc_ktime;
+	msg->retval = flags & G_MSG_RETURN ? st->retval : 0;
+	msg->selector = sel;
+	msg->action = action;
+	msg->flags = flags;
+	msg->nslots = n;
 	if (events.ringbuf_output(msg, size, TETRAD_RB_FLAGS) < 0) {
-		if (st)
-			__sync_fetch_and_add(&st->dropped, 1);
-	} else if (st) {
-		__sync_fetch_and_add(&st->posted, 1);
+		if (stats)
+			__sync_fetch_and_add(&stats->dropped, 1);
+	} else if (stats) {
+		__sync_fetch_and_add(&stats->posted, 1);
 	}
 }
 
-/* Runs the actions of a chosen selector; returns the LSM/override verdict
- * (0 or a negative errno). */
-static __always_inline int run_actions(void *ctx, struct g_scratch *sc, struct g_hook *h,
-				       struct g_action *acts, u8 nact, u32 sel)
+/* Runs a chosen selector's actions; returns the LSM/override verdict (0 or
+ * a negative errno). */
+static __always_inline int run_actions(void *ctx, struct g_scratch *sc, struct g_hook *h, u8 sel,
+				       struct g_action *acts, u8 *nact, u8 msg_flags)
 {
 	bool monitor = h->flags & G_HOOK_MONITOR;
 	bool do_post = true, limited = false;
 	int verdict = 0;
 	u8 shown = G_ACT_POST;
 
-#pragma unroll
-	for (int i = 0; i < G_ACT_LIMIT; i++) {
-		if (i >= nact)
-			continue;
-		struct g_action *a = &acts[i];
-		switch (a->action) {
-		case G_ACT_NOPOST:
-			do_post = false;
+#pragma clang loop unroll(disable)
+	for (u32 i = 0; i < G_MAX_ACTIONS; i++) {
+		if (i >= BOUND(*nact))
 			break;
-		case G_ACT_POST:
-			if (a->rate_limit_s && rate_limited(sc, h->id, sel, a->rate_limit_s)) {
+		struct g_action *a = &acts[at(i, G_MAX_ACTIONS - 1)];
+		u8 action = a->action;
+		if (action == G_ACT_NOPOST) {
+			do_post = false;
+		} else if (action == G_ACT_POST) {
+			if (a->rate_limit_s && rate_limited(&sc->st, h, sel, a->rate_limit_s)) {
 				do_post = false;
 				limited = true;
 			}
-			break;
-		case G_ACT_SIGKILL:
-		case G_ACT_SIGNAL:
-			shown = a->action;
+		} else if (action == G_ACT_SIGKILL || action == G_ACT_SIGNAL) {
+			shown = action;
 			if (!monitor)
-				bpf_send_signal(a->action == G_ACT_SIGKILL ? 9 : a->arg);
-			break;
-		case G_ACT_OVERRIDE:
-			shown = a->action;
+				bpf_send_signal(action == G_ACT_SIGKILL ? 9 : a->arg);
+		} else if (action == G_ACT_OVERRIDE) {
+			shown = action;
 			if (!monitor) {
 				verdict = a->arg;
-#if G_KIND == G_KIND_KPROBE && defined(G_OVERRIDE_RETURN)
+#if G_PROG_TYPE == G_TYPE_KPROBE && defined(G_OVERRIDE_RETURN)
 				bpf_override_return(ctx, a->arg);
 #endif
 			}
-			break;
-		default:    /* FollowFD/UnfollowFD: fds resolve from the fd table */
-			break;
 		}
+		/* FollowFD/UnfollowFD: fds resolve from the fd table. */
 	}
-	struct g_hook_stats *st = stats_of(h->id);
-	if (st) {
+	struct g_hook_stats *stats = stats_of(h->id);
+	if (stats) {
 		if (shown != G_ACT_POST) {
 			if (monitor)
-				__sync_fetch_and_add(&st->monitored, 1);
+				__sync_fetch_and_add(&stats->monitored, 1);
 			else
-				__sync_fetch_and_add(&st->enforced, 1);
+				__sync_fetch_and_add(&stats->enforced, 1);
 		}
 		if (limited)
-			__sync_fetch_and_add(&st->rate_limited, 1);
+			__sync_fetch_and_add(&stats->rate_limited, 1);
 	}
 	if (do_post) {
-		sc->msg.hook_id = h->id;
-		sc->msg.selector = sel;
-		sc->msg.action = shown;
 		if (monitor && shown != G_ACT_POST)
-			sc->msg.flags |= G_MSG_MONITOR;
-		else
-			sc->msg.flags &= ~G_MSG_MONITOR;
-		post(sc);
+			msg_flags |= G_MSG_MONITOR;
+		post(sc, h, sel, shown, msg_flags);
 	}
 	return verdict;
 }
 
-static __always_inline void fill_common(struct g_scratch *sc, u32 tgid, u32 tid)
+/* The actions of selector `s` of a hook; for a return hook at its return,
+ * matchReturnArgs first, then its return actions if it has any. */
+static __always_inline int act(void *ctx, struct g_scratch *sc, struct g_hook *h, u8 s)
 {
-	sc->msg.obj_id = OBJ_ID;
-	sc->msg.pid = tgid;
-	sc->msg.tid = tid;
-	sc->msg.retval = 0;
-	sc->msg.flags = 0;
-#if G_NEEDS_BINARY
-	load_binary(sc, tgid);
-#endif
+	bool ret = sc->st.at_return && (h->flags & G_HOOK_RETURN);
+	u8 flags = ret ? G_MSG_RETURN : 0;
+	if (s == ALL_SEL)
+		/* No selector: no action, Post (h->nsel is 0 here). */
+		return run_actions(ctx, sc, h, 0, h->sel[0].act, &h->nsel, flags);
+	struct g_selector *sel = &h->sel[at(s, G_MAX_SEL - 1)];
+	if (ret) {
+		if (sel->has_ret && int_match(&sel->ret, sel->ret.op, sc->st.retval) ==
+		    (bool)sel->ret.negate)
+			return 0;
+		if (sel->nret_act)
+			return run_actions(ctx, sc, h, s, sel->ret_act, &sel->nret_act, flags);
+	}
+	return run_actions(ctx, sc, h, s, sel->act, &sel->nact, flags);
 }
 
-/* The slots in `failed` are unknown from here on (see eval_match). */
-static __always_inline void mark_unreadable(struct g_scratch *sc, struct g_hook *h, u32 failed)
-{
-	if (!failed)
-		return;
-	u32 n = 0;
-#pragma unroll
-	for (int i = 0; i < G_MAX_ARGS; i++) {
-		if (failed & (1u << i)) {
-			sc->msg.slots[i].flags |= G_SLOT_UNREADABLE;
-			n++;
-		}
-	}
-	struct g_hook_stats *st = stats_of(h->id);
-	if (st)
-		__sync_fetch_and_add(&st->unreadable, n);
-}
+/* ---- returns --------------------------------------------------------------------- */
 
-#if G_EXIT
-#define RETRY 0xfd
-
-/* Keeps the call for its exit; false when the map is full. */
-static __always_inline bool defer(struct g_scratch *sc, u8 sel, u32 tid)
+#if G_HAS_EXIT
+/* Keeps the call's state for its return; false when the map is full. */
+static __always_inline bool defer(struct g_state *st)
 {
-	u32 zero = 0;
-	struct g_pending *p = pending_heap.lookup(&zero);
-	if (!p)
+	struct g_pending_key key = {.tid = st->tid, .point = st->lpoint};
+	u32 point = st->lpoint;
+	if (pending.update(&key, st) < 0)
 		return false;
-	p->sel[0] = sel;
-	/* Too big for an inline copy: the helper copies map memory. */
-	bpf_probe_read_kernel(&p->msg, sizeof(p->msg), &sc->msg);
-	bpf_probe_read_kernel(p->raw, sizeof(p->raw), sc->raw);
-#if G_RETRY
-	if (sel == RETRY) {
-		p->bin_len = sc->bin_len;
-		p->have_bin = sc->have_bin;
-		bpf_probe_read_kernel(p->bin, sizeof(p->bin), sc->bin);
-		bpf_probe_read_kernel(p->bin_rev, sizeof(p->bin_rev), sc->bin_rev);
-	}
-#endif
-	if (pending.update(&tid, p) < 0)
-		return false;
-#if G_RETRY
-	if (sel == RETRY) {
-		u64 *n = deferred_now.lookup(&zero);
-		if (n)
-			__sync_fetch_and_add(n, 1);
-	}
-#endif
+	u64 *n = pending_now.lookup(&point);
+	if (n)
+		__sync_fetch_and_add(n, 1);
 	return true;
 }
-#endif
 
-/* ---- entry points ------------------------------------------------------------ */
-
-/* The hook for this call (one per demux key), if active. */
-static __always_inline struct g_hook *find_hook(CTX_T *ctx)
-{
-	u32 key = DEMUX_KEY(ctx);
-	struct g_hook_list *list = hook_index.lookup(&key);
-	if (!list || !list->n)
-		return NULL;
-	u32 id = list->ids[0];
-	struct g_hook *h = hooks.lookup(&id);
-	if (!h || !(h->flags & G_HOOK_ACTIVE))
-		return NULL;
-	return h;
-}
-
-/* Whether some selector accepts the caller (matchPIDs, matchBinaries).
- * When none does, the call is left alone before any argument is read: the
- * cheap filters run first. */
-static __always_inline bool caller_wanted(struct g_scratch *sc, struct g_hook *h, u32 tgid)
-{
-	u32 nsel = h->nsel;
-	if (nsel == 0)
-		return true;
-#pragma unroll
-	for (int s = 0; s < G_SEL_LIMIT; s++) {
-		if (s < nsel && pids_match(&h->sel[s], tgid) && binary_match(sc, &h->sel[s]))
-			return true;
-	}
-	return false;
-}
-
-/* Whether a workload-scoped hook (containerSelector/hostSelector) runs for
- * the current task: its cgroup is one user space selected for this hook. */
-static __always_inline bool in_scope(struct g_hook *h)
-{
-	if (!(h->flags & G_HOOK_CGROUPS))
-		return true;
-	struct g_cgroup_key key = {};
-	key.cgroup_id = bpf_get_current_cgroup_id();
-	key.hook_id = h->id;
-	return cgroup_sel.lookup(&key) != NULL;
-}
-
-/* Entry of a hooked call: select and act (or, for a hook with a return
- * value, remember the arguments and the selector chosen). */
-static __always_inline int on_entry(CTX_T *ctx)
-{
-	struct g_hook *h = find_hook(ctx);
-	if (!h || !in_scope(h))
-		return 0;
-	u32 zero = 0;
-	struct g_scratch *sc = scratch.lookup(&zero);
-	if (!sc)
-		return 0;
-	u64 pid_tgid = bpf_get_current_pid_tgid();
-	u32 tgid = pid_tgid >> 32;
-	fill_common(sc, tgid, (u32)pid_tgid);
-	if (!caller_wanted(sc, h, tgid))
-		return 0;
-	read_slots(ctx, sc);
-	u32 failed = user_failures(sc);
-#if G_RETRY
-	if (failed && defer(sc, RETRY, (u32)pid_tgid)) {
-		struct g_hook_stats *st = stats_of(h->id);
-		if (st)
-			__sync_fetch_and_add(&st->deferred, 1);
-		return 0;           /* decided at sys_exit */
-	}
-#endif
-	mark_unreadable(sc, h, failed);
-	sc->unreadable_nomatch = h->flags & G_HOOK_UNREADABLE_NOMATCH;
-	int s = select_entry(sc, h, tgid);
-	if (s < 0)
-		return 0;
-#if !G_NEEDS_BINARY
-	/* Which process: only once something matched (a hash lookup fewer
-	 * on every call that matches nothing); load_binary already looked. */
-	struct tetrad_exec_entry *e = execve_map.lookup(&tgid);
-	sc->msg.proc_ktime = e ? e->key.ktime : 0;
-#endif
-
-#if G_HAS_RETURN
-	defer(sc, s, (u32)pid_tgid);
-	return 0;
-#else
-	if (s == NO_SELECTORS)
-		return run_actions(ctx, sc, h, NULL, 0, 0);
-	struct g_selector *sel = &h->sel[at(s, G_MAX_SEL - 1)];
-	return run_actions(ctx, sc, h, sel->act, sel->nact, s);
-#endif
-}
-
-#if G_EXIT
-/* Return of a hooked call: the return value, return-time buffers, then
- * matchReturnArgs and the actions of the selector chosen at entry; or, for
- * a call deferred at entry (RETRY), the second read of its user-memory
- * arguments, then selection and actions as at entry. The call has run:
+/* The return of a hooked call: the state its entry kept, the return value,
+ * buffers the call filled (`retval` bytes); then, for a call deferred at
+ * entry, its user-memory slots read again and every stage from S_EVAL; for
+ * return hooks, S_ACT (matchReturnArgs, return actions). The call has run:
  * a signal sent now is delivered before it returns to user code. */
-static __always_inline int on_return(void *ctx, s64 retval)
+static __always_inline int finish(void *ctx, u32 lpoint, s64 retval)
 {
-	u32 zero = 0;
-#if !G_HAS_RETURN
-	u64 *deferred = deferred_now.lookup(&zero);
-	if (!deferred || !*deferred)
+	u64 *waiting = pending_now.lookup(&lpoint);
+	if (!waiting || !*waiting)
 		return 0;
-#endif
-	u32 tid = (u32)bpf_get_current_pid_tgid();
-	struct g_pending *p = pending.lookup(&tid);
+	struct g_pending_key key = {.tid = (u32)bpf_get_current_pid_tgid(), .point = lpoint};
+	struct g_state *saved = pending.lookup(&key);
+	if (!saved)
+		return 0;
+	struct g_scratch *sc = get_scratch();
+	if (!sc) {
+		pending.delete(&key);
+		return 0;
+	}
+	struct g_state *st = &sc->st;
+	bpf_probe_read_kernel(st, sizeof(*st), saved);
+	pending.delete(&key);
+	__sync_fetch_and_add(waiting, -1);
+	/* The table the entry used: its hook positions are what `sel` and
+	 * `wanted` refer to. */
+	u32 point = st->point;
+	struct g_point *p = points.lookup(&point);
 	if (!p)
 		return 0;
-	struct g_scratch *sc = scratch.lookup(&zero);
-	if (!sc) {
-		pending.delete(&tid);
-		return 0;
-	}
-	bpf_probe_read_kernel(&sc->msg, sizeof(sc->msg), &p->msg);
-	u8 sel_of[G_HOOKS_PER_KEY];
-	__builtin_memcpy(sel_of, p->sel, sizeof(sel_of));
-	u64 raw[G_MAX_ARGS];
-	__builtin_memcpy(raw, p->raw, sizeof(raw));
-#if G_RETRY
-	if (sel_of[0] == RETRY) {
-		u64 *n = deferred_now.lookup(&zero);
-		if (n)
-			__sync_fetch_and_add(n, -1);
-		sc->bin_len = p->bin_len;
-		sc->have_bin = p->have_bin;
-		bpf_probe_read_kernel(sc->bin, sizeof(sc->bin), p->bin);
-		bpf_probe_read_kernel(sc->bin_rev, sizeof(sc->bin_rev), p->bin_rev);
-	}
-#endif
-	pending.delete(&tid);
-	sc->msg.retval = retval;
-#if G_HAS_RETURN
-	sc->msg.flags |= G_MSG_RETURN;
+	st->at_return = 1;
+	st->retval = retval;
+	st->verdict = 0;
 
-#define RETCOPY(n)                                                                  \
-	if (ARG##n##_RETCOPY) {                                                     \
-		struct g_slot *s = &sc->msg.slots[n];                               \
-		u32 len = retval < 0 ? 0 : (retval > G_STR_MAX ? G_STR_MAX : retval); \
-		s->ival = retval;                                                   \
-		s->len = len;                                                       \
-		s->flags = retval > G_STR_MAX ? G_SLOT_TRUNC : 0;                   \
-		if (len && bpf_probe_read_user(s->data, len & (G_STR_MAX * 2 - 1), (void *)raw[n]) < 0) \
-			s->flags |= G_SLOT_ERROR;                                   \
+	u32 failed = st->failed;
+#pragma clang loop unroll(disable)
+	for (u32 i = 0; i < G_MAX_SLOTS; i++) {
+		if (i >= BOUND(p->nslots))
+			break;
+		struct g_slot_desc *d = &p->slot[at(i, G_SLOT_MASK)];
+		struct g_slot *s = &st->slots[at(i, G_SLOT_MASK)];
+		u64 v = st->args[d->src & (G_MAX_ARGV - 1)];
+		if (d->flags & GS_RETCOPY) {
+			s->flags = 0;
+			s->len = 0;
+			read_ubuf(s, v, retval);
+			continue;
+		}
+		if (!st->deferred || !(failed & (1u << i)))
+			continue;
+		/* Read again what was unreadable at entry. */
+		s->flags = 0;
+		s->len = 0;
+		if (d->kind == GA_USTR)
+			string_read(s, bpf_probe_read_user_str(s->data, G_STR_MAX, (void *)v));
+		else if (d->kind == GA_UBUF)
+			read_ubuf(s, v, s->ival);
+		else    /* a sockaddr: its length argument is gone at exit */
+			slot_usockaddr(s, (void *)v, 0);
+		if (!(s->flags & G_SLOT_ERROR))
+			failed &= ~(1u << i);
+		else
+			s->flags |= G_SLOT_UNREADABLE;
 	}
-#if G_NARGS > 0
-	RETCOPY(0)
-#endif
-#if G_NARGS > 1
-	RETCOPY(1)
-#endif
-#if G_NARGS > 2
-	RETCOPY(2)
-#endif
-#if G_NARGS > 3
-	RETCOPY(3)
-#endif
-#if G_NARGS > 4
-	RETCOPY(4)
-#endif
-#endif
-
-	struct g_hook *h = find_hook(ctx);
-	if (!h)
-		return 0;
-	u8 s = sel_of[0];
-#if G_RETRY
-	if (s == RETRY) {
-		mark_unreadable(sc, h, reread_slots(sc, raw, user_failures(sc)));
-		sc->unreadable_nomatch = h->flags & G_HOOK_UNREADABLE_NOMATCH;
-		int found = select_entry(sc, h, sc->msg.pid);
-		if (found < 0)
-			return 0;
-		s = found;
-#if !G_NEEDS_BINARY
-		/* As on_entry does once something matched. */
-		u32 tgid = sc->msg.pid;
-		struct tetrad_exec_entry *e = execve_map.lookup(&tgid);
-		sc->msg.proc_ktime = e ? e->key.ktime : 0;
-#endif
+	if (st->deferred) {
+		if (failed) {
+			u32 n = 0;
+#pragma unroll
+			for (int i = 0; i < G_MAX_SLOTS; i++)
+				n += (failed >> i) & 1;
+			COUNT_HOOKS(p, st->wanted, unreadable, n);
+		}
+		stages.call(ctx, S_EVAL);
+		return tail_missed(S_EVAL);
 	}
-#endif
-	if (s == NO_MATCH)
-		return 0;
-	if (s == NO_SELECTORS) {
-		run_actions(ctx, sc, h, NULL, 0, 0);
-		return 0;
+	st->acting = 0;
+#pragma clang loop unroll(disable)
+	for (u32 i = 0; i < G_POINT_HOOKS; i++) {
+		if (i >= BOUND(p->nhooks))
+			break;
+		if (st->sel[at(i, G_POINT_HOOKS - 1)] != NO_SEL)
+			LAUNDER(st->acting) |= 1u << i;
 	}
-	struct g_selector *sel = &h->sel[at(s, G_MAX_SEL - 1)];
-#if G_HAS_RETURN
-	if (sel->has_ret && !eval_match(sc, &sel->ret_match))
-		return 0;
-	if (sel->nret_act) {
-		run_actions(ctx, sc, h, sel->ret_act, sel->nret_act, s);
-		return 0;
+	if (st->acting) {
+		stages.call(ctx, S_ACT);
+		return tail_missed(S_ACT);
 	}
-#endif
-	run_actions(ctx, sc, h, sel->act, sel->nact, s);
 	return 0;
 }
 #endif
 
-#if G_KIND == G_KIND_SYSCALL
-int g_enter(void *ctx)
+/* ---- stages --------------------------------------------------------------------- */
+
+/* S_READ: slot `iter`, then the next; after the last, unreadable user
+ * memory is deferred to the call's return (G_POINT_RETRY) or marked. */
+int g_read(void *ctx)
 {
-	return on_entry(ctx);
-}
-#if G_EXIT
-int g_exit(void *ctx)
-{
-	return on_return(ctx, *(s64 *)((char *)ctx + 16));
-}
+	struct g_scratch *sc = get_scratch();
+	if (!sc)
+		return 0;
+	struct g_state *st = &sc->st;
+	u32 point = st->point;
+	struct g_point *p = points.lookup(&point);
+	if (!p)
+		return 0;
+	u32 i = st->iter;
+	if (i < p->nslots && i < G_MAX_SLOTS) {
+		if (read_slot(ctx, sc, &p->slot[at(i, G_SLOT_MASK)], i))
+			st->failed |= 1u << i;
+		st->iter = i + 1;
+		if (i + 1 < p->nslots) {
+			stages.call(ctx, S_READ);
+			return tail_missed(S_READ);
+		}
+	}
+	u32 failed = st->failed;
+	if (failed) {
+#if G_HAS_EXIT
+		if (p->flags & G_POINT_RETRY) {
+			st->deferred = 1;
+			if (defer(st)) {
+				COUNT_HOOKS(p, st->wanted, deferred, 1);
+				return 0;       /* decided at sys_exit */
+			}
+			st->deferred = 0;
+		}
 #endif
-#elif G_KIND == G_KIND_TRACEPOINT
-int g_enter(void *ctx)
-{
-	return on_entry(ctx);
+		u32 n = 0;
+#pragma unroll
+		for (int j = 0; j < G_MAX_SLOTS; j++) {
+			if (failed & (1u << j)) {
+				st->slots[j].flags |= G_SLOT_UNREADABLE;
+				n++;
+			}
+		}
+		COUNT_HOOKS(p, st->wanted, unreadable, n);
+	}
+	stages.call(ctx, S_EVAL);
+	return tail_missed(S_EVAL);
 }
-#elif G_KIND == G_KIND_LSM
-#define G_CAT(a, b) a##b
-#define G_LSM_FN(hook) G_CAT(lsm__, hook)
-int G_LSM_FN(G_LSM_HOOK)(unsigned long long *ctx)
+
+/* S_EVAL: hits, every predicate that holds; unknown, those on unreadable
+ * slots. */
+int g_eval(void *ctx)
 {
-	return on_entry(ctx);
+	struct g_scratch *sc = get_scratch();
+	if (!sc)
+		return 0;
+	struct g_state *st = &sc->st;
+	u32 point = st->point;
+	struct g_point *p = points.lookup(&point);
+	if (!p)
+		return 0;
+	__builtin_memset(st->hits, 0, sizeof(st->hits));
+	__builtin_memset(st->unknown, 0, sizeof(st->unknown));
+#pragma clang loop unroll(disable)
+	for (u32 i = 0; i < G_MAX_SLOTS; i++) {
+		if (i >= BOUND(p->nslots))
+			break;
+		u32 k = at(i, G_SLOT_MASK);
+		struct g_slot *s = &st->slots[k];
+		if (s->flags & G_SLOT_UNREADABLE) {
+			or_bits(st->unknown, (struct g_bits *)&p->slot_bits[k * G_WORDS]);
+			continue;
+		}
+		u8 f = p->slot[k].flags;
+		u32 len = s->len & G_STR_MASK;
+		u32 lp = st->lpoint;
+		if (f & GS_FWD)
+			or_bits(st->hits, fwd_lookup(sc, trie_id(lp, G_TRIE_FWD, k), s->data,
+						     s->flags & G_SLOT_TRUNC ? G_STR_MAX : len));
+		if (f & GS_REV)
+			or_bits(st->hits, rev_lookup(sc, trie_id(lp, G_TRIE_REV, k), s->data, len));
+		if (f & GS_SADDR)
+			or_bits(st->hits, addr_lookup(sc, trie_id(lp, G_TRIE_SADDR, k),
+						      (struct g_sockinfo *)s->data, true));
+		if (f & GS_DADDR)
+			or_bits(st->hits, addr_lookup(sc, trie_id(lp, G_TRIE_DADDR, k),
+						      (struct g_sockinfo *)s->data, false));
+	}
+#pragma clang loop unroll(disable)
+	for (u32 i = 0; i < G_MAX_IPREDS; i++) {
+		if (i >= BOUND(p->npreds))
+			break;
+		struct g_ipred *q = &p->pred[at(i, G_MAX_IPREDS - 1)];
+		struct g_slot *s = &st->slots[q->slot & G_SLOT_MASK];
+		if (!(s->flags & G_SLOT_UNREADABLE) && ipred_holds(s, q)) {
+			u32 bit = q->bit;
+			st->hits[at(bit >> 6, G_WORDS - 1)] |= 1ULL << (bit & 63);
+		}
+	}
+	stages.call(ctx, S_SELECT);
+	return tail_missed(S_SELECT);
 }
-#else
-int g_enter(struct pt_regs *ctx)
+
+/* S_SELECT: each wanted hook's selector. At entry, return hooks keep theirs
+ * for the return (the state waits in `pending`); the others act now. */
+int g_select(void *ctx)
 {
-	return on_entry(ctx);
-}
-#if G_HAS_RETURN
-int g_exit(struct pt_regs *ctx)
-{
-	return on_return(ctx, PT_REGS_RC(ctx));
-}
+	struct g_scratch *sc = get_scratch();
+	if (!sc)
+		return 0;
+	struct g_state *st = &sc->st;
+	u32 point = st->point;
+	struct g_point *p = points.lookup(&point);
+	if (!p)
+		return 0;
+	/* Accumulated in map memory (see wanted_hooks). */
+	st->acting = 0;
+	st->waits = 0;
+#pragma clang loop unroll(disable)
+	for (u32 i = 0; i < G_POINT_HOOKS; i++) {
+		if (i >= BOUND(p->nhooks))
+			break;
+		u32 pos = at(i, G_POINT_HOOKS - 1);
+		st->sel[pos] = NO_SEL;
+		if (!(st->wanted & (1u << i)))
+			continue;
+		u32 id = p->hooks[pos];
+		struct g_hook *h = hooks.lookup(&id);
+		if (!h)
+			continue;
+		u8 s = select_hook(st, h);
+		st->sel[pos] = s;
+		if (s == NO_SEL)
+			continue;
+		if ((h->flags & G_HOOK_RETURN) && !st->at_return)
+			LAUNDER(st->waits) = 1;
+		else
+			LAUNDER(st->acting) |= 1u << i;
+	}
+#if G_HAS_EXIT
+	if (LAUNDER(st->waits))
+		defer(st);
 #endif
+	if (LAUNDER(st->acting)) {
+		stages.call(ctx, S_ACT);
+		return tail_missed(S_ACT);
+	}
+	return 0;
+}
+
+/* S_ACT: the actions of the first hook in `acting`, then the next one's
+ * (a run each, so the verifier walks the actions once). The verdict (LSM,
+ * override) is the first one a hook gave. */
+int g_act(void *ctx)
+{
+	struct g_scratch *sc = get_scratch();
+	if (!sc)
+		return 0;
+	struct g_state *st = &sc->st;
+	u32 point = st->point;
+	struct g_point *p = points.lookup(&point);
+	u32 acting = st->acting;
+	if (!p || !acting)
+		return 0;
+	/* The lowest bit's position (G_POINT_HOOKS is 16). */
+	u32 low = acting & -acting;
+	u32 pos = ((low & 0xaaaa) != 0) | ((low & 0xcccc) != 0) << 1 |
+		  ((low & 0xf0f0) != 0) << 2 | ((low & 0xff00) != 0) << 3;
+	acting &= acting - 1;
+	st->acting = acting;
+	u32 id = p->hooks[pos];
+	struct g_hook *h = hooks.lookup(&id);
+	if (h) {
+		int v = act(ctx, sc, h, st->sel[pos]);
+		if (!st->verdict)
+			st->verdict = v;
+	}
+	if (acting) {
+		stages.call(ctx, S_ACT);
+		tail_missed(S_ACT);
+	}
+	int verdict = st->verdict;
+#if G_PROG_TYPE == G_TYPE_LSM
+	/* Newer kernels hold LSM programs to an errno range. */
+	if (verdict < -4095)
+		verdict = -4095;
+	if (verdict > 0)
+		verdict = 0;
+#endif
+	return verdict;
+}
+
+/* ---- entries ---------------------------------------------------------------------- */
+
+#if G_PROG_TYPE == G_TYPE_TP
+int g_sys_enter(void *ctx)
+{
+	u32 nr = *(u32 *)((char *)ctx + 8);
+	u32 *point = sys_point.lookup(&nr);
+	if (!point || !*point)
+		return 0;
+	return begin(ctx, CK_SYSCALL, *point);
+}
+
+int g_sys_exit(void *ctx)
+{
+	u32 nr = *(u32 *)((char *)ctx + 8);
+	u32 *point = sys_point.lookup(&nr);
+	if (!point || !*point)
+		return 0;
+	return finish(ctx, *point, *(s64 *)((char *)ctx + 16));
+}
+
+int g_tp(void *ctx)
+{
+	return begin(ctx, CK_TRACEPOINT, point_const());
+}
+#elif G_PROG_TYPE == G_TYPE_KPROBE
+int g_kprobe(struct pt_regs *ctx)
+{
+	return begin(ctx, CK_REGS, point_const());
+}
+
+int g_kretprobe(struct pt_regs *ctx)
+{
+	return finish(ctx, point_const(), PT_REGS_RC(ctx));
+}
+#elif G_PROG_TYPE == G_TYPE_LSM
+int g_lsm(unsigned long long *ctx)
+{
+	return begin(ctx, CK_ARRAY, point_const());
+}
+#elif G_PROG_TYPE == G_TYPE_RAWTP
+int g_rawtp(unsigned long long *ctx)
+{
+	return begin(ctx, CK_ARRAY, point_const());
+}
 #endif

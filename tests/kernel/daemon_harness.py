@@ -76,7 +76,7 @@ class DaemonProcess:
         self._events: list[dict] = []
         self._schema = tetragon_schema.LineChecker()
         # Compiling many policies under the guest's emulation takes minutes.
-        self._wait_for_log("ready in", timeout=120 * float(os.environ.get("TETRAD_TIME_FACTOR", "1")))
+        self._wait_for_log("tetrad: INFO: ready in ", timeout=120 * float(os.environ.get("TETRAD_TIME_FACTOR", "1")))
 
     def _wait_for_log(self, text: str, timeout: float) -> str:
         deadline = time.monotonic() + timeout

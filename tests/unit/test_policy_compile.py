@@ -1,7 +1,6 @@
-"""compile.py, byte for byte: the encodings bpf/generic_hook.c reads."""
+"""compile.py: where each hook attaches and how the kernel reads its arguments
+(the tables built from them: test_policy_points.py)."""
 
-import ctypes
-import struct
 from pathlib import Path
 
 import pytest
@@ -9,6 +8,7 @@ import pytest
 from tetrad.abi import generic as enc
 from tetrad.policy.compile import (KernelFacts, compile_policy, parse_tracepoint_format,
                                    syscall_name)
+from tetrad.policy.points import ArgRead
 from tetrad.policy.schema import PolicyError, parse
 
 HEAD = 'apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: "t"\nspec:\n'
@@ -46,94 +46,38 @@ OPENAT = """  kprobes:
 """
 
 
-def test_syscall_hook_target_and_layout():
+def test_syscall_hook_target_and_reads():
     ch = one(OPENAT)
     assert (ch.target.kind, ch.target.name, ch.target.function_name) == \
         ("syscall", "openat", "__x64_sys_openat")
-    kinds = [s.kind for s in ch.layout.slots]
-    assert kinds == [enc.GA["int"], enc.GA["ustr"], enc.GA["int"]]
-    assert [(s.src, s.size, s.signed) for s in ch.layout.slots] == [(0, 4, True), (1, 8, False), (2, 4, False)]
-    flags = ch.layout.cflags()
-    assert "-DG_KIND=1" in flags and "-DARG1_KIND=2" in flags and "-DG_SEL_LIMIT=1" in flags
-    assert "-DG_MATCH_LIMIT=2" in flags
+    assert ch.reads == (ArgRead(enc.GA["int"], 0, 4, True), ArgRead(enc.GA["ustr"], 1),
+                        ArgRead(enc.GA["int"], 2, 4, False))
+    assert not ch.has_return and not ch.monitor and ch.unreadable_match
 
 
-def test_hook_bytes():
-    config, entries = one(OPENAT).encode(hook_id=3)
-    h = enc.Hook.from_buffer_copy(config)
-    assert (h.id, h.flags, h.nsel) == (3, enc.HOOK_ACTIVE, 1)
-    s = h.sel[0]
-    assert (s.nmatch, s.nact, s.act[0].action) == (2, 1, enc.ACTIONS["Sigkill"])
-    prefix, mask = s.match[0], s.match[1]
-    assert (prefix.slot, prefix.op, prefix.id) == (1, enc.OPS["Prefix"], 3 * 64 + 1)
-    assert (mask.slot, mask.op, mask.nvals, mask.vals[0]) == (2, enc.OPS["Mask"], 1, 0x241)
-    assert (s.bin_op, s.bin_id) == (enc.SETS["In"], 3 * 64 + 2)
-    # LPM key: prefixlen bits (32 for the id + 8 per byte), id, bytes
-    lpm = struct.pack("<II", 32 + 8 * 5, 193) + b"/etc/".ljust(enc.LPM_STR, b"\0")
-    # matchBinaries In: an LPM key that includes the NUL (an exact match)
-    binary = struct.pack("<II", 32 + 8 * 13, 194) + b"/usr/bin/cat\0".ljust(enc.LPM_STR, b"\0")
-    assert entries == [("str_prefix", lpm), ("str_prefix", binary)]
-
-
-def test_postfix_values_are_stored_reversed_and_mark_the_slot():
-    ch = one("""  kprobes:
-  - call: sys_openat
-    args:
-    - index: 1
-      type: string
-    selectors:
-    - matchArgs:
-      - index: 1
-        operator: NotPostfix
-        values: [".so"]
-""")
-    _, entries = ch.encode(0)
-    assert entries == [("str_postfix", struct.pack("<II", 56, 1) + b"os.".ljust(enc.LPM_STR, b"\0"))]
-    assert ch.layout.slots[0].reverse
-
-
-def test_network_values():
+def test_network_reads():
     ch = one("""  kprobes:
   - call: sys_connect
     args:
     - index: 1
       type: sockaddr
-    selectors:
-    - matchArgs:
-      - index: 1
-        operator: NotDAddr
-        values: ["127.0.0.1", "10.42.0.0/16", "::1"]
-    - matchArgs:
-      - index: 1
-        operator: DPort
-        values: ["80", "8000:8080"]
+    - index: 2
+      type: int
 """)
-    config, entries = ch.encode(1)
-    port = enc.Hook.from_buffer_copy(config).sel[1].match[0]
-    assert (port.op, port.nvals, list(port.vals)[:4]) == (enc.OPS["DPort"], 4, [80, 80, 8000, 8080])
-    v4 = entries[1][1]
-    k = enc.LpmAddrKey.from_buffer_copy(v4)
-    assert (k.prefixlen, k.id, k.family, bytes(k.addr)[:3]) == (32 + 8 + 16, 65, 2, b"\x0a\x2a\x00")
-    k6 = enc.LpmAddrKey.from_buffer_copy(entries[2][1])
-    assert (k6.prefixlen, k6.family, bytes(k6.addr)[-1]) == (32 + 8 + 128, 10, 1)
-    assert ch.layout.slots[0].kind == enc.GA["usockaddr"]
+    assert [r.kind for r in ch.reads] == [enc.GA["usockaddr"], enc.GA["int"]]
 
 
 def test_monitor_mode_and_no_selectors():
     ch = one("  options:\n  - name: policy-mode\n    value: monitor\n"
              "  kprobes:\n  - call: sys_close\n    args:\n    - index: 0\n      type: fd\n")
-    h = enc.Hook.from_buffer_copy(ch.encode(0)[0])
-    assert h.flags == enc.HOOK_ACTIVE | enc.HOOK_MONITOR and h.nsel == 0
-    assert ch.layout.slots[0].kind == enc.GA["fd"]
+    assert ch.monitor and ch.hook.selectors == ()
+    assert ch.reads[0].kind == enc.GA["fd"]
 
 
-def test_unreadable_args_no_match_sets_the_hook_flag():
+def test_unreadable_args_no_match_is_kept_with_the_hook():
     text = "  kprobes:\n  - call: sys_openat\n    args:\n    - index: 1\n      type: string\n"
-    default = enc.Hook.from_buffer_copy(one(text).encode(0)[0])
-    opted = enc.Hook.from_buffer_copy(one("  options:\n  - name: unreadable-args\n    value: no-match\n"
-                                          + text).encode(0)[0])
-    assert default.flags == enc.HOOK_ACTIVE
-    assert opted.flags == enc.HOOK_ACTIVE | enc.HOOK_UNREADABLE_NOMATCH
+    assert one(text).unreadable_match
+    assert not one("  options:\n  - name: unreadable-args\n    value: no-match\n" + text).unreadable_match
 
 
 @pytest.mark.parametrize("hook,retry", [
@@ -150,14 +94,12 @@ def test_unreadable_args_no_match_sets_the_hook_flag():
     # after a successful exec the caller's memory is gone: decided at entry
     ("  - call: sys_execve\n    args:\n    - index: 0\n      type: string\n", False),
     ("  - call: sys_execveat\n    args:\n    - index: 1\n      type: string\n", False),
-    # no exit to pair with: a uprobe without return
+    # no exit to pair with: a kprobe without return
     ("  - call: security_bprm_check\n    syscall: false\n    args:\n    - index: 0\n"
      "      type: linux_binprm\n", False),
 ])
 def test_syscall_hooks_with_user_memory_read_it_again_at_exit(hook, retry):
-    ch = one("  kprobes:\n" + hook)
-    assert ch.layout.retry is retry
-    assert f"-DG_RETRY={int(retry)}" in ch.layout.cflags()
+    assert one("  kprobes:\n" + hook).retry is retry
 
 
 def test_return_values_and_buffers():
@@ -181,9 +123,7 @@ def test_return_values_and_buffers():
         operator: LessThan
         values: ["0"]
 """)
-    assert ch.layout.has_return and ch.layout.slots[1].retcopy
-    sel = enc.Hook.from_buffer_copy(ch.encode(0)[0]).sel[0]
-    assert (sel.has_ret, sel.ret_match.slot, sel.ret_match.op) == (1, enc.RETURN_SLOT, enc.OPS["LessThan"])
+    assert ch.has_return and ch.reads[1].retcopy and not ch.reads[1].user
 
 
 def test_what_cannot_be_compiled_is_refused_with_the_path():
@@ -205,9 +145,9 @@ def test_what_cannot_be_compiled_is_refused_with_the_path():
 
 def test_kernel_hooks_read_kernel_values():
     ch = one("  lsmhooks:\n  - hook: file_open\n    args:\n    - index: 0\n      type: file\n")
-    assert ch.layout.kind == "lsm" and ch.layout.lsm_hook == "file_open"
-    assert ch.layout.slots[0].kind == enc.GA["file"]
-    assert "-DG_LSM_HOOK=file_open" in ch.layout.cflags()
+    assert (ch.target.kind, ch.target.name, ch.target.function_name) == \
+        ("lsm", "file_open", "security_file_open")
+    assert ch.reads[0].kind == enc.GA["file"]
 
 
 FORMAT = """name: sys_enter_openat
@@ -242,7 +182,7 @@ def test_tracepoint_format_and_field_indexes():
     - index: 7
       type: string
 """, "t.yaml"), facts)
-    assert [(s.kind, s.src) for s in ch.layout.slots] == [
+    assert [(s.kind, s.src) for s in ch.reads] == [
         (enc.GA["ustr"], 24), (enc.GA["int"], 16), (enc.GA["dataloc"], 32)]
 
 
@@ -250,13 +190,6 @@ def test_tracepoint_format_and_field_indexes():
                                        ("__arm64_sys_read", "read")])
 def test_syscall_names(call, name):
     assert syscall_name(call) == name
-
-
-def test_encoding_sizes_are_what_the_c_side_expects():
-    # the kernel-side layout test compares every field; these pin the sizes
-    # the map definitions depend on
-    assert ctypes.sizeof(enc.LpmStrKey) == 4 + 4 + 248
-    assert ctypes.sizeof(enc.StrKey) == 260
 
 
 SHIPPED = sorted((Path(__file__).parents[2] / "etc").glob("*/*.yaml"))

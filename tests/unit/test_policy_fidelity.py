@@ -17,6 +17,7 @@ from tetrad.events.policy import _renderer
 from tetrad.policy import limits
 from tetrad.policy.compile import KernelFacts, compile_policy, parse_tracepoint_format
 from tetrad.policy.schema import ArgSpec, PolicyError, parse
+from tests.unit import tables
 
 HEAD = 'apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: "t"\n'
 
@@ -76,10 +77,12 @@ def test_several_match_args_on_one_index_must_all_hold():
     matches = p.hooks[0].selectors[0].match_args
     assert [(m.index, m.operator) for m in matches] == [(1, "Prefix"), (1, "Postfix")]
     [ch] = compile_policy(p, KernelFacts(arch_prefix="__x64_"))
-    sel = enc.Hook.from_buffer_copy(ch.encode(0)[0]).sel[0]
-    assert sel.nmatch == 2
-    assert sel.match[0].slot == sel.match[1].slot           # one argument read, two tests
-    assert sel.match[0].id != sel.match[1].id               # each with its own values
+    t = tables.alone(ch)
+    point = enc.Point.from_buffer_copy(t.point)
+    sel = enc.Hook.from_buffer_copy(t.hooks[0]).sel[0]
+    assert point.nslots == 1                                # one argument read, two tests
+    assert point.slot[0].flags & enc.GS_FWD and point.slot[0].flags & enc.GS_REV
+    assert bin(tables.bits(sel.pos)).count("1") == 2        # both must hold
 
 
 def test_tracepoint_match_index_may_be_a_position_in_args():
@@ -181,11 +184,14 @@ def test_in_map_on_a_syscall_id_takes_the_lists_numbers():
     facts = KernelFacts(arch_prefix="__x64_", syscall_number=numbers.__getitem__,
                         tracepoint_fields=lambda s, e: RAW_SYS_ENTER)
     [ch] = compile_policy(parse(text), facts)
-    m = enc.Hook.from_buffer_copy(ch.encode(0)[0]).sel[0].match[0]
-    assert (m.op, list(m.vals[:m.nvals])) == (enc.OPS["Equal"], [32, 33, 3])
+    [m] = tables.int_tests(ch)
+    assert (m.op, list(m.vals[:m.nvals])) == (enc.IOPS["Equal"], [32, 33, 3])
+    assert tables.bits(tables.hook_struct(ch).sel[0].pos) == 1 << m.bit
     not_in = text.replace("operator: InMap", "operator: NotInMap")
     [ch] = compile_policy(parse(not_in), facts)
-    assert enc.Hook.from_buffer_copy(ch.encode(0)[0]).sel[0].match[0].op == enc.OPS["NotEqual"]
+    [m] = tables.int_tests(ch)
+    sel = tables.hook_struct(ch).sel[0]
+    assert tables.bits(sel.neg) == 1 << m.bit and tables.bits(sel.pos) == 0
 
 
 def test_lists_tetrad_cannot_expand_and_names_it_does_not_know_are_refused():

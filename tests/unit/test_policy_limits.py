@@ -95,17 +95,18 @@ def test_values_in_kernel_maps_per_policy():
 
 def test_map_value_limit_fits_the_kernel_maps():
     source = (REPO / "bpf" / "generic_hook.c").read_text()
-    sizes = {name: int(n) for name, n in re.findall(
-        r"(str_eq|str_prefix|str_postfix|cidr), (\d+)", source)}
-    sizes.update({m.group(1): int(m.group(2)) for m in re.finditer(
-        r"BPF_HASH\((str_eq), struct g_str_key, u8, (\d+)\)", source)})
-    assert set(sizes) == {"str_eq", "str_prefix", "str_postfix", "cidr"}
-    assert all(n == limits.KERNEL_MAP_ENTRIES for n in sizes.values()), sizes
+    tries = re.findall(r"struct g_bits, (str_fwd|str_rev|cidr), G_TRIE_ENTRIES", source)
+    assert sorted(tries) == ["cidr", "str_fwd", "str_rev"]
+    loader = (REPO / "tetrad" / "sensors" / "generic.py").read_text()
+    assert f"TRIE_ENTRIES = {limits.KERNEL_MAP_ENTRIES}" in loader
     assert limits.MAP_VALUES < limits.KERNEL_MAP_ENTRIES
 
 
 def test_string_value_lengths():
-    assert parse(doc("  kprobes:\n" + string_hook(["/" * 255])))
+    assert parse(doc("  kprobes:\n" + string_hook(["/" * 247])))
+    got = problems(doc("  kprobes:\n" + string_hook(["/" * 248])))
+    assert got["spec.kprobes[0].selectors[0].matchArgs[0].values[0]"] == \
+        "bad value for Equal: an Equal value of a string is at most 247 bytes"
     got = problems(doc("  kprobes:\n" + string_hook(["/" * 256])))
     assert got["spec.kprobes[0].selectors[0].matchArgs[0].values[0]"] == "256 bytes; at most 255"
     got = problems(doc("  kprobes:\n" + string_hook(["/" * 249], "Prefix")))

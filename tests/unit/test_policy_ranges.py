@@ -14,6 +14,7 @@ from tetrad.abi import generic as enc
 from tetrad.policy import schema
 from tetrad.policy.compile import KernelFacts, TracepointField, compile_policy
 from tetrad.policy.schema import PolicyError, parse
+from tests.unit import tables
 
 HEAD = 'apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: "t"\nspec:\n'
 FACTS = KernelFacts(arch_prefix="__x64_")
@@ -74,10 +75,13 @@ def problem(text: str) -> tuple[str, str]:
     return got
 
 
-def compiled_selector(text: str) -> enc.Selector:
+def compiled(text: str):
     [ch] = compile_policy(parse(text, "t.yaml"), FACTS)
-    config, _ = ch.encode(1)
-    return enc.Hook.from_buffer_copy(config).sel[0]
+    return ch
+
+
+def compiled_selector(text: str) -> enc.Selector:
+    return tables.hook_struct(compiled(text)).sel[0]
 
 
 PID = "spec.kprobes[0].selectors[0].matchPIDs[0].values[0]"
@@ -92,8 +96,8 @@ def test_matchpids_out_of_u32_is_refused(value):
 
 
 def test_matchpids_at_the_edge_are_kept_exactly():
-    sel = compiled_selector(pids("0, 4242, 4294967295"))
-    assert list(sel.pids)[:sel.npids] == [0, 4242, 4294967295]
+    entries = tables.pid_entries(compiled(pids("0, 4242, 4294967295")))
+    assert sorted(entries) == [0, 4242, 4294967295]
 
 
 @pytest.mark.parametrize("type_,op,value,bounds", [
@@ -166,7 +170,7 @@ def test_yaml_base_60_stays_a_port_range():
         operator: DPort
         values: [80:443]
 """
-    m = compiled_selector(text).match[0]
+    [m] = tables.int_tests(compiled(text))
     assert list(m.vals)[:m.nvals] == [80, 443]
 
 
@@ -241,12 +245,12 @@ def test_what_is_accepted_is_encoded_without_aliasing(type_, op, value):
     if op != "Mask":            # a mask is its bits: -1 and 2^64 - 1 are the same mask
         assert high - low < 2 ** 64
     try:
-        sel = compiled_selector(lseek(type_, op, f'"{value}"'))
+        [m] = tables.int_tests(compiled(lseek(type_, op, f'"{value}"')))
     except PolicyError:
         assert not low <= value <= high
         return
     assert low <= value <= high
-    raw = struct.unpack_from("<Q", bytes(sel.match[0]), enc.Match.vals.offset)[0]
+    raw = struct.unpack_from("<Q", bytes(m), enc.IPred.vals.offset)[0]
     assert raw == value % 2 ** 64
 
 

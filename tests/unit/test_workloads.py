@@ -11,6 +11,7 @@ from tetrad.policy.cgroup_scope import CgroupScope, ScopeFull
 from tetrad.policy.compile import CompiledHook
 from tetrad.policy.schema import PolicyError, parse
 from tetrad.policy.workloads import Requirement, Workloads, repo_of
+from tests.unit import tables
 
 HEAD = 'apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: "t"\nspec:\n'
 HOOK = "  kprobes:\n  - call: sys_lseek\n    syscall: true\n"
@@ -105,11 +106,10 @@ def test_pod_selector_is_still_refused():
 
 def test_scoped_hook_sets_the_kernel_flag():
     p = parse(HEAD + "  hostSelector: {}\n" + HOOK, "t.yaml")
-    ch = CompiledHook(p.hooks[0], None, None, "t", False, p.workloads)
-    raw, _ = ch.encode(3)
-    assert enc.Hook.from_buffer_copy(raw).flags & enc.HOOK_CGROUPS
-    plain = CompiledHook(p.hooks[0], None, None, "t", False, None)
-    assert not enc.Hook.from_buffer_copy(plain.encode(3)[0]).flags & enc.HOOK_CGROUPS
+    ch = CompiledHook(p.hooks[0], None, (), "t", False, p.workloads)
+    assert tables.hook_struct(ch).flags & enc.HOOK_CGROUPS
+    plain = CompiledHook(p.hooks[0], None, (), "t", False, None)
+    assert not tables.hook_struct(plain).flags & enc.HOOK_CGROUPS
 
 
 # ---- the per-hook cgroup lists (fake resolver and programs: pure logic) ----------

@@ -13,36 +13,49 @@ from tetrad.abi.records import MsgHeader
 
 OP_GENERIC = 10
 
-MAX_ARGS = 5
+MAX_ARGS = 5            # arguments of one hook (record slots)
+MAX_SLOTS = 8           # values read at one point
+MAX_ARGV = 8            # raw call arguments fetched (6 used)
 MAX_SEL = 8             # array sizes; the logical limits are in policy.schema
-MAX_MATCH = 8
 MAX_VALUES = 8
 MAX_ACTIONS = 4
-MAX_PIDS = 4
-HOOKS_PER_KEY = 1
+MAX_IPREDS = 32         # integer predicates of one point
+WORDS = 4               # predicate bits of one point: 64 * WORDS
+POINT_HOOKS = 16        # hooks attached at one point
 STR_MAX = 256
 LPM_STR = 248
 POSTFIX_MAX = 128
-RETURN_SLOT = 7
+NO_SLOT = 0xFF
 
 # argument read strategies
 GA = {"none": 0, "int": 1, "ustr": 2, "ubuf": 3, "fd": 4, "file": 5, "path": 6, "sock": 7,
       "usockaddr": 8, "binprm": 9, "kstr": 10, "dataloc": 11}
+# slot descriptor flags
+GS_FWD, GS_REV, GS_SADDR, GS_DADDR, GS_SIGNED, GS_RETCOPY, GS_USER = (
+    0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40)
 
 SLOT_TRUNC, SLOT_ERROR, SLOT_PATH_TRUNC, SLOT_UNREADABLE = 0x1, 0x2, 0x4, 0x8
 
-OPS = {"Equal": 1, "NotEqual": 2, "Prefix": 3, "NotPrefix": 4, "Postfix": 5, "NotPostfix": 6,
-       "Mask": 7, "GreaterThan": 8, "LessThan": 9, "InRange": 10, "NotInRange": 11,
-       "SAddr": 12, "NotSAddr": 13, "DAddr": 14, "NotDAddr": 15, "SPort": 16, "NotSPort": 17,
-       "DPort": 18, "NotDPort": 19, "Protocol": 20, "Family": 21, "StrEqual": 22,
-       "StrNotEqual": 23}
+# integer predicate operators
+IOPS = {"Equal": 1, "Mask": 7, "GreaterThan": 8, "LessThan": 9, "InRange": 10,
+        "SPort": 16, "DPort": 18, "Protocol": 20, "Family": 21}
 ACTIONS = {"Post": 1, "NoPost": 2, "Sigkill": 3, "Signal": 4, "Override": 5, "FollowFD": 6,
            "UnfollowFD": 7}
 ACTION_NAMES = {v: k for k, v in ACTIONS.items()}
-SETS = {"In": 1, "NotIn": 2, "Prefix": 3, "NotPrefix": 4, "Postfix": 5, "NotPostfix": 6}
 
-HOOK_MONITOR, HOOK_ACTIVE, HOOK_CGROUPS, HOOK_UNREADABLE_NOMATCH = 0x1, 0x2, 0x4, 0x8
+HOOK_MONITOR, HOOK_ACTIVE, HOOK_CGROUPS, HOOK_UNREADABLE_NOMATCH, HOOK_RETURN = (
+    0x1, 0x2, 0x4, 0x8, 0x10)
+POINT_ACTIVE, POINT_BINARY, POINT_PIDS, POINT_FORKS, POINT_NSPID, POINT_RETRY = (
+    0x1, 0x2, 0x4, 0x8, 0x10, 0x20)
 MSG_MONITOR, MSG_RETURN = 0x1, 0x2
+
+# trie ids: point << 8 | table << 4 | slot; slot 15 is the binary
+TRIE_FWD, TRIE_REV, TRIE_SADDR, TRIE_DADDR = 0, 1, 2, 3
+BINARY_SLOT = 15
+
+
+def trie_id(point: int, table: int, slot: int) -> int:
+    return point << 8 | table << 4 | slot
 
 
 class SockInfo(ctypes.Structure):
@@ -68,14 +81,40 @@ class Slot(ctypes.Structure):
     ]
 
 
-class Match(ctypes.Structure):
+class SlotDesc(ctypes.Structure):
+    _fields_ = [
+        ("kind", ctypes.c_uint8),
+        ("flags", ctypes.c_uint8),
+        ("size", ctypes.c_uint8),
+        ("sizesrc", ctypes.c_uint8),
+        ("src", ctypes.c_uint16),
+        ("pad", ctypes.c_uint16),
+    ]
+
+
+class IPred(ctypes.Structure):
     _fields_ = [
         ("slot", ctypes.c_uint8),
         ("op", ctypes.c_uint8),
         ("nvals", ctypes.c_uint8),
-        ("pad", ctypes.c_uint8),
-        ("id", ctypes.c_uint32),
+        ("bit", ctypes.c_uint8),
+        ("negate", ctypes.c_uint8),
+        ("pad", ctypes.c_uint8 * 3),
         ("vals", ctypes.c_int64 * MAX_VALUES),
+    ]
+
+
+class Point(ctypes.Structure):
+    _fields_ = [
+        ("flags", ctypes.c_uint32),
+        ("nslots", ctypes.c_uint8),
+        ("npreds", ctypes.c_uint8),
+        ("nhooks", ctypes.c_uint8),
+        ("pad", ctypes.c_uint8),
+        ("slot", SlotDesc * MAX_SLOTS),
+        ("slot_bits", ctypes.c_uint64 * (WORDS * MAX_SLOTS)),
+        ("hooks", ctypes.c_uint16 * POINT_HOOKS),
+        ("pred", IPred * MAX_IPREDS),
     ]
 
 
@@ -91,20 +130,15 @@ class Action(ctypes.Structure):
 
 class Selector(ctypes.Structure):
     _fields_ = [
-        ("nmatch", ctypes.c_uint8),
-        ("has_ret", ctypes.c_uint8),
         ("nact", ctypes.c_uint8),
         ("nret_act", ctypes.c_uint8),
-        ("pid_op", ctypes.c_uint8),
-        ("npids", ctypes.c_uint8),
-        ("follow_forks", ctypes.c_uint8),
-        ("ns_pid", ctypes.c_uint8),
-        ("pids", ctypes.c_uint32 * MAX_PIDS),
-        ("bin_op", ctypes.c_uint8),
-        ("pad", ctypes.c_uint8 * 3),
-        ("bin_id", ctypes.c_uint32),
-        ("match", Match * MAX_MATCH),
-        ("ret_match", Match),
+        ("has_ret", ctypes.c_uint8),
+        ("pad", ctypes.c_uint8 * 5),
+        ("cpos", ctypes.c_uint64),
+        ("cneg", ctypes.c_uint64),
+        ("pos", ctypes.c_uint64 * WORDS),
+        ("neg", ctypes.c_uint64 * WORDS),
+        ("ret", IPred),
         ("act", Action * MAX_ACTIONS),
         ("ret_act", Action * MAX_ACTIONS),
     ]
@@ -114,23 +148,12 @@ class Hook(ctypes.Structure):
     _fields_ = [
         ("id", ctypes.c_uint32),
         ("flags", ctypes.c_uint32),
-        ("nsel", ctypes.c_uint32),
-        ("pad", ctypes.c_uint32),
+        ("nsel", ctypes.c_uint8),
+        ("nargs", ctypes.c_uint8),
+        ("pad", ctypes.c_uint8 * 6),
+        ("argslot", ctypes.c_uint8 * 8),
         ("sel", Selector * MAX_SEL),
     ]
-
-
-class HookList(ctypes.Structure):
-    _fields_ = [("n", ctypes.c_uint32), ("ids", ctypes.c_uint32 * HOOKS_PER_KEY)]
-
-
-class StrKey(ctypes.Structure):
-    _fields_ = [("id", ctypes.c_uint32), ("data", ctypes.c_char * STR_MAX)]
-
-
-class CgroupKey(ctypes.Structure):
-    _fields_ = [("cgroup_id", ctypes.c_uint64), ("hook_id", ctypes.c_uint32),
-                ("pad", ctypes.c_uint32)]
 
 
 class LpmStrKey(ctypes.Structure):
@@ -141,6 +164,23 @@ class LpmStrKey(ctypes.Structure):
 class LpmAddrKey(ctypes.Structure):
     _fields_ = [("prefixlen", ctypes.c_uint32), ("id", ctypes.c_uint32),
                 ("family", ctypes.c_uint8), ("addr", ctypes.c_uint8 * 16)]
+
+
+class Bits(ctypes.Structure):
+    _fields_ = [("w", ctypes.c_uint64 * WORDS)]
+
+
+class PidKey(ctypes.Structure):
+    _fields_ = [("point", ctypes.c_uint32), ("pid", ctypes.c_uint32)]
+
+
+class PidBits(ctypes.Structure):
+    _fields_ = [("pid", ctypes.c_uint64), ("forks", ctypes.c_uint64), ("nspid", ctypes.c_uint64)]
+
+
+class CgroupKey(ctypes.Structure):
+    _fields_ = [("cgroup_id", ctypes.c_uint64), ("hook_id", ctypes.c_uint32),
+                ("pad", ctypes.c_uint32)]
 
 
 class Msg(ctypes.Structure):

@@ -38,7 +38,7 @@ def kernel_facts() -> KernelFacts:
 def required_features(ch: CompiledHook) -> list[tuple[str, str]]:
     """(feature, why) pairs this hook needs from the kernel."""
     what = f"{ch.hook.path} ({ch.target.kind} {ch.target.function_name})"
-    kind, ret = ch.target.kind, ch.layout.has_return
+    kind, ret = ch.target.kind, ch.has_return
     need = {
         "syscall": [("syscall_tracepoints", what)],
         "tracepoint": [("tracepoints", what)],
@@ -46,7 +46,7 @@ def required_features(ch: CompiledHook) -> list[tuple[str, str]]:
         "lsm": [("lsm_active", what), ("lsm_loadable", what)],
         "uprobe": [("uprobes", what)],
     }[kind]
-    if ch.layout.override_return:
+    if ch.override_return:
         need.append(("override_return", f"{what} Override"))
     actions = {a.action for s in ch.hook.selectors for a in s.actions + s.return_actions}
     if actions & {"Sigkill", "Signal"} and not ch.monitor:

@@ -14,8 +14,9 @@ their limits from here; the README's "Limits" table repeats this one.
   integer literal                        64 chars   document.py and schema.parse_int
   metadata.name                          253        a Kubernetes object name: a
                                                     lower-case RFC 1123 DNS subdomain
-  hooks per policy                       32         each new argument layout costs a
-                                                    BPF compile of about a second
+  hooks per policy                       32         each hook takes a place at its
+                                                    attach point, and a kprobe, LSM or
+                                                    tracepoint hook a verifier pass
   args per hook                          5          Tetragon's EventConfigMaxArgs
   selectors per hook                     5          Tetragon's MaxSelectors
   matchArgs per selector                 5          Tetragon
@@ -27,8 +28,8 @@ their limits from here; the README's "Limits" table repeats this one.
   matchPIDs values                       4
   actions per selector                   3
   values kept in kernel maps, per        512        string, path, binary and address
-    policy                                          values each take an entry in a map
-                                                    of 1024 (bpf/generic_hook.c) that
+    policy                                          values each take an entry in a trie
+                                                    of 16,384 (bpf/generic_hook.c) that
                                                     other policies share
   tags per hook                          16         Tetragon's TpMaxTags
   tag length                             2..128     Tetragon's TpMinTagLen/TpMaxTagLen
@@ -41,7 +42,9 @@ their limits from here; the README's "Limits" table repeats this one.
   Prefix value                           248 bytes  an LPM trie key holds 256 (4 go to
                                                     the match id, 4 to its length)
   Postfix value                          128 bytes  Tetragon's StringPostfixMaxLength
-  Equal value of a string argument       255 bytes  the kernel keeps 256 with the NUL
+  Equal value of a string argument       247 bytes  an LPM trie key holds 248 bytes of
+                                                    string, and an Equal value is kept
+                                                    with its NUL (an exact match)
 
 Integer fields are checked against the width of the kernel field they fill
 (tetrad/abi/generic.py) and against the declared argument type; those
@@ -63,7 +66,7 @@ VALUES = 8
 PIDS = 4
 ACTIONS = 3
 MAP_VALUES = 512
-KERNEL_MAP_ENTRIES = 1024       # bpf/generic_hook.c: str_eq, str_prefix, str_postfix, cidr
+KERNEL_MAP_ENTRIES = 16384      # bpf/generic_hook.c: str_fwd, str_rev, cidr (G_TRIE_ENTRIES)
 
 TAGS = 16
 TAG_MIN, TAG_MAX = 2, 128
@@ -73,5 +76,6 @@ SYMBOL = 512
 PATH_BYTES = 4095
 
 PREFIX_BYTES = 248
+EQUAL_BYTES = PREFIX_BYTES - 1
 POSTFIX_BYTES = 128
 STRING_BYTES = 256              # a string argument as the kernel keeps it, NUL included

@@ -551,6 +551,8 @@ class _Checker:
                 bounds = int_range(spec.type, op)
                 if not _in(number := parse_int(text), bounds):
                     raise ValueError(self._out_of_range(number, bounds, spec, op))
+            elif op in ("Equal", "NotEqual") and len(text.encode()) > limits.EQUAL_BYTES:
+                raise ValueError(f"an Equal value of a {spec.group} is at most {limits.EQUAL_BYTES} bytes")
             elif op in ("Prefix", "NotPrefix") and len(text.encode()) > PREFIX_MAX:
                 raise ValueError(f"prefix longer than {PREFIX_MAX} bytes")
             elif op in ("Postfix", "NotPostfix") and len(text.encode()) > POSTFIX_MAX:

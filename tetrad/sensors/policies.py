@@ -118,7 +118,7 @@ class PolicyLoader:
         table = {}
         for lp in self._loaded:
             for ch, att in lp.hooks:
-                table[(att.program.obj_id, att.hook_id)] = (ch, self._prepare(ch))
+                table[(att.obj.obj_id, att.hook_id)] = (ch, self._prepare(ch))
         self.hooks = table
 
     def counters(self, loaded: LoadedPolicy) -> dict[str, int]:
