@@ -189,7 +189,7 @@ class HookPlan:
             self.head = {"function_name": ch.target.function_name}
         # (renderer, label) per argument, in slot order.
         self.args = tuple((_renderer(spec, (slot.size, slot.signed)), spec.label)
-                          for spec, slot in zip(hook.args, ch.layout.slots))
+                          for spec, slot in zip(hook.args, ch.reads))
         self.ret = _renderer(hook.return_arg) if hook.return_arg is not None else None
         # Selectors whose matchReturnActions ran instead of their matchActions.
         self.ret_actions = frozenset(i for i, sel in enumerate(hook.selectors) if sel.return_actions)
