@@ -46,18 +46,6 @@ def lseek(offset: int) -> None:
         pass
 
 
-def bpf_programs(pid: int) -> int:
-    """BPF program fds the daemon holds (fdinfo of a program has prog_id)."""
-    count = 0
-    for fd in os.listdir(f"/proc/{pid}/fdinfo"):
-        try:
-            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
-                count += "prog_id:" in f.read()
-        except OSError:
-            continue
-    return count
-
-
 def tetra(sock, *args, stdin=None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "tetrad.cli.tetra", "--socket", str(sock), *args],
                           cwd=REPO, capture_output=True, text=True, timeout=60 * TIME_FACTOR, input=stdin)
@@ -112,15 +100,32 @@ def test_edited_policy_replaces_the_old_version(service):
     assert hits(d.sync(), "svc-watch")[before:] == [BASE + 2]
 
 
-def test_deleted_policy_detaches_its_programs(service):
+def attachments(pid: int) -> int:
+    """Tracepoint attachments the daemon holds (perf event fds)."""
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            count += os.readlink(f"/proc/{pid}/fd/{fd}") == "anon_inode:[perf_event]"
+        except OSError:
+            continue
+    return count
+
+
+def test_deleted_policy_detaches_its_hook(service):
+    """Programs are shared by every policy (issue 14): a deleted policy's
+    hook leaves the tables, and the last hook at an attach point takes the
+    point's attachment with it."""
     d = service["daemon"]
-    held = bpf_programs(d.proc.pid)
     (service["dir"] / "watch.yaml").unlink()
-    wait_for(lambda: bpf_programs(d.proc.pid) < held, 5 * TIME_FACTOR, "the program fd to close")
+    wait_for(lambda: "svc-watch" not in policy_rows(service["sock"]), 5 * TIME_FACTOR, "the unload")
     before = len(hits(d.sync(), "svc-watch"))
     lseek(BASE + 2)
     assert hits(d.sync(), "svc-watch")[before:] == []
-    assert "svc-watch" not in policy_rows(service["sock"])
+    held = attachments(d.proc.pid)
+    put(service["dir"], "alone.yaml", lseek_equal("svc-alone", BASE + 4).replace("sys_lseek", "sys_getpgid"))
+    wait_for(lambda: attachments(d.proc.pid) > held, 5 * TIME_FACTOR, "getpgid attached")
+    (service["dir"] / "alone.yaml").unlink()
+    wait_for(lambda: attachments(d.proc.pid) == held, 5 * TIME_FACTOR, "the getpgid attachment to close")
 
 
 def test_malformed_and_writable_files_are_refused_and_others_keep_working(service):
@@ -175,21 +180,20 @@ def test_tetra_policy_add_disable_enable_delete(service, tmp_path):
 
 
 def slow_policy(name: str) -> str:
-    """Five hooks of five argument layouts: five compiles (seconds), and
-    selectors that match no process."""
-    layouts = [("lseek", "long"), ("dup", "int"), ("fchdir", "uint32"), ("umask", "uint16"),
-               ("alarm", "uint64")]
-    hooks = "".join(
-        f'  - call: "sys_{call}"\n    syscall: true\n    args:\n    - index: 0\n      type: {t}\n'
-        f'    selectors:\n    - matchBinaries:\n      - operator: In\n        values: ["/nonexistent/{i}"]\n'
-        for i, (call, t) in enumerate(layouts))
+    """The first uprobe hook of the daemon: the programs for kprobes and
+    uprobes compile then (a second or more), and its selector matches no
+    process."""
+    libc = next(p for p in ("/lib/x86_64-linux-gnu/libc.so.6", "/lib/aarch64-linux-gnu/libc.so.6")
+                if os.path.exists(p))
     return (f'apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: "{name}"\n'
-            f'spec:\n  kprobes:\n{hooks}')
+            f'spec:\n  uprobes:\n  - path: "{libc}"\n    symbols: ["getpid"]\n'
+            f'    selectors:\n    - matchBinaries:\n      - operator: In\n        values: ["/nonexistent"]\n')
 
 
 def test_events_flow_and_status_answers_while_a_policy_compiles(service, tmp_path):
     """The reader never waits for a compile, nor the API's listings (they
-    are answered from the published snapshot)."""
+    are answered from the published snapshot). No other test of this
+    daemon adds a uprobe, so this policy's load includes a compile."""
     d, sock = service["daemon"], service["sock"]
     f = tmp_path / "slow.yaml"
     f.write_text(slow_policy("svc-slow"))
