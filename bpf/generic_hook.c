@@ -11,7 +11,7 @@
  *   G_TYPE_RAWTP   g_rawtp on raw tracepoints
  * Entries other than the syscall ones are loaded once per attach point from
  * the same compiled code, each with its point number patched in
- * (tetrad/sensors/relocate.py, POINT_CONST below), so a new policy costs map
+ * (tetrad/sensors/bpfobject.py, POINT_CONST below), so a new policy costs map
  * writes and at most a verifier pass, never a compile.
  *
  * A call runs as a chain of tail calls (so that each piece stays within
@@ -88,9 +88,7 @@
 #define G_HAS_EXIT (G_PROG_TYPE == G_TYPE_TP || G_PROG_TYPE == G_TYPE_KPROBE)
 #define G_ANCESTORS 8
 
-TETRAD_EVENTS_EXTERN;
-TETRAD_EXECVE_MAP_EXTERN;
-TETRAD_SHED_EXTERN;
+TETRAD_SHARED_MAPS;
 
 BPF_PROG_ARRAY(stages, S_COUNT);
 /* Each attach point is a logical point L with two tables, 2L and 2L+1:
@@ -177,7 +175,7 @@ BPF_ARRAY(pending_now, u64, G_MAX_POINTS);
 #define ALL_SEL 0xfe            /* a hook without selectors: every call */
 
 /* The point number patched into this copy of the program when it was
- * loaded (tetrad/sensors/relocate.py looks for this 64-bit immediate). */
+ * loaded (tetrad/sensors/bpfobject.py looks for this 64-bit immediate). */
 #define POINT_MAGIC 0x7e7a5e0f7e7a5e0fULL
 static __always_inline u32 point_const(void)
 {

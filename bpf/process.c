@@ -24,9 +24,10 @@
  *   sched:sched_process_exit            exit record when the group is dead
  *   cgroup:cgroup_mkdir/rmdir           cgroup v2 directories made/removed
  *
- * The ring buffer `events` and execve_map are exported: policy programs
- * write their records into the same ring buffer and match on the binary of
- * the current process (matchBinaries) in the kernel; see shared_maps.h.
+ * Policy programs write their records into the same ring buffer, match on
+ * the binary of the current process (matchBinaries) from execve_map, and
+ * read `shed`: their references to these maps are pointed at this
+ * sensor's when they are loaded (shared_maps.h).
  */
 #include <uapi/linux/ptrace.h>
 #include <linux/sched.h>
@@ -50,11 +51,9 @@ struct exec_scratch {
 };
 
 BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
-/* Exported, like execve_map, for policy programs (shared_maps.h). */
-__attribute__((section("maps/export"))) struct events_table_t __events;
-BPF_TABLE_PUBLIC("hash", u32, struct tetrad_exec_entry, execve_map, EXECVE_MAP_ENTRIES);
+BPF_TABLE("hash", u32, struct tetrad_exec_entry, execve_map, EXECVE_MAP_ENTRIES);
 /* Written by user space, read by policy programs (shared_maps.h). */
-BPF_TABLE_PUBLIC("array", u32, u32, shed, 1);
+BPF_ARRAY(shed, u32, 1);
 BPF_PERCPU_ARRAY(exec_heap, struct exec_scratch, 1);
 BPF_PERCPU_ARRAY(walk_heap, struct walk_scratch, 1);
 /* Never written: the zero value new execve_map entries start from. */

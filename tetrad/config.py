@@ -40,6 +40,7 @@ class ProcessConfig:
 @dataclass(frozen=True)
 class PoliciesConfig:
     dir: str = "/etc/tetragon/policies.d"
+    bpf_cache: str = "/var/cache/tetrad/bpf"
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,7 @@ from tetrad.policy.watch import DirectoryWatcher
 from tetrad.process.cache import ProcessCache
 from tetrad.process.procfs import ProcfsScanner
 from tetrad.process.redaction import Redaction
-from tetrad.sensors.generic import GenericPrograms
+from tetrad.sensors.generic import SHARED_MAPS, GenericPrograms
 from tetrad.sensors.policies import PolicyLoader
 from tetrad.sensors.process import ProcessSensor, ProcessSensorConfig
 from tetrad.sensors.teardown import close_tracepoints
@@ -91,6 +91,7 @@ class DaemonConfig:
     sensor: ProcessSensorConfig = ProcessSensorConfig()
     policy_files: tuple[str, ...] = ()     # loaded at start, in order (--policy)
     policy_dir: str = ""                   # watched; "" for none
+    bpf_cache: str = ""                    # compiled policy programs kept here; "" for none
     socket_path: str = ""                  # local API; "" for none
     metrics_address: str = ""              # host:port for Prometheus; "" for none
     redaction: Redaction = Redaction()     # secrets hidden in arguments (process cache)
@@ -183,9 +184,14 @@ class Daemon:
             log.info("mounted %s", ", ".join(mounted))
         log.info("kernel: %s", features.summary_line())
         self.notify.extend(COMPILE_EXTEND_S, "compiling the process sensor")
+        sensor = self.sensor
+        programs = GenericPrograms(lambda: {name: sensor.bpf[name.encode()].map_fd for name in SHARED_MAPS},
+                                   self.config.bpf_cache)
+        # The programs nearly every policy set needs compile (or come from
+        # the cache) in a child process while the process sensor compiles.
+        programs.begin("syscall")
         self.sensor.load()
         self.containers = ContainerResolver()
-        programs = GenericPrograms()
         scope = CgroupScope(self.containers, programs, self.containers.cgroup2_mount)
         self.loader = PolicyLoader(programs, scope, prepare=HookPlan, progress=self._progress)
         self.registry = PolicyRegistry(self.loader)
@@ -478,7 +484,7 @@ class Daemon:
                 pass
         self.sinks.close(STOP_SINKS_S)
         final = self.stats_line()          # before unloading: it reads the policies' counters
-        close_tracepoints([self.sensor.bpf, *(self.loader.bpfs() if self.loader else ())])
+        close_tracepoints([self.sensor.bpf], self.loader.tracepoint_fds() if self.loader else ())
         if self.loader is not None:
             self.loader.close()
         self.sensor.close()

@@ -93,9 +93,12 @@ RETURN_ZERO = mov_imm(0, 0) + exit_()
 
 # ---- commands ---------------------------------------------------------------
 
-def map_create(map_type: int, key_size: int, value_size: int, max_entries: int) -> Fd:
+def map_create(map_type: int, key_size: int, value_size: int, max_entries: int,
+               flags: int = 0, name: str = "") -> Fd:
     attr = bytearray(72)
-    struct.pack_into("<IIII", attr, 0, map_type, key_size, value_size, max_entries)
+    struct.pack_into("<IIIII", attr, 0, map_type, key_size, value_size, max_entries, flags)
+    raw = name.encode()[:15]
+    attr[28:28 + len(raw)] = raw        # map_name (after inner_map_fd and numa_node)
     return _bpf(BPF_MAP_CREATE, attr)
 
 

@@ -91,6 +91,7 @@ def daemon_config(config: cfg.Config, extra_policies: list[str]) -> DaemonConfig
                                    execve_map_entries=config.process.execve_map_entries),
         policy_files=tuple(extra_policies),
         policy_dir=config.policies.dir,
+        bpf_cache=config.policies.bpf_cache,
         socket_path=config.server.socket,
         metrics_address=config.server.metrics_address,
         redaction=config.redaction_filters)

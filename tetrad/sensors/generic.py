@@ -1,11 +1,13 @@
-"""Policy hook programs: compile once per program type, attach per point,
-write the tables (bcc side).
+"""Policy hook programs: compiled once per program type, attached per
+point, driven by tables (bcc side).
 
 Owns the arrow "compile -> load/attach" for policy hooks. bpf/generic_hook.c
 is compiled at most once per BPF program type (`HookObject`: tracepoint for
 syscalls and tracepoints, kprobe for kprobes and uprobes, LSM, raw
-tracepoint), the first time a hook of that type is added; it knows no
-policy. Each attach point (a syscall, a function, a hook, a tracepoint) is
+tracepoint), in a child process or from the cache (sensors/bpfobject.py); it
+knows no policy. The syscall-and-tracepoint type, which nearly every policy
+set needs, starts compiling with the daemon (`begin`), alongside the process
+sensor. Each attach point (a syscall, a function, a hook, a tracepoint) is
 an `AttachPoint` with tables built by tetrad/policy/points.py; a hook added
 or removed rewrites its point's tables in an order that never shows a call
 a half-written state:
@@ -16,12 +18,12 @@ a half-written state:
      to it (one u32 write)
   4. entries no longer needed, and the removed hook's struct
 Syscall points are found by syscall number; every other point gets its own
-copy of the entry program with its number patched in (sensors/relocate.py),
-which costs a verifier pass, not a compile.
+copy of the entry program with its number patched in, which costs a
+verifier pass, not a compile.
 
-Only this module writes policy maps. It must run in the process that loaded
-the process sensor: programs join that sensor's ring buffer and execve_map
-through bcc's exported tables (bpf/shared_maps.h).
+Only this module writes policy maps. Programs share the process sensor's
+ring buffer, execve_map and shed map (bpf/shared_maps.h): `shared` gives
+their descriptors.
 """
 
 from __future__ import annotations
@@ -30,20 +32,21 @@ import ctypes
 import errno
 import logging
 import os
+import struct
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 from bcc import BPF
 from bcc.libbcc import lib
 
 from tetrad.abi import generic as enc
 from tetrad.bpf import syscall as bpf_syscall
-from tetrad.paths import bpf_dir
 from tetrad.policy.compile import CompiledHook, Target
-from tetrad.policy.points import PointTables
 from tetrad.policy.errors import PolicyError
+from tetrad.policy.points import PointTables
+from tetrad.sensors import bpfobject
 from tetrad.sensors import offsets as struct_offsets
-from tetrad.sensors import relocate
 from tetrad.sensors.targets import INDEX_SIZE, TargetMissing, syscall_key
 
 log = logging.getLogger(__name__)
@@ -61,10 +64,14 @@ TYPE_OF_KIND = {"syscall": TYPE_TP, "tracepoint": TYPE_TP, "kprobe": TYPE_KPROBE
                 "uprobe": TYPE_KPROBE, "lsm": TYPE_LSM, "rawtp": TYPE_RAWTP}
 BCC_TYPE = {TYPE_TP: BPF.TRACEPOINT, TYPE_KPROBE: BPF.KPROBE, TYPE_LSM: BPF.LSM,
             TYPE_RAWTP: BPF.RAW_TRACEPOINT}
-STAGES = (b"g_read", b"g_eval", b"g_select", b"g_act")     # S_READ .. S_ACT
-ENTRY = {"tracepoint": b"g_tp", "kprobe": b"g_kprobe", "uprobe": b"g_kprobe", "lsm": b"g_lsm",
-         "rawtp": b"g_rawtp"}
-EXIT = {"kprobe": b"g_kretprobe", "uprobe": b"g_kretprobe"}
+TYPE_NAMES = {TYPE_TP: "syscall and tracepoint", TYPE_KPROBE: "kprobe and uprobe", TYPE_LSM: "LSM",
+              TYPE_RAWTP: "raw tracepoint"}
+STAGES = ("g_read", "g_eval", "g_select", "g_act")       # S_READ .. S_ACT
+ENTRY = {"tracepoint": "g_tp", "kprobe": "g_kprobe", "uprobe": "g_kprobe", "lsm": "g_lsm",
+         "rawtp": "g_rawtp"}
+EXIT = {"kprobe": "g_kretprobe", "uprobe": "g_kretprobe"}
+# The process sensor's maps the policy programs use (bpf/shared_maps.h).
+SHARED_MAPS = ("events", "execve_map", "shed")
 
 
 class AttachError(Exception):
@@ -72,39 +79,68 @@ class AttachError(Exception):
 
 
 class HookObject:
-    """One compiled bpf/generic_hook.c for one program type, with its maps."""
+    """bpf/generic_hook.c compiled for one program type: its maps made, its
+    stages loaded into its prog array, its shared entry programs loaded."""
 
-    def __init__(self, prog_type: int, obj_id: int, cflags: list[str]):
+    def __init__(self, prog_type: int, compilation: bpfobject.Compilation, shared: dict[str, int]):
         self.prog_type = prog_type
-        self.obj_id = obj_id
+        self.obj_id = prog_type         # records carry it (OBJ_ID): stable across restarts
         self.bcc_type = BCC_TYPE[prog_type]
-        started = time.monotonic()
         try:
-            self.bpf = BPF(src_file=str(bpf_dir() / "generic_hook.c").encode(),
-                           cflags=cflags + [f"-DG_PROG_TYPE={prog_type}", f"-DOBJ_ID={obj_id}"])
-        except Exception as err:  # bcc raises plain Exception for compile errors
-            raise AttachError(f"the policy programs did not compile: {err}") from None
+            compiled = compilation.result()
+            self.bpf = bpfobject.Loaded(compiled, self.bcc_type, shared)
+        except bpfobject.CompileError as err:
+            raise AttachError(f"the policy programs for {TYPE_NAMES[prog_type]} hooks: {err}") from None
+        self.progs: dict[str, int] = {}         # shared programs: stages, syscall entries
         try:
-            if prog_type != TYPE_LSM:       # LSM points have stages of their own
-                stages = self.bpf[b"stages"]
+            if prog_type != TYPE_LSM:           # LSM points have stages of their own
                 for i, name in enumerate(STAGES):
-                    fn = self.bpf.load_func(name, self.bcc_type)
-                    stages[ctypes.c_int(i)] = ctypes.c_int(fn.fd)
-        except Exception as err:
-            self.bpf.cleanup()
-            raise AttachError(f"the kernel refused the policy programs: {err}") from None
+                    self.progs[name] = self.bpf.load(name)
+                    self.bpf.update("stages", struct.pack("<i", i), struct.pack("<i", self.progs[name]))
+        except (bpfobject.CompileError, OSError) as err:
+            self.close()
+            raise AttachError(f"the kernel refused the policy programs for {TYPE_NAMES[prog_type]} "
+                              f"hooks: {err}") from None
         self.free_points = list(range(1, MAX_POINTS // 2))
         self.free_hooks = list(range(MAX_HOOKS))
-        log.info("policy programs for %s hooks compiled and loaded (%.2fs)",
-                 {TYPE_TP: "syscall and tracepoint", TYPE_KPROBE: "kprobe and uprobe",
-                  TYPE_LSM: "LSM", TYPE_RAWTP: "raw tracepoint"}[prog_type],
-                 time.monotonic() - started)
+        log.info("policy programs for %s hooks %s and loaded (%.2fs)", TYPE_NAMES[prog_type],
+                 "taken from the cache" if compilation.from_cache else "compiled",
+                 time.monotonic() - compilation.started)
 
-    def table(self, name: str):
-        return self.bpf[name.encode()]
+    def shared_prog(self, name: str) -> int:
+        """A program all points of this object use (loaded once)."""
+        if name not in self.progs:
+            try:
+                self.progs[name] = self.bpf.load(name)
+            except bpfobject.CompileError as err:
+                raise AttachError(str(err)) from None
+        return self.progs[name]
 
     def close(self) -> None:
-        self.bpf.cleanup()
+        for fd in self.progs.values():
+            os.close(fd)
+        self.progs.clear()
+        self.bpf.close()
+
+
+@dataclass
+class Link:
+    """One attachment: a perf event (tracepoint, kprobe, uprobe; for the
+    last two also the probe event named `event`) or a BPF link (LSM)."""
+
+    kind: str                   # perf, kprobe, uprobe, link
+    fd: int
+    event: bytes = b""
+
+    def close(self) -> None:
+        if self.kind == "link":
+            os.close(self.fd)
+            return
+        lib.bpf_close_perf_event_fd(self.fd)
+        if self.kind == "kprobe":
+            lib.bpf_detach_kprobe(self.event)
+        elif self.kind == "uprobe":
+            lib.bpf_detach_uprobe(self.event)
 
 
 @dataclass
@@ -120,10 +156,10 @@ class AttachPoint:
     hooks: set[int] = field(default_factory=set)    # hook structs written
     attached: bool = False
     exit_attached: bool = False
-    detach: list = field(default_factory=list)      # callables undoing attachments
-    copies: list = field(default_factory=list)      # program copies to unload
+    links: list[Link] = field(default_factory=list)
+    progs: list[int] = field(default_factory=list)  # program copies of this point
     syscall_nr: int | None = None
-    stage_array: object = None                      # LSM: its own prog array (bpf_syscall.Fd)
+    stage_array: int = -1                           # LSM: a prog array of its own
 
 
 @dataclass
@@ -137,19 +173,34 @@ class Attachment:
 
 
 class GenericPrograms:
-    def __init__(self):
+    """Every policy hook in the kernel. `shared` gives the process sensor's
+    map descriptors (SHARED_MAPS), once it is loaded; `cache_dir` keeps
+    compiled programs across restarts ("" for none)."""
+
+    def __init__(self, shared: Callable[[], dict[str, int]], cache_dir: str = ""):
+        self._shared = shared
+        self._cache = bpfobject.Cache(cache_dir)
         self._objects: dict[int, HookObject] = {}
+        self._compiling: dict[int, bpfobject.Compilation] = {}
         self._points: dict[tuple, AttachPoint] = {}
-        self._next_obj = 1
         offsets = struct_offsets.policy_offsets()
-        self._cflags = [f"-I{bpf_dir()}", f"-DG_MAX_POINTS={MAX_POINTS}", f"-DG_MAX_HOOKS={MAX_HOOKS}",
-                        f"-DG_INDEX_SIZE={INDEX_SIZE}", f"-DG_CGROUP_ENTRIES={CGROUP_ENTRIES}",
-                        f"-DG_TRIE_ENTRIES={TRIE_ENTRIES}", f"-DG_PID_ENTRIES={PID_ENTRIES}"]
+        self._cflags = [f"-I{bpfobject.source().parent}", f"-DG_MAX_POINTS={MAX_POINTS}",
+                        f"-DG_MAX_HOOKS={MAX_HOOKS}", f"-DG_INDEX_SIZE={INDEX_SIZE}",
+                        f"-DG_CGROUP_ENTRIES={CGROUP_ENTRIES}", f"-DG_TRIE_ENTRIES={TRIE_ENTRIES}",
+                        f"-DG_PID_ENTRIES={PID_ENTRIES}"]
         self._cflags += struct_offsets.cflags(offsets or None)
         self._cflags += [f"-D{k}={v}" for k, v in sorted(offsets.items()) if k.startswith("SIZEOF_")]
 
+    def begin(self, kind: str) -> None:
+        """Start compiling (or reading from the cache) the programs of a hook
+        kind, so that they are ready when a policy needs them."""
+        prog_type = TYPE_OF_KIND[kind]
+        if prog_type not in self._objects and prog_type not in self._compiling:
+            flags = self._cflags + [f"-DG_PROG_TYPE={prog_type}", f"-DOBJ_ID={prog_type}"]
+            self._compiling[prog_type] = bpfobject.Compilation(bpfobject.source(), flags, self._cache)
+
     def compiled(self, kind: str) -> bool:
-        """Whether the programs for this hook kind are compiled already."""
+        """Whether the programs for this hook kind are loaded already."""
         return TYPE_OF_KIND[kind] in self._objects
 
     # ---- hooks ----------------------------------------------------------------
@@ -200,8 +251,9 @@ class GenericPrograms:
     def _object(self, prog_type: int) -> HookObject:
         obj = self._objects.get(prog_type)
         if obj is None:
-            obj = HookObject(prog_type, self._next_obj, self._cflags)
-            self._next_obj += 1
+            self.begin(next(k for k, t in TYPE_OF_KIND.items() if t == prog_type))
+            compilation = self._compiling.pop(prog_type)
+            obj = HookObject(prog_type, compilation, self._shared())
             self._objects[prog_type] = obj
         return obj
 
@@ -224,43 +276,43 @@ class GenericPrograms:
     def _drop(self, point: AttachPoint) -> None:
         """Detach an empty point and clear everything it wrote."""
         obj = point.obj
-        for undo in reversed(point.detach):
-            try:
-                undo()
-            except Exception as err:
-                log.warning("detaching %s: %s", point.target.function_name, err)
-        point.detach.clear()
-        for fn in point.copies:
-            relocate.unload(obj.bpf, fn)
-        point.copies.clear()
-        if point.stage_array is not None:
-            point.stage_array.close()
-            point.stage_array = None
+        self._release(point)
         if point.syscall_nr is not None:
-            obj.table("sys_point")[ctypes.c_uint32(point.syscall_nr)] = ctypes.c_uint32(0)
+            obj.bpf.update("sys_point", _u32(point.syscall_nr), _u32(0))
         if point.phys:
-            obj.table("point_ref")[ctypes.c_uint32(point.lpoint)] = ctypes.c_uint32(0)
-            obj.table("points")[ctypes.c_uint32(point.phys)] = obj.table("points").Leaf()
-        self._apply_entries(point, {"str_fwd": {}, "str_rev": {}, "cidr": {}, "pid_sel": {}})
+            obj.bpf.update("point_ref", _u32(point.lpoint), _u32(0))
+            obj.bpf.update("points", _u32(point.phys), bytes(ctypes.sizeof(enc.Point)))
+        self._apply_entries(point, {})
         self._clear_hooks(point, set())
         self._points = {k: p for k, p in self._points.items() if p is not point}
         obj.free_points.append(point.lpoint)
+
+    @staticmethod
+    def _release(point: AttachPoint) -> None:
+        """Close the point's attachments and programs."""
+        for link in reversed(point.links):
+            link.close()
+        point.links.clear()
+        for fd in point.progs:
+            os.close(fd)
+        point.progs.clear()
+        if point.stage_array >= 0:
+            os.close(point.stage_array)
+            point.stage_array = -1
 
     # ---- tables ---------------------------------------------------------------
 
     def _write(self, point: AttachPoint) -> None:
         obj = point.obj
         tables = point.tables.tables()
-        hooks = obj.table("hooks")
         for hook_id, raw in tables.hooks.items():           # 1. new hooks
             if hook_id not in point.hooks:
-                hooks[hooks.Key(hook_id)] = hooks.Leaf.from_buffer_copy(raw)
+                obj.bpf.update("hooks", _u32(hook_id), raw)
                 point.hooks.add(hook_id)
         self._apply_entries(point, tables.entries, removals=False)   # 2. new and grown entries
         phys = 2 * point.lpoint + (1 if point.phys == 2 * point.lpoint else 0)
-        points = obj.table("points")                         # 3. the table, then the switch
-        points[points.Key(phys)] = points.Leaf.from_buffer_copy(tables.point)
-        obj.table("point_ref")[ctypes.c_uint32(point.lpoint)] = ctypes.c_uint32(phys)
+        obj.bpf.update("points", _u32(phys), tables.point)   # 3. the table, then the switch
+        obj.bpf.update("point_ref", _u32(point.lpoint), _u32(phys))
         point.phys = phys
         self._apply_entries(point, tables.entries)           # 4. entries and hooks no longer used
         self._clear_hooks(point, set(tables.hooks))
@@ -269,42 +321,32 @@ class GenericPrograms:
                        removals: bool = True) -> None:
         obj = point.obj
         for name in ("str_fwd", "str_rev", "cidr", "pid_sel"):
-            table = obj.table(name)
             have = point.entries.setdefault(name, {})
             want = wanted.get(name, {})
             for key, value in want.items():
                 if have.get(key) != value:
-                    self._update(table, key, value, name)
+                    try:
+                        obj.bpf.update(name, key, value)
+                    except OSError as err:
+                        if err.errno in (errno.E2BIG, errno.ENOMEM, errno.ENOSPC):
+                            raise AttachError(f"the kernel map {name} is full: too many values in the "
+                                              f"loaded policies ({err.strerror})") from None
+                        raise AttachError(f"cannot write {name}: {err.strerror}") from None
                     have[key] = value
             if removals:
                 for key in [k for k in have if k not in want]:
-                    try:
-                        del table[table.Key.from_buffer_copy(key)]
-                    except KeyError:
-                        pass
+                    obj.bpf.delete(name, key)
                     del have[key]
 
-    @staticmethod
-    def _update(table, key: bytes, value: bytes, name: str) -> None:
-        k = table.Key.from_buffer_copy(key)
-        v = table.Leaf.from_buffer_copy(value)
-        if lib.bpf_update_elem(table.map_fd, ctypes.byref(k), ctypes.byref(v), 0) < 0:
-            err = ctypes.get_errno()
-            if err in (errno.E2BIG, errno.ENOMEM, errno.ENOSPC):
-                raise AttachError(f"the kernel map {name} is full: too many values in the loaded "
-                                  f"policies ({os.strerror(err)})")
-            raise AttachError(f"cannot write {name}: {os.strerror(err)}")
-
     def _clear_hooks(self, point: AttachPoint, keep: set[int]) -> None:
-        hooks = point.obj.table("hooks")
         for hook_id in [h for h in point.hooks if h not in keep]:
-            hooks[hooks.Key(hook_id)] = hooks.Leaf()        # inactive
+            point.obj.bpf.update("hooks", _u32(hook_id), bytes(ctypes.sizeof(enc.Hook)))   # inactive
             point.hooks.discard(hook_id)
 
     @staticmethod
     def _reset_stats(obj: HookObject, hook_id: int) -> None:
-        table = obj.table("hook_stats")
-        table[table.Key(hook_id)] = table.Leaf()    # zero on every CPU
+        size = (ctypes.sizeof(enc.HookStats) + 7) // 8 * 8
+        obj.bpf.update("hook_stats", _u32(hook_id), bytes(size * obj.bpf.ncpus))
 
     # ---- attaching ------------------------------------------------------------
 
@@ -312,7 +354,6 @@ class GenericPrograms:
         """Attach the point's entry the first time, its exit the first time a
         hook there needs one (return probe, second read at sys_exit)."""
         obj, t = point.obj, point.target
-        b = obj.bpf
         needs_exit = ch.has_return or ch.retry
         if t.kind == "syscall":
             if point.syscall_nr is None:
@@ -320,121 +361,147 @@ class GenericPrograms:
                     point.syscall_nr = syscall_key(t.name)
                 except TargetMissing as err:
                     raise AttachError(str(err)) from None
-                obj.table("sys_point")[ctypes.c_uint32(point.syscall_nr)] = ctypes.c_uint32(point.lpoint)
+                obj.bpf.update("sys_point", _u32(point.syscall_nr), _u32(point.lpoint))
             if not point.attached:
-                tp = f"syscalls:sys_enter_{t.name}".encode()
-                b.attach_tracepoint(tp=tp, fn_name=b"g_sys_enter")
-                point.detach.append(lambda: b.detach_tracepoint(tp=tp))
+                self._tracepoint(point, obj.shared_prog("g_sys_enter"), "syscalls", f"sys_enter_{t.name}")
                 point.attached = True
             if needs_exit and not point.exit_attached:
-                tpx = f"syscalls:sys_exit_{t.name}".encode()
-                b.attach_tracepoint(tp=tpx, fn_name=b"g_sys_exit")
-                point.detach.append(lambda: b.detach_tracepoint(tp=tpx))
+                self._tracepoint(point, obj.shared_prog("g_sys_exit"), "syscalls", f"sys_exit_{t.name}")
                 point.exit_attached = True
             return
         if not point.attached:
-            fn = self._copy(point, ENTRY[t.kind])
+            fd = self._copy(point, ENTRY[t.kind])
             if t.kind == "tracepoint":
-                tp = t.name.replace("/", ":").encode()
-                b.attach_tracepoint(tp=tp, fn_name=fn.name)
-                point.detach.append(lambda: b.detach_tracepoint(tp=tp))
+                self._tracepoint(point, fd, *t.name.split("/", 1))
             elif t.kind == "kprobe":
-                b.attach_kprobe(event=t.name.encode(), fn_name=fn.name)
-                point.detach.append(lambda: b.detach_kprobe(event=t.name.encode(), fn_name=fn.name))
+                self._kprobe(point, fd, t.name, ret=False)
             elif t.kind == "uprobe":
-                b.attach_uprobe(name=t.binary.encode(), sym=t.name.encode(), fn_name=fn.name)
-                point.detach.append(lambda: b.detach_uprobe(name=t.binary.encode(), sym=t.name.encode()))
+                self._uprobe(point, fd, t.binary, t.name, ret=False)
             elif t.kind == "lsm":
-                link = lib.bpf_attach_lsm(fn.fd)
+                link = lib.bpf_attach_lsm(fd)
                 if link < 0:
                     raise AttachError(f"cannot attach LSM hook {t.name}: {os.strerror(ctypes.get_errno())}")
-                point.detach.append(lambda: os.close(link))
+                point.links.append(Link("link", link))
             point.attached = True
         if needs_exit and not point.exit_attached:
             if t.kind not in EXIT:
                 raise AttachError(f"{t.kind} hooks have no return probe")
-            fn = self._copy(point, EXIT[t.kind])
+            fd = self._copy(point, EXIT[t.kind])
             if t.kind == "kprobe":
-                b.attach_kretprobe(event=t.name.encode(), fn_name=fn.name)
-                point.detach.append(lambda: b.detach_kretprobe(event=t.name.encode(), fn_name=fn.name))
+                self._kprobe(point, fd, t.name, ret=True)
             else:
-                b.attach_uretprobe(name=t.binary.encode(), sym=t.name.encode(), fn_name=fn.name)
-                point.detach.append(lambda: b.detach_uretprobe(name=t.binary.encode(), sym=t.name.encode()))
+                self._uprobe(point, fd, t.binary, t.name, ret=True)
             point.exit_attached = True
 
-    def _copy(self, point: AttachPoint, entry: bytes) -> BPF.Function:
+    @staticmethod
+    def _tracepoint(point: AttachPoint, prog: int, category: str, event: str) -> None:
+        fd = lib.bpf_attach_tracepoint(prog, category.encode(), event.encode())
+        if fd < 0:
+            raise AttachError(f"cannot attach to tracepoint {category}:{event}: "
+                              f"{os.strerror(ctypes.get_errno())}")
+        point.links.append(Link("perf", fd))
+
+    @staticmethod
+    def _kprobe(point: AttachPoint, prog: int, function: str, ret: bool) -> None:
+        ev = f"tetrad_{os.getpid()}_{'r' if ret else 'p'}_{function.replace('.', '_')}".encode()
+        fd = lib.bpf_attach_kprobe(prog, int(ret), ev, function.encode(), 0, 0)
+        if fd < 0:
+            raise AttachError(f"cannot attach a {'kretprobe' if ret else 'kprobe'} to {function}: "
+                              f"{os.strerror(ctypes.get_errno())} (not traceable: inlined, "
+                              "notrace or not in this kernel)")
+        point.links.append(Link("kprobe", fd, ev))
+
+    @staticmethod
+    def _uprobe(point: AttachPoint, prog: int, binary: str, symbol: str, ret: bool) -> None:
+        try:
+            path, addr = BPF._check_path_symbol(binary.encode(), symbol.encode(), None, -1)
+        except Exception as err:  # bcc raises plain Exception for a symbol it cannot find
+            raise AttachError(f"uprobe {binary}:{symbol}: {err}") from None
+        ev = b"tetrad_%d_%s_0x%x" % (os.getpid(), b"r" if ret else b"p", addr)
+        fd = lib.bpf_attach_uprobe(prog, int(ret), ev, path, addr, -1)
+        if fd < 0:
+            raise AttachError(f"cannot attach a {'uretprobe' if ret else 'uprobe'} to {binary}:{symbol}: "
+                              f"{os.strerror(ctypes.get_errno())}")
+        point.links.append(Link("uprobe", fd, ev))
+
+    def _copy(self, point: AttachPoint, entry: str) -> int:
         """The entry program bound to this point (and, for LSM, the stages
-        with a prog array of the point's own)."""
+        with a prog array of the point's own: newer kernels refuse tail
+        calls between LSM programs of different hooks)."""
         obj = point.obj
         maps = None
-        lsm_name = None
-        if obj.prog_type == TYPE_LSM:
-            # Stages bound to this hook, in a prog array of its own.
-            lsm_name = b"lsm__" + point.target.name.encode()
-            if point.stage_array is None:
-                point.stage_array = bpf_syscall.map_create(BPF_MAP_TYPE_PROG_ARRAY, 4, 4, len(STAGES))
-            maps = {obj.table("stages").map_fd: point.stage_array.fd}
-            for i, stage in enumerate(STAGES):
-                fn = self._load_copy(point, b"%s#%d" % (stage, point.lpoint),
-                                     relocate.patch(relocate.instructions(obj.bpf, stage), maps=maps),
-                                     lsm_name)
-                key, value = ctypes.c_int(i), ctypes.c_int(fn.fd)
-                if lib.bpf_update_elem(point.stage_array.fd, ctypes.byref(key), ctypes.byref(value), 0) < 0:
-                    raise AttachError(f"cannot fill the LSM stage table: {os.strerror(ctypes.get_errno())}")
-        return self._load_copy(point, b"%s#%d" % (entry, point.lpoint),
-                               relocate.patch(relocate.instructions(obj.bpf, entry), point.lpoint, maps),
-                               lsm_name)
-
-    def _load_copy(self, point: AttachPoint, key: bytes, insns: bytes,
-                   name: bytes | None = None) -> BPF.Function:
+        name = None
         try:
-            fn = relocate.load(point.obj.bpf, key, point.obj.bcc_type, insns, name)
-        except relocate.LoadError as err:
+            if obj.prog_type == TYPE_LSM:
+                name = f"lsm__{point.target.name}"
+                if point.stage_array < 0:
+                    point.stage_array = bpf_syscall.map_create(BPF_MAP_TYPE_PROG_ARRAY, 4, 4, len(STAGES),
+                                                               name="stages").fd
+                    maps = {"stages": point.stage_array}
+                    for i, stage in enumerate(STAGES):
+                        fd = obj.bpf.load(stage, maps=maps, name=name)
+                        point.progs.append(fd)
+                        key, value = ctypes.c_int(i), ctypes.c_int(fd)
+                        if lib.bpf_update_elem(point.stage_array, ctypes.byref(key), ctypes.byref(value), 0) < 0:
+                            raise AttachError("cannot fill the LSM stage table: "
+                                              f"{os.strerror(ctypes.get_errno())}")
+                maps = {"stages": point.stage_array}
+            fd = obj.bpf.load(entry, point=point.lpoint, maps=maps, name=name)
+        except bpfobject.CompileError as err:
             raise AttachError(f"{point.target.function_name}: {err}") from None
-        point.copies.append(fn)
-        return fn
+        point.progs.append(fd)
+        return fd
 
     # ---- workload scopes --------------------------------------------------------
 
     def scope_cgroup(self, att: Attachment, cgroup_id: int, selected: bool) -> bool:
         """Let a workload-scoped hook run (or no longer run) for tasks in
         one cgroup. False when the kernel map is full."""
-        table = att.obj.table("cgroup_sel")
-        key = enc.CgroupKey(cgroup_id, att.hook_id)
+        key = bytes(enc.CgroupKey(cgroup_id, att.hook_id))
         if selected:
-            one = ctypes.c_uint8(1)
-            if lib.bpf_update_elem(table.map_fd, ctypes.byref(key), ctypes.byref(one), 0) < 0:
-                err = ctypes.get_errno()
-                if err == errno.E2BIG:     # a hash map that is full
+            try:
+                att.obj.bpf.update("cgroup_sel", key, b"\1")
+            except OSError as err:
+                if err.errno == errno.E2BIG:     # a hash map that is full
                     return False
-                raise OSError(err, f"cgroup_sel update: {os.strerror(err)}")
+                raise
             att.cgroups.add(cgroup_id)
         elif cgroup_id in att.cgroups:
             att.cgroups.discard(cgroup_id)
-            try:
-                del table[key]
-            except KeyError:
-                pass
+            att.obj.bpf.delete("cgroup_sel", key)
         return True
 
     # ---- reading ------------------------------------------------------------------
 
     def stats(self, att: Attachment) -> enc.HookStats:
-        table = att.obj.table("hook_stats")
         total = enc.HookStats()
-        for cpu_value in table[table.Key(att.hook_id)]:
+        for raw in att.obj.bpf.lookup_percpu("hook_stats", _u32(att.hook_id)):
+            cpu_value = enc.HookStats.from_buffer_copy(raw)
             for name, _ in enc.HookStats._fields_:
                 setattr(total, name, getattr(total, name) + getattr(cpu_value, name))
         return total
 
-    def bpfs(self) -> list[BPF]:
-        return [obj.bpf for obj in self._objects.values()]
+    def tracepoint_fds(self) -> list[int]:
+        """Every tracepoint attachment's perf event, handed over for closing
+        all at once at stop (sensors/teardown.py)."""
+        fds = []
+        for point in self._points.values():
+            fds += [link.fd for link in point.links if link.kind == "perf"]
+            point.links = [link for link in point.links if link.kind != "perf"]
+        return fds
 
     def close(self) -> None:
-        for point in list(self._points.values()):
-            if point.stage_array is not None:
-                point.stage_array.close()
+        """At stop: everything closed; the maps go with their descriptors."""
+        for point in self._points.values():
+            self._release(point)
         self._points.clear()
         for obj in self._objects.values():
             obj.close()
         self._objects.clear()
+        for compilation in self._compiling.values():
+            compilation.cancel()
+        self._compiling.clear()
+
+
+def _u32(value: int) -> bytes:
+    return struct.pack("=I", value)

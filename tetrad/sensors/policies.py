@@ -139,9 +139,9 @@ class PolicyLoader:
                 total[name] += n
         return total
 
-    def bpfs(self) -> list:
-        """The BPF objects of every loaded program (for teardown at stop)."""
-        return self._programs.bpfs()
+    def tracepoint_fds(self) -> list[int]:
+        """Every tracepoint attachment of every hook (for teardown at stop)."""
+        return self._programs.tracepoint_fds()
 
     def close(self) -> None:
         """At stop: every program goes at once, not policy by policy (the

@@ -19,10 +19,11 @@ from bcc.libbcc import lib
 MAX_THREADS = 16
 
 
-def close_tracepoints(bpfs: list[BPF]) -> None:
-    """Close every tracepoint attachment of these BPF objects, concurrently;
-    bcc then no longer knows them (its cleanup() would close them again)."""
-    fds = []
+def close_tracepoints(bpfs: list[BPF], fds: list[int] = ()) -> None:
+    """Close every tracepoint attachment of these BPF objects, and these
+    perf event descriptors, concurrently; bcc then no longer knows them (its
+    cleanup() would close them again)."""
+    fds = list(fds)
     for bpf in bpfs:
         fds += bpf.tracepoint_fds.values()
         bpf.tracepoint_fds.clear()

@@ -1,0 +1,83 @@
+"""The compiled policy programs cache, on the real kernel: a restart loads
+them without compiling; a corrupt entry is never loaded, the daemon
+compiles instead and its policies are in force either way."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+from tests.kernel.daemon_harness import DaemonProcess, wait_for
+from tests.policy_files import lseek_equal, put
+
+pytestmark = pytest.mark.kernel
+
+RUN = uuid.uuid4().hex[:8]
+OFFSET = 7_000_000 + (int(RUN, 16) % 1_000_000) * 4
+COMPILED = "policy programs for syscall and tracepoint hooks compiled and loaded"
+TIME_FACTOR = float(os.environ.get("TETRAD_TIME_FACTOR", "1"))
+CACHED = "policy programs for syscall and tracepoint hooks taken from the cache and loaded"
+
+
+def lseek(offset: int) -> None:
+    try:
+        os.lseek(-1, offset, 0)
+    except OSError:
+        pass
+
+
+def start(work, cache: str) -> DaemonProcess:
+    (work / "tetrad.toml").write_text(f'[policies]\nbpf_cache = "{cache}"\n')
+    return DaemonProcess(work, "--policy-dir", str(work / "policies.d"))
+
+
+def policy_in_force(daemon: DaemonProcess, offset: int) -> None:
+    def seen():
+        lseek(offset)
+        return any(e.get("process_kprobe", {}).get("policy_name") == f"cache-{RUN}"
+                   for e in daemon.events())
+    wait_for(seen, 30 * TIME_FACTOR, f"an event of the policy for lseek offset {offset}")
+
+
+def run_once(tmp_path, name: str, cache: str) -> str:
+    """Start a daemon, prove its policy is in force, stop it; its log."""
+    work = tmp_path / name
+    (work / "policies.d").mkdir(parents=True, mode=0o755)
+    put(work / "policies.d", "p.yaml", lseek_equal(f"cache-{RUN}", OFFSET))
+    daemon = start(work, cache)
+    try:
+        policy_in_force(daemon, OFFSET)
+    finally:
+        daemon.stop()
+    return daemon.stderr_path.read_text()
+
+
+@pytest.fixture
+def cache(tmp_path):
+    os.chmod(tmp_path, 0o755)
+    return tmp_path / "cache" / "bpf"
+
+
+def entries(cache) -> list:
+    return sorted(cache.glob("*.json"))
+
+
+def test_a_restart_takes_the_programs_from_the_cache(tmp_path, cache):
+    first = run_once(tmp_path, "first", str(cache))
+    assert COMPILED in first and CACHED not in first
+    assert cache.stat().st_mode & 0o777 == 0o700
+    [entry] = entries(cache)
+    assert entry.stat().st_mode & 0o777 == 0o600 and entry.stat().st_uid == 0
+    second = run_once(tmp_path, "second", str(cache))
+    assert CACHED in second and COMPILED not in second
+
+
+def test_a_corrupt_entry_is_not_loaded_and_the_policy_still_works(tmp_path, cache):
+    # Wrong modes and owners are refused the same way (tests/unit/test_bpfobject.py).
+    run_once(tmp_path, "first", str(cache))
+    [entry] = entries(cache)
+    entry.write_text('{"maps": [], "functions": {"g_read": "AAAA"')
+    log = run_once(tmp_path, "second", str(cache))
+    assert COMPILED in log and CACHED not in log and "unreadable" in log
