@@ -170,6 +170,12 @@ def test_killed_daemon_is_restarted_with_its_policies(installed):
     out = sh("cat", str(SECRETS / "key"), check=False)
     assert out.returncode == 1 and "Operation not permitted" in out.stderr
     assert "connect" in sh("tetra", "policy", "list").stdout
+    # The restart loaded the policy programs the first start compiled: the
+    # cache directory is writable under the unit's sandbox and root-only.
+    log = sh("journalctl", "-u", "tetrad", "--no-pager", "-o", "cat", f"_PID={main_pid()}").stdout
+    assert "taken from the cache and loaded" in log, log
+    cache = Path("/var/cache/tetrad")
+    assert cache.stat().st_mode & 0o777 == 0o700 and list((cache / "bpf").glob("*.json"))
 
 
 def test_hardening_score(installed):
@@ -202,5 +208,6 @@ def test_purge_removes_unit_and_logs(installed):
     assert not Path("/lib/systemd/system/tetrad.service").exists()
     assert sh("systemctl", "cat", "tetrad", check=False).returncode != 0
     assert not Path("/var/log/tetragon").exists()
+    assert not Path("/var/cache/tetrad").exists()
     assert not (POLICIES / "sensitive-files.yaml").exists()
     shutil.rmtree(SECRETS, ignore_errors=True)
