@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -49,8 +50,9 @@ def build(name: str) -> Path:
 class Tetrad:
     """`tetrad run` as a subprocess writing JSON lines to a file."""
 
-    def __init__(self, workdir: Path, *args: str, journald: bool = False):
-        """With journald, events go to the journal instead of the file."""
+    def __init__(self, workdir: Path, *args: str, journald: bool = False, socket: str = ""):
+        """With journald, events go to the journal instead of the file; with
+        a socket path, the local API listens there."""
         self.export = workdir / "events.json"
         self.log = workdir / "tetrad.log"
         if self.export.exists():
@@ -61,7 +63,7 @@ class Tetrad:
         self.proc = subprocess.Popen(
             # Only the bench's own config: no /etc/tetragon or API.
             [sys.executable, "-m", "tetrad", "run", "--quiet", "--config-dir", str(workdir),
-             "--policy-dir", "", "--socket", "", *sink, *args],
+             "--policy-dir", "", "--socket", socket, *sink, *args],
             cwd=REPO, stdout=subprocess.DEVNULL, stderr=self._log)
         deadline = time.monotonic() + 120
         while ": ready in " not in self.log.read_text():
@@ -83,7 +85,6 @@ class Tetrad:
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(timeout=120)
         self._log.close()
-        import re
         final = [l for l in self.log.read_text().splitlines() if "stopped" in l]
         return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", final[-1])} if final else {}
 
