@@ -183,3 +183,62 @@ def test_rejects_what_is_not_btf():
         bad = bytearray(data)
         struct.pack_into("<I", bad, 24 + 4, 25 << 24)               # first record's info
         Btf.from_bytes(bytes(bad))
+
+
+# ---- stepping through types (argument walks) -----------------------------------
+
+def test_function_parameters_through_funcs_typedefs_and_pointers():
+    b = BtfBuilder()
+    i32 = b.int()
+    cred = b.struct("cred", 8, [("uid", i32, 0)])
+    void_ptr = b.ptr(0)
+    proto = b.func_proto(i32, [("new", b.ptr(cred)), ("flags", i32)])
+    fn = b.func("commit_creds", proto)
+    tp = b.typedef("btf_trace_x", b.ptr(b.func_proto(0, [("", void_ptr), ("", b.ptr(cred))])))
+    btf = Btf.from_bytes(b.build())
+    assert [(p.name, btf.describe(p.type_id)) for p in btf.params(fn)] == \
+        [("new", "struct cred *"), ("flags", "int")]
+    assert [btf.describe(p.type_id) for p in btf.params(tp)] == ["void *", "struct cred *"]
+    with pytest.raises(BtfError, match="not a function"):
+        btf.params(cred)
+
+
+def test_kinds_arrays_ints_and_descriptions():
+    btf = kernelish()
+    dentry = btf.find("dentry", "struct")
+    bits, member = btf.member(dentry, "d_iname")
+    assert bits == 384 and btf.kind(member.type_id) == "array"
+    element, count = btf.array(member.type_id)
+    assert count == 8 and btf.describe(element) == "char"
+    assert btf.describe(member.type_id) == "char[8]"
+    assert btf.int_encoding(element) == (1, False)
+    assert btf.member(dentry, "nope") is None
+    root = btf.member(btf.find("fs_struct", "struct"), "root")[1].type_id
+    assert btf.kind(root) == "struct"                  # under typedef, volatile, const
+    assert btf.describe(root) == "path_t"
+    assert btf.describe(btf.member(btf.find("qstr", "struct"), "name")[1].type_id) == "const char *"
+    with pytest.raises(BtfError, match="not an array"):
+        btf.array(dentry)
+
+
+def test_module_btf_continues_the_kernels_ids_and_strings():
+    base = BtfBuilder()
+    u32 = base.int("unsigned int", 4)
+    sock = base.struct("sock", 8, [("sk_mark", u32, 0)])
+    vmlinux = Btf.from_bytes(base.build())
+    mod = BtfBuilder(base=base)
+    # a module type naming a kernel type, and a name the kernel has too
+    alg = mod.struct("sockaddr_alg_new", 96, [("salg_family", u32, 0),
+                                             ("sk", mod.ptr(sock), 64), ("sk_mark", u32, 128)])
+    module = Btf.from_bytes(mod.build(), base=vmlinux)
+    assert vmlinux.count == 2 and alg == 4 and module.count == 4    # its pointer is 3
+    assert module.find("sockaddr_alg_new", "struct") == alg
+    assert module.member_offset("sockaddr_alg_new", "sk_mark") == 16
+    assert module.find("sock", "struct") == sock               # found in the base
+    assert module.describe(module.member(alg, "sk")[1].type_id) == "struct sock *"
+    assert module.type(sock).name == "sock"
+    with pytest.raises(KeyError):
+        vmlinux.find("sockaddr_alg_new", "struct")
+    with pytest.raises(BtfError, match="out of range"):
+        vmlinux.type(alg)
+
