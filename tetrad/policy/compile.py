@@ -10,7 +10,9 @@ point into the kernel's tables, and `compile_policy` checks each hook fits
 a point on its own, so `tetrad policy check` refuses what the daemon would.
 
 - Syscall hooks run on `syscalls:sys_enter_*` tracepoints; their arguments
-  are user-space values. kprobe and LSM arguments are kernel values.
+  are user-space values. kprobe and LSM arguments are kernel values. How
+  each argument is read (and walked: resolve:, btfType, struct-typed
+  arguments) is tetrad/policy/args.py.
 - Syscall hooks with an argument in user memory get `retry`: the program
   also runs at sys_exit, to read again what was unreadable at entry. Not
   execve/execveat: after a successful exec the caller's memory is gone, so
@@ -29,30 +31,14 @@ from typing import Callable
 from tetrad.abi import generic as enc
 from tetrad.bpf import unistd
 from tetrad.policy import schema
-from tetrad.policy.schema import ArgSpec, Hook, Policy, PolicyError
+from tetrad.policy.args import BtfSource, TracepointField, arg_read
+from tetrad.policy.schema import Hook, Policy, PolicyError
 from tetrad.policy.points import USER_MEMORY, ArgRead, PointTables
 from tetrad.policy.workloads import Workloads
 
 log = logging.getLogger(__name__)
 
 INT_SIZES = schema.INT_WIDTHS         # (bytes, signed) by argument type
-
-# Argument types by where the value lives. Syscall and uprobe arguments are
-# user-space values; kprobe and LSM arguments are kernel values.
-_USER_TYPES = {"string": "ustr", "char_buf": "ubuf", "fd": "fd", "sockaddr": "usockaddr"}
-_KERNEL_TYPES = {"string": "kstr", "fd": "fd", "file": "file", "path": "path", "sock": "sock",
-                 "linux_binprm": "binprm"}
-
-
-@dataclass(frozen=True)
-class TracepointField:
-    name: str
-    type: str                   # the C declaration without the name
-    offset: int
-    size: int
-    signed: bool
-    data_loc: bool
-    pointer: bool
 
 
 @dataclass(frozen=True)
@@ -77,50 +63,13 @@ class CompiledHook:
     has_return: bool = False            # a return probe: return value, returnCopy buffers
     retry: bool = False                 # user memory unreadable at entry is read at sys_exit
     override_return: bool = False       # a kprobe with Override (bpf_override_return)
+    needs_btf: bool = False             # argument offsets come from the kernel's BTF
+    unmet: tuple[tuple[str, str], ...] = ()     # (path, why): what this kernel's BTF cannot serve
 
     @property
     def enforces(self) -> bool:
         return any(a.action in schema.ENFORCING_ACTIONS for s in self.hook.selectors
                    for a in s.actions + s.return_actions)
-
-
-# ---- argument reads --------------------------------------------------------
-
-def _int_read(type_: str, src: int) -> ArgRead:
-    size, signed = INT_SIZES.get(type_, (8, False))
-    return ArgRead(enc.GA["int"], src, size, signed)
-
-
-def _read(hook: Hook, arg: ArgSpec, kind: str, fields: list[TracepointField] | None) -> ArgRead:
-    where = f"{hook.path}.args[{hook.args.index(arg)}]"
-    if kind == "tracepoint":
-        assert fields is not None
-        if arg.index >= len(fields):
-            raise PolicyError("", [(f"{where}.index", f"tracepoint {hook.call} has only {len(fields)} fields")])
-        f = fields[arg.index]
-        user = hook.call.startswith(("syscalls/", "raw_syscalls/"))
-        if f.data_loc:
-            return ArgRead(enc.GA["dataloc"], f.offset)
-        if arg.type in ("string", "filename") or (arg.type == "auto" and f.pointer and "char" in f.type):
-            return ArgRead(enc.GA["ustr" if user else "kstr"], f.offset)
-        if arg.type in schema.INT_TYPES:
-            size, signed = (f.size, f.signed) if arg.type == "auto" else INT_SIZES[arg.type]
-            return ArgRead(enc.GA["int"], f.offset, size, signed)
-        if arg.type == "fd":
-            return ArgRead(enc.GA["fd"], f.offset, 4, True)
-        raise PolicyError("", [(f"{where}.type", f"type {arg.type} is not supported on tracepoints")])
-    if arg.type in schema.INT_TYPES:
-        return _int_read(arg.type, arg.index)
-    user = kind in ("syscall", "uprobe")
-    table = _USER_TYPES if user else _KERNEL_TYPES
-    strategy = table.get(arg.type)
-    if strategy is None:
-        where_kind = "syscall arguments (user-space values)" if kind == "syscall" else f"{kind} hooks"
-        raise PolicyError("", [(f"{where}.type", f"type {arg.type} is not supported on {where_kind}")])
-    if strategy == "ubuf" and arg.size_arg_index is None and not arg.return_copy:
-        raise PolicyError("", [(f"{where}", "char_buf needs sizeArgIndex or returnCopy")])
-    return ArgRead(enc.GA[strategy], arg.index, 8, False, arg.size_arg_index,
-                   retcopy=arg.return_copy)
 
 
 # ---- hooks -----------------------------------------------------------------
@@ -141,6 +90,7 @@ class KernelFacts:
     arch_prefix: str = "__x64_"
     tracepoint_fields: Callable[[str, str], list[TracepointField]] | None = None
     syscall_number: Callable[[str], int] = unistd.number     # raises unistd.UnknownSyscall
+    btf: BtfSource | None = None        # "" -> vmlinux, a module -> its BTF; OSError if none
 
 
 def _map_ops_as_equal(hook: Hook, facts: KernelFacts) -> Hook:
@@ -218,12 +168,17 @@ def compile_hook(policy: Policy, hook: Hook, facts: KernelFacts) -> CompiledHook
         target = Target("uprobe", hook.symbol, binary=hook.binary, function_name=hook.symbol)
     if hook.return_ and kind in ("lsm", "tracepoint"):
         refuse(f"{hook.path}.return", f"{kind} hooks have no return probe here")
-    reads = []
+    reads, unmet, needs_btf = [], [], False
     for arg in hook.args:
         try:
-            reads.append(_read(hook, arg, kind, fields))
+            got = arg_read(hook, arg, kind, fields, facts.btf)
         except PolicyError as err:
             problems += err.problems
+            continue
+        reads.append(got.read)
+        needs_btf |= got.btf
+        if got.unmet:
+            unmet.append((hook.path, got.unmet))
     if not problems:
         problems += _auto_ranges(hook, reads)
     if problems:
@@ -234,7 +189,8 @@ def compile_hook(policy: Policy, hook: Hook, facts: KernelFacts) -> CompiledHook
              and any(r.kind in USER_MEMORY and not r.retcopy for r in reads))
     return CompiledHook(hook, target, tuple(reads), policy.name, policy.mode == "monitor",
                         policy.workloads, unreadable_match=policy.unreadable_match,
-                        has_return=hook.return_, retry=retry, override_return=overriding)
+                        has_return=hook.return_, retry=retry, override_return=overriding,
+                        needs_btf=needs_btf, unmet=tuple(unmet))
 
 
 _EXEC_SYSCALLS = {"execve", "execveat"}
@@ -246,8 +202,8 @@ def _auto_ranges(hook: Hook, reads: list[ArgRead]) -> list[tuple[str, str]]:
     problems = []
     for sel in hook.selectors:
         for ma in sel.match_args:
-            arg = hook.arg(ma.index)
-            slot = reads[hook.args.index(arg)]
+            arg = hook.args[ma.pos]
+            slot = reads[ma.pos]
             if arg.type != "auto" or slot.kind != enc.GA["int"] or ma.operator not in schema.INT_OPS:
                 continue
             low, high = schema.width_range(slot.size, slot.signed, ma.operator)

@@ -3,23 +3,30 @@ compiling needs, and the kernel features each compiled hook requires.
 
 One place decides whether this kernel has what a policy needs, for both
 `tetrad policy check` and the daemon's loader (tetrad/sensors/policies.py):
-  kernel_facts()         what compiling needs to know (tracepoint formats)
+  kernel_facts()         what compiling needs to know (tracepoint formats,
+                         the kernel's and its modules' BTF)
   missing_features(hs)   every feature the compiled hooks need that this
-                         kernel lacks, with the hook that needs it
+                         kernel lacks, with the hook that needs it (and
+                         what its BTF cannot serve: a struct or member it
+                         does not have)
 (Whether each hook's target exists is tetrad/sensors/targets.py.)
-Pure but for reading tracefs and the feature probe (tetrad.bpf.features).
+Pure but for reading tracefs, /sys/kernel/btf and the feature probe
+(tetrad.bpf.features).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
 from tetrad.bpf import features
+from tetrad.bpf.btf import Btf, vmlinux
 from tetrad.policy.compile import CompiledHook, KernelFacts, parse_tracepoint_format
 
 TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
-STRUCT_TYPES = {"fd", "file", "path", "sock", "linux_binprm"}
+BTF_DIR = Path("/sys/kernel/btf")
+STRUCT_TYPES = {"fd", "file", "path", "sock", "dentry"}     # read at -DOFF_* offsets
 
 
 def tracepoint_fields(subsys: str, event: str):
@@ -30,9 +37,21 @@ def tracepoint_fields(subsys: str, event: str):
     raise FileNotFoundError(2, f"no tracefs format for {subsys}:{event}")
 
 
+@functools.lru_cache(maxsize=16)
+def kernel_btf(module: str = "") -> Btf:
+    """The running kernel's BTF ("") or a module's (split BTF on vmlinux);
+    OSError when there is none. Parsed once per process."""
+    if not module:
+        return vmlinux(str(BTF_DIR / "vmlinux"))
+    if "/" in module or module.startswith("."):
+        raise OSError(2, "not a module name")
+    data = (BTF_DIR / module).read_bytes()
+    return Btf.from_bytes(data, base=kernel_btf())
+
+
 def kernel_facts() -> KernelFacts:
     arch = {"x86_64": "__x64_", "aarch64": "__arm64_"}.get(os.uname().machine, "")
-    return KernelFacts(arch_prefix=arch, tracepoint_fields=tracepoint_fields)
+    return KernelFacts(arch_prefix=arch, tracepoint_fields=tracepoint_fields, btf=kernel_btf)
 
 
 def required_features(ch: CompiledHook) -> list[tuple[str, str]]:
@@ -53,18 +72,25 @@ def required_features(ch: CompiledHook) -> list[tuple[str, str]]:
         need.append(("send_signal", f"{what} {'/'.join(sorted(actions & {'Sigkill', 'Signal'}))}"))
     types = {a.type for a in ch.hook.args}
     ns_pid = any(p.is_namespace_pid for s in ch.hook.selectors for p in s.match_pids)
-    if types & STRUCT_TYPES or ns_pid:
-        need.append(("btf", f"{what} {'isNamespacePID' if ns_pid else '/'.join(sorted(types & STRUCT_TYPES))}"))
+    if types & STRUCT_TYPES or ns_pid or ch.needs_btf:
+        uses = sorted(types & STRUCT_TYPES) + (["isNamespacePID"] if ns_pid else []) + \
+            (["struct walks"] if ch.needs_btf else [])
+        need.append(("btf", f"{what} {'/'.join(uses)}"))
     return need
 
 
 def missing_features(compiled: list[CompiledHook]) -> list[tuple[str, str]]:
     """(hook path, reason) for every feature a hook needs that this kernel
-    lacks; empty when the policy can load here."""
+    lacks, and everything its BTF cannot serve; empty when the policy can
+    load here."""
     missing = []
     for ch in compiled:
+        unmet = list(ch.unmet)
         for name, why in required_features(ch):
             feature = features.get(name)
             if not feature.available:
                 missing.append((ch.hook.path, str(features.MissingFeature(feature, why))))
+                if name == "btf":
+                    unmet = []          # said once: without BTF nothing is walked
+        missing += unmet
     return missing

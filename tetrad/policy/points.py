@@ -30,6 +30,9 @@ tracepoint, a uprobe) shares the point's tables (bpf/generic.h):
   bits that must hold and must not, its matchReturnArgs test, its actions.
 - A record carries the hook's own arguments, in its order: `argslot` maps
   them to the point's slots.
+- Struct walks (resolve:, btfType, struct-typed arguments: the steps of
+  tetrad/policy/btfwalk.py) live in the point's `ops`, each slot's steps
+  side by side from its `op_at`: at most MAX_OPS for all slots of a point.
 
 Bits and slots are allocated stably: a hook added or removed leaves every
 other hook's bits, slots and trie values as they were, so the kernel can be
@@ -68,6 +71,8 @@ class ArgRead:
     signed: bool = False
     sizesrc: int | None = None  # argument holding a buffer's length
     retcopy: bool = False       # a buffer the call fills: read at return
+    steps: tuple = ()           # struct walk, then gather (btfwalk.Step)
+    nwalk: int = 0              # steps of the walk
 
     @property
     def user(self) -> bool:
@@ -196,16 +201,18 @@ class PointTables:
         if ints > enc.MAX_IPREDS:
             raise PointFull(f"the hooks at this attach point have more than {enc.MAX_IPREDS} distinct "
                             "integer tests")
+        ops = sum(len(read.steps) for read in self._slots)
+        if ops > enc.MAX_OPS:
+            raise PointFull(f"the arguments read at this attach point take {ops} struct walk steps; "
+                            f"a point holds {enc.MAX_OPS}")
 
     # ---- predicates of a selector -------------------------------------------
 
     def _selector_preds(self, ch, slots: tuple[int, ...], sel: schema.Selector):
         """(predicate, negated) for every test of a selector."""
         hook = ch.hook
-        positions = {a.index: n for n, a in enumerate(hook.args)}
         for ma in sel.match_args:
-            arg = hook.arg(ma.index)
-            yield _arg_pred(ma, slots[positions[ma.index]], arg.group)
+            yield _arg_pred(ma, slots[ma.pos], hook.args[ma.pos].group)
         if sel.match_binaries is not None:
             yield _binary_pred(sel.match_binaries)
         for mp in sel.match_pids:
@@ -228,9 +235,16 @@ class PointTables:
                 uses.setdefault(pred.slot, set()).add(pred.table)
         table_flags = {"fwd": enc.GS_FWD, "rev": enc.GS_REV, "saddr": enc.GS_SADDR,
                        "daddr": enc.GS_DADDR}
-        for read, slot in self._slots.items():
+        op_at = 0
+        for read, slot in sorted(self._slots.items(), key=lambda item: item[1]):
             d = point.slot[slot]
             d.kind, d.src, d.size = read.kind, read.src, read.size
+            d.op_at, d.nwalk, d.ngather = op_at, read.nwalk, len(read.steps) - read.nwalk
+            for step in read.steps:
+                op = point.ops[op_at]
+                op.off, op.code, op.size, op.dst, op.depth = (step.off, step.code, step.size, step.dst,
+                                                              step.depth)
+                op_at += 1
             d.sizesrc = enc.NO_SLOT if read.sizesrc is None else read.sizesrc
             d.flags = ((enc.GS_SIGNED if read.signed else 0) | (enc.GS_RETCOPY if read.retcopy else 0)
                        | (enc.GS_USER if read.user else 0))
