@@ -72,6 +72,10 @@
 #define GA_DENTRY 12            /* struct dentry *: path within its mount   */
 #define GA_IOVEC 13             /* struct iovec * in user memory, sizesrc entries */
 #define GA_BUF 14               /* bytes in user or kernel memory (kprobes) */
+#define GA_ITER 15              /* struct iov_iter: its first user buffer; S_STEPS
+				 * gathers iter_type (data[0]), count (data[8]) and
+				 * the vector pointer (data[16]); `size` is the
+				 * kernel's ITER_IOVEC, `sizesrc` its ITER_UBUF */
 
 /* Struct walk steps (g_op.code), run on the slot's value `v` before its kind
  * reads it (the walk: resolve:, btfType, a type's own members), then, for

@@ -489,6 +489,25 @@ static __always_inline bool read_slot(void *ctx, struct g_scratch *sc, struct g_
 		read_buf(s, v, arg_or(st, d->sizesrc, G_STR_MAX));
 		return false;
 	}
+	if (kind == GA_ITER) {
+		/* Tetragon's view of an iov_iter: an ITER_UBUF's buffer, or an
+		 * ITER_IOVEC's first vector; nothing of other kinds. */
+		u8 type = s->data[0];
+		u64 count = *(u64 *)&s->data[8], ptr = *(u64 *)&s->data[16];
+		s->len = 0;
+		if (s->flags & G_SLOT_BADPTR)
+			return false;
+		if (type == d->size) {
+			u64 vec[2] = {};
+			bpf_probe_read_kernel(vec, sizeof(vec), (void *)ptr);
+			ptr = vec[0];
+			count = vec[1];
+		} else if (type != d->sizesrc) {
+			return false;
+		}
+		read_ubuf(s, ptr, count);
+		return false;
+	}
 	if (kind == GA_IOVEC) {
 		read_iovec(s, v, arg_or(st, d->sizesrc, 1));
 		return (s->flags & G_SLOT_ERROR) && v;
@@ -1210,7 +1229,7 @@ int g_steps(void *ctx)
 	s->flags = 0;
 	s->len = 0;
 	s->ival = 0;
-	if (d->kind == GA_GATHER)
+	if (d->kind == GA_GATHER || d->kind == GA_ITER)
 		__builtin_memset(s->data, 0, G_STR_MAX);
 	u32 nwalk = d->nwalk;
 	u32 n = nwalk + d->ngather;

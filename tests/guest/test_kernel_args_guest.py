@@ -179,7 +179,13 @@ def policies(work: Path, public: Path) -> dict[str, str]:
       - index: 1
         operator: Equal
         values: ["lo"]
-''')}"""),
+''')}  - call: sock_sendmsg
+    syscall: false
+    args:
+    - index: 1
+      type: iov_iter
+      resolve: msg_iter
+{pid_selector()}"""),
         "modules": policy("g-modules", """  kprobes:
   - call: do_init_module
     syscall: false
@@ -318,7 +324,7 @@ def test_lsm_exec_resolves_the_parents_name_and_the_binarys_path(daemon):
                                          {"string_arg": comm}, {"path_arg": {"path": str(binary)}}]]
 
 
-def test_kernel_function_arguments_file_buffer_dentry_and_device(daemon):
+def test_kernel_function_arguments_file_buffer_dentry_device_and_iov_iter(daemon):
     d, work, _ = daemon
     payload = f"payload-{RUN}".encode()
     written = work / f"w-{RUN}"
@@ -326,8 +332,9 @@ def test_kernel_function_arguments_file_buffer_dentry_and_device(daemon):
     link = work / f"link-{RUN}"
     link.symlink_to(written)
     link.read_bytes()                                                   # follows the link
+    datagram = f"iter-{RUN}".encode()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.sendto(b"x", ("127.0.0.1", 9))
+        s.sendto(datagram, ("127.0.0.1", 9))
     events = d.sync()
     writes = [h["args"] for h in hits(events, "process_kprobe", "g-io", "vfs_write")]
     assert [{"file_arg": {"path": str(written)}}, {"bytes_arg": base64.b64encode(payload).decode()},
@@ -337,6 +344,9 @@ def test_kernel_function_arguments_file_buffer_dentry_and_device(daemon):
     assert links and all(p.endswith(f"/link-{RUN}") and str(link).endswith(p) for p in links)
     devices = [h["args"][0] for h in hits(events, "process_kprobe", "g-io", "dev_hard_start_xmit")]
     assert devices and all(dev == {"string_arg": "lo"} for dev in devices)
+    # the message's iov_iter (resolved from struct msghdr): the datagram
+    sent = [h["args"][0] for h in hits(events, "process_kprobe", "g-io", "sock_sendmsg")]
+    assert {"bytes_arg": base64.b64encode(datagram).decode()} in sent, sent
 
 
 def loadable_module() -> tuple[str, str]:

@@ -22,6 +22,7 @@ OFF = {
     "perf_event_attr.probe_offset": 64, "module.name": 24, "module.taints": 400,
     "load_info.name": 0, "load_info.mod": 8, "load_info.sig_ok": 72,
     "bpf_prog.type": 4, "bpf_prog.len": 8, "bpf_prog.aux": 16, "bpf_prog_aux.name": 40,
+    "iov_iter.iter_type": 2, "iov_iter.kvec": 24, "iov_iter.count": 32,
 }
 
 
@@ -62,7 +63,7 @@ def kernel(module_struct: bool = True) -> Btf:
     file = b.struct("file", 64, [("f_path", path, o["file.f_path"])])
     binprm = b.struct("linux_binprm", 64, [("mm", b.ptr(mm), o["linux_binprm.mm"]),
                                            ("file", b.ptr(file), o["linux_binprm.file"])])
-    b.struct("kiocb", 48, [("ki_filp", b.ptr(file), o["kiocb.ki_filp"])])
+    kiocb = b.struct("kiocb", 48, [("ki_filp", b.ptr(file), o["kiocb.ki_filp"])])
     b.struct("net_device", 200, [("name", b.array(char, u32, 16), o["net_device.name"])])
     b.struct("filename", 32, [("name", b.const(b.ptr(b.const(char))), o["filename.name"])])
     prog_load = b.struct("", 64, [("prog_type", u32, o["bpf_attr.prog_type"]),
@@ -91,6 +92,14 @@ def kernel(module_struct: bool = True) -> Btf:
         b.struct("load_info", 96, [("name", b.const(b.ptr(b.const(char))), o["load_info.name"]),
                                    ("mod", b.ptr(module), o["load_info.mod"]),
                                    ("sig_ok", boolean, o["load_info.sig_ok"])])
+    b.enum("iter_type", [("ITER_UBUF", 0), ("ITER_IOVEC", 1), ("ITER_BVEC", 2)])
+    kvec = b.struct("kvec", 16, [("iov_base", b.ptr(0), 0), ("iov_len", ulong, 64)])
+    vectors = b.struct("", 8, [("kvec", b.ptr(kvec), 0), ("ubuf", b.ptr(0), 0)], kind="union")
+    inner = b.struct("", 16, [("", vectors, 0), ("count", ulong, 64)])
+    iter_ = b.struct("iov_iter", 48, [("iter_type", u8, o["iov_iter.iter_type"]),
+                                      ("", b.struct("", 16, [("", inner, 0)], kind="union"),
+                                       o["iov_iter.kvec"])])
+    b.func("tty_write", b.func_proto(i32, [("iocb", b.ptr(kiocb)), ("from", b.ptr(iter_))]))
     b.func("commit_creds", b.func_proto(i32, [("new", b.ptr(cred))]))
     b.func("cap_capable", b.func_proto(i32, [("cred", b.const(b.ptr(b.const(cred)))),
                                              ("targ_ns", b.ptr(user_ns)), ("cap", i32), ("opts", u32)]))

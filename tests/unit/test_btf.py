@@ -242,3 +242,15 @@ def test_module_btf_continues_the_kernels_ids_and_strings():
     with pytest.raises(BtfError, match="out of range"):
         vmlinux.type(alg)
 
+
+
+def test_enum_constants():
+    b = BtfBuilder()
+    small = b.enum("iter_type", [("ITER_UBUF", 0), ("ITER_IOVEC", 1), ("NEG", -1)])
+    big = b.enum64("big", [("X", 1 << 40)])
+    number = b.int()
+    btf = Btf.from_bytes(b.build())
+    assert btf.enumerators(small) == {"ITER_UBUF": 0, "ITER_IOVEC": 1, "NEG": -1}
+    assert btf.enumerators(big) == {"X": 1 << 40}
+    with pytest.raises(BtfError, match="not an enum"):
+        btf.enumerators(number)

@@ -219,3 +219,15 @@ def test_raw_tracepoint_arguments_start_from_the_tracepoints_prototype():
     pid, binprm = (arg_read(hook, a, "rawtp", None, btf_of) for a in hook.args)
     assert pid.read.steps == (Step(enc.GO_LOAD, OFF["task_struct.pid"], 4),) and not pid.unmet
     assert binprm.read.kind == enc.GA["file"] and not binprm.unmet
+
+
+def test_an_iov_iter_gathers_its_kind_count_and_vector_with_the_kernels_enum():
+    """Tetragon's tty example: kiocb's file and the written buffer."""
+    ch = compiled(kprobe("tty_write", arg(0, "kiocb") + arg(1, "iov_iter", "      maxData: true\n")))
+    kiocb, it = ch.reads
+    assert kiocb.kind == enc.GA["file"]
+    assert (it.kind, it.size, it.sizesrc) == (enc.GA["iter"], 1, 0)       # ITER_IOVEC, ITER_UBUF
+    assert it.steps == (Step(enc.GO_COPY, OFF["iov_iter.iter_type"], 1, 0),
+                        Step(enc.GO_COPY, OFF["iov_iter.count"], 8, 8),
+                        Step(enc.GO_COPY, OFF["iov_iter.kvec"], 8, 16))
+    assert ch.hook.args[1].max_data

@@ -45,7 +45,7 @@ def test_a_module_needs_a_type_and_max_data_a_buffer():
     got = problems("    - index: 0\n      type: int\n      btfTypeModule: af_alg\n"
                    "    - index: 1\n      type: cred\n      maxData: true\n")
     assert "it needs btfType" in got["spec.kprobes[0].args[0].btfTypeModule"]
-    assert "char_buf and char_iovec" in got["spec.kprobes[0].args[1].maxData"]
+    assert "char_buf, char_iovec and iov_iter" in got["spec.kprobes[0].args[1].maxData"]
     [hook] = policy("    - index: 1\n      type: char_buf\n      sizeArgIndex: 3\n      maxData: true\n"
                     "    - index: 2\n      type: size_t\n").hooks
     assert hook.args[0].max_data

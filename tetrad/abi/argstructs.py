@@ -119,3 +119,12 @@ LAYOUTS: dict[str, Layout] = {
         Field("name", "name", "s", how="str", size=64),
         Field("taints", "mod.taints", "Q")),
 }
+
+# struct iov_iter: what the kernel needs to find its first user buffer
+# (GA_ITER, bpf/generic.h); the vector pointer is a member of a union whose
+# other members (ubuf, __iov) share its place.
+ITER = Layout(
+    "struct iov_iter",
+    Field("iter_type", "iter_type", "B"),
+    Field("count", "count", "Q"),
+    Field("vector", "kvec", "Q"))

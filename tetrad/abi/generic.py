@@ -32,7 +32,8 @@ IOVEC_MAX = 8           # iovec entries of a char_iovec read
 
 # argument read strategies
 GA = {"none": 0, "int": 1, "ustr": 2, "ubuf": 3, "fd": 4, "file": 5, "path": 6, "sock": 7,
-      "usockaddr": 8, "gather": 9, "kstr": 10, "dataloc": 11, "dentry": 12, "iovec": 13, "buf": 14}
+      "usockaddr": 8, "gather": 9, "kstr": 10, "dataloc": 11, "dentry": 12, "iovec": 13, "buf": 14,
+      "iter": 15}
 # struct walk steps (g_op.code)
 GO_DEREF, GO_LOAD, GO_ADD, GO_COPY, GO_STR, GO_BASE = 1, 2, 3, 4, 5, 6
 GO_USER = 0x80

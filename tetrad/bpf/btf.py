@@ -363,6 +363,17 @@ class Btf:
             raise BtfError(f"type {type_id} is not an int")
         return size, bool(_U32.unpack_from(data, pos + 12)[0] >> 24 & 1)
 
+    def enumerators(self, type_id: int) -> dict[str, int]:
+        """Name -> value of an enum's (or enum64's) constants."""
+        data, pos, _, info, _ = self._record(self._resolve(type_id))
+        kind_id, vlen = (info >> 24) & 0x1F, info & 0xFFFF
+        if kind_id == 6:
+            return {self._string(n): v for n, v in struct.iter_unpack("<Ii", data[pos + 12: pos + 12 + 8 * vlen])}
+        if kind_id == 19:
+            return {self._string(n): lo | hi << 32
+                    for n, lo, hi in struct.iter_unpack("<III", data[pos + 12: pos + 12 + 12 * vlen])}
+        raise BtfError(f"type {type_id} is not an enum")
+
     def params(self, type_id: int) -> tuple[Param, ...]:
         """The parameters of a function, a function prototype, or a
         typedef or pointer to one (btf_trace_* typedefs)."""

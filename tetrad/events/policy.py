@@ -153,7 +153,7 @@ def _renderer(spec: ArgSpec, width: tuple[int, bool] | None = None) -> Render:
         render = lambda slot: of_data(slot.data)                                   # noqa: E731
     elif t in ("string", "filename", "data_loc", "net_device"):
         render = lambda slot: {"string_arg": _text(slot.data)}                     # noqa: E731
-    elif t in ("char_buf", "char_iovec"):
+    elif t in ("char_buf", "char_iovec", "iov_iter"):
         render = _bytes_arg
     elif t in ("fd", "file", "kiocb"):
         render = _path_renderer("file_arg")

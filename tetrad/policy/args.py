@@ -17,7 +17,8 @@ Owns the arrow "argument spec -> slot read" of compiling a hook
   filename (its string) reach a member first; cred, user_namespace,
   bpf_attr, bpf_prog, bpf_map, perf_event, module and load_info gather
   the fields Tetragon shows into the slot (tetrad/abi/argstructs.py);
-  capability and the kernel_cap_t family are integers.
+  capability and the kernel_cap_t family are integers; an iov_iter gathers
+  what finds its first user buffer (GA_ITER).
 - A struct-typed argument whose BTF type is known must be that struct (a
   `struct file *` read as a cred would be garbage): cast with btfType.
 
@@ -63,11 +64,13 @@ _MEMBER_TYPES = {"linux_binprm": ("struct linux_binprm", "file", "file"),
                  "filename": ("struct filename", "name", "kstr")}
 CAP_TYPES = {"kernel_cap_t", "cap_inheritable", "cap_permitted", "cap_effective"}
 GATHER_TYPES = set(argstructs.LAYOUTS)
+ITER_TYPE = "iov_iter"
 # The struct an argument of each type points at (checked against BTF).
 EXPECTED = {"file": "struct file", "path": "struct path", "dentry": "struct dentry",
             "sock": "struct sock",
             **{t: s for t, (s, _, _) in _MEMBER_TYPES.items()},
-            **{t: layout.struct for t, layout in argstructs.LAYOUTS.items()}}
+            **{t: layout.struct for t, layout in argstructs.LAYOUTS.items()},
+            ITER_TYPE: argstructs.ITER.struct}
 _POINTER_DECL = re.compile(r"^(?:const\s+)?(struct|union)\s+(\w+)\s*\*$")
 
 
@@ -121,7 +124,8 @@ def arg_read(hook: Hook, arg: ArgSpec, kind: str, fields: list[TracepointField] 
     if arg.type in INT_SIZES and not arg.resolve and not arg.btf_type:
         size, signed = INT_SIZES[arg.type]
         return Read(ArgRead(enc.GA["int"], src, size, signed))
-    walked = bool(arg.resolve or arg.btf_type or arg.type in _MEMBER_TYPES or arg.type in GATHER_TYPES)
+    walked = bool(arg.resolve or arg.btf_type or arg.type in _MEMBER_TYPES or arg.type in GATHER_TYPES
+                  or arg.type == ITER_TYPE)
     if user and arg.type != "bpf_attr":
         return Read(_user_read(arg, src, where, kind))
     if not user and not walked:
@@ -287,17 +291,36 @@ def _typed(btf: Btf, arg: ArgSpec, src: int, value: Value | None, steps: list[St
         return _read(enc.GA[kind], src, steps + walked)
     if t in GATHER_TYPES:
         return _gather(btf, t, src, steps)
+    if t == ITER_TYPE:
+        return _iov_iter(btf, src, steps)
     return _read(enc.GA[_KERNEL_TYPES[t]], src, steps, sizesrc=arg.size_arg_index)
+
+
+def _gathered(btf: Btf, layout: argstructs.Layout, user: bool = False) -> list[Step]:
+    struct_id = _struct_id(btf, layout.struct.split()[1])
+    fields = tuple(btfwalk.Field(btfwalk.parse_path(f.path), dst, f.bytes, f.how, f.optional)
+                   for f, dst in zip(layout.fields, layout.offsets))
+    return btfwalk.gather(btf, struct_id, fields, user=user, what=layout.struct)
 
 
 def _gather(btf: Btf, t: str, src: int, steps: list[Step], user: bool = False) -> ArgRead:
     layout = argstructs.LAYOUTS[t]
-    struct_id = _struct_id(btf, layout.struct.split()[1])
-    fields = tuple(btfwalk.Field(btfwalk.parse_path(f.path), dst, f.bytes, f.how, f.optional)
-                   for f, dst in zip(layout.fields, layout.offsets))
-    gathered = btfwalk.gather(btf, struct_id, fields, user=user, what=layout.struct)
-    return ArgRead(enc.GA["gather"], src, layout.size, steps=tuple(steps) + tuple(gathered),
-                   nwalk=len(steps))
+    return ArgRead(enc.GA["gather"], src, layout.size,
+                   steps=tuple(steps) + tuple(_gathered(btf, layout, user)), nwalk=len(steps))
+
+
+def _iov_iter(btf: Btf, src: int, steps: list[Step]) -> ArgRead:
+    """The iterator's kind, count and vector; which kinds are which is the
+    kernel's enum iter_type (its order changed in 6.4)."""
+    try:
+        kinds = btf.enumerators(btf.find("iter_type", "enum"))
+    except KeyError:
+        raise Unresolvable("this kernel's BTF has no enum iter_type (struct iov_iter "
+                           "without iter_type: before 5.14)") from None
+    if "ITER_IOVEC" not in kinds:
+        raise Unresolvable("this kernel's enum iter_type has no ITER_IOVEC")
+    return ArgRead(enc.GA["iter"], src, kinds["ITER_IOVEC"], False, kinds.get("ITER_UBUF", enc.NO_SLOT),
+                   steps=tuple(steps) + tuple(_gathered(btf, argstructs.ITER)), nwalk=len(steps))
 
 
 def _read(kind: int, src: int, steps: list[Step], size: int = 8, signed: bool = False,

@@ -66,7 +66,7 @@ INT_TYPES = set(INT_WIDTHS)
 # (read through a kernel_cap_t pointer).
 CAP_WIDTHS = {"capability": (4, True), "kernel_cap_t": (8, False), "cap_inheritable": (8, False),
               "cap_permitted": (8, False), "cap_effective": (8, False)}
-STRING_TYPES = {"string", "char_buf", "data_loc", "filename", "net_device", "char_iovec"}
+STRING_TYPES = {"string", "char_buf", "data_loc", "filename", "net_device", "char_iovec", "iov_iter"}
 PATH_TYPES = {"fd", "file", "path", "linux_binprm", "dentry", "kiocb"}
 NET_TYPES = {"sock", "sockaddr"}
 # Kernel structs shown whole (tetrad/abi/argstructs.py): no operator applies.
@@ -468,8 +468,8 @@ class _Checker:
         if size_arg is not None:
             size_arg -= 1       # Tetragon's documented quirk: sizeArgIndex counts from 1
         max_data = self.flag(raw, "maxData", path)
-        if max_data and type_ not in ("char_buf", "char_iovec"):
-            self.fail(f"{path}.maxData", "maxData applies to char_buf and char_iovec arguments")
+        if max_data and type_ not in ("char_buf", "char_iovec", "iov_iter"):
+            self.fail(f"{path}.maxData", "maxData applies to char_buf, char_iovec and iov_iter arguments")
         resolve = self.optional_text(raw, "resolve", path, limits.SYMBOL)
         if resolve:
             try:
