@@ -169,7 +169,10 @@ def compile_hook(policy: Policy, hook: Hook, facts: KernelFacts) -> CompiledHook
     if hook.return_ and kind in ("lsm", "tracepoint"):
         refuse(f"{hook.path}.return", f"{kind} hooks have no return probe here")
     reads, unmet, needs_btf = [], [], False
-    for arg in hook.args:
+    # A raw tracepoint's args are its prototype's, not its format's fields:
+    # with raw tracepoints refused, reading them as fields would only add
+    # wrong reasons.
+    for arg in () if hook.raw else hook.args:
         try:
             got = arg_read(hook, arg, kind, fields, facts.btf)
         except PolicyError as err:
