@@ -27,6 +27,7 @@ import pytest
 from tetrad.bpf import syscall as bpf_syscall
 from tetrad.events.kernelargs import PERF_TYPES
 from tests.kernel.daemon_harness import DaemonProcess
+from tests.kernel.test_kernel_args import run_as_nobody_in_a_user_namespace
 
 pytestmark = pytest.mark.guest
 
@@ -274,13 +275,7 @@ def test_credentials_committed_by_setresuid(daemon):
 
 def test_capability_checked_in_a_new_user_namespace(daemon):
     d, _, public = daemon
-    hostname = public / f"hostname-{RUN}"
-    script = f"stat -L -c %i /proc/self/ns/user && exec {hostname} tetrad-{RUN}"
-    done = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
-                           "unshare", "--user", "--map-root-user", "--uts", "sh", "-c", script],
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    inum = int(done.stdout.split()[0])
+    inum = run_as_nobody_in_a_user_namespace(public / f"hostname-{RUN}")
     got = hits(d.sync(), "process_kprobe", "g-creds", "cap_capable")
     assert {"user_ns_arg": {"level": 1, "uid": NOBODY, "gid": NOBODY, "ns": {"inum": inum}}} in \
         [h["args"][0] for h in got], got

@@ -210,7 +210,7 @@ def run_as_nobody_in_a_user_namespace(binary: Path) -> int:
     script = f'stat -L -c %i /proc/self/ns/user && exec {binary} tetrad-{RUN}'
     done = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
                            "unshare", "--user", "--map-root-user", "--uts", "sh", "-c", script],
-                          capture_output=True, text=True, timeout=30)
+                          capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     return int(done.stdout.split()[0])
 
