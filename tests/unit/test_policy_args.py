@@ -154,6 +154,9 @@ def test_without_btf_the_feature_is_what_is_missing():
      "spec.kprobes[0].args[0].type", "not supported on syscall arguments"),
     ("  tracepoints:\n  - subsystem: capability\n    event: cap_capable\n    args:\n" + arg(3, "cred"),
      "spec.tracepoints[0].args[0].type", "field cap is int, not a pointer"),
+    ("  tracepoints:\n  - subsystem: capability\n    event: cap_capable\n    args:\n"
+     + arg(4, "char_buf", "      sizeArgIndex: 4\n") + arg(3, "int"),
+     "spec.tracepoints[0].args[0].type", "not supported on tracepoints"),
     (kprobe("vfs_something", arg(0, "char_iovec", "      sizeArgIndex: 2\n") + arg(1, "int")),
      "spec.kprobes[0].args[0].type", "not supported on kernel hooks"),
     ("  kprobes:\n  - call: sys_writev\n    args:\n" + arg(1, "char_iovec"),

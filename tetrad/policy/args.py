@@ -114,6 +114,9 @@ def arg_read(hook: Hook, arg: ArgSpec, kind: str, fields: list[TracepointField] 
         plain = _tracepoint_plain(arg, field, user)
         if plain is not None:
             return Read(plain)
+        if arg.type in ("char_buf", "char_iovec"):
+            # their sizeArgIndex names a call argument; a tracepoint has fields
+            raise PolicyError("", [(f"{where}.type", f"type {arg.type} is not supported on tracepoints")])
         if not field.pointer and arg.type not in INT_SIZES and arg.type != "capability":
             raise PolicyError("", [(f"{where}.type", f"type {arg.type} is not supported on tracepoints "
                                                      f"(field {field.name} is {field.type}, not a pointer)")])
