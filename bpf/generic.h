@@ -107,9 +107,11 @@
  * the value is unknown. Every predicate on it holds, unless the hook has
  * G_HOOK_UNREADABLE_NOMATCH (policy option unreadable-args: no-match). */
 #define G_SLOT_UNREADABLE 0x8
-/* A pointer met while walking to the value was NULL or unreadable (ival:
- * the depth in the resolve path); the value read is 0 or empty. */
+/* A pointer met while walking to the value was NULL or unreadable; the
+ * value read is 0 or empty, and the flags' high byte is the pointer's place
+ * in the resolve path (G_SLOT_DEPTH_SHIFT). */
 #define G_SLOT_BADPTR 0x10
+#define G_SLOT_DEPTH_SHIFT 8
 
 /* Integer predicate operators (g_ipred.op). */
 #define G_OP_EQ 1               /* any value equal                          */

@@ -539,13 +539,10 @@ static __always_inline bool read_slot(void *ctx, struct g_scratch *sc, struct g_
 		dentry = read_ptr((char *)file + OFF_FILE_F_PATH + OFF_PATH_DENTRY);
 		mnt = read_ptr((char *)file + OFF_FILE_F_PATH + OFF_PATH_MNT);
 	}
-	u8 walked = s->flags & G_SLOT_BADPTR;
-	u64 depth = s->ival;
+	u16 walked = s->flags & (G_SLOT_BADPTR | 0xff00);
 	walk_into(sc, dentry, mnt, kind != GA_DENTRY);
 	s->len = sc->walk.len;
 	s->flags = sc->walk.flags | walked;
-	if (walked)
-		s->ival = depth;
 	bpf_probe_read_kernel(s->data, G_STR_MAX, sc->walk.data);
 #endif
 	return false;
@@ -1210,7 +1207,7 @@ int g_read(void *ctx)
  * reads (`stepped`); a GA_GATHER slot's next ngather steps copy fields of
  * what that value points at into its data (GO_BASE: from that value
  * again). A NULL or unreadable pointer on the way stops the walk (BADPTR,
- * the value 0; ival: its depth in the resolve path) and, in a gather,
+ * the value 0, its depth in the resolve path in the flags) and, in a gather,
  * skips the fields behind it up to the next GO_BASE. A user memory copy
  * that fails marks the slot (G_SLOT_ERROR): it is then unreadable. */
 int g_steps(void *ctx)
@@ -1267,8 +1264,7 @@ int g_steps(void *ctx)
 			u32 size = op->size > 8 ? 8 : op->size;
 			long r = user ? bpf_probe_read_user(&x, size, src) : bpf_probe_read_kernel(&x, size, src);
 			if (r < 0 || (code == GO_DEREF && !x)) {
-				s->flags |= G_SLOT_BADPTR;
-				s->ival = op->depth;
+				s->flags |= G_SLOT_BADPTR | (u16)op->depth << G_SLOT_DEPTH_SHIFT;
 				LAUNDER(st->step_dead) = 1;
 				x = 0;
 			}

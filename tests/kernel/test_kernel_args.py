@@ -111,6 +111,26 @@ def cap_policy(binary: Path) -> str:
 """)
 
 
+def parent_level_policy(binary: Path, level: int) -> str:
+    """A resolved value behind a NULL pointer is 0 to selectors."""
+    return policy(f"t-parent-{level}", f"""  tracepoints:
+  - subsystem: capability
+    event: cap_capable
+    args:
+    - index: 4
+      type: int
+      resolve: user_ns.parent.level
+    selectors:
+    - matchBinaries:
+      - operator: In
+        values: ["{binary}"]
+      matchArgs:
+      - index: 4
+        operator: Equal
+        values: ["{level}"]
+""")
+
+
 def bpf_policy() -> str:
     return policy("t-bpf", f"""  kprobes:
   - call: sys_bpf
@@ -170,6 +190,8 @@ def setup(tmp_path_factory):
                 "iovec": iovec_policy()}
     if CAP_CAPABLE:
         policies["cap"] = cap_policy(binary)
+        policies["parent0"] = parent_level_policy(binary, 0)
+        policies["parent1"] = parent_level_policy(binary, 1)
     args = []
     for key, text in policies.items():
         path = work / f"{key}.yaml"
@@ -236,11 +258,16 @@ def test_credentials_user_namespace_and_capability_of_a_capability_check(setup):
     assert parent_level == {"int_arg": 0}                   # the host namespace's level
     host = [h for h in got if h["args"][3] == {"int_arg": 0}]
     assert host, got
+    bad = {"error_arg": {"Message": "Bad address encountered during resolve dereference at depth 1"}}
     for hit in host:
         assert hit["args"][1]["user_ns_arg"]["ns"]["is_host"]
         # the host namespace has no parent: the walk met a NULL pointer
-        assert hit["args"][4] == {"error_arg": {
-            "Message": "Bad address encountered during resolve dereference at depth 1"}}
+        assert hit["args"][4] == bad
+    # to selectors, that value is 0 (never the depth the event shows)
+    events = setup["daemon"].sync()
+    zero = [h["args"][0] for h in hits(events, "process_tracepoint", "t-parent-0")]
+    assert bad in zero and {"int_arg": 0} in zero
+    assert hits(events, "process_tracepoint", "t-parent-1") == []
 
 
 def bpf(cmd: int, attr: bytes) -> int:

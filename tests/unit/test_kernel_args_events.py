@@ -120,7 +120,8 @@ def test_strings_and_paths_of_struct_members():
 def test_a_walk_that_met_a_bad_pointer_is_tetragons_error_argument():
     ev = event("vfs_something", arg(0, "int", "      btfType: task_struct\n"
                                               "      resolve: real_parent.mm.owner.pid\n      label: gp\n")
-               + arg(1, "cred"), [(2, b"", enc.SLOT_BADPTR), (0, bytes(80), enc.SLOT_BADPTR)])
+               + arg(1, "cred"), [(0, b"", enc.SLOT_BADPTR | 2 << enc.SLOT_DEPTH_SHIFT),
+                                  (0, bytes(80), enc.SLOT_BADPTR)])
     assert ev["args"] == [
         {"error_arg": {"Message": "Bad address encountered during resolve dereference at depth 2"},
          "label": "gp"},

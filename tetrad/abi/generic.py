@@ -42,6 +42,7 @@ GS_FWD, GS_REV, GS_SADDR, GS_DADDR, GS_SIGNED, GS_RETCOPY, GS_USER = (
     0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40)
 
 SLOT_TRUNC, SLOT_ERROR, SLOT_PATH_TRUNC, SLOT_UNREADABLE, SLOT_BADPTR = 0x1, 0x2, 0x4, 0x8, 0x10
+SLOT_DEPTH_SHIFT = 8            # BADPTR: the flags' high byte is the depth
 
 # integer predicate operators
 IOPS = {"Equal": 1, "Mask": 7, "GreaterThan": 8, "LessThan": 9, "InRange": 10,

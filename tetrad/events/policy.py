@@ -220,7 +220,8 @@ def _unreadable(slot: Slot, label: str) -> dict:
     """An argument the kernel could not read from user memory (at entry,
     nor at syscall exit), or whose struct walk met a NULL or unreadable
     pointer: Tetragon's error argument, not a value."""
-    message = UNREADABLE if slot.flags & enc.SLOT_UNREADABLE else BAD_ADDRESS.format(slot.ival & 0xFF)
+    message = (UNREADABLE if slot.flags & enc.SLOT_UNREADABLE
+               else BAD_ADDRESS.format(slot.flags >> enc.SLOT_DEPTH_SHIFT & 0xFF))
     arg: dict = {"error_arg": {"Message": message}}
     if label:
         arg["label"] = label
