@@ -46,6 +46,8 @@ def _container(proc: dict) -> dict | None:
     pod = proc.get("pod") or {}
     found = pod.get("container") or {}
     record = {k: found[k] for k in ("id", "name") if found.get(k)}
+    if "://" in record.get("id", ""):
+        record["id"] = record["id"].split("://", 1)[1]      # a pod's "containerd://<id>"
     if "id" not in record and proc.get("docker"):
         record["id"] = proc["docker"]
     k8s = {k: pod[k] for k in ("namespace", "name") if pod.get(k)}
