@@ -22,7 +22,10 @@ new container of it appears (the resolver fetches each new container: the
 cgroup mkdir records the daemon reads), at most once a second. While the
 kubelet is still making a pod, its sandbox's own cgroup appears before the
 runtime lists the sandbox: fetch() asks again for up to NOT_LISTED_WAIT_S.
-A pod no runtime knows is remembered as unknown for UNKNOWN_TTL_S.
+A pod no runtime knows is remembered as unknown for UNKNOWN_TTL_S. Likewise
+a container's cgroup is made as it starts: while the runtime still says
+"created", it is asked again for up to NOT_STARTED_WAIT_S, for its start
+time.
 
 With the kubelet source (kubelet.py), its pod list overrides labels and
 annotations (they can change after the sandbox was made), the workload
@@ -55,6 +58,7 @@ MAX_CONTAINERS = 16384
 REFRESH_MIN_S = 1.0
 NOT_LISTED_WAIT_S = 2.0
 NOT_LISTED_POLL_S = 0.05
+NOT_STARTED_WAIT_S = 1.0
 UNKNOWN_TTL_S = 30.0
 MAX_INFO_BYTES = 4 << 20                    # the verbose JSON parsed for `privileged`
 
@@ -197,6 +201,13 @@ class KubernetesPods:
         if cached is not None:
             return cached
         reply = self._cri.container_status(pod.socket, container_id, verbose=True)
+        deadline = self._clock() + NOT_STARTED_WAIT_S
+        while (reply is not None and reply.status.state == self._cri.pb.CONTAINER_CREATED
+               and self._clock() < deadline):
+            # Its cgroup is made as it starts (StartContainer): the start
+            # time follows within milliseconds.
+            self._sleep(NOT_LISTED_POLL_S)
+            reply = self._cri.container_status(pod.socket, container_id, verbose=True)
         if reply is None or not reply.HasField("status"):
             return None
         st = reply.status
