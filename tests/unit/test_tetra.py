@@ -121,6 +121,10 @@ def test_status_names_every_kind_of_loss_there_is():
     lines = _status_lines({"version": "v", "node_name": "n", "uptime_seconds": 1,
                            "kernel_features": {"btf": True}, "stats": stats, "policies": []})
     assert "lost: 5 shed, 3 queue full (shedding now)" in lines
+    stats["plugins"] = {"kubernetes": {"pods_cached": 4, "cri_errors": 0, "kubelet": {"errors": 1}}}
+    assert "plugin kubernetes: pods cached 4, cri errors 0" in _status_lines(
+        {"version": "v", "node_name": "n", "uptime_seconds": 1, "kernel_features": {}, "stats": stats,
+         "policies": []})
     stats["losses"] = {"shed": 0}
     stats["shedding"] = {"now": False}
     assert "lost: nothing" in _status_lines({"version": "v", "node_name": "n", "uptime_seconds": 1,

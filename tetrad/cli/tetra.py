@@ -235,6 +235,9 @@ def _status_lines(result: dict) -> list[str]:
                        or "nothing") + (" (shedding now)" if s.get("shedding", {}).get("now") else ""),
            f"process cache: {s['process_cache']['size']}/{s['process_cache']['capacity']}, "
            f"{s['process_cache']['misses']} misses"]
+    for name, counters in s.get("plugins", {}).items():
+        out.append(f"plugin {name}: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counters.items()
+                                                  if not isinstance(v, dict)))
     for p in result["policies"]:
         c = p.get("counters", {})
         out.append(f"policy {p['name']}: {p['state']}"
