@@ -37,12 +37,14 @@ from tetrad.api import commands
 from tetrad.api.server import ApiServer, EventStreams
 from tetrad.bpf import features
 from tetrad.bpf.mounts import ensure_kernel_mounts
+from tetrad.containers.pods import NO_PODS
 from tetrad.containers.resolver import ContainerResolver
 from tetrad.events.policy import HookPlan
 from tetrad.libc import libc
 from tetrad.observer import Backpressure, Observer, Reader
 from tetrad.pipeline import PolicyEvents, ProcessEvents
 from tetrad.policy import registry as reg
+from tetrad.policy import workloads
 from tetrad.policy.cgroup_scope import CgroupScope
 from tetrad.policy.directory import PolicyDirectory, PolicyFiles
 from tetrad.policy.registry import PolicyRegistry
@@ -140,8 +142,11 @@ Reconfigure = Callable[[], list[Sink]]
 
 class Daemon:
     def __init__(self, config: DaemonConfig, sinks: list[Sink], notifier: Notifier | None = None,
-                 reconfigure: Reconfigure | None = None):
+                 reconfigure: Reconfigure | None = None, plugins: list | None = None):
         self.config = config
+        # Started plugins (tetrad/plugins.py); the daemon closes them at stop.
+        self.plugins = plugins or []
+        self.pods = next((p.pods for p in self.plugins if p.pods is not None), NO_PODS)
         self.clock = KtimeClock()
         self.cache = ProcessCache(config.node_name, self.clock, capacity=config.process_cache_size,
                                   redaction=config.redaction)
@@ -191,10 +196,10 @@ class Daemon:
         # the cache) in a child process while the process sensor compiles.
         programs.begin("syscall")
         self.sensor.load()
-        self.containers = ContainerResolver()
+        self.containers = ContainerResolver(pods=self.pods)
         scope = CgroupScope(self.containers, programs, self.containers.cgroup2_mount)
         self.loader = PolicyLoader(programs, scope, prepare=HookPlan, progress=self._progress)
-        self.registry = PolicyRegistry(self.loader)
+        self.registry = PolicyRegistry(self.loader, admit=workloads.admission(self.pods.enabled))
         self.process_events = ProcessEvents(self.cache, self.clock, self.sinks.emit, self.containers)
         self.process_events.cgroup_listeners.append(scope.on_record)
         loader = self.loader
@@ -429,6 +434,7 @@ class Daemon:
             # selections the kernel map refused (full): each is a gap in scope.
             "cgroup_scope": {"untracked": scope.untracked if scope else 0,
                              "map_full": scope.map_full if scope else 0},
+            "plugins": {p.name: p.stats() for p in self.plugins},
         }
 
     def status(self) -> dict:
@@ -488,4 +494,6 @@ class Daemon:
         if self.loader is not None:
             self.loader.close()
         self.sensor.close()
+        for plugin in self.plugins:
+            plugin.close()
         log.info("stopped, programs detached; %s", final)
