@@ -92,3 +92,10 @@ def test_match_args_places_are_checked(selector, path, reason):
                    "    selectors:\n    - matchArgs:\n" + selector
                    + "        operator: Equal\n        values: ['1']\n")
     assert reason in got[f"spec.kprobes[0].selectors[0].matchArgs[0].{path}"], got
+
+
+def test_a_return_value_is_not_walked():
+    with pytest.raises(PolicyError) as info:
+        parse(HEAD + "  kprobes:\n  - call: f\n    syscall: false\n    return: true\n"
+              "    returnArg:\n      index: 0\n      type: int\n      resolve: a.b\n", "t.yaml")
+    assert "not supported on returnArg" in dict(info.value.problems)["spec.kprobes[0].returnArg"]

@@ -866,6 +866,11 @@ class _Checker:
         if "returnArg" in raw:
             return_broken: set = set()
             return_arg = self.arg(raw["returnArg"], f"{path}.returnArg", max_index, return_broken)
+            if return_arg is not None and (return_arg.resolve or return_arg.btf_type):
+                # the return value is shown as the integer it is
+                self.fail(f"{path}.returnArg", "resolve and btfType are not supported on returnArg "
+                                               "by tetrad yet")
+                return_arg = None
             if return_arg is None:
                 broken.add("return")
         if return_ and return_arg is None and "return" not in broken:
