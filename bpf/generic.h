@@ -46,6 +46,8 @@
 #define G_MAX_IPREDS 32         /* integer predicates of one point          */
 #define G_WORDS 4               /* predicate bits of one point: 256         */
 #define G_POINT_HOOKS 16        /* hooks attached at one point              */
+#define G_MAX_SPREDS 16         /* credential/namespace predicates of a point */
+#define G_SPRED_VALUES 4        /* namespace inode numbers of one predicate  */
 #define G_STR_MAX 256           /* bytes of a string, path or buffer kept   */
 #define G_STR_MASK 255
 #define G_POSTFIX_MAX 128
@@ -118,6 +120,30 @@
 #define G_POINT_FORKS 0x8       /* ... with followForks: ancestors looked up */
 #define G_POINT_NSPID 0x10      /* ... with isNamespacePID                  */
 #define G_POINT_RETRY 0x20      /* user memory unreadable at entry is read at exit */
+#define G_POINT_STATE 0x40      /* some selector tests the caller's namespaces or
+				 * capabilities (the S_STATE stage runs) */
+#define G_POINT_BASE 0x80       /* ... their changes since the image started
+				 * (execve_map's exec_state is looked up) */
+
+/* State predicates (g_spred.kind): caller predicates on the task's
+ * namespaces and capabilities (struct tetrad_proc_state), read at the hook.
+ * `index` is the namespace (TETRAD_NS_*) or capability set (TETRAD_CAPS_*);
+ * with `userns` set (isNamespaceCapability), a capability predicate never
+ * holds in that user namespace (the host's). */
+#define G_SP_NS 1               /* ns[index] is one of vals                 */
+#define G_SP_CAPS_IN 2          /* caps[index] has a capability of mask     */
+#define G_SP_CAPS_NOTIN 3       /* ... has none of them                     */
+#define G_SP_NSCHG 4            /* a namespace whose bit is in mask differs
+				 * from the one the image started in         */
+#define G_SP_CAPCHG_IN 5        /* caps[index] changed in a capability of
+				 * mask since the image started              */
+#define G_SP_CAPCHG_NOTIN 6     /* ... changed, but in none of mask         */
+
+/* g_selector.chg: after the selector chose a call, the caller's present
+ * namespaces (capabilities) become the ones changes are counted from, so
+ * one change is reported once (as Tetragon does). */
+#define G_SEL_NSCHG 0x1
+#define G_SEL_CAPCHG 0x2
 
 /* Record flags (g_msg.flags). */
 #define G_MSG_MONITOR 0x1       /* the action was not enforced (monitor)    */
@@ -161,18 +187,29 @@ struct g_ipred {
 	__s64 vals[G_MAX_VALUES];
 };
 
+struct g_spred {
+	__u8 kind;              /* G_SP_* */
+	__u8 index;
+	__u8 nvals;
+	__u8 bit;               /* its bit among the caller predicates */
+	__u32 userns;           /* isNamespaceCapability: the host's user ns */
+	__u64 mask;             /* capabilities, or namespaces (bit = TETRAD_NS_*) */
+	__u32 vals[G_SPRED_VALUES];
+};
+
 struct g_point {
 	__u32 flags;            /* G_POINT_* */
 	__u8 nslots;
 	__u8 npreds;            /* integer predicates */
 	__u8 nhooks;
-	__u8 pad;
+	__u8 nspreds;           /* state predicates */
 	struct g_slot_desc slot[G_MAX_SLOTS];
 	/* Predicates on each slot: G_WORDS words from slot * G_WORDS (one
 	 * dimension: bcc's view of a map value has no two-dimensional arrays). */
 	__u64 slot_bits[G_MAX_SLOTS * G_WORDS];
 	__u16 hooks[G_POINT_HOOKS];             /* hook ids */
 	struct g_ipred pred[G_MAX_IPREDS];
+	struct g_spred spred[G_MAX_SPREDS];
 };
 
 struct g_action {
@@ -187,8 +224,10 @@ struct g_selector {
 	__u8 nact;
 	__u8 nret_act;
 	__u8 has_ret;
-	__u8 pad[5];
-	__u64 cpos;             /* caller predicates (matchBinaries, matchPIDs) that must hold */
+	__u8 chg;               /* G_SEL_* */
+	__u8 pad[4];
+	__u64 cpos;             /* caller predicates (matchBinaries, matchPIDs,
+				 * namespaces, capabilities) that must hold */
 	__u64 cneg;             /* ... that must not */
 	__u64 pos[G_WORDS];     /* argument predicates that must hold */
 	__u64 neg[G_WORDS];     /* ... that must not */

@@ -20,6 +20,8 @@
  *             per trie on the binary; matchPIDs: pid_sel); which hooks want
  *             the caller (active, cgroup scope, some selector's caller
  *             masks) -> `wanted`; none: done, no argument read
+ *   S_STATE   (G_POINT_STATE only) the caller's namespaces and capabilities
+ *             read and tested (state predicates), then `wanted` as above
  *   S_READ    one slot per run, each read once however many hooks use it
  *   S_EVAL    predicates: one trie lookup per slot and trie, then the
  *             integer predicates -> `hits`
@@ -46,6 +48,7 @@
 #include "generic.h"
 #include "shared_maps.h"
 #include "path_walk.h"
+#include "proc_state.h"
 
 #define G_TYPE_TP 1
 #define G_TYPE_KPROBE 2
@@ -63,7 +66,8 @@
 #define S_EVAL 1
 #define S_SELECT 2
 #define S_ACT 3
-#define S_COUNT 4
+#define S_STATE 4
+#define S_COUNT 5
 
 #ifndef G_MAX_POINTS
 #define G_MAX_POINTS 128
@@ -137,6 +141,7 @@ struct g_state {
 	u8 waits;                   /* a return hook chose a selector */
 	u8 pad[5];
 	u8 sel[G_POINT_HOOKS];      /* selector chosen per hook position */
+	struct tetrad_proc_state cur;   /* S_STATE: the caller's, at this call */
 };
 
 struct g_scratch {
@@ -700,9 +705,12 @@ static __always_inline int begin(void *ctx, u32 ck, u32 lpoint)
 		st->callerhits |= binary_bits(sc, lpoint);
 	if (p->flags & G_POINT_PIDS)
 		st->callerhits |= pid_bits(st, p, lpoint);
-	wanted_hooks(st, p);
-	if (!LAUNDER(st->wanted))
-		return 0;
+	bool state = p->flags & G_POINT_STATE;
+	if (!state) {
+		wanted_hooks(st, p);
+		if (!LAUNDER(st->wanted))
+			return 0;
+	}
 	st->failed = 0;
 	st->iter = 0;
 	if (ck == CK_SYSCALL)
@@ -726,9 +734,77 @@ static __always_inline int begin(void *ctx, u32 ck, u32 lpoint)
 		/* Through a helper: the verifier refuses a direct read past the
 		 * hook's own arguments, which differ per attach point. */
 		bpf_probe_read_kernel(st->args, 6 * sizeof(u64), ctx);
+	if (state) {
+		stages.call(ctx, S_STATE);
+		return tail_missed(S_STATE);
+	}
 	stages.call(ctx, S_READ);
 	return tail_missed(S_READ);
 }
+
+/* ---- the caller's namespaces and capabilities ------------------------------------ */
+
+#ifdef TETRAD_HAVE_STATE
+/* Whether a state predicate holds for the caller (`st->cur`); `base` is
+ * its image's start (execve_map's exec_state), NULL when unknown: then no
+ * change predicate holds. */
+static __always_inline bool spred_holds(struct g_state *st, struct g_spred *q,
+					struct tetrad_proc_state *base)
+{
+	struct tetrad_proc_state *c = &st->cur;
+	u8 kind = q->kind;
+	if (kind == G_SP_NS) {
+		u32 inum = c->ns[at(q->index, 15) % TETRAD_NS_COUNT];
+#pragma unroll
+		for (int j = 0; j < G_SPRED_VALUES; j++)
+			if (j < q->nvals && inum == q->vals[j])
+				return true;
+		return false;
+	}
+	if (kind == G_SP_NSCHG) {
+		if (!base)
+			return false;
+		bool changed = false;
+#pragma unroll
+		for (int j = 0; j < TETRAD_NS_COUNT; j++)
+			/* 0: the kernel has no such namespace, or it was not known */
+			if ((q->mask >> j & 1) && base->ns[j] && base->ns[j] != c->ns[j])
+				changed = true;
+		return changed;
+	}
+	/* isNamespaceCapability: never in the host's user namespace */
+	if (q->userns && c->ns[TETRAD_NS_USER] == q->userns)
+		return false;
+	u32 set = at(q->index, 3) % 3;
+	u64 now = c->caps[set], mask = q->mask;
+	if (kind == G_SP_CAPS_IN)
+		return (now & mask) != 0;
+	if (kind == G_SP_CAPS_NOTIN)
+		return (now & mask) == 0;
+	if (!base)
+		return false;
+	u64 then = base->caps[set];
+	if (kind == G_SP_CAPCHG_IN)
+		return (then & mask) != (now & mask);
+	if (kind == G_SP_CAPCHG_NOTIN)
+		return (then & mask) == (now & mask) && then != now;
+	return false;
+}
+
+/* After a selector with matchNamespaceChanges/matchCapabilityChanges chose
+ * a call, changes count from what the caller has now. */
+static __always_inline void rebase(struct g_state *st, u8 chg)
+{
+	u32 tgid = st->pid;
+	struct tetrad_exec_entry *e = execve_map.lookup(&tgid);
+	if (!e)
+		return;
+	if (chg & G_SEL_NSCHG)
+		__builtin_memcpy(e->exec_state.ns, st->cur.ns, sizeof(st->cur.ns));
+	if (chg & G_SEL_CAPCHG)
+		__builtin_memcpy(e->exec_state.caps, st->cur.caps, sizeof(st->cur.caps));
+}
+#endif
 
 /* ---- selection ------------------------------------------------------------------ */
 
@@ -919,6 +995,10 @@ static __always_inline int act(void *ctx, struct g_scratch *sc, struct g_hook *h
 		/* No selector: no action, Post (h->nsel is 0 here). */
 		return run_actions(ctx, sc, h, 0, h->sel[0].act, &h->nsel, flags);
 	struct g_selector *sel = &h->sel[at(s, G_MAX_SEL - 1)];
+#ifdef TETRAD_HAVE_STATE
+	if (sel->chg)
+		rebase(&sc->st, sel->chg);
+#endif
 	if (ret) {
 		if (sel->has_ret && int_match(&sel->ret, sel->ret.op, sc->st.retval) ==
 		    (bool)sel->ret.negate)
@@ -1036,6 +1116,44 @@ static __always_inline int finish(void *ctx, u32 lpoint, s64 retval)
 #endif
 
 /* ---- stages --------------------------------------------------------------------- */
+
+/* S_STATE: the caller's namespaces and capabilities, as they are at this
+ * call, against the point's state predicates (caller bits); then the hooks
+ * that want the caller, as the entry does for points without them. */
+int g_caller(void *ctx)
+{
+	struct g_scratch *sc = get_scratch();
+	if (!sc)
+		return 0;
+	struct g_state *st = &sc->st;
+	u32 point = st->point;
+	struct g_point *p = points.lookup(&point);
+	if (!p)
+		return 0;
+#ifdef TETRAD_HAVE_STATE
+	read_proc_state((void *)bpf_get_current_task(), &st->cur);
+	struct tetrad_proc_state *base = NULL;
+	if (p->flags & G_POINT_BASE) {
+		u32 tgid = st->pid;
+		struct tetrad_exec_entry *e = execve_map.lookup(&tgid);
+		if (e)
+			base = &e->exec_state;
+	}
+#pragma clang loop unroll(disable)
+	for (u32 i = 0; i < G_MAX_SPREDS; i++) {
+		if (i >= BOUND(p->nspreds))
+			break;
+		struct g_spred *q = &p->spred[at(i, G_MAX_SPREDS - 1)];
+		if (spred_holds(st, q, base))
+			LAUNDER(st->callerhits) |= 1ULL << (q->bit & 63);
+	}
+#endif
+	wanted_hooks(st, p);
+	if (!LAUNDER(st->wanted))
+		return 0;
+	stages.call(ctx, S_READ);
+	return tail_missed(S_READ);
+}
 
 /* S_READ: slot `iter`, then the next; after the last, unreadable user
  * memory is deferred to the call's return (G_POINT_RETRY) or marked. */

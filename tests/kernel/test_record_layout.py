@@ -31,6 +31,7 @@ PAIRS = {
     "g_slot": encoding.Slot,
     "g_slot_desc": encoding.SlotDesc,
     "g_ipred": encoding.IPred,
+    "g_spred": encoding.SPred,
     "g_point": encoding.Point,
     "g_action": encoding.Action,
     "g_selector": encoding.Selector,

@@ -22,6 +22,8 @@ MAX_ACTIONS = 4
 MAX_IPREDS = 32         # integer predicates of one point
 WORDS = 4               # predicate bits of one point: 64 * WORDS
 POINT_HOOKS = 16        # hooks attached at one point
+MAX_SPREDS = 16         # credential/namespace predicates of one point
+SPRED_VALUES = 4        # namespace inode numbers of one predicate
 STR_MAX = 256
 LPM_STR = 248
 POSTFIX_MAX = 128
@@ -47,6 +49,10 @@ HOOK_MONITOR, HOOK_ACTIVE, HOOK_CGROUPS, HOOK_UNREADABLE_NOMATCH, HOOK_RETURN = 
     0x1, 0x2, 0x4, 0x8, 0x10)
 POINT_ACTIVE, POINT_BINARY, POINT_PIDS, POINT_FORKS, POINT_NSPID, POINT_RETRY = (
     0x1, 0x2, 0x4, 0x8, 0x10, 0x20)
+POINT_STATE, POINT_BASE = 0x40, 0x80
+# state predicates (g_spred.kind) and selector change flags
+SP_NS, SP_CAPS_IN, SP_CAPS_NOTIN, SP_NSCHG, SP_CAPCHG_IN, SP_CAPCHG_NOTIN = 1, 2, 3, 4, 5, 6
+SEL_NSCHG, SEL_CAPCHG = 0x1, 0x2
 MSG_MONITOR, MSG_RETURN = 0x1, 0x2
 
 # trie ids: point << 8 | table << 4 | slot; slot 15 is the binary
@@ -104,17 +110,30 @@ class IPred(ctypes.Structure):
     ]
 
 
+class SPred(ctypes.Structure):
+    _fields_ = [
+        ("kind", ctypes.c_uint8),
+        ("index", ctypes.c_uint8),
+        ("nvals", ctypes.c_uint8),
+        ("bit", ctypes.c_uint8),
+        ("userns", ctypes.c_uint32),
+        ("mask", ctypes.c_uint64),
+        ("vals", ctypes.c_uint32 * SPRED_VALUES),
+    ]
+
+
 class Point(ctypes.Structure):
     _fields_ = [
         ("flags", ctypes.c_uint32),
         ("nslots", ctypes.c_uint8),
         ("npreds", ctypes.c_uint8),
         ("nhooks", ctypes.c_uint8),
-        ("pad", ctypes.c_uint8),
+        ("nspreds", ctypes.c_uint8),
         ("slot", SlotDesc * MAX_SLOTS),
         ("slot_bits", ctypes.c_uint64 * (WORDS * MAX_SLOTS)),
         ("hooks", ctypes.c_uint16 * POINT_HOOKS),
         ("pred", IPred * MAX_IPREDS),
+        ("spred", SPred * MAX_SPREDS),
     ]
 
 
@@ -133,7 +152,8 @@ class Selector(ctypes.Structure):
         ("nact", ctypes.c_uint8),
         ("nret_act", ctypes.c_uint8),
         ("has_ret", ctypes.c_uint8),
-        ("pad", ctypes.c_uint8 * 5),
+        ("chg", ctypes.c_uint8),
+        ("pad", ctypes.c_uint8 * 4),
         ("cpos", ctypes.c_uint64),
         ("cneg", ctypes.c_uint64),
         ("pos", ctypes.c_uint64 * WORDS),

@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 from typing import Callable
 
 from tetrad.abi import generic as enc
+from tetrad.abi import state as proc_state
 from tetrad.bpf import unistd
 from tetrad.policy import schema
 from tetrad.policy.schema import ArgSpec, Hook, Policy, PolicyError
@@ -77,6 +78,7 @@ class CompiledHook:
     has_return: bool = False            # a return probe: return value, returnCopy buffers
     retry: bool = False                 # user memory unreadable at entry is read at sys_exit
     override_return: bool = False       # a kprobe with Override (bpf_override_return)
+    host_user_ns: int = 0               # isNamespaceCapability: the host's user namespace
 
     @property
     def enforces(self) -> bool:
@@ -141,6 +143,9 @@ class KernelFacts:
     arch_prefix: str = "__x64_"
     tracepoint_fields: Callable[[str, str], list[TracepointField]] | None = None
     syscall_number: Callable[[str], int] = unistd.number     # raises unistd.UnknownSyscall
+    # The host's namespace inode numbers (tetrad.abi.state.NAMESPACES order;
+    # 0: unknown), for host_ns and isNamespaceCapability.
+    host_ns: tuple[int, ...] = ()
 
 
 def _map_ops_as_equal(hook: Hook, facts: KernelFacts) -> Hook:
@@ -174,9 +179,49 @@ def _map_ops_as_equal(hook: Hook, facts: KernelFacts) -> Hook:
     return hook
 
 
+def _host_ns(facts: KernelFacts, ns: int) -> int:
+    return facts.host_ns[ns] if ns < len(facts.host_ns) else 0
+
+
+def _resolve_host_ns(hook: Hook, facts: KernelFacts) -> tuple[Hook, list[tuple[str, str]]]:
+    """host_ns values as the host's inode numbers; a namespace the host's
+    init does not show cannot be matched and is refused."""
+    problems = []
+
+    def selector(s_i: int, sel: schema.Selector) -> schema.Selector:
+        out = []
+        for m_i, mn in enumerate(sel.match_namespaces):
+            values = []
+            for v in mn.values:
+                if v == schema.HOST_NS:
+                    inum = _host_ns(facts, mn.namespace)
+                    if not inum:
+                        problems.append((f"{hook.path}.selectors[{s_i}].matchNamespaces[{m_i}]",
+                                         f"host_ns: the host's {proc_state.NAMESPACES[mn.namespace]} "
+                                         "namespace is unknown (neither /proc/1/ns nor kthreadd's "
+                                         "shows it); give its inode number instead"))
+                        continue
+                    v = inum
+                values.append(v)
+            out.append(replace(mn, values=tuple(values)))
+        return replace(sel, match_namespaces=tuple(out))
+
+    if not any(schema.HOST_NS in mn.values for s in hook.selectors for mn in s.match_namespaces):
+        return hook, problems
+    hook = replace(hook, selectors=tuple(selector(i, s) for i, s in enumerate(hook.selectors)))
+    return hook, problems
+
+
 def compile_hook(policy: Policy, hook: Hook, facts: KernelFacts) -> CompiledHook:
     hook = _map_ops_as_equal(hook, facts)
-    problems = []
+    hook, problems = _resolve_host_ns(hook, facts)
+    host_user_ns = 0
+    if any(mc.namespace_capability for s in hook.selectors
+           for mc in s.match_capabilities + s.match_capability_changes):
+        host_user_ns = _host_ns(facts, proc_state.NS_USER)
+        if not host_user_ns:
+            problems.append((hook.path, "isNamespaceCapability needs the host's user namespace, "
+                                        "which /proc/1/ns/user does not show"))
 
     def refuse(path: str, reason: str):
         problems.append((path, reason))
@@ -234,7 +279,8 @@ def compile_hook(policy: Policy, hook: Hook, facts: KernelFacts) -> CompiledHook
              and any(r.kind in USER_MEMORY and not r.retcopy for r in reads))
     return CompiledHook(hook, target, tuple(reads), policy.name, policy.mode == "monitor",
                         policy.workloads, unreadable_match=policy.unreadable_match,
-                        has_return=hook.return_, retry=retry, override_return=overriding)
+                        has_return=hook.return_, retry=retry, override_return=overriding,
+                        host_user_ns=host_user_ns)
 
 
 _EXEC_SYSCALLS = {"execve", "execveat"}

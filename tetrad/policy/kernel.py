@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 
 from tetrad.bpf import features
+from tetrad.process.annotate import host_namespaces
 from tetrad.policy.compile import CompiledHook, KernelFacts, parse_tracepoint_format
 
 TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
@@ -32,7 +33,8 @@ def tracepoint_fields(subsys: str, event: str):
 
 def kernel_facts() -> KernelFacts:
     arch = {"x86_64": "__x64_", "aarch64": "__arm64_"}.get(os.uname().machine, "")
-    return KernelFacts(arch_prefix=arch, tracepoint_fields=tracepoint_fields)
+    return KernelFacts(arch_prefix=arch, tracepoint_fields=tracepoint_fields,
+                       host_ns=host_namespaces())
 
 
 def required_features(ch: CompiledHook) -> list[tuple[str, str]]:
@@ -55,6 +57,9 @@ def required_features(ch: CompiledHook) -> list[tuple[str, str]]:
     ns_pid = any(p.is_namespace_pid for s in ch.hook.selectors for p in s.match_pids)
     if types & STRUCT_TYPES or ns_pid:
         need.append(("btf", f"{what} {'isNamespacePID' if ns_pid else '/'.join(sorted(types & STRUCT_TYPES))}"))
+    if any(s.reads_state for s in ch.hook.selectors):
+        # The caller's credentials and namespaces are read at struct offsets.
+        need.append(("btf", f"{what} namespace/capability selectors"))
     return need
 
 

@@ -23,9 +23,11 @@ tracepoint, a uprobe) shares the point's tables (bpf/generic.h):
     loop, each once per call.
   - The Not* operators use the same predicate as their positive twin and
     require its bit clear.
-- Caller predicates (matchBinaries, matchPIDs) are bits of a separate word,
+- Caller predicates (matchBinaries, matchPIDs, matchNamespaces,
+  matchCapabilities and their *Changes) are bits of a separate word,
   answered before any argument is read: the binary's tries under slot 15,
-  pids in `pid_sel` keyed by (point, pid).
+  pids in `pid_sel` keyed by (point, pid), the state predicates (namespaces
+  and capabilities) in a loop over the point's `spred`, each once per call.
 - A selector is masks: caller bits that must hold and must not, argument
   bits that must hold and must not, its matchReturnArgs test, its actions.
 - A record carries the hook's own arguments, in its order: `argslot` maps
@@ -43,11 +45,13 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from tetrad.abi import generic as enc
+from tetrad.abi import state as proc_state
 from tetrad.policy import schema
 from tetrad.policy.errors import PolicyError
 
 ARG_BITS = 64 * enc.WORDS
 CALLER_BITS = 64
+CALLER_TABLES = ("bin_fwd", "bin_rev", "pid", "state")
 RANGE_OPS = {"InRange", "NotInRange", "SPort", "NotSPort", "DPort", "NotDPort"}
 # Argument reads in user memory, which a syscall point reads again at exit
 # when they were unreadable at entry.
@@ -86,10 +90,11 @@ class PointFull(PolicyError):
 class _Pred:
     """One predicate's identity: equal identities share a bit."""
 
-    table: str                  # fwd, rev, saddr, daddr, int; bin_fwd, bin_rev, pid
-    slot: int                   # argument slot (caller predicates: 0)
-    op: int = 0                 # int: enc.IOPS; pid: 0 pid, 1 forks, 2 nspid
-    values: tuple = ()          # trie keys (bytes or networks), ints, pids
+    table: str                  # fwd, rev, saddr, daddr, int; bin_fwd, bin_rev, pid, state
+    slot: int                   # argument slot (caller predicates: 0; state: ns or cap set)
+    op: int = 0                 # int: enc.IOPS; pid: 0 pid, 1 forks, 2 nspid; state: enc.SP_*
+    values: tuple = ()          # trie keys (bytes or networks), ints, pids;
+                                # state: inode numbers, or (mask, host user ns)
 
 
 @dataclass
@@ -180,13 +185,13 @@ class PointTables:
 
     def _use(self, pred: _Pred, hook_id: int) -> None:
         if pred not in self._bits:
-            caller = pred.table in ("bin_fwd", "bin_rev", "pid")
-            taken = {b for p, b in self._bits.items()
-                     if (p.table in ("bin_fwd", "bin_rev", "pid")) == caller}
+            caller = pred.table in CALLER_TABLES
+            taken = {b for p, b in self._bits.items() if (p.table in CALLER_TABLES) == caller}
             limit = CALLER_BITS if caller else ARG_BITS
             free = next((b for b in range(limit) if b not in taken), None)
             if free is None:
-                what = "matchBinaries and matchPIDs tests" if caller else "argument tests"
+                what = ("matchBinaries, matchPIDs, namespace and capability tests" if caller
+                        else "argument tests")
                 raise PointFull(f"the hooks at this attach point have more than {limit} distinct {what}")
             self._bits[pred] = free
         self._users.setdefault(pred, set()).add(hook_id)
@@ -196,6 +201,10 @@ class PointTables:
         if ints > enc.MAX_IPREDS:
             raise PointFull(f"the hooks at this attach point have more than {enc.MAX_IPREDS} distinct "
                             "integer tests")
+        states = sum(1 for p in self._bits if p.table == "state")
+        if states > enc.MAX_SPREDS:
+            raise PointFull(f"the hooks at this attach point have more than {enc.MAX_SPREDS} distinct "
+                            "namespace and capability tests")
 
     # ---- predicates of a selector -------------------------------------------
 
@@ -211,6 +220,7 @@ class PointTables:
         for mp in sel.match_pids:
             kind = 2 if mp.is_namespace_pid else 1 if mp.follow_forks else 0
             yield _Pred("pid", 0, kind, tuple(sorted(set(mp.values)))), mp.operator == "NotIn"
+        yield from _state_preds(sel, ch.host_user_ns)
 
     # ---- what the kernel holds ----------------------------------------------
 
@@ -241,6 +251,14 @@ class PointTables:
         for i, (bit, pred) in enumerate(ints):
             _fill_ipred(point.pred[i], pred.op, pred.values)
             point.pred[i].slot, point.pred[i].bit = pred.slot, bit
+        states = sorted((b, p) for p, b in self._bits.items() if p.table == "state")
+        point.nspreds = len(states)
+        for i, (bit, pred) in enumerate(states):
+            _fill_spred(point.spred[i], pred, bit)
+        if states:
+            point.flags |= enc.POINT_STATE
+        if any(p.op in (enc.SP_NSCHG, enc.SP_CAPCHG_IN, enc.SP_CAPCHG_NOTIN) for _, p in states):
+            point.flags |= enc.POINT_BASE
         tables = {p.table for p in self._bits}
         if tables & {"bin_fwd", "bin_rev"}:
             point.flags |= enc.POINT_BINARY
@@ -272,13 +290,15 @@ class PointTables:
             out = h.sel[i]
             for pred, negated in self._selector_preds(ch, entry.slots, sel):
                 bit = self._bits[pred]
-                if pred.table in ("bin_fwd", "bin_rev", "pid"):
+                if pred.table in CALLER_TABLES:
                     if negated:
                         out.cneg |= 1 << bit
                     else:
                         out.cpos |= 1 << bit
                 else:
                     _set(out.neg if negated else out.pos, bit)
+            out.chg = ((enc.SEL_NSCHG if sel.match_namespace_changes else 0)
+                       | (enc.SEL_CAPCHG if sel.match_capability_changes else 0))
             if sel.match_return_args:
                 ma = sel.match_return_args[0]
                 out.has_ret = 1
@@ -299,7 +319,7 @@ class PointTables:
         by_id: dict[tuple[str, int], dict[object, int]] = {}
         pids: dict[int, list[int]] = {}
         for pred, bit in self._bits.items():
-            if pred.table == "int":
+            if pred.table in ("int", "state"):
                 continue
             if pred.table == "pid":
                 for pid in pred.values:
@@ -358,6 +378,35 @@ def _binary_pred(mb: schema.MatchBinaries) -> tuple[_Pred, bool]:
     if op == "Prefix":
         return _Pred("bin_fwd", 0, 0, _keys(v.encode() for v in mb.values)), negated
     return _Pred("bin_rev", 0, 0, _keys(_reversed(v) for v in mb.values)), negated
+
+
+def _state_preds(sel: schema.Selector, host_user_ns: int):
+    """(predicate, negated) for the selector's namespace and capability
+    tests. Namespace values must be inode numbers by now (compile.py
+    resolves host_ns)."""
+    for mn in sel.match_namespaces:
+        yield _Pred("state", mn.namespace, enc.SP_NS, tuple(sorted(set(mn.values)))), mn.operator == "NotIn"
+    nc = sel.match_namespace_changes
+    if nc is not None:
+        listed = sum(1 << ns for ns in nc.namespaces)
+        mask = listed if nc.operator == "In" else ((1 << len(proc_state.NAMESPACES)) - 1) & ~listed
+        yield _Pred("state", 0, enc.SP_NSCHG, (mask, 0)), False
+    for mc in sel.match_capabilities:
+        op = enc.SP_CAPS_IN if mc.operator == "In" else enc.SP_CAPS_NOTIN
+        yield _Pred("state", mc.cap_set, op, (mc.mask, host_user_ns if mc.namespace_capability else 0)), False
+    for mc in sel.match_capability_changes:
+        op = enc.SP_CAPCHG_IN if mc.operator == "In" else enc.SP_CAPCHG_NOTIN
+        yield _Pred("state", mc.cap_set, op, (mc.mask, host_user_ns if mc.namespace_capability else 0)), False
+
+
+def _fill_spred(q: enc.SPred, pred: _Pred, bit: int) -> None:
+    q.kind, q.index, q.bit = pred.op, pred.slot, bit
+    if pred.op == enc.SP_NS:
+        q.nvals = len(pred.values)
+        for i, inum in enumerate(pred.values):
+            q.vals[i] = inum
+    else:
+        q.mask, q.userns = pred.values
 
 
 def _keys(values) -> tuple[bytes, ...]:

@@ -32,6 +32,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 
+from tetrad.abi import state as proc_state
 from tetrad.policy import document, limits, source, tetragon_fields
 from tetrad.policy import workloads as workload_scope
 from tetrad.policy.errors import PolicyError, describe, kind_of, path_key
@@ -85,6 +86,9 @@ ACTIONS = {"Post", "NoPost", "Sigkill", "Signal", "Override", "FollowFD", "Unfol
 ENFORCING_ACTIONS = {"Sigkill", "Signal", "Override"}
 BINARY_OPS = {"In", "NotIn", "Prefix", "NotPrefix", "Postfix", "NotPostfix"}
 PID_OPS = {"In", "NotIn"}
+SET_OPS = {"In", "NotIn"}               # namespaces, capabilities and their changes
+HOST_NS = "host_ns"                     # a matchNamespaces value: the host's, resolved at load
+NS_VALUES = 4                           # values per matchNamespaces entry (Tetragon's limit)
 UNSUPPORTED_SPEC = {
     "usdts": "USDT probes", "fentries": "fentry hooks", "loader": "process_loader events",
 "enforcers": "NotifyEnforcer", "selectorsMacros": "selector macros",
@@ -148,6 +152,36 @@ class MatchBinaries:
 
 
 @dataclass(frozen=True)
+class MatchNamespace:
+    """The caller's namespace of one type is (In) or is not (NotIn) one of
+    `values`: inode numbers, or HOST_NS."""
+    namespace: int                      # tetrad.abi.state.NAMESPACES index
+    operator: str
+    values: tuple[int | str, ...]
+
+
+@dataclass(frozen=True)
+class MatchNamespaceChanges:
+    """In: one of these namespaces differs from the one the caller's image
+    started in; NotIn: one not listed does."""
+    operator: str
+    namespaces: frozenset[int]
+
+
+@dataclass(frozen=True)
+class MatchCapabilities:
+    """The caller's capability set `cap_set` has (In) or lacks (NotIn) any
+    capability of `mask`; with `namespace_capability`, only outside the
+    host's user namespace. For MatchCapabilityChanges: the set changed in
+    these capabilities (In) or only in others (NotIn) since the image
+    started."""
+    cap_set: int                        # tetrad.abi.state.CAP_SETS index
+    operator: str
+    namespace_capability: bool
+    mask: int
+
+
+@dataclass(frozen=True)
 class Action:
     action: str
     arg_error: int = 0
@@ -165,6 +199,16 @@ class Selector:
     match_binaries: MatchBinaries | None = None
     actions: tuple[Action, ...] = ()
     return_actions: tuple[Action, ...] = ()
+    match_namespaces: tuple[MatchNamespace, ...] = ()
+    match_namespace_changes: MatchNamespaceChanges | None = None
+    match_capabilities: tuple[MatchCapabilities, ...] = ()
+    match_capability_changes: tuple[MatchCapabilities, ...] = ()
+
+    @property
+    def reads_state(self) -> bool:
+        """Whether the caller's credentials or namespaces are tested."""
+        return bool(self.match_namespaces or self.match_namespace_changes
+                    or self.match_capabilities or self.match_capability_changes)
 
 
 @dataclass(frozen=True)
@@ -648,10 +692,72 @@ class _Checker:
         self.map_values += len(values)
         return MatchBinaries(op, tuple(values)) if op else None
 
+    def match_namespace(self, raw, where: str) -> MatchNamespace | None:
+        m = self.mapping(raw, where, {"namespace", "operator", "values"}, "matchNamespaces")
+        ns = self.choice_nocase(m.get("namespace"), f"{where}.namespace", proc_state.NAMESPACES,
+                                "namespace", ("Uts", "Ipc", "Mnt", "Pid", "PidForChildren", "Net",
+                                              "Time", "TimeForChildren", "Cgroup", "User"))
+        op = self.choice(m.get("operator"), f"{where}.operator", SET_OPS, "operator")
+        values: list[int | str] = []
+        for j, v in enumerate(self.values(m.get("values"), f"{where}.values", NS_VALUES)):
+            if v == HOST_NS:
+                values.append(HOST_NS)
+                continue
+            why = 'a namespace inode number (as `lsns` shows) or "host_ns"'
+            try:
+                parse_int(v)
+            except ValueError:
+                self.fail(f"{where}.values[{j}]", f"{describe(v)} is not {why}")
+                continue
+            inum = self.integer(v, f"{where}.values[{j}]", U32, why)
+            if inum is not None:
+                values.append(inum)
+        return MatchNamespace(ns, op, tuple(values)) if ns is not None and op else None
+
+    def match_namespace_changes(self, raw, where: str) -> MatchNamespaceChanges | None:
+        m = self.mapping(raw, where, {"operator", "values"}, "matchNamespaceChanges")
+        op = self.choice(m.get("operator"), f"{where}.operator", SET_OPS, "operator")
+        namespaces = set()
+        for j, v in enumerate(self.values(m.get("values"), f"{where}.values", None)):
+            ns = self.choice_nocase(v, f"{where}.values[{j}]", proc_state.NAMESPACES, "namespace",
+                                    ("Uts", "Ipc", "Mnt", "Pid", "PidForChildren", "Net", "Time",
+                                     "TimeForChildren", "Cgroup", "User"))
+            if ns is not None:
+                namespaces.add(ns)
+        return MatchNamespaceChanges(op, frozenset(namespaces)) if op and namespaces else None
+
+    def match_capabilities(self, raw, where: str, what: str) -> MatchCapabilities | None:
+        m = self.mapping(raw, where, {"type", "operator", "isNamespaceCapability", "values"}, what)
+        cap_set = self.choice_nocase(m.get("type", "Effective"), f"{where}.type", proc_state.CAP_SETS,
+                                     "capability set", ("Effective", "Inheritable", "Permitted"))
+        op = self.choice(m.get("operator"), f"{where}.operator", SET_OPS, "operator")
+        ns_cap = self.flag(m, "isNamespaceCapability", where)
+        mask = 0
+        for j, v in enumerate(self.values(m.get("values"), f"{where}.values", None)):
+            number = proc_state.capability_number(v) if isinstance(v, str) else None
+            if number is None:
+                self.fail(f"{where}.values[{j}]", f"{describe(v)} is not a capability "
+                                                  "(CAP_CHOWN, CAP_SYS_ADMIN, ...: capabilities(7))")
+                continue
+            mask |= 1 << number
+        return MatchCapabilities(cap_set, op, ns_cap, mask) if cap_set is not None and op and mask else None
+
+    def choice_nocase(self, value, path: str, names: tuple[str, ...], what: str,
+                      shown: tuple[str, ...]) -> int | None:
+        """The index in `names` (lower case) of a name given in any case, as
+        Tetragon reads namespace and capability set names; None and a
+        problem naming the `shown` spellings otherwise."""
+        if isinstance(value, str) and value.lower() in names:
+            return names.index(value.lower())
+        self.fail(path, f"unknown {what} {describe(value)} (one of {', '.join(shown)})")
+        return None
+
     def selector(self, raw, path: str, hook_args: dict[int, ArgSpec],
                  return_arg: ArgSpec | None, kind: str, broken: set) -> Selector:
         raw = self.mapping(raw, path, {"label", "matchArgs", "matchReturnArgs", "matchPIDs",
-                                       "matchBinaries", "matchActions", "matchReturnActions"},
+                                       "matchBinaries", "matchActions", "matchReturnActions",
+                                       "matchNamespaces", "matchNamespaceChanges",
+                                       "matchCapabilities", "matchCapabilityChanges"},
                            "selector")
         if raw.get("label") is not None:
             self.text(raw["label"], f"{path}.label", max_chars=limits.LABEL)
@@ -682,8 +788,28 @@ class _Checker:
         ret_actions = self._actions(raw.get("matchReturnActions"), f"{path}.matchReturnActions", kind)
         if ret_actions and return_arg is None and "return" not in broken:
             self.fail(f"{path}.matchReturnActions", "needs `return: true` and `returnArg`")
+        raw_ns = self.seq(raw.get("matchNamespaces"), f"{path}.matchNamespaces")
+        if len(raw_ns) > len(proc_state.NAMESPACES):
+            self.fail(f"{path}.matchNamespaces", f"{len(raw_ns)} entries; at most "
+                                                 f"{len(proc_state.NAMESPACES)}, one per namespace type")
+            raw_ns = []
+        namespaces = [n for i, m in enumerate(raw_ns)
+                      if (n := self.match_namespace(m, f"{path}.matchNamespaces[{i}]"))]
+        ns_changes = None
+        raw_nc = self.seq(raw.get("matchNamespaceChanges"), f"{path}.matchNamespaceChanges")
+        if len(raw_nc) > 1:
+            self.fail(f"{path}.matchNamespaceChanges", "at most one entry (Tetragon's limit)")
+        for i, m in enumerate(raw_nc[:1]):
+            ns_changes = self.match_namespace_changes(m, f"{path}.matchNamespaceChanges[{i}]")
+        caps = [c for i, m in enumerate(self.seq(raw.get("matchCapabilities"), f"{path}.matchCapabilities"))
+                if (c := self.match_capabilities(m, f"{path}.matchCapabilities[{i}]", "matchCapabilities"))]
+        cap_changes = [c for i, m in enumerate(self.seq(raw.get("matchCapabilityChanges"),
+                                                        f"{path}.matchCapabilityChanges"))
+                       if (c := self.match_capabilities(m, f"{path}.matchCapabilityChanges[{i}]",
+                                                        "matchCapabilityChanges"))]
         return Selector(tuple(match_args), tuple(return_args), tuple(pids), binaries,
-                        tuple(actions), tuple(ret_actions))
+                        tuple(actions), tuple(ret_actions), tuple(namespaces), ns_changes,
+                        tuple(caps), tuple(cap_changes))
 
     def _actions(self, raw, path: str, kind: str) -> list[Action]:
         raw = self.seq(raw, path)

@@ -66,7 +66,7 @@ BCC_TYPE = {TYPE_TP: BPF.TRACEPOINT, TYPE_KPROBE: BPF.KPROBE, TYPE_LSM: BPF.LSM,
             TYPE_RAWTP: BPF.RAW_TRACEPOINT}
 TYPE_NAMES = {TYPE_TP: "syscall and tracepoint", TYPE_KPROBE: "kprobe and uprobe", TYPE_LSM: "LSM",
               TYPE_RAWTP: "raw tracepoint"}
-STAGES = ("g_read", "g_eval", "g_select", "g_act")       # S_READ .. S_ACT
+STAGES = ("g_read", "g_eval", "g_select", "g_act", "g_caller")   # S_READ .. S_STATE
 ENTRY = {"tracepoint": "g_tp", "kprobe": "g_kprobe", "uprobe": "g_kprobe", "lsm": "g_lsm",
          "rawtp": "g_rawtp"}
 EXIT = {"kprobe": "g_kretprobe", "uprobe": "g_kretprobe"}
