@@ -1,8 +1,9 @@
 """The process lifecycle sensor: loads bpf/process.c and seeds its map.
 
-Owns the arrow "kernel hooks -> ring buffer" for exec, clone and exit. One of
-the two modules allowed to import bcc (with tetrad.observer). The BPF side
-and its guarantees are described in bpf/process.c.
+Owns the arrow "kernel hooks -> ring buffer" for exec, clone, exit and
+changes of credentials and namespaces. One of the two modules allowed to
+import bcc (with tetrad.observer). The BPF side and its guarantees are
+described in bpf/process.c.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from bcc import BPF
 from bcc.libbcc import lib
 
 from tetrad.abi.ops import Op, ProcFlag
-from tetrad.abi.records import ExecEntry
+from tetrad.abi.records import ExecEntry, ProcState
+from tetrad.decode.process import ProcState as State
 from tetrad.paths import bpf_dir
 from tetrad.process.procfs import ScanResult
 from tetrad.sensors import offsets as struct_offsets
@@ -55,6 +57,7 @@ class ProcessSensor:
         self._config = config
         self.bpf: BPF | None = None
         self.walks_kernel_paths = False
+        self.tracks_state = False          # credentials and namespaces
         self.load_seconds = 0.0
 
     def cflags(self) -> list[str]:
@@ -71,6 +74,14 @@ class ProcessSensor:
             offsets = None
         self.walks_kernel_paths = offsets is not None
         flags += struct_offsets.cflags(offsets)
+        if offsets is not None:
+            try:
+                state = struct_offsets.state_offsets()
+            except struct_offsets.OffsetsUnavailable as err:
+                log.warning("credentials and namespaces are not tracked: %s", err)
+            else:
+                flags += struct_offsets.cflags(state)
+                self.tracks_state = True
         if tracepoint_has_field("sched", "sched_process_exit", "group_dead"):
             flags.append("-DTETRAD_HAVE_GROUP_DEAD")
         return flags
@@ -102,6 +113,9 @@ class ProcessSensor:
             raw = os.fsencode(entry.binary)[: len(value.binary) - 1]
             value.binary = raw
             value.bin_len = len(raw)
+            if entry.state is not None and self.tracks_state:
+                fill_state(value.exec_state, entry.state)
+                fill_state(value.state, entry.state)
             if _update_noexist(table, entry.pid, value):
                 written += 1
         return written
@@ -130,6 +144,15 @@ class ProcessSensor:
         if self.bpf is not None:
             self.bpf.cleanup()
             self.bpf = None
+
+
+def fill_state(out: ProcState, state: State) -> None:
+    """A decoded state into its kernel struct (execve_map values)."""
+    for name in ("known", "securebits", "uid", "gid", "suid", "sgid", "euid", "egid",
+                 "fsuid", "fsgid", "user_ns_level", "user_ns_owner", "user_ns_group"):
+        setattr(out, name, getattr(state, name))
+    out.caps[:] = (state.permitted, state.effective, state.inheritable)
+    out.ns[:] = state.ns
 
 
 def _update_noexist(table, pid: int, value: ExecEntry) -> bool:
