@@ -86,6 +86,16 @@ class ProcState(ctypes.Structure):
         ("pad", ctypes.c_uint32),
     ]
 
+    _SAME_NAMES = ("known", "securebits", "uid", "gid", "suid", "sgid", "euid", "egid", "fsuid",
+                   "fsgid", "user_ns_level", "user_ns_owner", "user_ns_group")
+
+    def fill(self, state) -> None:
+        """Set from a decoded state (tetrad.decode.process.ProcState)."""
+        for name in self._SAME_NAMES:
+            setattr(self, name, getattr(state, name))
+        self.caps[:] = (state.permitted, state.effective, state.inheritable)
+        self.ns[:] = state.ns
+
 
 class MsgExec(ctypes.Structure):
     """Fixed part of an exec record; `data` (args|exe|cwd|filename) follows."""

@@ -3,9 +3,11 @@
 
 Owns the step "process state -> its JSON fields", Tetragon's
 `AnnotateProcess()`: the process cache asks an Annotator for the fields of
-each ProcState it installs, and the Process puts them in its JSON. Pure:
-the host's namespaces are read once at start-up (`host_namespaces()`, pid 1's,
-as Tetragon does) and handed in.
+each ProcState it installs, and the Process puts them in its JSON. Pure but
+for `host_namespaces()`, which reads the host's namespaces once at start-up
+and is handed in: pid 1's, as Tetragon takes them, and where pid 1's cannot
+be read (a sandbox that denies it, even to root) kthreadd's, which are the
+kernel's initial ones by construction.
 
 Shapes, as Tetragon's protojson export writes them (api/v1/tetragon/
 tetragon.proto, capabilities.proto):
@@ -94,12 +96,32 @@ def read_namespaces(pid: int | str, proc_root: str = "/proc") -> tuple[int, ...]
     return tuple(out)
 
 
+KTHREADD_PID = 2
+
+
 def host_namespaces(proc_root: str = "/proc") -> tuple[int, ...]:
     """The initial namespaces: pid 1's, as Tetragon takes them (the daemon's
-    own are not: systemd gives it a mount namespace of its own)."""
+    own are not: systemd gives it a mount namespace of its own); for those
+    pid 1 does not show, kthreadd's (kernel threads run in the initial
+    namespaces); 0 for those neither shows (never is_host)."""
     host = read_namespaces(1, proc_root)
-    if not any(host):
-        log.warning("cannot read %s/1/ns: no namespace will be marked is_host", proc_root)
+    if all(host):
+        return host
+    try:
+        with open(f"{proc_root}/{KTHREADD_PID}/comm") as f:
+            kthreadd = f.read().strip() == "kthreadd"
+    except OSError:
+        kthreadd = False
+    if kthreadd:
+        fallback = read_namespaces(KTHREADD_PID, proc_root)
+        taken = [n for n, h, k in zip(NAMESPACES, host, fallback) if not h and k]
+        host = tuple(h or k for h, k in zip(host, fallback))
+        if taken:
+            log.info("host namespaces pid 1 does not show, taken from kthreadd: %s",
+                     ", ".join(taken))
+    unknown = [name for name, inum in zip(NAMESPACES, host) if not inum]
+    if unknown:
+        log.info("host namespaces unknown (never is_host): %s", ", ".join(unknown))
     return host
 
 

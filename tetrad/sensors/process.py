@@ -20,8 +20,7 @@ from bcc import BPF
 from bcc.libbcc import lib
 
 from tetrad.abi.ops import Op, ProcFlag
-from tetrad.abi.records import ExecEntry, ProcState
-from tetrad.decode.process import ProcState as State
+from tetrad.abi.records import ExecEntry
 from tetrad.paths import bpf_dir
 from tetrad.process.procfs import ScanResult
 from tetrad.sensors import offsets as struct_offsets
@@ -114,8 +113,8 @@ class ProcessSensor:
             value.binary = raw
             value.bin_len = len(raw)
             if entry.state is not None and self.tracks_state:
-                fill_state(value.exec_state, entry.state)
-                fill_state(value.state, entry.state)
+                value.exec_state.fill(entry.state)
+                value.state.fill(entry.state)
             if _update_noexist(table, entry.pid, value):
                 written += 1
         return written
@@ -144,15 +143,6 @@ class ProcessSensor:
         if self.bpf is not None:
             self.bpf.cleanup()
             self.bpf = None
-
-
-def fill_state(out: ProcState, state: State) -> None:
-    """A decoded state into its kernel struct (execve_map values)."""
-    for name in ("known", "securebits", "uid", "gid", "suid", "sgid", "euid", "egid",
-                 "fsuid", "fsgid", "user_ns_level", "user_ns_owner", "user_ns_group"):
-        setattr(out, name, getattr(state, name))
-    out.caps[:] = (state.permitted, state.effective, state.inheritable)
-    out.ns[:] = state.ns
 
 
 def _update_noexist(table, pid: int, value: ExecEntry) -> bool:
