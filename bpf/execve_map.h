@@ -35,9 +35,10 @@ struct tetrad_exec_entry {
 	 * current image started: at exec; a child that has not exec'd runs
 	 * its parent's image and has its parent's; for a process older than
 	 * the daemon, what /proc showed at start-up. state: as they are now:
-	 * at exec, at fork the child's own (CLONE_NEW* included), then kept
-	 * current at the exits of set*id, capset, prctl, unshare and setns
-	 * (bpf/process.c, "state", says what can be missed). */
+	 * at exec, at fork the child's own (CLONE_NEW* included), then, while
+	 * user space follows changes, kept current at the exits of set*id,
+	 * capset, prctl, unshare and setns (bpf/process.c, "state", says when
+	 * and what can be missed). */
 	struct tetrad_proc_state exec_state;
 	struct tetrad_proc_state state;
 };

@@ -28,7 +28,8 @@
  *                                       credentials (CLONE_NEW*) are read
  *   syscalls:sys_exit_set*id, capset,   credentials/namespaces changed after
  *     prctl, unshare, setns             exec: execve_map[tgid].state and a
- *                                       state record (see "state")
+ *                                       state record (see "state"); attached
+ *                                       only when user space asks
  *   syscalls:sys_enter_exit_group/exit  exit code
  *   signal:signal_generate/deliver      death by signal (see exit_by_signal)
  *   sched:sched_process_exit            exit record when the group is dead
@@ -426,14 +427,16 @@ TRACEPOINT_PROBE(task, task_newtask)
 /* ---- state ------------------------------------------------------------------ *
  *
  * execve_map[tgid].state follows credentials and namespaces that change after
- * exec: at the exit of each syscall that can change them, the calling
- * thread's values are read again; when they differ from what the entry
- * holds, the entry is updated and a state record tells user space (the
- * process's later events carry the new values). A fork reads the child's
- * own (clone flags CLONE_NEW*), an exec starts over (setuid binaries, file
- * capabilities, the time namespace for children becoming the task's).
+ * exec while user space has follow_state attached: at the exit of each
+ * syscall that can change them, the calling thread's values are read again;
+ * when they differ from what the entry holds, the entry is updated and a
+ * state record tells user space (the process's later events carry the new
+ * values). Without it, `state` is as at the last exec or fork. A fork reads
+ * the child's own (clone flags CLONE_NEW*), an exec starts over (setuid
+ * binaries, file capabilities, the time namespace for children becoming
+ * the task's).
  *
- * What this misses (execve_map.state stays as last seen until the next
+ * What following misses (execve_map.state stays as last seen until the next
  * exec or the next of these syscalls in the process):
  *   - 32-bit compat syscalls (x86 int 0x80, ia32 setuid32, ...): syscall
  *     tracepoints do not fire for them;
@@ -488,33 +491,18 @@ static __always_inline int refresh_state(int syscall)
 	return 0;
 }
 
-/* A failed call changed nothing. setfsuid/setfsgid return the previous id,
- * never an error, so they are always looked at. */
-#define STATE_HOOK(name)						\
-	TRACEPOINT_PROBE(syscalls, sys_exit_##name)			\
-	{								\
-		if (args->ret < 0)					\
-			return 0;					\
-		return refresh_state(args->__syscall_nr);		\
-	}
-#define STATE_HOOK_ALWAYS(name)						\
-	TRACEPOINT_PROBE(syscalls, sys_exit_##name)			\
-	{								\
-		return refresh_state(args->__syscall_nr);		\
-	}
-
-STATE_HOOK(setuid)
-STATE_HOOK(setgid)
-STATE_HOOK(setreuid)
-STATE_HOOK(setregid)
-STATE_HOOK(setresuid)
-STATE_HOOK(setresgid)
-STATE_HOOK_ALWAYS(setfsuid)
-STATE_HOOK_ALWAYS(setfsgid)
-STATE_HOOK(capset)
-STATE_HOOK(prctl)
-STATE_HOOK(unshare)
-STATE_HOOK(setns)
+/* Attached by user space, on demand, to syscalls:sys_exit_* of the
+ * syscalls above (tetrad/sensors/process.py, STATE_SYSCALLS): a syscall
+ * tracepoint costs every syscall of the system a little once one is in
+ * use. All sys_exit_* records start alike; where their fields are comes
+ * from tracefs (-DSYS_EXIT_NR). A failed call changed nothing and is
+ * found equal. */
+#ifdef SYS_EXIT_NR
+int follow_state(void *ctx)
+{
+	return refresh_state(*(int *)((char *)ctx + SYS_EXIT_NR));
+}
+#endif
 #endif
 
 /* ---- exit status ---------------------------------------------------------- */

@@ -194,6 +194,10 @@ class Daemon:
         log.info("kernel: %s", features.summary_line())
         self.notify.extend(COMPILE_EXTEND_S, "compiling the process sensor")
         self.sensor.load()
+        # Events carry credentials and namespaces: follow their changes after
+        # exec too (a few ns on every syscall while on; bpf/process.c).
+        self.sensor.follow_state_changes(self.config.enable_process_cred
+                                         or self.config.enable_process_ns)
         self.containers = ContainerResolver()
         programs = GenericPrograms()
         scope = CgroupScope(self.containers, programs, self.containers.cgroup2_mount)

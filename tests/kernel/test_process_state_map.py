@@ -4,8 +4,9 @@ policy programs (matchNamespaces, matchCapabilities and their *Changes).
 The process sensor is loaded here, in the test process, and its map read
 directly while a helper process, started after the load, steps through
 changes on command: `exec_state` stays as at exec, `state` follows
-setresuid/capset/unshare, both start over at the next exec, and a child made
-with clone(CLONE_NEWNET) has its own `state` but its parent's `exec_state`.
+setresuid/unshare while the sensor follows changes (and stays as at exec
+while it does not), both start over at the next exec, and a child made with
+clone(CLONE_NEWNET) has its own `state` but its parent's `exec_state`.
 Each value is compared with /proc/PID from outside.
 """
 
@@ -54,6 +55,7 @@ def sensor():
     s.load()
     if not s.tracks_state:
         pytest.fail("this kernel's BTF should allow tracking credentials and namespaces")
+    s.follow_state_changes(True)
     yield s
     s.close()
 
@@ -129,6 +131,20 @@ def test_exec_state_stays_and_state_follows_changes_until_the_next_exec(sensor):
         e = entry(sensor, h.p.pid)
         assert as_view(e.exec_state) == as_view(e.state) == kernel_view(h.p.pid) == dropped
     finally:
+        h.close()
+
+
+def test_without_following_state_stays_as_at_exec(sensor):
+    h = Helper()
+    sensor.follow_state_changes(False)
+    try:
+        start = kernel_view(h.p.pid)
+        assert h.ask("drop") == "dropped"
+        assert kernel_view(h.p.pid) != start
+        e = entry(sensor, h.p.pid)
+        assert as_view(e.state) == as_view(e.exec_state) == start
+    finally:
+        sensor.follow_state_changes(True)
         h.close()
 
 

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 from tetrad.decode.process import (NAMESPACES, STATE_CREDS, STATE_NS, STATE_SECUREBITS,
                                    STATE_USER_NS, ProcState)
+from tetrad.jsontext import dumps
 
 log = logging.getLogger(__name__)
 
@@ -128,11 +129,24 @@ def host_namespaces(proc_root: str = "/proc") -> tuple[int, ...]:
 @dataclass(frozen=True, slots=True)
 class Annotation:
     """The JSON fields a ProcState gives a process; None for one left out.
-    Shared between processes: never change them."""
+    Shared between processes: never change them. `before_tid` and
+    `after_tid` are their JSON text as it goes before and after the
+    process's `tid` (proto order), encoded once for all processes that
+    share the state (with both switches, ~4 KB of capability names per
+    process and parent)."""
 
     cap: dict | None
     ns: dict | None
     process_credentials: dict | None
+    before_tid: str = ""
+    after_tid: str = ""
+
+    @classmethod
+    def of(cls, cap: dict | None, ns: dict | None, creds: dict | None) -> Annotation:
+        before = (f',"cap":{dumps(cap)}' if cap is not None else "") + \
+            (f',"ns":{dumps(ns)}' if ns is not None else "")
+        after = f',"process_credentials":{dumps(creds)}' if creds is not None else ""
+        return cls(cap, ns, creds, before, after)
 
 
 class Annotator:
@@ -184,4 +198,4 @@ class Annotator:
                   for i, (name, inum) in enumerate(zip(NAMESPACES, s.ns)) if inum}
         if cap is None and ns is None:
             return None
-        return Annotation(cap, ns, creds)
+        return Annotation.of(cap, ns, creds)

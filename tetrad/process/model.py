@@ -69,9 +69,16 @@ class Process:
 
     def to_json(self) -> str:
         """to_dict() as JSON text, made once: a process appears in many
-        events (its exec, its exit, as the parent of its children)."""
+        events (its exec, its exit, as the parent of its children). The
+        annotation's text is spliced in as encoded once per state."""
         if not self._json:
-            self._json = _dumps(self.to_dict())
+            ann = self.annotation
+            if ann is None:
+                self._json = _dumps(self.to_dict())
+            else:
+                own = self._own_fields()
+                self._json = "".join((_dumps(own)[:-1], ann.before_tid, ',"tid":',
+                                      str(self.tid), ann.after_tid, "}"))
         return self._json
 
     def to_dict(self) -> dict:
@@ -81,6 +88,21 @@ class Process:
         return self._dict
 
     def _make_dict(self) -> dict:
+        d = self._own_fields()
+        ann = self.annotation
+        if ann is not None:
+            if ann.cap is not None:
+                d["cap"] = ann.cap
+            if ann.ns is not None:
+                d["ns"] = ann.ns
+        d["tid"] = self.tid
+        if ann is not None and ann.process_credentials is not None:
+            d["process_credentials"] = ann.process_credentials
+        return d
+
+    def _own_fields(self) -> dict:
+        """Fields up to parent_exec_id, in proto order (`tid` and the
+        annotation follow)."""
         d = {"exec_id": self.exec_id, "pid": self.pid, "uid": self.uid}
         if self.cwd:
             d["cwd"] = self.cwd
@@ -99,15 +121,6 @@ class Process:
                 d["docker"] = docker
         if self.parent_exec_id:
             d["parent_exec_id"] = self.parent_exec_id
-        ann = self.annotation
-        if ann is not None:
-            if ann.cap is not None:
-                d["cap"] = ann.cap
-            if ann.ns is not None:
-                d["ns"] = ann.ns
-        d["tid"] = self.tid
-        if ann is not None and ann.process_credentials is not None:
-            d["process_credentials"] = ann.process_credentials
         return d
 
 
