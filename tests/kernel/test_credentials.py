@@ -20,13 +20,12 @@ import uuid
 import pytest
 
 from tests.kernel.daemon_harness import TRUE, DaemonProcess, execs, exits, wait_for
-from tetrad.process.annotate import capability_names, host_namespaces, read_namespaces
+from tests.kernel.proc_view import NAMESPACES, proc_state
+from tetrad.process.annotate import capability_names, host_namespaces
 
 pytestmark = pytest.mark.kernel
 SH = os.path.realpath("/bin/sh")
 PY = sys.executable
-NAMESPACES = ("uts", "ipc", "mnt", "pid", "pid_for_children", "net", "time",
-              "time_for_children", "cgroup", "user")
 HOST = dict(zip(NAMESPACES, host_namespaces()))
 CAP_SYS_ADMIN = 21
 
@@ -48,22 +47,13 @@ def mark() -> str:
 
 def proc_view(pid: int) -> dict:
     """What the kernel shows of `pid` from here, shaped as the event's fields."""
-    status = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            status[key] = value.split()
-    uid, euid, suid, fsuid = (int(v) for v in status["Uid"])
-    gid, egid, sgid, fsgid = (int(v) for v in status["Gid"])
-    cap = {name: capability_names(int(status[key][0], 16)) for name, key in
-           (("permitted", "CapPrm"), ("effective", "CapEff"), ("inheritable", "CapInh"))}
+    seen = proc_state(pid)
     ns = {}
-    for name, inum in zip(NAMESPACES, read_namespaces(pid)):
+    for name, inum in zip(NAMESPACES, seen["ns"]):
         if inum:
             ns[name] = {"inum": inum, "is_host": True} if inum == HOST[name] else {"inum": inum}
-    return {"cap": {k: v for k, v in cap.items() if v}, "ns": ns,
-            "creds": {"uid": uid, "gid": gid, "euid": euid, "egid": egid, "suid": suid,
-                      "sgid": sgid, "fsuid": fsuid, "fsgid": fsgid}}
+    cap = {name: capability_names(mask) for name, mask in seen["caps"].items() if mask}
+    return {"cap": cap, "ns": ns, "creds": seen["ids"]}
 
 
 class Held:

@@ -19,6 +19,7 @@ import textwrap
 
 import pytest
 
+from tests.kernel.proc_view import proc_state
 from tetrad.decode.process import (NAMESPACES, STATE_CREDS, STATE_NS, STATE_SECUREBITS,
                                    STATE_USER_NS)
 
@@ -67,20 +68,10 @@ def entry(sensor, pid):
 
 def kernel_view(pid: int) -> dict:
     """/proc/PID as the struct's fields."""
-    fields = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            fields[key] = value.split()
-    ns = []
-    for name in NAMESPACES:
-        target = os.readlink(f"/proc/{pid}/ns/{name}")
-        ns.append(int(target.partition("[")[2].rstrip("]")))
-    uid, euid, suid, fsuid = map(int, fields["Uid"])
-    gid, egid, sgid, fsgid = map(int, fields["Gid"])
-    return {"uid": uid, "euid": euid, "suid": suid, "fsuid": fsuid, "gid": gid, "egid": egid,
-            "sgid": sgid, "fsgid": fsgid,
-            "caps": [int(fields[k][0], 16) for k in ("CapPrm", "CapEff", "CapInh")], "ns": ns}
+    seen = proc_state(pid)
+    caps = seen["caps"]
+    return {**seen["ids"], "caps": [caps["permitted"], caps["effective"], caps["inheritable"]],
+            "ns": seen["ns"]}
 
 
 def as_view(st) -> dict:

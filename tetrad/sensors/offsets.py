@@ -182,24 +182,23 @@ def resolve_state(btf: Btf) -> dict[str, int]:
     return found
 
 
+def _running(btf_path: str) -> Btf:
+    try:
+        return vmlinux(btf_path)
+    except OSError as err:
+        raise OffsetsUnavailable(f"cannot read {btf_path}: {err.strerror}") from err
+
+
 @functools.cache
 def state_offsets(btf_path: str = "/sys/kernel/btf/vmlinux") -> dict[str, int]:
     """resolve_state() for the running kernel, parsed once per process."""
-    try:
-        btf = vmlinux(btf_path)
-    except OSError as err:
-        raise OffsetsUnavailable(f"cannot read {btf_path}: {err.strerror}") from err
-    return resolve_state(btf)
+    return resolve_state(_running(btf_path))
 
 
 @functools.cache
 def struct_offsets(btf_path: str = "/sys/kernel/btf/vmlinux") -> dict[str, int]:
     """Offsets for the running kernel, parsed once per process."""
-    try:
-        btf = vmlinux(btf_path)
-    except OSError as err:
-        raise OffsetsUnavailable(f"cannot read {btf_path}: {err.strerror}") from err
-    return resolve(btf)
+    return resolve(_running(btf_path))
 
 
 @functools.cache
