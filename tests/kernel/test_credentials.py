@@ -256,6 +256,7 @@ def test_setuid_binary_exec_has_its_owner_as_effective_user(daemon, tmp_path):
     finally:
         p.kill()
         p.wait()
+        binary.unlink()                      # no set-user-ID root file left behind
 
 
 def test_clone_into_new_namespaces_has_the_childs_own(daemon):
