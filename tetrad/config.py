@@ -35,6 +35,8 @@ class ProcessConfig:
     cache_size: int = 65536
     ringbuf_pages: int = 2048
     execve_map_entries: int = 32768
+    enable_process_cred: bool = False
+    enable_process_ns: bool = False
 
 
 @dataclass(frozen=True)

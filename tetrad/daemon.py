@@ -47,6 +47,7 @@ from tetrad.policy.cgroup_scope import CgroupScope
 from tetrad.policy.directory import PolicyDirectory, PolicyFiles
 from tetrad.policy.registry import PolicyRegistry
 from tetrad.policy.watch import DirectoryWatcher
+from tetrad.process.annotate import Annotator, host_namespaces
 from tetrad.process.cache import ProcessCache
 from tetrad.process.procfs import ProcfsScanner
 from tetrad.process.redaction import Redaction
@@ -95,6 +96,8 @@ class DaemonConfig:
     socket_path: str = ""                  # local API; "" for none
     metrics_address: str = ""              # host:port for Prometheus; "" for none
     redaction: Redaction = Redaction()     # secrets hidden in arguments (process cache)
+    enable_process_cred: bool = False      # events carry cap, process_credentials
+    enable_process_ns: bool = False        # events carry ns
 
 
 def losses(stats: dict) -> dict[str, int]:
@@ -116,6 +119,13 @@ def losses(stats: dict) -> dict[str, int]:
         "unknown_hook": stats.get("policy_records_unknown_hook", 0),
         "api_client_slow": sum(s.get("client_drops", 0) for s in sinks),
     }
+
+
+def annotator(config: DaemonConfig) -> Annotator:
+    """What events say of credentials and namespaces; is_host compares with
+    pid 1's namespaces, read once here."""
+    cred, ns = config.enable_process_cred, config.enable_process_ns
+    return Annotator(cred, ns, host_namespaces() if cred or ns else ())
 
 
 def release_free_memory() -> None:
@@ -144,7 +154,7 @@ class Daemon:
         self.config = config
         self.clock = KtimeClock()
         self.cache = ProcessCache(config.node_name, self.clock, capacity=config.process_cache_size,
-                                  redaction=config.redaction)
+                                  redaction=config.redaction, annotator=annotator(config))
         self.streams = EventStreams(config.node_name)
         self.sinks = SinkDispatcher(sinks + [self.streams], capacity=config.sink_queue_size,
                                     clock=self.clock)
@@ -191,6 +201,10 @@ class Daemon:
         # the cache) in a child process while the process sensor compiles.
         programs.begin("syscall")
         self.sensor.load()
+        # Events carry credentials and namespaces: follow their changes after
+        # exec too (a few ns on every syscall while on; bpf/process.c).
+        self.sensor.follow_state_changes(self.config.enable_process_cred
+                                         or self.config.enable_process_ns)
         self.containers = ContainerResolver()
         scope = CgroupScope(self.containers, programs, self.containers.cgroup2_mount)
         self.loader = PolicyLoader(programs, scope, prepare=HookPlan, progress=self._progress)
@@ -420,7 +434,8 @@ class Daemon:
             "sink_errors": self.sinks.errors,
             "sinks": self.sinks.per_sink(),
             "process_cache": {"size": cache.size, "capacity": cache.capacity,
-                              "misses": cache.misses, "evictions": cache.evictions},
+                              "misses": cache.misses, "evictions": cache.evictions,
+                              "state_misses": cache.state_misses},
             "containers": {k: getattr(self.containers, k, 0)
                            for k in ("lookups", "unresolved", "api_errors")},
             "policy_errors": (self.registry.errors if self.registry else 0)

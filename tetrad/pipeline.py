@@ -1,5 +1,5 @@
 """Records -> events, for every record the kernel sends: process records
--> cache -> events; policy records -> their hook and process -> events;
+-> cache -> events (state records only update the cache); policy records -> their hook and process -> events;
 cgroup records -> the container resolver and whoever else listens (policy
 scopes). Events then go to `emit` (filters and sinks, tetrad/sinks).
 
@@ -47,6 +47,7 @@ class ProcessEvents:
             (Op.EXEC, process_decode.decode_exec, self.on_exec),
             (Op.CLONE, process_decode.decode_clone, self.on_clone),
             (Op.EXIT, process_decode.decode_exit, self.on_exit),
+            (Op.STATE, process_decode.decode_state_record, self._cache.on_state),
             (Op.CGROUP_MKDIR, decode_cgroup, self.on_cgroup),
             (Op.CGROUP_RMDIR, decode_cgroup, self.on_cgroup),
         )

@@ -33,6 +33,10 @@ def overrides(args) -> dict:
         layer["node_name"] = args.node_name
     if args.policy_dir is not None:
         layer["policies"] = {"dir": args.policy_dir}
+    process = {key: True for key in ("enable_process_cred", "enable_process_ns")
+               if getattr(args, key)}
+    if process:
+        layer["process"] = process
     if args.export_file is not None:
         export["file"] = args.export_file
     if args.export_file_max_size_mb is not None:
@@ -94,7 +98,9 @@ def daemon_config(config: cfg.Config, extra_policies: list[str]) -> DaemonConfig
         bpf_cache=config.policies.bpf_cache,
         socket_path=config.server.socket,
         metrics_address=config.server.metrics_address,
-        redaction=config.redaction_filters)
+        redaction=config.redaction_filters,
+        enable_process_cred=config.process.enable_process_cred,
+        enable_process_ns=config.process.enable_process_ns)
 
 
 def run(args) -> int:
