@@ -754,7 +754,10 @@ static __always_inline bool spred_holds(struct g_state *st, struct g_spred *q,
 	struct tetrad_proc_state *c = &st->cur;
 	u8 kind = q->kind;
 	if (kind == G_SP_NS) {
-		u32 inum = c->ns[at(q->index, 15) % TETRAD_NS_COUNT];
+		u32 ns = q->index;
+		if (ns >= TETRAD_NS_COUNT)
+			return false;
+		u32 inum = c->ns[at(ns, 15)];
 #pragma unroll
 		for (int j = 0; j < G_SPRED_VALUES; j++)
 			if (j < q->nvals && inum == q->vals[j])
@@ -775,7 +778,10 @@ static __always_inline bool spred_holds(struct g_state *st, struct g_spred *q,
 	/* isNamespaceCapability: never in the host's user namespace */
 	if (q->userns && c->ns[TETRAD_NS_USER] == q->userns)
 		return false;
-	u32 set = at(q->index, 3) % 3;
+	u32 set = q->index;
+	if (set > TETRAD_CAPS_INHERITABLE)
+		return false;
+	set = at(set, 3);
 	u64 now = c->caps[set], mask = q->mask;
 	if (kind == G_SP_CAPS_IN)
 		return (now & mask) != 0;

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from tetrad.bpf import syscall as sc
 from tetrad.bpf.btf import Btf, vmlinux
+from tetrad.sensors.offsets import OffsetsUnavailable, state_offsets
 
 TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 KPROBE_TARGET = b"do_sys_openat2"
@@ -219,6 +220,17 @@ def has_fentry() -> Feature:
                      KPROBE_TARGET.decode(), False)
 
 
+@functools.cache
+def has_proc_state() -> Feature:
+    """Whether a task's credentials and namespaces can be read at a hook:
+    every struct member bpf/proc_state.h follows is in this kernel's BTF."""
+    try:
+        found = state_offsets()
+    except OffsetsUnavailable as err:
+        return Feature("proc_state", False, str(err))
+    return Feature("proc_state", True, f"{len(found)} offsets of cred, nsproxy and user_namespace from BTF")
+
+
 def uts_release(header_text: str) -> str | None:
     """The UTS_RELEASE string of include/generated/utsrelease.h."""
     for line in header_text.splitlines():
@@ -244,7 +256,7 @@ def matching_headers() -> Feature:
 
 PROBES = (has_btf, has_tracepoints, has_syscall_tracepoints, has_raw_syscalls, has_kprobes,
           has_kretprobes, has_uprobes, lsm_active, lsm_loadable, has_fentry, has_override_return,
-          has_ringbuf, has_send_signal, matching_headers)
+          has_ringbuf, has_send_signal, has_proc_state, matching_headers)
 
 DESCRIPTIONS = {
     "btf": "kernel BTF (/sys/kernel/btf/vmlinux)",
@@ -260,6 +272,7 @@ DESCRIPTIONS = {
     "override_return": "bpf_override_return (error injection)",
     "ringbuf": "BPF ring buffers",
     "send_signal": "bpf_send_signal",
+    "proc_state": "task credentials and namespaces readable from BTF offsets",
     "matching_headers": "kernel headers matching the running kernel",
 }
 _BY_NAME = {p.__name__.removeprefix("has_"): p for p in PROBES}

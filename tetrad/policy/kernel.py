@@ -12,6 +12,7 @@ Pure but for reading tracefs and the feature probe (tetrad.bpf.features).
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -31,10 +32,16 @@ def tracepoint_fields(subsys: str, event: str):
     raise FileNotFoundError(2, f"no tracefs format for {subsys}:{event}")
 
 
+@functools.cache
+def _host_namespaces() -> tuple[int, ...]:
+    """The host's namespaces do not change while the daemon runs: read once."""
+    return host_namespaces()
+
+
 def kernel_facts() -> KernelFacts:
     arch = {"x86_64": "__x64_", "aarch64": "__arm64_"}.get(os.uname().machine, "")
     return KernelFacts(arch_prefix=arch, tracepoint_fields=tracepoint_fields,
-                       host_ns=host_namespaces())
+                       host_ns=_host_namespaces())
 
 
 def required_features(ch: CompiledHook) -> list[tuple[str, str]]:
@@ -59,7 +66,7 @@ def required_features(ch: CompiledHook) -> list[tuple[str, str]]:
         need.append(("btf", f"{what} {'isNamespacePID' if ns_pid else '/'.join(sorted(types & STRUCT_TYPES))}"))
     if any(s.reads_state for s in ch.hook.selectors):
         # The caller's credentials and namespaces are read at struct offsets.
-        need.append(("btf", f"{what} namespace/capability selectors"))
+        need.append(("proc_state", f"{what} namespace/capability selectors"))
     return need
 
 
