@@ -103,6 +103,7 @@
 #define G_ACT_OVERRIDE 5
 #define G_ACT_FOLLOWFD 6
 #define G_ACT_UNFOLLOWFD 7
+#define G_ACT_NOTIFY 8          /* NotifyEnforcer: arg error, arg2 signal  */
 
 /* Hook flags. */
 #define G_HOOK_MONITOR 0x1      /* policy-mode monitor: enforcement elided  */
@@ -118,6 +119,8 @@
 #define G_POINT_FORKS 0x8       /* ... with followForks: ancestors looked up */
 #define G_POINT_NSPID 0x10      /* ... with isNamespacePID                  */
 #define G_POINT_RETRY 0x20      /* user memory unreadable at entry is read at exit */
+#define G_POINT_SYSNR 0x100     /* raw_syscalls:sys_enter: `id` names the syscall
+				 * an enforce note is for */
 
 /* Record flags (g_msg.flags). */
 #define G_MSG_MONITOR 0x1       /* the action was not enforced (monitor)    */

@@ -127,6 +127,7 @@ struct g_state {
 	u32 point;                  /* the table this call uses (physical) */
 	u32 lpoint;                 /* its logical point: trie, pid and pending keys */
 	u32 ck;                     /* CK_* */
+	u32 sysnr;                  /* the syscall being entered, or TETRAD_ANY_SYSCALL */
 	u32 iter;                   /* S_READ: the next slot */
 	u32 wanted;                 /* hook positions whose caller filters pass */
 	u32 failed;                 /* slots in user memory unreadable at entry */
@@ -705,6 +706,12 @@ static __always_inline int begin(void *ctx, u32 ck, u32 lpoint)
 		return 0;
 	st->failed = 0;
 	st->iter = 0;
+	st->sysnr = TETRAD_ANY_SYSCALL;
+	if (ck == CK_SYSCALL || (p->flags & G_POINT_SYSNR))
+		/* syscalls:sys_enter_* and raw_syscalls:sys_enter: the number
+		 * follows the 8 bytes of common fields. Through a helper, as
+		 * below: g_tp also attaches to records of 8 bytes. */
+		bpf_probe_read_kernel(&st->sysnr, sizeof(st->sysnr), (char *)ctx + 8);
 	if (ck == CK_SYSCALL)
 		/* perf_call_bpf_enter: 8 bytes, the syscall number, then each
 		 * argument in 8 bytes. Through a helper: a direct read past the
@@ -854,6 +861,20 @@ static __always_inline void post(struct g_scratch *sc, struct g_hook *h, u8 sel,
 
 /* Runs a chosen selector's actions; returns the LSM/override verdict (0 or
  * a negative errno). */
+/* A decision for the enforcer on the syscall this thread is entering (or,
+ * outside a syscall's entry, its next enforced one): bpf/enforcer.c.
+ * Never at a return: the syscall has run by then, and the note would hit
+ * the thread's next call instead. */
+static __always_inline void leave_note(struct g_state *st, struct g_hook *h, s32 error, u32 sig)
+{
+	if (st->at_return)
+		return;
+	struct tetrad_enforce_note note = {.error = error, .sig = sig, .nr = st->sysnr,
+					   .hook_id = h->id};
+	u64 id = (u64)st->pid << 32 | st->tid;
+	enforce_notes.update(&id, &note);
+}
+
 static __always_inline int run_actions(void *ctx, struct g_scratch *sc, struct g_hook *h, u8 sel,
 				       struct g_action *acts, u8 *nact, u8 msg_flags)
 {
@@ -886,7 +907,16 @@ static __always_inline int run_actions(void *ctx, struct g_scratch *sc, struct g
 #if G_PROG_TYPE == G_TYPE_KPROBE && defined(G_OVERRIDE_RETURN)
 				bpf_override_return(ctx, a->arg);
 #endif
+#if G_PROG_TYPE == G_TYPE_TP
+				/* A syscall hook: the enforcer on the syscall's
+				 * function returns the error. */
+				leave_note(&sc->st, h, a->arg, 0);
+#endif
 			}
+		} else if (action == G_ACT_NOTIFY) {
+			shown = action;
+			if (!monitor)
+				leave_note(&sc->st, h, a->arg, a->arg2);
 		}
 		/* FollowFD/UnfollowFD: fds resolve from the fd table. */
 	}

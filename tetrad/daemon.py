@@ -52,6 +52,8 @@ from tetrad.policy.watch import DirectoryWatcher
 from tetrad.process.cache import ProcessCache
 from tetrad.process.procfs import ProcfsScanner
 from tetrad.process.redaction import Redaction
+from tetrad.sensors import bpfobject
+from tetrad.sensors.enforcers import Enforcers
 from tetrad.sensors.generic import SHARED_MAPS, GenericPrograms
 from tetrad.sensors.policies import PolicyLoader
 from tetrad.sensors.process import ProcessSensor, ProcessSensorConfig
@@ -190,8 +192,11 @@ class Daemon:
         log.info("kernel: %s", features.summary_line())
 
         sensor = self.sensor
-        programs = GenericPrograms(lambda: {name: sensor.bpf[name.encode()].map_fd for name in SHARED_MAPS},
-                                   self.config.bpf_cache)
+
+        def shared() -> dict[str, int]:
+            return {name: sensor.bpf[name.encode()].map_fd for name in SHARED_MAPS}
+        programs = GenericPrograms(shared, self.config.bpf_cache)
+        enforcers = Enforcers(shared, bpfobject.Cache(self.config.bpf_cache))
         # The programs nearly every policy set needs compile (or come from
         # the cache) in a child process while the process sensor compiles.
         programs.begin("syscall")
@@ -199,7 +204,7 @@ class Daemon:
             self.sensor.load()
         self.containers = ContainerResolver(pods=self.pods)
         scope = CgroupScope(self.containers, programs, self.containers.cgroup2_mount)
-        self.loader = PolicyLoader(programs, scope, prepare=HookPlan, progress=self._progress)
+        self.loader = PolicyLoader(programs, enforcers, scope, prepare=HookPlan, progress=self._progress)
         self.registry = PolicyRegistry(self.loader, admit=workloads.admission(self.pods.enabled))
         self.process_events = ProcessEvents(self.cache, self.clock, self.sinks.emit, self.containers)
         self.process_events.cgroup_listeners.append(scope.on_record)

@@ -40,13 +40,14 @@ SLOT_TRUNC, SLOT_ERROR, SLOT_PATH_TRUNC, SLOT_UNREADABLE = 0x1, 0x2, 0x4, 0x8
 IOPS = {"Equal": 1, "Mask": 7, "GreaterThan": 8, "LessThan": 9, "InRange": 10,
         "SPort": 16, "DPort": 18, "Protocol": 20, "Family": 21}
 ACTIONS = {"Post": 1, "NoPost": 2, "Sigkill": 3, "Signal": 4, "Override": 5, "FollowFD": 6,
-           "UnfollowFD": 7}
+           "UnfollowFD": 7, "NotifyEnforcer": 8}
 ACTION_NAMES = {v: k for k, v in ACTIONS.items()}
 
 HOOK_MONITOR, HOOK_ACTIVE, HOOK_CGROUPS, HOOK_UNREADABLE_NOMATCH, HOOK_RETURN = (
     0x1, 0x2, 0x4, 0x8, 0x10)
 POINT_ACTIVE, POINT_BINARY, POINT_PIDS, POINT_FORKS, POINT_NSPID, POINT_RETRY = (
     0x1, 0x2, 0x4, 0x8, 0x10, 0x20)
+POINT_SYSNR = 0x100
 MSG_MONITOR, MSG_RETURN = 0x1, 0x2
 
 # trie ids: point << 8 | table << 4 | slot; slot 15 is the binary

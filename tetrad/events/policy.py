@@ -37,7 +37,8 @@ KIND_EVENT = {"syscall": "process_kprobe", "kprobe": "process_kprobe",
 POST = "KPROBE_ACTION_POST"
 ACTION_NAMES = {enc.ACTIONS["Post"]: POST, enc.ACTIONS["NoPost"]: "KPROBE_ACTION_NOPOST",
                 enc.ACTIONS["Sigkill"]: "KPROBE_ACTION_SIGKILL", enc.ACTIONS["Signal"]: "KPROBE_ACTION_SIGNAL",
-                enc.ACTIONS["Override"]: "KPROBE_ACTION_OVERRIDE"}
+                enc.ACTIONS["Override"]: "KPROBE_ACTION_OVERRIDE",
+                enc.ACTIONS["NotifyEnforcer"]: "KPROBE_ACTION_NOTIFYENFORCER"}
 FAMILIES = {1: "AF_UNIX", 2: "AF_INET", 10: "AF_INET6", 16: "AF_NETLINK", 17: "AF_PACKET"}
 SOCK_TYPES = {1: "SOCK_STREAM", 2: "SOCK_DGRAM", 3: "SOCK_RAW", 5: "SOCK_SEQPACKET"}
 PROTOCOLS = {1: "IPPROTO_ICMP", 6: "IPPROTO_TCP", 17: "IPPROTO_UDP", 58: "IPPROTO_ICMPV6",

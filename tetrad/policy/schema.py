@@ -81,13 +81,14 @@ PORT_OPS = {"SPort", "NotSPort", "DPort", "NotDPort"}
 NET_OPS = ADDR_OPS | PORT_OPS | {"Protocol", "Family"}
 OPS_BY_GROUP = {"int": INT_OPS, "string": STRING_OPS, "path": STRING_OPS, "net": NET_OPS}
 ORDER_OPS = {"GreaterThan", "LessThan", "InRange", "NotInRange"}
-ACTIONS = {"Post", "NoPost", "Sigkill", "Signal", "Override", "FollowFD", "UnfollowFD"}
-ENFORCING_ACTIONS = {"Sigkill", "Signal", "Override"}
+ACTIONS = {"Post", "NoPost", "Sigkill", "Signal", "Override", "FollowFD", "UnfollowFD",
+           "NotifyEnforcer"}
+ENFORCING_ACTIONS = {"Sigkill", "Signal", "Override", "NotifyEnforcer"}
 BINARY_OPS = {"In", "NotIn", "Prefix", "NotPrefix", "Postfix", "NotPostfix"}
 PID_OPS = {"In", "NotIn"}
 UNSUPPORTED_SPEC = {
     "usdts": "USDT probes", "fentries": "fentry hooks", "loader": "process_loader events",
-"enforcers": "NotifyEnforcer", "selectorsMacros": "selector macros",
+"selectorsMacros": "selector macros",
 }
 KINDS = ("TracingPolicy", "TracingPolicyNamespaced")
 # A Kubernetes namespace name: a lower-case RFC 1123 DNS label.
@@ -201,6 +202,9 @@ class Policy:
     # Option unreadable-args: whether an argument in user memory that cannot
     # be read matches ("match", the default) or not ("no-match").
     unreadable_match: bool = True
+    # spec.enforcers: the syscalls NotifyEnforcer makes fail, as named there
+    # (sys_dup, __ia32_sys_dup; lists expanded).
+    enforcers: tuple[str, ...] = ()
 
     @property
     def enforces(self) -> bool:
@@ -302,6 +306,7 @@ class _Checker:
         self.map_values = 0                  # values that take a kernel map entry
         self.lists: dict[str, tuple[str, ...]] = {}   # spec.lists: name -> syscall names
         self.lists_refused = False           # a list was refused: list:NAME naming it is not
+        self.enforcers: list[str] = []       # spec.enforcers' calls
 
     def fail(self, path: str, reason: str) -> None:
         self.problems.append((path, reason))
@@ -594,11 +599,18 @@ class _Checker:
             arg_error = self.integer(raw.get("argError"), f"{path}.argError", bounds, why, 0)
             if arg_error == 0 and raw.get("argError") is not None and not self._failed(f"{path}.argError"):
                 self.fail(f"{path}.argError", "0 overrides nothing; use an errno such as -1 for EPERM")
+        elif name == "NotifyEnforcer":
+            # What the syscall returns instead of running: an errno, as Override.
+            arg_error = self.integer(raw.get("argError"), f"{path}.argError", (-MAX_ERRNO, -1),
+                                     "a negative errno, e.g. -1 for EPERM", 0)
         else:
             arg_error = self.integer(raw.get("argError"), f"{path}.argError", S32, "", 0)
         arg_sig = self.integer(raw.get("argSig"), f"{path}.argSig", SIGNALS, "a signal number", 0)
         if name == "Signal" and raw.get("argSig") is None:
             self.fail(f"{path}.argSig", "Signal needs argSig, a signal number 1..64")
+        if name == "NotifyEnforcer" and raw.get("argError") is None and raw.get("argSig") is None:
+            self.fail(path, "NotifyEnforcer needs argError (the error the syscall returns), "
+                            "argSig (a signal sent to the caller) or both")
         slots = (0, MAX_ARG_INDEX[kind])
         arg_fd = self.integer(raw.get("argFd"), f"{path}.argFd", slots, "an argument index", 0)
         arg_name = self.integer(raw.get("argName"), f"{path}.argName", slots, "an argument index", 0)
@@ -693,6 +705,22 @@ class _Checker:
             self.fail(path, f"{len(raw)} actions; at most {MAX_ACTIONS} per selector")
             return []
         return [a for i, x in enumerate(raw) if (a := self.action(x, f"{path}[{i}]", kind))]
+
+    def enforcer_calls(self, raw) -> None:
+        """spec.enforcers: the syscalls NotifyEnforcer actions make fail
+        (Tetragon's `calls`, syscall names or list:NAME)."""
+        for i, entry in enumerate(self.seq(raw, "spec.enforcers")):
+            where = f"spec.enforcers[{i}]"
+            entry = self.mapping(entry, where, {"calls"}, "enforcer")
+            calls = self.values(entry.get("calls"), f"{where}.calls", None)
+            for j, v in enumerate(calls):
+                path = f"{where}.calls[{j}]"
+                if isinstance(v, str) and v.startswith(LIST_PREFIX):
+                    self.enforcers += [c for c in self.list_values(v, path) if c not in self.enforcers]
+                    continue
+                call = self.name(v, path, KERNEL_NAME_RE, "a syscall name")
+                if call is not None and call not in self.enforcers:
+                    self.enforcers.append(call)
 
     def named_lists(self, raw) -> None:
         """spec.lists: named lists of syscalls, for `call: list:NAME` and
@@ -902,12 +930,13 @@ class _Checker:
                     self.text(v, f"metadata.{key}.{path_key(k)}")
         spec = self.mapping(doc.get("spec", {}), "spec", {"kprobes", "tracepoints", "uprobes", "lsmhooks",
                                                           "options", "containerSelector", "hostSelector",
-                                                          "podSelector", "lists",
+                                                          "podSelector", "lists", "enforcers",
                                                           *UNSUPPORTED_SPEC}, "spec")
         for key, what in UNSUPPORTED_SPEC.items():
             if key in spec:
                 self.fail(f"spec.{key}", f"{what} are not supported by tetrad yet")
         self.named_lists(spec.get("lists"))
+        self.enforcer_calls(spec.get("enforcers"))
         workloads, problems = workload_scope.parse(spec, namespace)
         self.problems += problems
         mode = "enforce"
@@ -945,6 +974,14 @@ class _Checker:
                               f"{limits.KERNEL_MAP_ENTRIES} entries with other policies)")
         if not hooks and not self.problems:
             self.fail("spec", "no hooks: add kprobes, tracepoints, uprobes or lsmhooks")
+        notifies = any(a.action == "NotifyEnforcer" for h in hooks for s in h.selectors
+                       for a in s.actions + s.return_actions)
+        if notifies and not self.enforcers and "enforcers" not in spec:
+            self.fail("spec.enforcers", "NotifyEnforcer needs spec.enforcers: the syscalls "
+                                        "(calls) it makes fail")
+        elif self.enforcers and not notifies:
+            self.fail("spec.enforcers", "no hook has a NotifyEnforcer action: these syscalls "
+                                        "would never fail")
         return name or "", mode, hooks, workloads, unreadable == "match"
 
 
@@ -964,4 +1001,5 @@ def parse(data: str | bytes, source_name: str = "<policy>") -> Policy:
                                              "please report it with the policy")]) from err
     if checker.problems:
         raise PolicyError(source_name, checker.problems)
-    return Policy(name, source_name, mode, tuple(hooks), workloads, unreadable_match)
+    return Policy(name, source_name, mode, tuple(hooks), workloads, unreadable_match,
+                  tuple(checker.enforcers))

@@ -71,7 +71,7 @@ ENTRY = {"tracepoint": "g_tp", "kprobe": "g_kprobe", "uprobe": "g_kprobe", "lsm"
          "rawtp": "g_rawtp"}
 EXIT = {"kprobe": "g_kretprobe", "uprobe": "g_kretprobe"}
 # The process sensor's maps the policy programs use (bpf/shared_maps.h).
-SHARED_MAPS = ("events", "execve_map", "shed")
+SHARED_MAPS = ("events", "execve_map", "shed", "enforce_notes")
 
 
 class AttachError(Exception):

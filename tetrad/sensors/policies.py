@@ -33,6 +33,7 @@ from tetrad.policy.cgroup_scope import CgroupScope, ScopeFull
 from tetrad.policy.compile import CompiledHook, compile_policy
 from tetrad.policy.kernel import kernel_facts, missing_features
 from tetrad.policy.schema import Policy, PolicyError
+from tetrad.sensors.enforcers import Enforcers
 from tetrad.sensors.generic import AttachError, Attachment, GenericPrograms
 from tetrad.sensors.targets import unresolved
 
@@ -49,6 +50,7 @@ HookKey = tuple[int, int]            # (program id, hook id), as records carry t
 class LoadedPolicy:
     policy: Policy
     hooks: list[tuple[CompiledHook, Attachment]] = field(default_factory=list)
+    enforcers: list[str] = field(default_factory=list)     # syscall functions acquired
     load_seconds: float = 0.0
 
     @property
@@ -57,9 +59,10 @@ class LoadedPolicy:
 
 
 class PolicyLoader:
-    def __init__(self, programs: GenericPrograms, scope: CgroupScope,
+    def __init__(self, programs: GenericPrograms, enforcers: Enforcers, scope: CgroupScope,
                  prepare: Callable[[CompiledHook], object], progress: Progress | None = None):
         self._programs = programs
+        self._enforcers = enforcers
         self.scope = scope
         self._prepare = prepare
         self._progress = progress or (lambda what: contextlib.nullcontext())
@@ -79,6 +82,10 @@ class PolicyLoader:
         try:
             for ch in compiled:
                 with self._progress(f"loading policy {policy.name} ({ch.hook.path})"):
+                    # The enforcers first: a note must never wait for one.
+                    for function, nr in ch.enforced:
+                        self._enforcers.acquire(function, nr)
+                        loaded.enforcers.append(function)
                     att = self._programs.add(ch)
                 loaded.hooks.append((ch, att))
                 if ch.workloads is not None:
@@ -114,6 +121,9 @@ class PolicyLoader:
             self.scope.untrack(att)
             self._programs.remove(att)
         loaded.hooks.clear()
+        for function in loaded.enforcers:
+            self._enforcers.release(function)
+        loaded.enforcers.clear()
 
     def _publish(self) -> None:
         table = {}
@@ -149,4 +159,5 @@ class PolicyLoader:
         caller has closed their tracepoints together: sensors/teardown.py)."""
         self._loaded.clear()
         self.hooks = {}
+        self._enforcers.close()
         self._programs.close()
