@@ -178,9 +178,16 @@ struct g_point {
 	struct g_ipred pred[G_MAX_IPREDS];
 };
 
+/* g_action.stack: stack traces a Post records (kernelStackTrace,
+ * userStackTrace): ids in `stacks`, read and removed by user space. */
+#define G_STACK_KERNEL 0x1
+#define G_STACK_USER 0x2
+#define G_NO_STACK (-65536)     /* g_msg.kstack/ustack: none was asked for */
+
 struct g_action {
 	__u8 action;
-	__u8 pad[3];
+	__u8 stack;             /* G_STACK_* (Post) */
+	__u8 pad[2];
 	__s32 arg;              /* argError, argSig, or argFd slot */
 	__u32 arg2;             /* argName slot */
 	__u32 rate_limit_s;
@@ -272,6 +279,8 @@ struct g_msg {
 	__u8 action;
 	__u8 flags;             /* G_MSG_* */
 	__u8 nslots;
+	__s32 kstack;           /* stack ids in `stacks`; G_NO_STACK: none asked */
+	__s32 ustack;           /* for; other negatives: the kernel kept none */
 	__u32 pad;
 	struct g_slot slots[G_MAX_ARGS];
 };

@@ -77,6 +77,9 @@
 #ifndef G_PID_ENTRIES
 #define G_PID_ENTRIES 4096
 #endif
+#ifndef G_STACKS
+#define G_STACKS 1024
+#endif
 #ifndef G_CGROUP_ENTRIES
 #define G_CGROUP_ENTRIES 16384
 #endif
@@ -807,7 +810,17 @@ static __always_inline bool rate_limited(struct g_state *st, struct g_hook *h, u
 }
 
 /* The record: the hook's own arguments, in its order. */
-static __always_inline void post(struct g_scratch *sc, struct g_hook *h, u8 sel, u8 action, u8 flags)
+#if G_PROG_TYPE == G_TYPE_TP || G_PROG_TYPE == G_TYPE_KPROBE
+/* Kernel and user stacks of kprobe and syscall hooks (Tetragon reports
+ * them on process_kprobe only). */
+BPF_STACK_TRACE(stacks, G_STACKS);
+#define G_HAS_STACKS 1
+#else
+#define G_HAS_STACKS 0
+#endif
+
+static __always_inline void post(void *ctx, struct g_scratch *sc, struct g_hook *h, u8 sel,
+				 u8 action, u8 flags, u8 stack)
 {
 	struct g_state *st = &sc->st;
 	struct g_msg *msg = &sc->out;
@@ -851,6 +864,14 @@ static __always_inline void post(struct g_scratch *sc, struct g_hook *h, u8 sel,
 	msg->action = action;
 	msg->flags = flags;
 	msg->nslots = n;
+	msg->kstack = G_NO_STACK;
+	msg->ustack = G_NO_STACK;
+#if G_HAS_STACKS
+	if (stack & G_STACK_KERNEL)
+		msg->kstack = stacks.get_stackid(ctx, 0);
+	if (stack & G_STACK_USER)
+		msg->ustack = stacks.get_stackid(ctx, BPF_F_USER_STACK);
+#endif
 	if (events.ringbuf_output(msg, size, TETRAD_RB_FLAGS) < 0) {
 		if (stats)
 			__sync_fetch_and_add(&stats->dropped, 1);
@@ -881,7 +902,7 @@ static __always_inline int run_actions(void *ctx, struct g_scratch *sc, struct g
 	bool monitor = h->flags & G_HOOK_MONITOR;
 	bool do_post = true, limited = false;
 	int verdict = 0;
-	u8 shown = G_ACT_POST;
+	u8 shown = G_ACT_POST, stack = 0;
 
 #pragma clang loop unroll(disable)
 	for (u32 i = 0; i < G_MAX_ACTIONS; i++) {
@@ -892,6 +913,7 @@ static __always_inline int run_actions(void *ctx, struct g_scratch *sc, struct g
 		if (action == G_ACT_NOPOST) {
 			do_post = false;
 		} else if (action == G_ACT_POST) {
+			stack |= a->stack;
 			if (a->rate_limit_s && rate_limited(&sc->st, h, sel, a->rate_limit_s)) {
 				do_post = false;
 				limited = true;
@@ -934,7 +956,7 @@ static __always_inline int run_actions(void *ctx, struct g_scratch *sc, struct g
 	if (do_post) {
 		if (monitor && shown != G_ACT_POST)
 			msg_flags |= G_MSG_MONITOR;
-		post(sc, h, sel, shown, msg_flags);
+		post(ctx, sc, h, sel, shown, msg_flags, stack);
 	}
 	return verdict;
 }

@@ -57,6 +57,7 @@ from tetrad.sensors.enforcers import Enforcers
 from tetrad.sensors.generic import SHARED_MAPS, GenericPrograms
 from tetrad.sensors.policies import PolicyLoader
 from tetrad.sensors.process import ProcessSensor, ProcessSensorConfig
+from tetrad.sensors.stacks import Stacks
 from tetrad.sensors.teardown import close_tracepoints
 from tetrad.service.metrics import MetricsServer
 from tetrad.service.notify import Notifier
@@ -164,6 +165,7 @@ class Daemon:
         self.registry: PolicyRegistry | None = None
         self.process_events: ProcessEvents | None = None
         self.policy_events: PolicyEvents | None = None
+        self.stacks: Stacks | None = None
         self.files: PolicyFiles | None = None
         self.directory: PolicyDirectory | None = None
         self.watcher: DirectoryWatcher | None = None
@@ -209,7 +211,9 @@ class Daemon:
         self.process_events = ProcessEvents(self.cache, self.clock, self.sinks.emit, self.containers)
         self.process_events.cgroup_listeners.append(scope.on_record)
         loader = self.loader
-        self.policy_events = PolicyEvents(self.cache, self.clock, self.sinks.emit, lambda: loader.hooks)
+        self.stacks = Stacks(programs.stack_map)
+        self.policy_events = PolicyEvents(self.cache, self.clock, self.sinks.emit, lambda: loader.hooks,
+                                          self.stacks)
         for events in (self.process_events, self.policy_events):
             for op, decoder, handler in events.routes():
                 self.observer.register(op, decoder, handler)
@@ -420,6 +424,8 @@ class Daemon:
             "shedding": {"now": self.backpressure.shedding if self.backpressure else False,
                          "episodes": self.backpressure.episodes if self.backpressure else 0},
             "policy_records_unknown_hook": self.policy_events.unknown_hook if self.policy_events else 0,
+            # Stack traces asked for that the kernel did not keep (the event has none).
+            "stack_traces_lost": self.stacks.lost if self.stacks else 0,
             "ringbuf_drops": self.sensor.drops() if self.sensor.bpf else {},
             "policy_drops": policy_totals.get("dropped", 0),
             "policy_shed": policy_totals.get("shed", 0),
@@ -499,6 +505,8 @@ class Daemon:
         close_tracepoints([self.sensor.bpf], self.loader.tracepoint_fds() if self.loader else ())
         if self.loader is not None:
             self.loader.close()
+        if self.stacks is not None:
+            self.stacks.close()
         self.sensor.close()
         for plugin in self.plugins:
             plugin.close()

@@ -48,6 +48,8 @@ HOOK_MONITOR, HOOK_ACTIVE, HOOK_CGROUPS, HOOK_UNREADABLE_NOMATCH, HOOK_RETURN = 
 POINT_ACTIVE, POINT_BINARY, POINT_PIDS, POINT_FORKS, POINT_NSPID, POINT_RETRY = (
     0x1, 0x2, 0x4, 0x8, 0x10, 0x20)
 POINT_SYSNR = 0x100
+STACK_KERNEL, STACK_USER = 0x1, 0x2
+NO_STACK = -65536       # a record's kstack/ustack when its action asked for none
 MSG_MONITOR, MSG_RETURN = 0x1, 0x2
 
 # trie ids: point << 8 | table << 4 | slot; slot 15 is the binary
@@ -122,7 +124,8 @@ class Point(ctypes.Structure):
 class Action(ctypes.Structure):
     _fields_ = [
         ("action", ctypes.c_uint8),
-        ("pad", ctypes.c_uint8 * 3),
+        ("stack", ctypes.c_uint8),
+        ("pad", ctypes.c_uint8 * 2),
         ("arg", ctypes.c_int32),
         ("arg2", ctypes.c_uint32),
         ("rate_limit_s", ctypes.c_uint32),
@@ -197,6 +200,8 @@ class Msg(ctypes.Structure):
         ("action", ctypes.c_uint8),
         ("flags", ctypes.c_uint8),
         ("nslots", ctypes.c_uint8),
+        ("kstack", ctypes.c_int32),
+        ("ustack", ctypes.c_int32),
         ("pad", ctypes.c_uint32),
         ("slots", Slot * MAX_ARGS),
     ]
@@ -211,8 +216,8 @@ class HookStats(ctypes.Structure):
 
 # struct g_msg up to its slots: the header (op, pad0, size, cpu skipped),
 # obj_id, hook_id, pid, tid, proc_ktime, retval, selector, action, flags,
-# nslots, pad.
-MSG = struct.Struct("=8xQIIIIQqBBBB4x")
+# nslots, kstack, ustack, pad.
+MSG = struct.Struct("=8xQIIIIQqBBBBii4x")
 # struct g_slot without its data: ival, len, flags, pad.
 SLOT = struct.Struct("=qHH4x")
 SLOT_SIZE = SLOT.size + STR_MAX

@@ -213,8 +213,11 @@ def _unreadable(label: str) -> dict:
     return arg
 
 
-def policy_event(rec: PolicyRecord, plan: HookPlan, time_ns: int, process, parent) -> Event:
-    """Called by the reader thread once per policy record."""
+def policy_event(rec: PolicyRecord, plan: HookPlan, time_ns: int, process, parent,
+                 stacks: dict | None = None) -> Event:
+    """Called by the reader thread once per policy record. `stacks`: the
+    kernel_stack_trace/user_stack_trace frames the record's Post asked for
+    (an empty list when the kernel kept none: left out, as protojson does)."""
     fields = plan.head.copy()
     args = [_unreadable(label) if slot.flags & enc.SLOT_UNREADABLE else render(slot)
             for (render, label), slot in zip(plan.args, rec.slots)]
@@ -233,6 +236,8 @@ def policy_event(rec: PolicyRecord, plan: HookPlan, time_ns: int, process, paren
             fields["return_action"] = return_action
     elif action:
         fields["action"] = action
+    if stacks:
+        fields.update((k, v) for k, v in stacks.items() if v)
     fields.update(plan.tail)
     if plan.tags:
         fields["tags"] = list(plan.tags)

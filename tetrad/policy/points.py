@@ -407,6 +407,8 @@ def _fill_ipred(q: enc.IPred, op: int, values) -> None:
 def _fill_action(a: enc.Action, action: schema.Action) -> None:
     a.action = enc.ACTIONS[action.action]
     a.rate_limit_s = action.rate_limit_s
+    a.stack = ((enc.STACK_KERNEL if action.kernel_stack else 0)
+               | (enc.STACK_USER if action.user_stack else 0))
     if action.action == "Override":
         a.arg = action.arg_error
     elif action.action == "Signal":

@@ -158,6 +158,8 @@ class Action:
     arg_fd: int = 0
     arg_name: int = 0
     rate_limit_s: int = 0
+    kernel_stack: bool = False          # Post: kernelStackTrace
+    user_stack: bool = False            # Post: userStackTrace
 
 
 @dataclass(frozen=True)
@@ -585,9 +587,17 @@ class _Checker:
         name = self.choice(raw.get("action"), f"{path}.action", ACTIONS, "action")
         if name is None:
             return None
-        for unsupported in ("kernelStackTrace", "userStackTrace", "imaHash", "rateLimitScope"):
+        for unsupported in ("imaHash", "rateLimitScope"):
             if raw.get(unsupported):
                 self.fail(f"{path}.{unsupported}", f"{unsupported} is not supported by tetrad yet")
+        stacks = {key: self.flag(raw, key, path) for key in ("kernelStackTrace", "userStackTrace")}
+        for key, wanted in stacks.items():
+            if wanted and name != "Post":
+                self.fail(f"{path}.{key}", f"{key} applies to Post only")
+            elif wanted and kind != "kprobe":
+                # Tetragon's events carry stacks on process_kprobe only.
+                self.fail(f"{path}.{key}", f"{key} applies to kprobes (and syscall hooks) only; "
+                                           f"this is a {kind}")
         if name == "Override":
             # A BPF LSM program may return 0 or a negative errno; a kprobe
             # override any small value (Tetragon's examples use 1).
@@ -627,7 +637,8 @@ class _Checker:
                                                f"{_range_text(U32)} (the kernel keeps seconds in "
                                                "32 bits)")
                 rate = 0
-        return Action(name, arg_error or 0, arg_sig or 0, arg_fd or 0, arg_name or 0, rate)
+        return Action(name, arg_error or 0, arg_sig or 0, arg_fd or 0, arg_name or 0, rate,
+                      stacks["kernelStackTrace"], stacks["userStackTrace"])
 
     def match_pids(self, raw, where: str) -> MatchPIDs | None:
         m = self.mapping(raw, where, {"operator", "values", "followForks", "isNamespacePID"}, "matchPIDs")

@@ -481,6 +481,12 @@ class GenericPrograms:
                 setattr(total, name, getattr(total, name) + getattr(cpu_value, name))
         return total
 
+    def stack_map(self, obj_id: int) -> int | None:
+        """The `stacks` map of a program object (kprobe and syscall hooks
+        have one), for tetrad/sensors/stacks.py."""
+        obj = self._objects.get(obj_id)
+        return obj.bpf.fds.get("stacks") if obj is not None else None
+
     def tracepoint_fds(self) -> list[int]:
         """Every tracepoint attachment's perf event, handed over for closing
         all at once at stop (sensors/teardown.py)."""
