@@ -216,7 +216,7 @@ def compile_hook(policy: Policy, hook: Hook, facts: KernelFacts) -> CompiledHook
         kind = "tracepoint"
         subsys, event = hook.call.split("/", 1)
         if hook.raw:
-            refuse(f"{hook.path}.raw", "raw tracepoints are not supported by tetrad")
+            refuse(f"{hook.path}.raw", "raw tracepoints are not supported by tetrad yet")
         if facts.tracepoint_fields is None:
             raise PolicyError(policy.source, [(hook.path, "tracepoint formats are not available")])
         try:
