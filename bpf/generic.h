@@ -105,6 +105,7 @@
 #define G_ACT_OVERRIDE 5
 #define G_ACT_FOLLOWFD 6
 #define G_ACT_UNFOLLOWFD 7
+#define G_ACT_NOTIFY 8          /* NotifyEnforcer: arg error, arg2 signal  */
 
 /* Hook flags. */
 #define G_HOOK_MONITOR 0x1      /* policy-mode monitor: enforcement elided  */
@@ -144,6 +145,8 @@
  * one change is reported once (as Tetragon does). */
 #define G_SEL_NSCHG 0x1
 #define G_SEL_CAPCHG 0x2
+#define G_POINT_SYSNR 0x100     /* raw_syscalls:sys_enter: `id` names the syscall
+				 * an enforce note is for */
 
 /* Record flags (g_msg.flags). */
 #define G_MSG_MONITOR 0x1       /* the action was not enforced (monitor)    */
@@ -212,9 +215,16 @@ struct g_point {
 	struct g_spred spred[G_MAX_SPREDS];
 };
 
+/* g_action.stack: stack traces a Post records (kernelStackTrace,
+ * userStackTrace): ids in `stacks`, read and removed by user space. */
+#define G_STACK_KERNEL 0x1
+#define G_STACK_USER 0x2
+#define G_NO_STACK (-65536)     /* g_msg.kstack/ustack: none was asked for */
+
 struct g_action {
 	__u8 action;
-	__u8 pad[3];
+	__u8 stack;             /* G_STACK_* (Post) */
+	__u8 pad[2];
 	__s32 arg;              /* argError, argSig, or argFd slot */
 	__u32 arg2;             /* argName slot */
 	__u32 rate_limit_s;
@@ -308,6 +318,8 @@ struct g_msg {
 	__u8 action;
 	__u8 flags;             /* G_MSG_* */
 	__u8 nslots;
+	__s32 kstack;           /* stack ids in `stacks`; G_NO_STACK: none asked */
+	__s32 ustack;           /* for; other negatives: the kernel kept none */
 	__u32 pad;
 	struct g_slot slots[G_MAX_ARGS];
 };

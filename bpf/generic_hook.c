@@ -81,6 +81,9 @@
 #ifndef G_PID_ENTRIES
 #define G_PID_ENTRIES 4096
 #endif
+#ifndef G_STACKS
+#define G_STACKS 1024
+#endif
 #ifndef G_CGROUP_ENTRIES
 #define G_CGROUP_ENTRIES 16384
 #endif
@@ -131,6 +134,7 @@ struct g_state {
 	u32 point;                  /* the table this call uses (physical) */
 	u32 lpoint;                 /* its logical point: trie, pid and pending keys */
 	u32 ck;                     /* CK_* */
+	u32 sysnr;                  /* the syscall being entered, or TETRAD_ANY_SYSCALL */
 	u32 iter;                   /* S_READ: the next slot */
 	u32 wanted;                 /* hook positions whose caller filters pass */
 	u32 failed;                 /* slots in user memory unreadable at entry */
@@ -713,6 +717,12 @@ static __always_inline int begin(void *ctx, u32 ck, u32 lpoint)
 	}
 	st->failed = 0;
 	st->iter = 0;
+	st->sysnr = TETRAD_ANY_SYSCALL;
+	if (ck == CK_SYSCALL || (p->flags & G_POINT_SYSNR))
+		/* syscalls:sys_enter_* and raw_syscalls:sys_enter: the number
+		 * follows the 8 bytes of common fields. Through a helper, as
+		 * below: g_tp also attaches to records of 8 bytes. */
+		bpf_probe_read_kernel(&st->sysnr, sizeof(st->sysnr), (char *)ctx + 8);
 	if (ck == CK_SYSCALL)
 		/* perf_call_bpf_enter: 8 bytes, the syscall number, then each
 		 * argument in 8 bytes. Through a helper: a direct read past the
@@ -882,7 +892,17 @@ static __always_inline bool rate_limited(struct g_state *st, struct g_hook *h, u
 }
 
 /* The record: the hook's own arguments, in its order. */
-static __always_inline void post(struct g_scratch *sc, struct g_hook *h, u8 sel, u8 action, u8 flags)
+#if G_PROG_TYPE == G_TYPE_TP || G_PROG_TYPE == G_TYPE_KPROBE
+/* Kernel and user stacks of kprobe and syscall hooks (Tetragon reports
+ * them on process_kprobe only). */
+BPF_STACK_TRACE(stacks, G_STACKS);
+#define G_HAS_STACKS 1
+#else
+#define G_HAS_STACKS 0
+#endif
+
+static __always_inline void post(void *ctx, struct g_scratch *sc, struct g_hook *h, u8 sel,
+				 u8 action, u8 flags, u8 stack)
 {
 	struct g_state *st = &sc->st;
 	struct g_msg *msg = &sc->out;
@@ -926,6 +946,14 @@ static __always_inline void post(struct g_scratch *sc, struct g_hook *h, u8 sel,
 	msg->action = action;
 	msg->flags = flags;
 	msg->nslots = n;
+	msg->kstack = G_NO_STACK;
+	msg->ustack = G_NO_STACK;
+#if G_HAS_STACKS
+	if (stack & G_STACK_KERNEL)
+		msg->kstack = stacks.get_stackid(ctx, 0);
+	if (stack & G_STACK_USER)
+		msg->ustack = stacks.get_stackid(ctx, BPF_F_USER_STACK);
+#endif
 	if (events.ringbuf_output(msg, size, TETRAD_RB_FLAGS) < 0) {
 		if (stats)
 			__sync_fetch_and_add(&stats->dropped, 1);
@@ -936,13 +964,27 @@ static __always_inline void post(struct g_scratch *sc, struct g_hook *h, u8 sel,
 
 /* Runs a chosen selector's actions; returns the LSM/override verdict (0 or
  * a negative errno). */
+/* A decision for the enforcer on the syscall this thread is entering (or,
+ * outside a syscall's entry, its next enforced one): bpf/enforcer.c.
+ * Never at a return: the syscall has run by then, and the note would hit
+ * the thread's next call instead. */
+static __always_inline void leave_note(struct g_state *st, struct g_hook *h, s32 error, u32 sig)
+{
+	if (st->at_return)
+		return;
+	struct tetrad_enforce_note note = {.error = error, .sig = sig, .nr = st->sysnr,
+					   .hook_id = h->id};
+	u64 id = (u64)st->pid << 32 | st->tid;
+	enforce_notes.update(&id, &note);
+}
+
 static __always_inline int run_actions(void *ctx, struct g_scratch *sc, struct g_hook *h, u8 sel,
 				       struct g_action *acts, u8 *nact, u8 msg_flags)
 {
 	bool monitor = h->flags & G_HOOK_MONITOR;
 	bool do_post = true, limited = false;
 	int verdict = 0;
-	u8 shown = G_ACT_POST;
+	u8 shown = G_ACT_POST, stack = 0;
 
 #pragma clang loop unroll(disable)
 	for (u32 i = 0; i < G_MAX_ACTIONS; i++) {
@@ -953,6 +995,7 @@ static __always_inline int run_actions(void *ctx, struct g_scratch *sc, struct g
 		if (action == G_ACT_NOPOST) {
 			do_post = false;
 		} else if (action == G_ACT_POST) {
+			stack |= a->stack;
 			if (a->rate_limit_s && rate_limited(&sc->st, h, sel, a->rate_limit_s)) {
 				do_post = false;
 				limited = true;
@@ -968,7 +1011,16 @@ static __always_inline int run_actions(void *ctx, struct g_scratch *sc, struct g
 #if G_PROG_TYPE == G_TYPE_KPROBE && defined(G_OVERRIDE_RETURN)
 				bpf_override_return(ctx, a->arg);
 #endif
+#if G_PROG_TYPE == G_TYPE_TP
+				/* A syscall hook: the enforcer on the syscall's
+				 * function returns the error. */
+				leave_note(&sc->st, h, a->arg, 0);
+#endif
 			}
+		} else if (action == G_ACT_NOTIFY) {
+			shown = action;
+			if (!monitor)
+				leave_note(&sc->st, h, a->arg, a->arg2);
 		}
 		/* FollowFD/UnfollowFD: fds resolve from the fd table. */
 	}
@@ -986,7 +1038,7 @@ static __always_inline int run_actions(void *ctx, struct g_scratch *sc, struct g
 	if (do_post) {
 		if (monitor && shown != G_ACT_POST)
 			msg_flags |= G_MSG_MONITOR;
-		post(sc, h, sel, shown, msg_flags);
+		post(ctx, sc, h, sel, shown, msg_flags, stack);
 	}
 	return verdict;
 }

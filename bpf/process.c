@@ -44,6 +44,7 @@
 #include <linux/sched.h>
 #include "tetrad_events.h"
 #include "execve_map.h"
+#include "shared_maps.h"
 #include "path_walk.h"
 #include "proc_state.h"
 
@@ -66,6 +67,9 @@ BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
 BPF_TABLE("hash", u32, struct tetrad_exec_entry, execve_map, EXECVE_MAP_ENTRIES);
 /* Written by user space, read by policy programs (shared_maps.h). */
 BPF_ARRAY(shed, u32, 1);
+/* Not used here: owned here so that every policy program and enforcer
+ * shares one (shared_maps.h). */
+BPF_TABLE("lru_hash", u64, struct tetrad_enforce_note, enforce_notes, ENFORCE_NOTES);
 BPF_PERCPU_ARRAY(exec_heap, struct exec_scratch, 1);
 BPF_PERCPU_ARRAY(walk_heap, struct walk_scratch, 1);
 /* Never written: the zero value new execve_map entries start from. */

@@ -37,12 +37,14 @@ from tetrad.api import commands
 from tetrad.api.server import ApiServer, EventStreams
 from tetrad.bpf import features
 from tetrad.bpf.mounts import ensure_kernel_mounts
+from tetrad.containers.pods import NO_PODS
 from tetrad.containers.resolver import ContainerResolver
 from tetrad.events.policy import HookPlan
 from tetrad.libc import libc
 from tetrad.observer import Backpressure, Observer, Reader
 from tetrad.pipeline import PolicyEvents, ProcessEvents
 from tetrad.policy import registry as reg
+from tetrad.policy import workloads
 from tetrad.policy.cgroup_scope import CgroupScope
 from tetrad.policy.directory import PolicyDirectory, PolicyFiles
 from tetrad.policy.registry import PolicyRegistry
@@ -51,9 +53,12 @@ from tetrad.process.annotate import Annotator, host_namespaces
 from tetrad.process.cache import ProcessCache
 from tetrad.process.procfs import ProcfsScanner
 from tetrad.process.redaction import Redaction
+from tetrad.sensors import bpfobject
+from tetrad.sensors.enforcers import Enforcers
 from tetrad.sensors.generic import SHARED_MAPS, GenericPrograms
 from tetrad.sensors.policies import PolicyLoader
 from tetrad.sensors.process import ProcessSensor, ProcessSensorConfig
+from tetrad.sensors.stacks import Stacks
 from tetrad.sensors.teardown import close_tracepoints
 from tetrad.service.metrics import MetricsServer
 from tetrad.service.notify import Notifier
@@ -150,8 +155,11 @@ Reconfigure = Callable[[], list[Sink]]
 
 class Daemon:
     def __init__(self, config: DaemonConfig, sinks: list[Sink], notifier: Notifier | None = None,
-                 reconfigure: Reconfigure | None = None):
+                 reconfigure: Reconfigure | None = None, plugins: list | None = None):
         self.config = config
+        # Started plugins (tetrad/plugins.py); the daemon closes them at stop.
+        self.plugins = plugins or []
+        self.pods = next((p.pods for p in self.plugins if p.pods is not None), NO_PODS)
         self.clock = KtimeClock()
         self.cache = ProcessCache(config.node_name, self.clock, capacity=config.process_cache_size,
                                   redaction=config.redaction, annotator=annotator(config))
@@ -167,6 +175,7 @@ class Daemon:
         self.registry: PolicyRegistry | None = None
         self.process_events: ProcessEvents | None = None
         self.policy_events: PolicyEvents | None = None
+        self.stacks: Stacks | None = None
         self.files: PolicyFiles | None = None
         self.directory: PolicyDirectory | None = None
         self.watcher: DirectoryWatcher | None = None
@@ -193,26 +202,32 @@ class Daemon:
         if mounted:
             log.info("mounted %s", ", ".join(mounted))
         log.info("kernel: %s", features.summary_line())
-        self.notify.extend(COMPILE_EXTEND_S, "compiling the process sensor")
+
         sensor = self.sensor
-        programs = GenericPrograms(lambda: {name: sensor.bpf[name.encode()].map_fd for name in SHARED_MAPS},
-                                   self.config.bpf_cache)
+
+        def shared() -> dict[str, int]:
+            return {name: sensor.bpf[name.encode()].map_fd for name in SHARED_MAPS}
+        programs = GenericPrograms(shared, self.config.bpf_cache)
+        enforcers = Enforcers(shared, bpfobject.Cache(self.config.bpf_cache))
         # The programs nearly every policy set needs compile (or come from
         # the cache) in a child process while the process sensor compiles.
         programs.begin("syscall")
-        self.sensor.load()
+        with self.notify.busy(COMPILE_EXTEND_S, "compiling the process sensor"):
+            self.sensor.load()
         # Events carry credentials and namespaces: follow their changes after
         # exec too (a few ns on every syscall while on; bpf/process.c).
         self.sensor.follow_state_changes(self.config.enable_process_cred
                                          or self.config.enable_process_ns)
-        self.containers = ContainerResolver()
+        self.containers = ContainerResolver(pods=self.pods)
         scope = CgroupScope(self.containers, programs, self.containers.cgroup2_mount)
-        self.loader = PolicyLoader(programs, scope, prepare=HookPlan, progress=self._progress)
-        self.registry = PolicyRegistry(self.loader)
+        self.loader = PolicyLoader(programs, enforcers, scope, prepare=HookPlan, progress=self._progress)
+        self.registry = PolicyRegistry(self.loader, admit=workloads.admission(self.pods.enabled))
         self.process_events = ProcessEvents(self.cache, self.clock, self.sinks.emit, self.containers)
         self.process_events.cgroup_listeners.append(scope.on_record)
         loader = self.loader
-        self.policy_events = PolicyEvents(self.cache, self.clock, self.sinks.emit, lambda: loader.hooks)
+        self.stacks = Stacks(programs.stack_map)
+        self.policy_events = PolicyEvents(self.cache, self.clock, self.sinks.emit, lambda: loader.hooks,
+                                          self.stacks)
         for events in (self.process_events, self.policy_events):
             for op, decoder, handler in events.routes():
                 self.observer.register(op, decoder, handler)
@@ -268,11 +283,11 @@ class Daemon:
                  "while read) in %.2fs", len(scan.entries), seeded, scan.skipped,
                  time.monotonic() - started)
 
-    def _progress(self, what: str) -> None:
-        """Before each compile: systemd gets more time and a watchdog ping,
-        `tetra status` a fresh snapshot."""
-        self.notify.extend(COMPILE_EXTEND_S, what)
+    def _progress(self, what: str):
+        """Around each hook's load (which may wait for a compile): systemd
+        gets more time and watchdog pings, `tetra status` a fresh snapshot."""
         self.publish()
+        return self.notify.busy(COMPILE_EXTEND_S, what)
 
     def sync_policies(self, retry: bool = False) -> None:
         """Make what is loaded follow the --policy files and the directory."""
@@ -423,6 +438,8 @@ class Daemon:
             "shedding": {"now": self.backpressure.shedding if self.backpressure else False,
                          "episodes": self.backpressure.episodes if self.backpressure else 0},
             "policy_records_unknown_hook": self.policy_events.unknown_hook if self.policy_events else 0,
+            # Stack traces asked for that the kernel did not keep (the event has none).
+            "stack_traces_lost": self.stacks.lost if self.stacks else 0,
             "ringbuf_drops": self.sensor.drops() if self.sensor.bpf else {},
             "policy_drops": policy_totals.get("dropped", 0),
             "policy_shed": policy_totals.get("shed", 0),
@@ -444,6 +461,7 @@ class Daemon:
             # selections the kernel map refused (full): each is a gap in scope.
             "cgroup_scope": {"untracked": scope.untracked if scope else 0,
                              "map_full": scope.map_full if scope else 0},
+            "plugins": {p.name: p.stats() for p in self.plugins},
         }
 
     def status(self) -> dict:
@@ -502,5 +520,9 @@ class Daemon:
         close_tracepoints([self.sensor.bpf], self.loader.tracepoint_fds() if self.loader else ())
         if self.loader is not None:
             self.loader.close()
+        if self.stacks is not None:
+            self.stacks.close()
         self.sensor.close()
+        for plugin in self.plugins:
+            plugin.close()
         log.info("stopped, programs detached; %s", final)

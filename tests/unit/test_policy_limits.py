@@ -136,8 +136,8 @@ def test_a_wrong_type_is_that_fields_error():
         f"{s}.matchPIDs[0].values[0]": "a list is not a number; an integer is expected",
         f"{s}.matchPIDs[0].followForks": "must be true or false, not 'yes'",
         f"{s}.matchBinaries[0].values[0]": "must be a string, not a mapping",
-        f"{s}.matchActions[0].action": "action must be a string, one of FollowFD, NoPost, Override, "
-                                       "Post, Sigkill, Signal, UnfollowFD; not a mapping",
+        f"{s}.matchActions[0].action": "action must be a string, one of FollowFD, NoPost, NotifyEnforcer, "
+                                       "Override, Post, Sigkill, Signal, UnfollowFD; not a mapping",
     }
 
 

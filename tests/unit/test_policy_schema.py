@@ -82,9 +82,9 @@ def test_tetragon_limits():
 
 
 def test_refuses_what_tetrad_does_not_implement_by_name():
-    text = HEAD + "  podSelector: {}\n  kprobes:\n  - call: f\n    selectors:\n    - matchParentBinaries: []\n"
+    text = HEAD + "  fentries: []\n  kprobes:\n  - call: f\n    selectors:\n    - matchParentBinaries: []\n"
     got = dict(problems(text))
-    assert "pod selectors" in got["spec.podSelector"]
+    assert "fentry hooks are not supported" in got["spec.fentries"]
     assert got["spec.kprobes[0].selectors[0].matchParentBinaries"] == \
         "matchParentBinaries is not supported by tetrad yet"
 

@@ -42,7 +42,7 @@ SLOT_TRUNC, SLOT_ERROR, SLOT_PATH_TRUNC, SLOT_UNREADABLE = 0x1, 0x2, 0x4, 0x8
 IOPS = {"Equal": 1, "Mask": 7, "GreaterThan": 8, "LessThan": 9, "InRange": 10,
         "SPort": 16, "DPort": 18, "Protocol": 20, "Family": 21}
 ACTIONS = {"Post": 1, "NoPost": 2, "Sigkill": 3, "Signal": 4, "Override": 5, "FollowFD": 6,
-           "UnfollowFD": 7}
+           "UnfollowFD": 7, "NotifyEnforcer": 8}
 ACTION_NAMES = {v: k for k, v in ACTIONS.items()}
 
 HOOK_MONITOR, HOOK_ACTIVE, HOOK_CGROUPS, HOOK_UNREADABLE_NOMATCH, HOOK_RETURN = (
@@ -53,6 +53,9 @@ POINT_STATE, POINT_BASE = 0x40, 0x80
 # state predicates (g_spred.kind) and selector change flags
 SP_NS, SP_CAPS_IN, SP_CAPS_NOTIN, SP_NSCHG, SP_CAPCHG_IN, SP_CAPCHG_NOTIN = 1, 2, 3, 4, 5, 6
 SEL_NSCHG, SEL_CAPCHG = 0x1, 0x2
+POINT_SYSNR = 0x100
+STACK_KERNEL, STACK_USER = 0x1, 0x2
+NO_STACK = -65536       # a record's kstack/ustack when its action asked for none
 MSG_MONITOR, MSG_RETURN = 0x1, 0x2
 
 # trie ids: point << 8 | table << 4 | slot; slot 15 is the binary
@@ -140,7 +143,8 @@ class Point(ctypes.Structure):
 class Action(ctypes.Structure):
     _fields_ = [
         ("action", ctypes.c_uint8),
-        ("pad", ctypes.c_uint8 * 3),
+        ("stack", ctypes.c_uint8),
+        ("pad", ctypes.c_uint8 * 2),
         ("arg", ctypes.c_int32),
         ("arg2", ctypes.c_uint32),
         ("rate_limit_s", ctypes.c_uint32),
@@ -216,6 +220,8 @@ class Msg(ctypes.Structure):
         ("action", ctypes.c_uint8),
         ("flags", ctypes.c_uint8),
         ("nslots", ctypes.c_uint8),
+        ("kstack", ctypes.c_int32),
+        ("ustack", ctypes.c_int32),
         ("pad", ctypes.c_uint32),
         ("slots", Slot * MAX_ARGS),
     ]
@@ -230,8 +236,8 @@ class HookStats(ctypes.Structure):
 
 # struct g_msg up to its slots: the header (op, pad0, size, cpu skipped),
 # obj_id, hook_id, pid, tid, proc_ktime, retval, selector, action, flags,
-# nslots, pad.
-MSG = struct.Struct("=8xQIIIIQqBBBB4x")
+# nslots, kstack, ustack, pad.
+MSG = struct.Struct("=8xQIIIIQqBBBBii4x")
 # struct g_slot without its data: ival, len, flags, pad.
 SLOT = struct.Struct("=qHH4x")
 SLOT_SIZE = SLOT.size + STR_MAX

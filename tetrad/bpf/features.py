@@ -24,6 +24,8 @@ from tetrad.sensors.offsets import OffsetsUnavailable, state_offsets
 TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 KPROBE_TARGET = b"do_sys_openat2"
 LSM_HOOK = "file_open"
+# The syscall functions' prefix (their BTF names), by machine.
+SYSCALL_PREFIX = {"x86_64": "__x64_", "aarch64": "__arm64_"}.get(os.uname().machine, "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +233,28 @@ def has_proc_state() -> Feature:
     return Feature("proc_state", True, f"{len(found)} offsets of cred, nsproxy and user_namespace from BTF")
 
 
+@functools.cache
+def has_fmod_ret() -> Feature:
+    # A fmod_ret program may only attach where the kernel allows errors to
+    # be injected: the verifier checks it at load.
+    return _btf_prog("fmod_ret", sc.PROG_TRACING, sc.ATTACH_MODIFY_RETURN,
+                     f"{SYSCALL_PREFIX}sys_dup", False)
+
+
+@functools.cache
+def has_syscall_override() -> Feature:
+    """Either way of making a syscall fail (Override on a syscall hook,
+    NotifyEnforcer): a fmod_ret program on the syscall's function, else a
+    kprobe with bpf_override_return."""
+    fmod, override, kprobes = has_fmod_ret(), has_override_return(), has_kprobes()
+    if fmod.available:
+        return Feature("syscall_override", True, f"fmod_ret: {fmod.detail}")
+    if override.available and kprobes.available:
+        return Feature("syscall_override", True, f"kprobe override: {override.detail}")
+    return Feature("syscall_override", False, f"no fmod_ret ({fmod.detail}) and no kprobe "
+                                              f"override ({override.detail}; {kprobes.detail})")
+
+
 def uts_release(header_text: str) -> str | None:
     """The UTS_RELEASE string of include/generated/utsrelease.h."""
     for line in header_text.splitlines():
@@ -255,8 +279,9 @@ def matching_headers() -> Feature:
 
 
 PROBES = (has_btf, has_tracepoints, has_syscall_tracepoints, has_raw_syscalls, has_kprobes,
-          has_kretprobes, has_uprobes, lsm_active, lsm_loadable, has_fentry, has_override_return,
-          has_ringbuf, has_send_signal, has_proc_state, matching_headers)
+          has_kretprobes, has_uprobes, lsm_active, lsm_loadable, has_fentry, has_fmod_ret,
+          has_override_return, has_syscall_override, has_ringbuf, has_send_signal, has_proc_state,
+          matching_headers)
 
 DESCRIPTIONS = {
     "btf": "kernel BTF (/sys/kernel/btf/vmlinux)",
@@ -269,7 +294,9 @@ DESCRIPTIONS = {
     "lsm_active": "the BPF LSM (bpf in /sys/kernel/security/lsm)",
     "lsm_loadable": "loadable BPF LSM programs",
     "fentry": "fentry programs",
+    "fmod_ret": "fmod_ret programs on syscall functions (error injection)",
     "override_return": "bpf_override_return (error injection)",
+    "syscall_override": "making a syscall fail (fmod_ret, or a kprobe with bpf_override_return)",
     "ringbuf": "BPF ring buffers",
     "send_signal": "bpf_send_signal",
     "proc_state": "task credentials and namespaces readable from BTF offsets",

@@ -37,7 +37,8 @@ KIND_EVENT = {"syscall": "process_kprobe", "kprobe": "process_kprobe",
 POST = "KPROBE_ACTION_POST"
 ACTION_NAMES = {enc.ACTIONS["Post"]: POST, enc.ACTIONS["NoPost"]: "KPROBE_ACTION_NOPOST",
                 enc.ACTIONS["Sigkill"]: "KPROBE_ACTION_SIGKILL", enc.ACTIONS["Signal"]: "KPROBE_ACTION_SIGNAL",
-                enc.ACTIONS["Override"]: "KPROBE_ACTION_OVERRIDE"}
+                enc.ACTIONS["Override"]: "KPROBE_ACTION_OVERRIDE",
+                enc.ACTIONS["NotifyEnforcer"]: "KPROBE_ACTION_NOTIFYENFORCER"}
 FAMILIES = {1: "AF_UNIX", 2: "AF_INET", 10: "AF_INET6", 16: "AF_NETLINK", 17: "AF_PACKET"}
 SOCK_TYPES = {1: "SOCK_STREAM", 2: "SOCK_DGRAM", 3: "SOCK_RAW", 5: "SOCK_SEQPACKET"}
 PROTOCOLS = {1: "IPPROTO_ICMP", 6: "IPPROTO_TCP", 17: "IPPROTO_UDP", 58: "IPPROTO_ICMPV6",
@@ -212,8 +213,11 @@ def _unreadable(label: str) -> dict:
     return arg
 
 
-def policy_event(rec: PolicyRecord, plan: HookPlan, time_ns: int, process, parent) -> Event:
-    """Called by the reader thread once per policy record."""
+def policy_event(rec: PolicyRecord, plan: HookPlan, time_ns: int, process, parent,
+                 stacks: dict | None = None) -> Event:
+    """Called by the reader thread once per policy record. `stacks`: the
+    kernel_stack_trace/user_stack_trace frames the record's Post asked for
+    (an empty list when the kernel kept none: left out, as protojson does)."""
     fields = plan.head.copy()
     args = [_unreadable(label) if slot.flags & enc.SLOT_UNREADABLE else render(slot)
             for (render, label), slot in zip(plan.args, rec.slots)]
@@ -232,6 +236,8 @@ def policy_event(rec: PolicyRecord, plan: HookPlan, time_ns: int, process, paren
             fields["return_action"] = return_action
     elif action:
         fields["action"] = action
+    if stacks:
+        fields.update((k, v) for k, v in stacks.items() if v)
     fields.update(plan.tail)
     if plan.tags:
         fields["tags"] = list(plan.tags)

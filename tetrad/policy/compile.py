@@ -65,6 +65,11 @@ class Target:
     binary: str = ""            # uprobes
     function_name: str = ""     # as events report it (Tetragon's function_name)
 
+    @property
+    def sysnr_field(self) -> bool:
+        """raw_syscalls:sys_enter, whose `id` names the syscall being entered."""
+        return self.kind == "tracepoint" and self.name == "raw_syscalls/sys_enter"
+
 
 @dataclass(frozen=True)
 class CompiledHook:
@@ -79,6 +84,15 @@ class CompiledHook:
     retry: bool = False                 # user memory unreadable at entry is read at sys_exit
     override_return: bool = False       # a kprobe with Override (bpf_override_return)
     host_user_ns: int = 0               # isNamespaceCapability: the host's user namespace
+    # Syscall functions whose enforcer must be attached (bpf/enforcer.c), with
+    # the syscall number the notes name (None: a function of another ABI,
+    # taking any note): Override on a syscall hook, NotifyEnforcer.
+    enforced: tuple[tuple[str, int | None], ...] = ()
+
+    @property
+    def notes(self) -> bool:
+        """Whether the hook leaves notes for an enforcer."""
+        return bool(self.enforced)
 
     @property
     def enforces(self) -> bool:
@@ -228,12 +242,13 @@ def compile_hook(policy: Policy, hook: Hook, facts: KernelFacts) -> CompiledHook
 
     for s_i, sel in enumerate(hook.selectors):
         for a_i, a in enumerate(sel.actions + sel.return_actions):
-            overridable = hook.kind == "lsm" or (hook.kind == "kprobe" and not hook.syscall)
-            if a.action == "Override" and not overridable:
+            if a.action == "Override" and hook.kind not in ("lsm", "kprobe"):
                 refuse(f"{hook.path}.selectors[{s_i}]",
-                       "Override needs an lsmhooks hook (or a kprobe on an error-injectable kernel "
-                       "function); tetrad runs syscall hooks on tracepoints, which cannot change "
-                       "a return value")
+                       f"Override needs a kprobe (a syscall or an error-injectable kernel function) "
+                       f"or an lsmhooks hook; a {hook.kind} cannot change what the call returns")
+            if a.action == "Override" and hook.syscall and a in sel.return_actions:
+                refuse(f"{hook.path}.selectors[{s_i}]",
+                       "Override on a syscall hook decides before the call: not in matchReturnActions")
     fields = None
     if hook.kind == "kprobe" and hook.syscall:
         kind = "syscall"
@@ -246,7 +261,7 @@ def compile_hook(policy: Policy, hook: Hook, facts: KernelFacts) -> CompiledHook
         kind = "tracepoint"
         subsys, event = hook.call.split("/", 1)
         if hook.raw:
-            refuse(f"{hook.path}.raw", "raw tracepoints are not supported by tetrad")
+            refuse(f"{hook.path}.raw", "raw tracepoints are not supported by tetrad yet")
         if facts.tracepoint_fields is None:
             raise PolicyError(policy.source, [(hook.path, "tracepoint formats are not available")])
         try:
@@ -273,17 +288,48 @@ def compile_hook(policy: Policy, hook: Hook, facts: KernelFacts) -> CompiledHook
         problems += _auto_ranges(hook, reads)
     if problems:
         raise PolicyError(policy.source, problems)
-    overriding = kind == "kprobe" and any(a.action == "Override" for s in hook.selectors
-                                          for a in s.actions + s.return_actions)
-    retry = (kind == "syscall" and target.name not in _EXEC_SYSCALLS
+    actions = {a.action for s in hook.selectors for a in s.actions + s.return_actions}
+    overriding = kind == "kprobe" and "Override" in actions
+    enforced = _enforced(policy, hook, kind, target, actions, facts)
+    # A hook that leaves notes decides at entry: a note left at the exit
+    # would make the thread's next call fail.
+    retry = (kind == "syscall" and target.name not in _EXEC_SYSCALLS and not enforced
              and any(r.kind in USER_MEMORY and not r.retcopy for r in reads))
     return CompiledHook(hook, target, tuple(reads), policy.name, policy.mode == "monitor",
                         policy.workloads, unreadable_match=policy.unreadable_match,
                         has_return=hook.return_, retry=retry, override_return=overriding,
-                        host_user_ns=host_user_ns)
+                        host_user_ns=host_user_ns, enforced=enforced)
 
 
 _EXEC_SYSCALLS = {"execve", "execveat"}
+
+
+def _enforced(policy: Policy, hook: Hook, kind: str, target: Target, actions: set[str],
+              facts: KernelFacts) -> tuple[tuple[str, int | None], ...]:
+    """The syscall functions whose enforcer this hook needs: its own
+    syscall's for Override on a syscall hook, spec.enforcers' for
+    NotifyEnforcer."""
+    out = []
+    if kind == "syscall" and "Override" in actions:
+        try:
+            out.append((target.function_name, facts.syscall_number(target.name)))
+        except unistd.UnknownSyscall as err:
+            raise PolicyError(policy.source, [(hook.path, str(err))]) from None
+    if "NotifyEnforcer" in actions:
+        problems = []
+        for call in policy.enforcers:
+            name = syscall_name(call)
+            foreign = call.startswith("__") and not call.startswith(facts.arch_prefix)
+            function = call if call.startswith("__") else f"{facts.arch_prefix}sys_{name}"
+            try:
+                nr = None if foreign else facts.syscall_number(name)
+            except unistd.UnknownSyscall as err:
+                problems.append((f"spec.enforcers ({call})", str(err)))
+                continue
+            out.append((function, nr))
+        if problems:
+            raise PolicyError(policy.source, problems)
+    return tuple(dict.fromkeys(out))
 
 
 def _auto_ranges(hook: Hook, reads: list[ArgRead]) -> list[tuple[str, str]]:

@@ -55,9 +55,13 @@ def required_features(ch: CompiledHook) -> list[tuple[str, str]]:
         "lsm": [("lsm_active", what), ("lsm_loadable", what)],
         "uprobe": [("uprobes", what)],
     }[kind]
+    actions = {a.action for s in ch.hook.selectors for a in s.actions + s.return_actions}
     if ch.override_return:
         need.append(("override_return", f"{what} Override"))
-    actions = {a.action for s in ch.hook.selectors for a in s.actions + s.return_actions}
+    if ch.enforced:
+        need.append(("syscall_override", f"{what} {'/'.join(sorted(actions & {'Override', 'NotifyEnforcer'}))}"))
+    if any(a.arg_sig for s in ch.hook.selectors for a in s.actions if a.action == "NotifyEnforcer"):
+        need.append(("send_signal", f"{what} NotifyEnforcer argSig"))
     if actions & {"Sigkill", "Signal"} and not ch.monitor:
         need.append(("send_signal", f"{what} {'/'.join(sorted(actions & {'Sigkill', 'Signal'}))}"))
     types = {a.type for a in ch.hook.args}

@@ -269,8 +269,14 @@ class PointTables:
             point.flags |= enc.POINT_FORKS
         if 2 in pid_kinds:
             point.flags |= enc.POINT_NSPID
-        if any(e.ch.retry for e in self._hooks.values()):
+        # A point where a hook leaves a note for the enforcer decides every
+        # call at entry: a note left at the syscall's exit would make the
+        # thread's next call fail instead.
+        if (any(e.ch.retry for e in self._hooks.values())
+                and not any(e.ch.notes for e in self._hooks.values())):
             point.flags |= enc.POINT_RETRY
+        if any(e.ch.target.sysnr_field for e in self._hooks.values()):
+            point.flags |= enc.POINT_SYSNR
         hooks = {hook_id: self._hook_bytes(hook_id, e) for hook_id, e in self._hooks.items()}
         return Tables(bytes(point), hooks, self._entries())
 
@@ -450,6 +456,8 @@ def _fill_ipred(q: enc.IPred, op: int, values) -> None:
 def _fill_action(a: enc.Action, action: schema.Action) -> None:
     a.action = enc.ACTIONS[action.action]
     a.rate_limit_s = action.rate_limit_s
+    a.stack = ((enc.STACK_KERNEL if action.kernel_stack else 0)
+               | (enc.STACK_USER if action.user_stack else 0))
     if action.action == "Override":
         a.arg = action.arg_error
     elif action.action == "Signal":
@@ -457,6 +465,9 @@ def _fill_action(a: enc.Action, action: schema.Action) -> None:
     elif action.action in ("FollowFD", "UnfollowFD"):
         a.arg = action.arg_fd
         a.arg2 = action.arg_name
+    elif action.action == "NotifyEnforcer":
+        a.arg = action.arg_error
+        a.arg2 = action.arg_sig
 
 
 def _union_prefixes(keys: dict[bytes, int]) -> dict[bytes, int]:

@@ -82,8 +82,9 @@ PORT_OPS = {"SPort", "NotSPort", "DPort", "NotDPort"}
 NET_OPS = ADDR_OPS | PORT_OPS | {"Protocol", "Family"}
 OPS_BY_GROUP = {"int": INT_OPS, "string": STRING_OPS, "path": STRING_OPS, "net": NET_OPS}
 ORDER_OPS = {"GreaterThan", "LessThan", "InRange", "NotInRange"}
-ACTIONS = {"Post", "NoPost", "Sigkill", "Signal", "Override", "FollowFD", "UnfollowFD"}
-ENFORCING_ACTIONS = {"Sigkill", "Signal", "Override"}
+ACTIONS = {"Post", "NoPost", "Sigkill", "Signal", "Override", "FollowFD", "UnfollowFD",
+           "NotifyEnforcer"}
+ENFORCING_ACTIONS = {"Sigkill", "Signal", "Override", "NotifyEnforcer"}
 BINARY_OPS = {"In", "NotIn", "Prefix", "NotPrefix", "Postfix", "NotPostfix"}
 PID_OPS = {"In", "NotIn"}
 SET_OPS = {"In", "NotIn"}               # namespaces, capabilities and their changes
@@ -91,9 +92,11 @@ HOST_NS = "host_ns"                     # a matchNamespaces value: the host's, r
 NS_VALUES = 4                           # values per matchNamespaces entry (Tetragon's limit)
 UNSUPPORTED_SPEC = {
     "usdts": "USDT probes", "fentries": "fentry hooks", "loader": "process_loader events",
-"enforcers": "NotifyEnforcer", "selectorsMacros": "selector macros",
-    "podSelector": "pod selectors (no Kubernetes here)",
+"selectorsMacros": "selector macros",
 }
+KINDS = ("TracingPolicy", "TracingPolicyNamespaced")
+# A Kubernetes namespace name: a lower-case RFC 1123 DNS label.
+NAMESPACE_RE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 # A Kubernetes object name: a lower-case RFC 1123 DNS subdomain.
 NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 KERNEL_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")        # functions, LSM hooks
@@ -189,6 +192,8 @@ class Action:
     arg_fd: int = 0
     arg_name: int = 0
     rate_limit_s: int = 0
+    kernel_stack: bool = False          # Post: kernelStackTrace
+    user_stack: bool = False            # Post: userStackTrace
 
 
 @dataclass(frozen=True)
@@ -243,6 +248,9 @@ class Policy:
     # Option unreadable-args: whether an argument in user memory that cannot
     # be read matches ("match", the default) or not ("no-match").
     unreadable_match: bool = True
+    # spec.enforcers: the syscalls NotifyEnforcer makes fail, as named there
+    # (sys_dup, __ia32_sys_dup; lists expanded).
+    enforcers: tuple[str, ...] = ()
 
     @property
     def enforces(self) -> bool:
@@ -344,6 +352,7 @@ class _Checker:
         self.map_values = 0                  # values that take a kernel map entry
         self.lists: dict[str, tuple[str, ...]] = {}   # spec.lists: name -> syscall names
         self.lists_refused = False           # a list was refused: list:NAME naming it is not
+        self.enforcers: list[str] = []       # spec.enforcers' calls
 
     def fail(self, path: str, reason: str) -> None:
         self.problems.append((path, reason))
@@ -622,9 +631,17 @@ class _Checker:
         name = self.choice(raw.get("action"), f"{path}.action", ACTIONS, "action")
         if name is None:
             return None
-        for unsupported in ("kernelStackTrace", "userStackTrace", "imaHash", "rateLimitScope"):
+        for unsupported in ("imaHash", "rateLimitScope"):
             if raw.get(unsupported):
                 self.fail(f"{path}.{unsupported}", f"{unsupported} is not supported by tetrad yet")
+        stacks = {key: self.flag(raw, key, path) for key in ("kernelStackTrace", "userStackTrace")}
+        for key, wanted in stacks.items():
+            if wanted and name != "Post":
+                self.fail(f"{path}.{key}", f"{key} applies to Post only")
+            elif wanted and kind != "kprobe":
+                # Tetragon's events carry stacks on process_kprobe only.
+                self.fail(f"{path}.{key}", f"{key} applies to kprobes (and syscall hooks) only; "
+                                           f"this is a {kind}")
         if name == "Override":
             # A BPF LSM program may return 0 or a negative errno; a kprobe
             # override any small value (Tetragon's examples use 1).
@@ -636,11 +653,18 @@ class _Checker:
             arg_error = self.integer(raw.get("argError"), f"{path}.argError", bounds, why, 0)
             if arg_error == 0 and raw.get("argError") is not None and not self._failed(f"{path}.argError"):
                 self.fail(f"{path}.argError", "0 overrides nothing; use an errno such as -1 for EPERM")
+        elif name == "NotifyEnforcer":
+            # What the syscall returns instead of running: an errno, as Override.
+            arg_error = self.integer(raw.get("argError"), f"{path}.argError", (-MAX_ERRNO, -1),
+                                     "a negative errno, e.g. -1 for EPERM", 0)
         else:
             arg_error = self.integer(raw.get("argError"), f"{path}.argError", S32, "", 0)
         arg_sig = self.integer(raw.get("argSig"), f"{path}.argSig", SIGNALS, "a signal number", 0)
         if name == "Signal" and raw.get("argSig") is None:
             self.fail(f"{path}.argSig", "Signal needs argSig, a signal number 1..64")
+        if name == "NotifyEnforcer" and raw.get("argError") is None and raw.get("argSig") is None:
+            self.fail(path, "NotifyEnforcer needs argError (the error the syscall returns), "
+                            "argSig (a signal sent to the caller) or both")
         slots = (0, MAX_ARG_INDEX[kind])
         arg_fd = self.integer(raw.get("argFd"), f"{path}.argFd", slots, "an argument index", 0)
         arg_name = self.integer(raw.get("argName"), f"{path}.argName", slots, "an argument index", 0)
@@ -657,7 +681,8 @@ class _Checker:
                                                f"{_range_text(U32)} (the kernel keeps seconds in "
                                                "32 bits)")
                 rate = 0
-        return Action(name, arg_error or 0, arg_sig or 0, arg_fd or 0, arg_name or 0, rate)
+        return Action(name, arg_error or 0, arg_sig or 0, arg_fd or 0, arg_name or 0, rate,
+                      stacks["kernelStackTrace"], stacks["userStackTrace"])
 
     def match_pids(self, raw, where: str) -> MatchPIDs | None:
         m = self.mapping(raw, where, {"operator", "values", "followForks", "isNamespacePID"}, "matchPIDs")
@@ -817,6 +842,22 @@ class _Checker:
             self.fail(path, f"{len(raw)} actions; at most {MAX_ACTIONS} per selector")
             return []
         return [a for i, x in enumerate(raw) if (a := self.action(x, f"{path}[{i}]", kind))]
+
+    def enforcer_calls(self, raw) -> None:
+        """spec.enforcers: the syscalls NotifyEnforcer actions make fail
+        (Tetragon's `calls`, syscall names or list:NAME)."""
+        for i, entry in enumerate(self.seq(raw, "spec.enforcers")):
+            where = f"spec.enforcers[{i}]"
+            entry = self.mapping(entry, where, {"calls"}, "enforcer")
+            calls = self.values(entry.get("calls"), f"{where}.calls", None)
+            for j, v in enumerate(calls):
+                path = f"{where}.calls[{j}]"
+                if isinstance(v, str) and v.startswith(LIST_PREFIX):
+                    self.enforcers += [c for c in self.list_values(v, path) if c not in self.enforcers]
+                    continue
+                call = self.name(v, path, KERNEL_NAME_RE, "a syscall name")
+                if call is not None and call not in self.enforcers:
+                    self.enforcers.append(call)
 
     def named_lists(self, raw) -> None:
         """spec.lists: named lists of syscalls, for `call: list:NAME` and
@@ -996,9 +1037,8 @@ class _Checker:
         if doc.get("apiVersion") != API_VERSION:
             self.fail("apiVersion", f"must be {API_VERSION}, not {describe(doc.get('apiVersion'))}")
         kind = doc.get("kind")
-        if kind != "TracingPolicy":
-            hint = " (namespaced policies need Kubernetes)" if kind == "TracingPolicyNamespaced" else ""
-            self.fail("kind", f"must be TracingPolicy, not {describe(kind)}{hint}")
+        if kind not in KINDS:
+            self.fail("kind", f"must be TracingPolicy or TracingPolicyNamespaced, not {describe(kind)}")
         # Every field of a Kubernetes object's metadata is accepted (a policy
         # exported with kubectl has them); tetrad uses name and namespace.
         meta = self.mapping(doc.get("metadata", {}), "metadata", tetragon_fields.FIELDS["metadata"])
@@ -1007,8 +1047,17 @@ class _Checker:
             self.fail("metadata.name", f"{describe(name)} is not a valid name (a DNS subdomain: "
                                        f"at most {limits.NAME} lower-case letters, digits, '-' "
                                        "and '.', starting and ending each part with a letter or digit)")
+        namespace = ""
         if meta.get("namespace") is not None:
-            self.text(meta["namespace"], "metadata.namespace", max_chars=limits.NAME)
+            namespace = self.text(meta["namespace"], "metadata.namespace", max_chars=limits.NAME) or ""
+        if kind == "TracingPolicyNamespaced" and not NAMESPACE_RE.fullmatch(namespace):
+            self.fail("metadata.namespace", "a TracingPolicyNamespaced applies to the pods of its "
+                                            "namespace: name it here (a DNS label: at most 63 "
+                                            "lower-case letters, digits and '-')"
+                      if not namespace else f"{describe(namespace)} is not a namespace name (a DNS "
+                                            "label: at most 63 lower-case letters, digits and '-')")
+        elif kind != "TracingPolicyNamespaced":
+            namespace = ""                   # a cluster-wide policy's namespace means nothing
         for key in ("labels", "annotations"):
             entries = meta.get(key)
             if entries is not None and not isinstance(entries, dict):
@@ -1018,13 +1067,14 @@ class _Checker:
                     self.text(v, f"metadata.{key}.{path_key(k)}")
         spec = self.mapping(doc.get("spec", {}), "spec", {"kprobes", "tracepoints", "uprobes", "lsmhooks",
                                                           "options", "containerSelector", "hostSelector",
-                                                          "lists",
+                                                          "podSelector", "lists", "enforcers",
                                                           *UNSUPPORTED_SPEC}, "spec")
         for key, what in UNSUPPORTED_SPEC.items():
             if key in spec:
                 self.fail(f"spec.{key}", f"{what} are not supported by tetrad yet")
         self.named_lists(spec.get("lists"))
-        workloads, problems = workload_scope.parse(spec)
+        self.enforcer_calls(spec.get("enforcers"))
+        workloads, problems = workload_scope.parse(spec, namespace)
         self.problems += problems
         mode = "enforce"
         unreadable = "match"
@@ -1061,6 +1111,14 @@ class _Checker:
                               f"{limits.KERNEL_MAP_ENTRIES} entries with other policies)")
         if not hooks and not self.problems:
             self.fail("spec", "no hooks: add kprobes, tracepoints, uprobes or lsmhooks")
+        notifies = any(a.action == "NotifyEnforcer" for h in hooks for s in h.selectors
+                       for a in s.actions + s.return_actions)
+        if notifies and not self.enforcers and "enforcers" not in spec:
+            self.fail("spec.enforcers", "NotifyEnforcer needs spec.enforcers: the syscalls "
+                                        "(calls) it makes fail")
+        elif self.enforcers and not notifies:
+            self.fail("spec.enforcers", "no hook has a NotifyEnforcer action: these syscalls "
+                                        "would never fail")
         return name or "", mode, hooks, workloads, unreadable == "match"
 
 
@@ -1080,4 +1138,5 @@ def parse(data: str | bytes, source_name: str = "<policy>") -> Policy:
                                              "please report it with the policy")]) from err
     if checker.problems:
         raise PolicyError(source_name, checker.problems)
-    return Policy(name, source_name, mode, tuple(hooks), workloads, unreadable_match)
+    return Policy(name, source_name, mode, tuple(hooks), workloads, unreadable_match,
+                  tuple(checker.enforcers))

@@ -48,6 +48,7 @@ FIELDS: dict[str, frozenset[str]] = {k: frozenset(v) for k, v in {
                "argNewOffset", "rateLimit", "rateLimitScope", "kernelStackTrace",
                "userStackTrace", "imaHash"},
     "option": {"name", "value"},
+    "enforcer": {"calls"},
     "list": {"name", "values", "type", "pattern", "validated"},
 }.items()}
 

@@ -71,7 +71,7 @@ ENTRY = {"tracepoint": "g_tp", "kprobe": "g_kprobe", "uprobe": "g_kprobe", "lsm"
          "rawtp": "g_rawtp"}
 EXIT = {"kprobe": "g_kretprobe", "uprobe": "g_kretprobe"}
 # The process sensor's maps the policy programs use (bpf/shared_maps.h).
-SHARED_MAPS = ("events", "execve_map", "shed")
+SHARED_MAPS = ("events", "execve_map", "shed", "enforce_notes")
 
 
 class AttachError(Exception):
@@ -480,6 +480,12 @@ class GenericPrograms:
             for name, _ in enc.HookStats._fields_:
                 setattr(total, name, getattr(total, name) + getattr(cpu_value, name))
         return total
+
+    def stack_map(self, obj_id: int) -> int | None:
+        """The `stacks` map of a program object (kprobe and syscall hooks
+        have one), for tetrad/sensors/stacks.py."""
+        obj = self._objects.get(obj_id)
+        return obj.bpf.fds.get("stacks") if obj is not None else None
 
     def tracepoint_fds(self) -> list[int]:
         """Every tracepoint attachment's perf event, handed over for closing

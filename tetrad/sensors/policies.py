@@ -22,25 +22,27 @@ thread, needs two things from here, and gets them without waiting:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, ContextManager
 
 from tetrad.abi import generic as enc
 from tetrad.policy.cgroup_scope import CgroupScope, ScopeFull
 from tetrad.policy.compile import CompiledHook, compile_policy
 from tetrad.policy.kernel import kernel_facts, missing_features
 from tetrad.policy.schema import Policy, PolicyError
+from tetrad.sensors.enforcers import Enforcers
 from tetrad.sensors.generic import AttachError, Attachment, GenericPrograms
 from tetrad.sensors.targets import unresolved
 
 log = logging.getLogger(__name__)
 
-# Called once per hook being compiled, before its compile: the daemon sends
-# the watchdog and EXTEND_TIMEOUT_USEC, and publishes its status, so a long
-# load shows progress.
-Progress = Callable[[str], None]
+# Entered around each hook's load (which may wait for a compile): the daemon
+# sends EXTEND_TIMEOUT_USEC and keeps the watchdog fed meanwhile, and
+# publishes its status, so a long load shows progress.
+Progress = Callable[[str], ContextManager]
 HookKey = tuple[int, int]            # (program id, hook id), as records carry them
 
 
@@ -48,6 +50,7 @@ HookKey = tuple[int, int]            # (program id, hook id), as records carry t
 class LoadedPolicy:
     policy: Policy
     hooks: list[tuple[CompiledHook, Attachment]] = field(default_factory=list)
+    enforcers: list[str] = field(default_factory=list)     # syscall functions acquired
     load_seconds: float = 0.0
 
     @property
@@ -56,12 +59,13 @@ class LoadedPolicy:
 
 
 class PolicyLoader:
-    def __init__(self, programs: GenericPrograms, scope: CgroupScope,
+    def __init__(self, programs: GenericPrograms, enforcers: Enforcers, scope: CgroupScope,
                  prepare: Callable[[CompiledHook], object], progress: Progress | None = None):
         self._programs = programs
+        self._enforcers = enforcers
         self.scope = scope
         self._prepare = prepare
-        self._progress = progress or (lambda what: None)
+        self._progress = progress or (lambda what: contextlib.nullcontext())
         self._loaded: list[LoadedPolicy] = []
         self._gone = {name: 0 for name, _ in enc.HookStats._fields_}   # of policies unloaded
         self.hooks: dict[HookKey, tuple[CompiledHook, object]] = {}
@@ -77,8 +81,12 @@ class PolicyLoader:
         ch = None
         try:
             for ch in compiled:
-                self._progress(f"compiling policy {policy.name} ({ch.hook.path})")
-                att = self._programs.add(ch)
+                with self._progress(f"loading policy {policy.name} ({ch.hook.path})"):
+                    # The enforcers first: a note must never wait for one.
+                    for function, nr in ch.enforced:
+                        self._enforcers.acquire(function, nr)
+                        loaded.enforcers.append(function)
+                    att = self._programs.add(ch)
                 loaded.hooks.append((ch, att))
                 if ch.workloads is not None:
                     self.scope.track(ch, att)
@@ -113,6 +121,9 @@ class PolicyLoader:
             self.scope.untrack(att)
             self._programs.remove(att)
         loaded.hooks.clear()
+        for function in loaded.enforcers:
+            self._enforcers.release(function)
+        loaded.enforcers.clear()
 
     def _publish(self) -> None:
         table = {}
@@ -148,4 +159,5 @@ class PolicyLoader:
         caller has closed their tracepoints together: sensors/teardown.py)."""
         self._loaded.clear()
         self.hooks = {}
+        self._enforcers.close()
         self._programs.close()
