@@ -22,7 +22,7 @@ from tetrad.decode.cgroup import CgroupRecord, decode_cgroup
 from tetrad.decode.generic import PolicyRecord, decode_policy
 from tetrad.decode.process import CloneRecord, ExecRecord, ExitRecord, ProcKey
 from tetrad.events.model import Event, exec_event, exit_event
-from tetrad.events.policy import policy_event
+from tetrad.events.policy import policy_event, user_actions
 from tetrad.timefmt import KtimeClock
 from tetrad.process.cache import ProcessCache
 
@@ -85,11 +85,13 @@ class PolicyEvents:
     """Turns policy hook records into process_kprobe/tracepoint/lsm/uprobe
     events."""
 
-    def __init__(self, cache: ProcessCache, clock: KtimeClock, emit: Emit, hooks: HookTable):
+    def __init__(self, cache: ProcessCache, clock: KtimeClock, emit: Emit, hooks: HookTable,
+                 actions=None):
         self._cache = cache
         self._clock = clock
         self._emit = emit
         self._hooks = hooks
+        self._actions = actions          # UserActions (GetUrl, DnsLookup), or None
         self.unknown_hook = 0            # records of hooks unloaded since the kernel sent them
 
     def routes(self):
@@ -104,3 +106,7 @@ class PolicyEvents:
                                         rec.pid)
         parent = self._cache.get(process.parent_key)
         self._emit(policy_event(rec, hook[1], self._clock.wall_ns(rec.ktime), process, parent))
+        if self._actions is not None and hook[1].user_actions:
+            todo = user_actions(rec, hook[1])
+            if todo:
+                self._actions.submit(todo)

@@ -95,7 +95,9 @@ def daemon_config(config: cfg.Config, extra_policies: list[str]) -> DaemonConfig
         bpf_cache=config.policies.bpf_cache,
         socket_path=config.server.socket,
         metrics_address=config.server.metrics_address,
-        redaction=config.redaction_filters)
+        redaction=config.redaction_filters,
+        dns_server=config.actions.dns_server,
+        action_timeout_s=cfg.parse_duration(config.actions.timeout))
 
 
 def run(args) -> int:

@@ -49,6 +49,7 @@ class LoadedPolicy:
     policy: Policy
     hooks: list[tuple[CompiledHook, Attachment]] = field(default_factory=list)
     load_seconds: float = 0.0
+    track: int = 0                  # its socktrack scope, when it tracks socks
 
     @property
     def name(self) -> str:
@@ -76,15 +77,17 @@ class PolicyLoader:
         loaded = LoadedPolicy(policy)
         ch = None
         try:
+            if policy.tracks_socks:
+                loaded.track = self._programs.track_scope()
             for ch in compiled:
                 self._progress(f"compiling policy {policy.name} ({ch.hook.path})")
-                att = self._programs.add(ch)
+                att = self._programs.add(ch, loaded.track)
                 loaded.hooks.append((ch, att))
                 if ch.workloads is not None:
                     self.scope.track(ch, att)
         except (AttachError, ScopeFull) as err:
             self._detach(loaded)
-            raise PolicyError(policy.source, [(ch.hook.path, str(err))]) from None
+            raise PolicyError(policy.source, [(ch.hook.path if ch else "spec", str(err))]) from None
         except BaseException:
             self._detach(loaded)
             raise
@@ -113,6 +116,9 @@ class PolicyLoader:
             self.scope.untrack(att)
             self._programs.remove(att)
         loaded.hooks.clear()
+        if loaded.track:
+            self._programs.release_scope(loaded.track)
+            loaded.track = 0
 
     def _publish(self) -> None:
         table = {}
