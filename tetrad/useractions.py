@@ -23,6 +23,7 @@ The URLs and names come from root-owned policy files, checked when parsed
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import queue
 import secrets
@@ -58,19 +59,24 @@ def dns_query(name: str, query_id: int) -> bytes:
 
 
 def parse_server(text: str) -> tuple[str, int]:
-    """"HOST:PORT" or "[IPv6]:PORT" (port 53 when left out) -> (host, port);
-    ValueError naming what is wrong."""
+    """"ADDRESS:PORT" or "[IPv6]:PORT" (port 53 when left out) -> (address,
+    port); ValueError naming what is wrong. An IP address: finding the DNS
+    server by name would need DNS."""
     host, port = text, "53"
     if text.startswith("["):
         host, _, rest = text[1:].partition("]")
         if rest:
             if not rest.startswith(":"):
-                raise ValueError(f"{text!r} is not HOST:PORT")
+                raise ValueError(f"{text!r} is not ADDRESS:PORT")
             port = rest[1:]
     elif text.count(":") == 1:
         host, port = text.split(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"{text!r} is not HOST:PORT (a port 1..65535)")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{text!r} is not ADDRESS:PORT (a port 1..65535)")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"{text!r} is not ADDRESS:PORT (an IP address)") from None
     return host, int(port)
 
 
