@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import sys
-import time
 import uuid
 
 import pytest
 
 from tests.kernel.daemon_harness import DaemonProcess
+from tests.kernel.sockets import closed_by_server
 
 pytestmark = pytest.mark.guest
 
@@ -222,36 +221,16 @@ def test_skb_and_net_device(setup):
         [(port, {"net_dev_arg": {"name": "lo"}})]
 
 
-CLIENT = ("import socket, sys\n"
-          "s = socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=5)\n"
-          "print('connected', flush=True)\n"
-          "sys.stdin.readline()\n"
-          "s.close()\n")
-
-
 def test_sk_alloc_tracking_reports_the_owner(setup):
-    client = subprocess.Popen([sys.executable, "-c", CLIENT, str(setup["listener"].getsockname()[1])],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert client.stdout.readline() == "connected\n"
-        conn, _ = setup["listener"].accept()
-        conn.close()                    # the client's sock goes to CLOSE_WAIT in this process
-        time.sleep(0.2)
-        client.stdin.write("done\n")
-        client.stdin.flush()
-        assert client.wait(timeout=30) == 0
-    finally:
-        if client.poll() is None:
-            client.kill()
-            client.wait()
+    client = closed_by_server(setup["listener"])     # its sock: CLOSE_WAIT in this process
     events = setup["daemon"].sync()
     [tracked] = [h for h in hits(events, "g-track") if h["function_name"] == "tcp_set_state"]
     [untracked] = hits(events, "g-notrack")
-    assert tracked["process"]["pid"] == client.pid
+    assert tracked["process"]["pid"] == client
     assert untracked["process"]["pid"] == PID
     assert tracked["args"][1] == {"int_arg": CLOSE_WAIT, "label": "state"}
     # The client's sk_alloc: its returned sock, tracked.
     allocs = [h for h in hits(events, "g-track")
-              if h["function_name"] == "sk_alloc" and h["process"]["pid"] == client.pid]
+              if h["function_name"] == "sk_alloc" and h["process"]["pid"] == client]
     assert allocs and all(h["return"]["sock_arg"]["family"] == "AF_INET" for h in allocs)
     assert allocs[0]["args"][0] == {"int_arg": 2, "label": "family"}

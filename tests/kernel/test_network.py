@@ -21,21 +21,20 @@ client as the sock's owner.
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import random
 import socket
 import subprocess
 import sys
-import threading
-import time
 import uuid
 
 import pytest
 
 from tetrad.policy.kernel import tracepoint_fields
+from tests import loopback_servers
 from tests.kernel.daemon_harness import DaemonProcess, wait_for
+from tests.kernel.sockets import closed_by_server
 
 pytestmark = pytest.mark.kernel
 
@@ -87,6 +86,22 @@ def on_sock(*tests: tuple[str, str], state: int | None = None, action: str = "")
     return out
 
 
+def net_dev_queue(*tests: tuple[str, str]) -> str:
+    """net:net_dev_queue with its skb's tests (operator, values), ANDed."""
+    body = f"""  tracepoints:
+  - subsystem: net
+    event: net_dev_queue
+    args:
+    - index: {SKB}
+      type: skb
+    selectors:
+    - matchArgs:
+"""
+    for op, values in tests:
+        body += f"      - index: {SKB}\n        operator: {op}\n        values: {values}\n"
+    return body
+
+
 def free_port(family=socket.AF_INET, kind=socket.SOCK_STREAM, low=None) -> int:
     """A port nobody uses now (`low`: one below 1024, for a privileged one)."""
     for _ in range(200):
@@ -115,47 +130,9 @@ class Listener:
 @pytest.fixture(scope="module")
 def servers():
     """The HTTP server and DNS responder GetUrl and DnsLookup reach."""
-    paths, names = [], []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            paths.append(self.path)
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    http_server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    dns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    dns.bind(("127.0.0.1", 0))
-    dns.settimeout(0.2)
-    stop = threading.Event()
-
-    def answer():
-        while not stop.is_set():
-            try:
-                data, peer = dns.recvfrom(512)
-            except socket.timeout:
-                continue
-            labels, at = [], 12
-            while at < len(data) and data[at]:
-                labels.append(data[at + 1:at + 1 + data[at]].decode(errors="replace"))
-                at += 1 + data[at]
-            names.append(".".join(labels))
-            dns.sendto(data[:2] + b"\x81\x80" + data[4:], peer)
-
-    threads = [threading.Thread(target=http_server.serve_forever, daemon=True),
-               threading.Thread(target=answer, daemon=True)]
-    for t in threads:
-        t.start()
-    yield {"http": http_server.server_address[1], "dns": dns.getsockname()[1], "paths": paths, "names": names}
-    stop.set()
-    http_server.shutdown()
-    http_server.server_close()
-    for t in threads:
-        t.join()
-    dns.close()
+    with loopback_servers.http_server() as (http_port, paths), \
+            loopback_servers.dns_responder() as (dns_port, questions):
+        yield {"http": http_port, "dns": dns_port, "paths": paths, "questions": questions}
 
 
 @pytest.fixture(scope="module")
@@ -195,39 +172,9 @@ def setup(tmp_path_factory, servers):
                                + on_sock(to_track, state=ESTABLISHED, action="UntrackSock")
                                + on_sock(to_track, state=CLOSE_WAIT)),
         "t-notrack": set_state(on_sock(to_track, state=CLOSE_WAIT)),
-        "t-skb": f"""  tracepoints:
-  - subsystem: net
-    event: net_dev_queue
-    args:
-    - index: {SKB}
-      type: skb
-    selectors:
-    - matchArgs:
-      - index: {SKB}
-        operator: Protocol
-        values: [IPPROTO_UDP]
-      - index: {SKB}
-        operator: DPort
-        values: ["{udp['x']}"]
-""",
-        "t-skb6": f"""  tracepoints:
-  - subsystem: net
-    event: net_dev_queue
-    args:
-    - index: {SKB}
-      type: skb
-    selectors:
-    - matchArgs:
-      - index: {SKB}
-        operator: DAddr
-        values: ["::1/128"]
-      - index: {SKB}
-        operator: Family
-        values: [AF_INET6]
-      - index: {SKB}
-        operator: DPort
-        values: ["{udp['y']}"]
-""",
+        "t-skb": net_dev_queue(("Protocol", "[IPPROTO_UDP]"), ("DPort", f'["{udp["x"]}"]')),
+        "t-skb6": net_dev_queue(("DAddr", '["::1/128"]'), ("Family", "[AF_INET6]"),
+                                ("DPort", f'["{udp["y"]}"]')),
         "t-unix": f"""  kprobes:
   - call: sys_connect
     syscall: true
@@ -411,32 +358,12 @@ def test_sockaddr_un_in_user_memory(setup):
                    {"sockaddrun_arg": {"family": "AF_UNIX", "path": f"@tetrad-abs-{RUN}"}}]
 
 
-CLIENT = ("import socket, sys\n"
-          "s = socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=5)\n"
-          "print('connected', flush=True)\n"
-          "sys.stdin.readline()\n"      # not in a socket call when the server's FIN comes
-          "s.close()\n")
-
-
 def test_socket_tracking_reports_the_owner_of_a_sock(setup):
     """The client's sock goes to CLOSE_WAIT in the test's context: the
     policy that tracked it reports the client; the one that untracked it
     and the one that never tracked it, the test (each policy's tracking
     is its own)."""
-    client = subprocess.Popen([sys.executable, "-c", CLIENT, str(setup["ports"]["track"])],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert client.stdout.readline() == "connected\n"
-        conn, _ = setup["listeners"]["track"].sock.accept()
-        conn.close()                                # the FIN: CLOSE_WAIT for the client's sock
-        time.sleep(0.2)
-        client.stdin.write("done\n")
-        client.stdin.flush()
-        assert client.wait(timeout=10) == 0
-    finally:
-        if client.poll() is None:
-            client.kill()
-            client.wait()
+    client = closed_by_server(setup["listeners"]["track"].sock, timeout=10)
     events = setup["daemon"].sync()
 
     def reported(policy: str) -> list[tuple[int, int, str]]:
@@ -444,10 +371,10 @@ def test_socket_tracking_reports_the_owner_of_a_sock(setup):
         # CLOSE -> SYN_SENT change: the port is bound after it).
         return [(h["process"]["pid"], h["args"][1]["int_arg"], h.get("action", ""))
                 for h in hits(events, policy)]
-    assert reported("t-track") == [(client.pid, SYN_SENT, "KPROBE_ACTION_TRACKSOCK"),
-                                   (client.pid, CLOSE_WAIT, "KPROBE_ACTION_POST")]
-    assert reported("t-untrack") == [(client.pid, SYN_SENT, "KPROBE_ACTION_TRACKSOCK"),
-                                     (client.pid, ESTABLISHED, "KPROBE_ACTION_UNTRACKSOCK"),
+    assert reported("t-track") == [(client, SYN_SENT, "KPROBE_ACTION_TRACKSOCK"),
+                                   (client, CLOSE_WAIT, "KPROBE_ACTION_POST")]
+    assert reported("t-untrack") == [(client, SYN_SENT, "KPROBE_ACTION_TRACKSOCK"),
+                                     (client, ESTABLISHED, "KPROBE_ACTION_UNTRACKSOCK"),
                                      (PID, CLOSE_WAIT, "KPROBE_ACTION_POST")]
     assert reported("t-notrack") == [(PID, CLOSE_WAIT, "KPROBE_ACTION_POST")]
     [tracked] = [h for h in hits(events, "t-track") if h["args"][1]["int_arg"] == CLOSE_WAIT]
@@ -463,10 +390,10 @@ def test_geturl_and_dnslookup_reach_servers_on_loopback(setup, servers):
     events = setup["daemon"].sync()
     assert sorted(h.get("action") for h in hits(events, "t-canary", "process_kprobe")) == \
         ["KPROBE_ACTION_DNSLOOKUP", "KPROBE_ACTION_GETURL"]
-    wait_for(lambda: servers["paths"] and servers["names"], 15, "the GET and the DNS query",
+    wait_for(lambda: servers["paths"] and servers["questions"], 15, "the GET and the DNS query",
              context=lambda: str(setup["daemon"].policy_counters(f"t-canary-{RUN}")))
     assert servers["paths"] == [f"/canary-{RUN}?hit=1"]
-    assert servers["names"] == [f"{RUN}.canary.test"]
+    assert servers["questions"] == [(f"{RUN}.canary.test", 1, 1)]
     stats = wait_for(lambda: (s := status(setup["daemon"]))["user_actions"]["done"] == 2 and s, 10,
                      "both counted done")
     assert stats["user_actions"] == {"requested": 2, "done": 2, "failed": 0, "dropped": 0}

@@ -3,16 +3,14 @@ against an HTTP server and a DNS responder on 127.0.0.1 that each test
 starts; the reader thread never waits; failures and a full queue are
 counted."""
 
-import http.server
 import socket
-import struct
-import threading
 import time
 
 import pytest
 
 from tetrad import config as cfg
 from tetrad.useractions import UserAction, UserActions, dns_query, parse_server
+from tests import loopback_servers
 
 
 def wait(predicate, timeout=10.0):
@@ -26,63 +24,14 @@ def wait(predicate, timeout=10.0):
 
 @pytest.fixture
 def http_server():
-    seen = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            seen.append(self.path)
-            if self.path.startswith("/moved"):
-                self.send_response(302)
-                self.send_header("Location", "/elsewhere")
-            else:
-                self.send_response(404 if self.path.startswith("/missing") else 200)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.server_address[1], seen
-    server.shutdown()
-    server.server_close()
+    with loopback_servers.http_server() as server:
+        yield server
 
 
 @pytest.fixture
 def dns_server():
-    """Answers every query with its own id (an empty answer) and keeps
-    the names asked."""
-    names = []
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.settimeout(0.2)
-    stop = threading.Event()
-
-    def serve():
-        while not stop.is_set():
-            try:
-                data, peer = sock.recvfrom(512)
-            except socket.timeout:
-                continue
-            names.append(parse_qname(data))
-            sock.sendto(data[:2] + b"\x81\x80" + data[4:], peer)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield sock.getsockname()[1], names
-    stop.set()
-    thread.join()
-    sock.close()
-
-
-def parse_qname(data: bytes) -> tuple:
-    labels, at = [], 12
-    while data[at]:
-        labels.append(data[at + 1:at + 1 + data[at]].decode())
-        at += 1 + data[at]
-    qtype, qclass = struct.unpack_from("!HH", data, at + 1)
-    return ".".join(labels), qtype, qclass
+    with loopback_servers.dns_responder() as server:
+        yield server
 
 
 def test_a_dns_query_is_rfc_1035():
