@@ -21,6 +21,7 @@ client as the sock's owner.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import random
@@ -30,8 +31,11 @@ import sys
 import uuid
 
 import pytest
+from bcc.libbcc import lib
 
+from tetrad.abi import generic as enc
 from tetrad.policy.kernel import tracepoint_fields
+from tetrad.sensors.generic import SOCKTRACK_ENTRIES
 from tests import loopback_servers
 from tests.kernel.daemon_harness import DaemonProcess, wait_for
 from tests.kernel.sockets import closed_by_server
@@ -403,3 +407,45 @@ def status(daemon) -> dict:
     out = subprocess.run([sys.executable, "-m", "tetrad.cli.tetra", "--socket", str(daemon.socket),
                           "status", "-o", "json"], capture_output=True, text=True, timeout=60, check=True)
     return json.loads(out.stdout)["stats"]
+
+
+def socktrack_entries(daemon) -> list[tuple[int, int]]:
+    """(scope, sock) of every entry of the daemon's socktrack map (an LRU
+    hash of SockKey -> SockOwner, found among its descriptors)."""
+    shape = {"map_type": "9", "key_size": str(ctypes.sizeof(enc.SockKey)),
+             "value_size": str(ctypes.sizeof(enc.SockOwner)), "max_entries": str(SOCKTRACK_ENTRIES)}
+    ids = []
+    for fd in os.listdir(f"/proc/{daemon.proc.pid}/fdinfo"):
+        try:
+            info = dict(line.split(":\t", 1) for line in
+                        open(f"/proc/{daemon.proc.pid}/fdinfo/{fd}").read().splitlines() if ":\t" in line)
+        except OSError:
+            continue
+        if all(info.get(k, "").strip() == v for k, v in shape.items()):
+            ids.append(int(info["map_id"]))
+    [map_id] = set(ids)
+    fd = lib.bpf_map_get_fd_by_id(map_id)
+    assert fd >= 0
+    try:
+        size = ctypes.sizeof(enc.SockKey)
+        key, after, out, first = ctypes.create_string_buffer(size), ctypes.create_string_buffer(size), [], True
+        while lib.bpf_get_next_key(fd, None if first else key, after) == 0:
+            k = enc.SockKey.from_buffer_copy(after.raw)
+            out.append((k.scope, k.sk))
+            ctypes.memmove(key, after, size)
+            first = False
+        return out
+    finally:
+        os.close(fd)
+
+
+def test_a_policy_that_unloads_leaves_nothing_tracked(setup):
+    """t-track never untracks the client's sock: its entry stays until the
+    policy is unloaded (disabled here), then every entry of its scope goes
+    with it (the next policy given the scope must not inherit owners)."""
+    daemon = setup["daemon"]
+    tracked = socktrack_entries(daemon)
+    assert tracked, "t-track's entry (test_socket_tracking_reports_the_owner_of_a_sock ran first)"
+    subprocess.run([sys.executable, "-m", "tetrad.cli.tetra", "--socket", str(daemon.socket),
+                    "policy", "disable", f"t-track-{RUN}"], check=True, capture_output=True, timeout=60)
+    assert socktrack_entries(daemon) == []
