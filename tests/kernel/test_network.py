@@ -37,7 +37,7 @@ from tetrad.abi import generic as enc
 from tetrad.policy.kernel import tracepoint_fields
 from tetrad.sensors.generic import SOCKTRACK_ENTRIES
 from tests import loopback_servers
-from tests.kernel.daemon_harness import DaemonProcess, wait_for
+from tests.kernel.daemon_harness import REPO, DaemonProcess, wait_for
 from tests.kernel.sockets import closed_by_server
 
 pytestmark = pytest.mark.kernel
@@ -46,6 +46,8 @@ PID = os.getpid()
 RUN = uuid.uuid4().hex[:8]
 W_URL, W_DNS, W_NONE = 6161, 6162, 6163        # lseek whence values: unique triggers
 SYN_SENT, ESTABLISHED, CLOSE_WAIT = 2, 1, 8
+EXAMPLES = REPO / "etc" / "examples"
+SHIPPED = ("tcp-established.yaml", "dns-egress.yaml", "canary-file.yaml")
 
 
 def field_index(subsys: str, event: str, name: str) -> int:
@@ -233,6 +235,8 @@ def setup(tmp_path_factory, servers):
         path.write_text(doc(f"{name}-{RUN}", body))
         paths.append(path)
     (work / "tetrad.toml").write_text(f'[actions]\ndns_server = "127.0.0.1:{servers["dns"]}"\n')
+    # The shipped examples for these features that load without kprobes, at once with the rest.
+    paths += [EXAMPLES / name for name in SHIPPED]
     daemon = DaemonProcess(work, *[a for p in paths for a in ("--policy", str(p))])
     yield {"daemon": daemon, "ports": ports, "udp": udp, "unix_dir": unix_dir, "work": work,
            "listeners": listeners}
@@ -260,6 +264,8 @@ def test_every_policy_loaded(setup):
     log = setup["daemon"].stderr_path.read_text()
     for name in ("t-sock", "t-skb", "t-unix", "t-canary", "t-track"):
         assert f"policy {name}-{RUN} loaded" in log, log
+    for name in SHIPPED:
+        assert f"policy {name.removesuffix('.yaml')} loaded" in log, log
 
 
 def test_a_sock_argument_and_its_state(setup):
