@@ -15,9 +15,11 @@ from tetrad.abi import generic as enc
 from tetrad.decode.generic import PolicyRecord, Slot
 from tetrad.events import policy as events
 from tetrad.events.policy import HookPlan, policy_event, user_actions
+from tetrad.policy import kernel
 from tetrad.policy.compile import KernelFacts, TracepointField, compile_policy
 from tetrad.policy.points import PointTables
 from tetrad.policy.schema import PolicyError, parse
+from tetrad.sensors import offsets
 from tetrad.useractions import UserAction
 from tests import tetragon_schema
 from tests.unit.events import process
@@ -346,3 +348,13 @@ def test_user_actions_are_the_selectors_at_entry_or_return():
                                           UserAction("GetUrl", "http://127.0.0.1:9/x"))
     assert user_actions(rec(0, enc.MSG_RETURN), plan) == user_actions(rec(0), plan)
     assert user_actions(rec(1), plan) == () and user_actions(rec(0xfe), plan) == ()
+
+
+def test_a_type_whose_struct_members_this_kernel_lacks_is_named(monkeypatch):
+    """A kernel whose BTF lacks sk_buff.head cannot load skb arguments: the
+    check names the member, and other types are not refused for it."""
+    known = {m: 8 for m in offsets.POLICY_FIELDS if m != "OFF_SKB_HEAD"}
+    monkeypatch.setattr(offsets, "policy_offsets", lambda: known)
+    why = "type skb needs sk_buff.head, which this kernel's BTF does not have"
+    assert ("spec.kprobes[0]", why) in kernel.missing_features(compiled(kprobe("    - index: 0\n      type: skb\n")))
+    assert not [m for m in kernel.missing_features(compiled(kprobe(SOCK0))) if "BTF does not have" in m[1]]
