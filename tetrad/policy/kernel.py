@@ -68,11 +68,11 @@ def missing_features(compiled: list[CompiledHook]) -> list[tuple[str, str]]:
             feature = features.get(name)
             if not feature.available:
                 missing.append((ch.hook.path, str(features.MissingFeature(feature, why))))
-        missing += _missing_fields(ch)
+        missing += missing_members(ch)
     return missing
 
 
-def _missing_fields(ch: CompiledHook) -> list[tuple[str, str]]:
+def missing_members(ch: CompiledHook) -> list[tuple[str, str]]:
     """Struct members a hook's argument types read that this kernel's BTF
     lacks (with BTF missing altogether, the feature check above says so)."""
     known = offsets.policy_offsets()
