@@ -5,7 +5,9 @@ One place decides whether this kernel has what a policy needs, for both
 `tetrad policy check` and the daemon's loader (tetrad/sensors/policies.py):
   kernel_facts()         what compiling needs to know (tracepoint formats)
   missing_features(hs)   every feature the compiled hooks need that this
-                         kernel lacks, with the hook that needs it
+                         kernel lacks, with the hook that needs it (and,
+                         missing_members, the struct members its argument
+                         types read that this kernel's BTF lacks)
 (Whether each hook's target exists is tetrad/sensors/targets.py.)
 Pure but for reading tracefs and the feature probe (tetrad.bpf.features).
 """
