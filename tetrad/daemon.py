@@ -192,14 +192,15 @@ class Daemon:
         if mounted:
             log.info("mounted %s", ", ".join(mounted))
         log.info("kernel: %s", features.summary_line())
-        self.notify.extend(COMPILE_EXTEND_S, "compiling the process sensor")
+
         sensor = self.sensor
         programs = GenericPrograms(lambda: {name: sensor.bpf[name.encode()].map_fd for name in SHARED_MAPS},
                                    self.config.bpf_cache)
         # The programs nearly every policy set needs compile (or come from
         # the cache) in a child process while the process sensor compiles.
         programs.begin("syscall")
-        self.sensor.load()
+        with self.notify.busy(COMPILE_EXTEND_S, "compiling the process sensor"):
+            self.sensor.load()
         self.containers = ContainerResolver(pods=self.pods)
         scope = CgroupScope(self.containers, programs, self.containers.cgroup2_mount)
         self.loader = PolicyLoader(programs, scope, prepare=HookPlan, progress=self._progress)
@@ -264,11 +265,11 @@ class Daemon:
                  "while read) in %.2fs", len(scan.entries), seeded, scan.skipped,
                  time.monotonic() - started)
 
-    def _progress(self, what: str) -> None:
-        """Before each compile: systemd gets more time and a watchdog ping,
-        `tetra status` a fresh snapshot."""
-        self.notify.extend(COMPILE_EXTEND_S, what)
+    def _progress(self, what: str):
+        """Around each hook's load (which may wait for a compile): systemd
+        gets more time and watchdog pings, `tetra status` a fresh snapshot."""
         self.publish()
+        return self.notify.busy(COMPILE_EXTEND_S, what)
 
     def sync_policies(self, retry: bool = False) -> None:
         """Make what is loaded follow the --policy files and the directory."""
