@@ -1079,9 +1079,10 @@ static __always_inline int run_actions(void *ctx, struct g_scratch *sc, struct g
 	bool do_post = true, limited = false;
 	int verdict = 0;
 
-	/* The event's action (the last that did something) and whether one
-	 * enforced, kept in map memory: as registers, the verifier would walk
-	 * the actions once per combination of their values. */
+	/* The event's action (the last that did something, an enforcing one
+	 * before any other) and whether one enforced, kept in map memory: as
+	 * registers, the verifier would walk the actions once per combination
+	 * of their values. */
 	LAUNDER(st->shown) = G_ACT_POST;
 	LAUNDER(st->enforcing) = 0;
 
@@ -1106,10 +1107,13 @@ static __always_inline int run_actions(void *ctx, struct g_scratch *sc, struct g
 		} else if (action == G_ACT_TRACKSOCK || action == G_ACT_UNTRACKSOCK) {
 			/* argSock: a position in the hook's arguments, a sock. */
 			struct g_sockinfo *si = (struct g_sockinfo *)arg_slot(st, h, a->arg)->data;
-			LAUNDER(st->shown) = action;
+			if (!LAUNDER(st->enforcing))
+				LAUNDER(st->shown) = action;
 			track_sock(st, h->track, si->cookie, action == G_ACT_TRACKSOCK);
 		} else if (action == G_ACT_GETURL || action == G_ACT_DNSLOOKUP) {
-			LAUNDER(st->shown) = action;    /* user space does it when the record comes */
+			/* User space does it when the record comes. */
+			if (!LAUNDER(st->enforcing))
+				LAUNDER(st->shown) = action;
 		} else if (action == G_ACT_OVERRIDE) {
 			LAUNDER(st->shown) = action;
 			LAUNDER(st->enforcing) = 1;
