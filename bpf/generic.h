@@ -65,12 +65,13 @@
 #define GA_BINPRM 9             /* struct linux_binprm *                    */
 #define GA_KSTR 10              /* NUL-terminated string in kernel memory   */
 #define GA_DATALOC 11           /* tracepoint __data_loc string             */
-#define GA_SKB 12               /* struct sk_buff *: its IP/TCP/UDP headers  */
-#define GA_SOCKET 13            /* struct socket *: its struct sock          */
-#define GA_KSOCKADDR 14         /* struct sockaddr * in kernel memory        */
-#define GA_USOCKADDR_UN 15      /* struct sockaddr_un * in user memory       */
-#define GA_KSOCKADDR_UN 16      /* struct sockaddr_un * in kernel memory     */
-#define GA_NETDEV 17            /* struct net_device *: its name             */
+/* Network kinds from 20 (12..19 are left to struct-walk kinds). */
+#define GA_SKB 20               /* struct sk_buff *: its IP/TCP/UDP headers  */
+#define GA_SOCKET 21            /* struct socket *: its struct sock          */
+#define GA_KSOCKADDR 22         /* struct sockaddr * in kernel memory        */
+#define GA_USOCKADDR_UN 23      /* struct sockaddr_un * in user memory       */
+#define GA_KSOCKADDR_UN 24      /* struct sockaddr_un * in kernel memory     */
+#define GA_NETDEV 25            /* struct net_device *: its name             */
 
 /* g_slot_desc.flags: which lookups a slot's predicates need, and how it is read. */
 #define GS_FWD 0x01             /* string: Equal/Prefix trie (str_fwd)      */
@@ -90,7 +91,7 @@
  * the value is unknown. Every predicate on it holds, unless the hook has
  * G_HOOK_UNREADABLE_NOMATCH (policy option unreadable-args: no-match). */
 #define G_SLOT_UNREADABLE 0x8
-#define G_SLOT_ABSTRACT 0x10    /* sockaddr_un: an abstract name (no file)  */
+#define G_SLOT_ABSTRACT 0x20    /* sockaddr_un: an abstract name (no file)  */
 
 /* Integer predicate operators (g_ipred.op). */
 #define G_OP_EQ 1               /* any value equal                          */

@@ -1233,8 +1233,8 @@ static __always_inline int finish(void *ctx, u32 lpoint, s64 retval)
 			continue;
 		}
 #ifndef TETRAD_NO_BTF
-		if (d->flags & GS_RETVAL) {
-			/* A returned sock (Python allows no other kind). */
+		if ((d->flags & GS_RETVAL) && d->kind == GA_SOCK) {
+			/* A returned sock. */
 			s->flags = 0;
 			s->len = 0;
 			slot_sock(s, (void *)retval);

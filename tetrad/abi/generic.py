@@ -29,13 +29,13 @@ NO_SLOT = 0xFF
 
 # argument read strategies
 GA = {"none": 0, "int": 1, "ustr": 2, "ubuf": 3, "fd": 4, "file": 5, "path": 6, "sock": 7,
-      "usockaddr": 8, "binprm": 9, "kstr": 10, "dataloc": 11, "skb": 12, "socket": 13,
-      "ksockaddr": 14, "usockaddr_un": 15, "ksockaddr_un": 16, "netdev": 17}
+      "usockaddr": 8, "binprm": 9, "kstr": 10, "dataloc": 11, "skb": 20, "socket": 21,
+      "ksockaddr": 22, "usockaddr_un": 23, "ksockaddr_un": 24, "netdev": 25}
 # slot descriptor flags
 GS_FWD, GS_REV, GS_SADDR, GS_DADDR, GS_SIGNED, GS_RETCOPY, GS_USER, GS_RETVAL = (
     0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80)
 
-SLOT_TRUNC, SLOT_ERROR, SLOT_PATH_TRUNC, SLOT_UNREADABLE, SLOT_ABSTRACT = 0x1, 0x2, 0x4, 0x8, 0x10
+SLOT_TRUNC, SLOT_ERROR, SLOT_PATH_TRUNC, SLOT_UNREADABLE, SLOT_ABSTRACT = 0x1, 0x2, 0x4, 0x8, 0x20
 
 # integer predicate operators
 IOPS = {"Equal": 1, "Mask": 7, "GreaterThan": 8, "LessThan": 9, "InRange": 10,
