@@ -67,6 +67,13 @@
 #define GA_BINPRM 9             /* struct linux_binprm *                    */
 #define GA_KSTR 10              /* NUL-terminated string in kernel memory   */
 #define GA_DATALOC 11           /* tracepoint __data_loc string             */
+/* Network kinds from 20 (12..19 are left to struct-walk kinds). */
+#define GA_SKB 20               /* struct sk_buff *: its IP/TCP/UDP headers  */
+#define GA_SOCKET 21            /* struct socket *: its struct sock          */
+#define GA_KSOCKADDR 22         /* struct sockaddr * in kernel memory        */
+#define GA_USOCKADDR_UN 23      /* struct sockaddr_un * in user memory       */
+#define GA_KSOCKADDR_UN 24      /* struct sockaddr_un * in kernel memory     */
+#define GA_NETDEV 25            /* struct net_device *: its name             */
 
 /* g_slot_desc.flags: which lookups a slot's predicates need, and how it is read. */
 #define GS_FWD 0x01             /* string: Equal/Prefix trie (str_fwd)      */
@@ -76,6 +83,7 @@
 #define GS_SIGNED 0x10          /* integer: sign-extend `size` bytes        */
 #define GS_RETCOPY 0x20         /* buffer: read at return, `retval` bytes   */
 #define GS_USER 0x40            /* in user memory: read again at sys_exit   */
+#define GS_RETVAL 0x80          /* read at return, from the return value    */
 
 /* Slot flags (g_slot.flags), also in records. */
 #define G_SLOT_TRUNC 0x1
@@ -85,6 +93,7 @@
  * the value is unknown. Every predicate on it holds, unless the hook has
  * G_HOOK_UNREADABLE_NOMATCH (policy option unreadable-args: no-match). */
 #define G_SLOT_UNREADABLE 0x8
+#define G_SLOT_ABSTRACT 0x20    /* sockaddr_un: an abstract name (no file)  */
 
 /* Integer predicate operators (g_ipred.op). */
 #define G_OP_EQ 1               /* any value equal                          */
@@ -94,8 +103,9 @@
 #define G_OP_INRANGE 10         /* within any (lo, hi) pair                 */
 #define G_OP_SPORT 16           /* sock/sockaddr source port in a range     */
 #define G_OP_DPORT 18           /* ... destination port in a range          */
-#define G_OP_PROTOCOL 20        /* sock protocol equal                      */
-#define G_OP_FAMILY 21          /* sock/sockaddr family equal               */
+#define G_OP_PROTOCOL 20        /* sock/skb protocol in a range             */
+#define G_OP_FAMILY 21          /* sock/sockaddr family in a range          */
+#define G_OP_STATE 22           /* sock state in a range                    */
 
 /* Actions. */
 #define G_ACT_POST 1
@@ -105,7 +115,11 @@
 #define G_ACT_OVERRIDE 5
 #define G_ACT_FOLLOWFD 6
 #define G_ACT_UNFOLLOWFD 7
-#define G_ACT_NOTIFY 8          /* NotifyEnforcer: arg error, arg2 signal  */
+#define G_ACT_TRACKSOCK 8       /* socktrack: the sock of argument `arg` -> this process */
+#define G_ACT_UNTRACKSOCK 9     /* ... forgotten                            */
+#define G_ACT_GETURL 10         /* done by user space when the record arrives */
+#define G_ACT_DNSLOOKUP 11
+#define G_ACT_NOTIFY 12         /* NotifyEnforcer: arg error, arg2 signal  */
 
 /* Hook flags. */
 #define G_HOOK_MONITOR 0x1      /* policy-mode monitor: enforcement elided  */
@@ -113,6 +127,7 @@
 #define G_HOOK_CGROUPS 0x4      /* only tasks in cgroups listed in cgroup_sel */
 #define G_HOOK_UNREADABLE_NOMATCH 0x8   /* an unreadable argument matches nothing */
 #define G_HOOK_RETURN 0x10      /* decided at return: matchReturnArgs, return actions */
+#define G_HOOK_RETSLOT 0x20     /* its last record slot is the return value (GS_RETVAL) */
 
 /* Point flags. */
 #define G_POINT_ACTIVE 0x1
@@ -152,6 +167,7 @@
 #define G_MSG_MONITOR 0x1       /* the action was not enforced (monitor)    */
 #define G_MSG_RETURN 0x2        /* retval is set                            */
 
+/* A sock, socket, sk_buff or sockaddr, in a slot's data. */
 struct g_sockinfo {
 	__u16 family;
 	__u16 type;
@@ -161,6 +177,12 @@ struct g_sockinfo {
 	__u16 state;
 	__u8 saddr[16];
 	__u8 daddr[16];
+	__u32 mark;
+	__u32 priority;
+	__u32 hash;             /* skb */
+	__u64 cookie;           /* sock: its address, the socktrack key */
+	__u32 len;              /* skb */
+	__u32 pad;
 };
 
 struct g_slot {
@@ -250,8 +272,11 @@ struct g_hook {
 	__u32 id;
 	__u32 flags;            /* G_HOOK_* */
 	__u8 nsel;
-	__u8 nargs;
-	__u8 pad[6];
+	__u8 nargs;             /* record slots (the return value's included) */
+	__u8 ret_action;        /* returnArgAction: G_ACT_TRACKSOCK/UNTRACKSOCK, or 0 */
+	__u8 sockargs;          /* record slots holding a sock (bit per slot) */
+	__u16 track;            /* its policy's socktrack scope; 0: none */
+	__u8 pad[2];
 	__u8 argslot[8];        /* the point's slot of each argument (nargs) */
 	struct g_selector sel[G_MAX_SEL];
 };
@@ -304,6 +329,22 @@ struct g_cgroup_key {
 	__u64 cgroup_id;
 	__u32 hook_id;
 	__u32 pad;
+};
+
+/* socktrack: a sock (by address) -> the process that owns it, per policy
+ * (`scope`: a policy's hooks share one, as Tetragon keeps a map per
+ * policy). Written by TrackSock/UntrackSock; a sock argument of a hook
+ * found here reports that process instead of the task the call runs in. */
+struct g_sock_key {
+	__u64 sk;
+	__u32 scope;
+	__u32 pad;
+};
+
+struct g_sock_owner {
+	__u32 pid;
+	__u32 tid;
+	__u64 ktime;            /* its exec_id's ktime (execve_map) */
 };
 
 struct g_msg {

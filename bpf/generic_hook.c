@@ -87,6 +87,9 @@
 #ifndef G_CGROUP_ENTRIES
 #define G_CGROUP_ENTRIES 16384
 #endif
+#ifndef G_SOCKTRACK_ENTRIES
+#define G_SOCKTRACK_ENTRIES 32000
+#endif
 /* Syscall numbers are below 512 on every architecture we build for; user
  * space checks a number against the same size (INDEX_SIZE). */
 #ifndef G_INDEX_SIZE
@@ -113,6 +116,11 @@ BPF_TABLE("lru_hash", u64, u64, rate_limits, 8192);
 /* Written by user space as cgroups appear (tetrad/policy/cgroup_scope.py);
  * not preallocated: most hooks are not workload-scoped. */
 BPF_F_TABLE("hash", struct g_cgroup_key, u8, cgroup_sel, G_CGROUP_ENTRIES, BPF_F_NO_PREALLOC);
+/* One map for every program type (user space makes it and hands it to each
+ * object, as the process sensor's maps): TrackSock on a kprobe is seen by a
+ * tracepoint of the same policy. LRU, as Tetragon's: a policy that tracks
+ * socks it never untracks loses the oldest. */
+BPF_TABLE("lru_hash", struct g_sock_key, struct g_sock_owner, socktrack, G_SOCKTRACK_ENTRIES);
 #if G_PROG_TYPE == G_TYPE_TP
 /* Syscall number -> logical point (0: none). */
 BPF_ARRAY(sys_point, u32, G_INDEX_SIZE);
@@ -143,7 +151,10 @@ struct g_state {
 	u8 at_return;
 	u8 deferred;                /* the whole call is decided at return */
 	u8 waits;                   /* a return hook chose a selector */
-	u8 pad[5];
+	u8 shown;                   /* S_ACT: the event's action (run_actions) */
+	u8 enforcing;               /* ... and whether one enforced */
+	u8 stack;                   /* ... and the stacks its Post asked for */
+	u8 pad[2];
 	u8 sel[G_POINT_HOOKS];      /* selector chosen per hook position */
 	struct tetrad_proc_state cur;   /* S_STATE: the caller's, at this call */
 };
@@ -304,6 +315,9 @@ static __always_inline void slot_sock(struct g_slot *s, void *sk)
 	bpf_probe_read_kernel(&si->protocol, 2, (char *)sk + OFF_SOCK_PROTOCOL);
 	bpf_probe_read_kernel(&si->state, 1, (char *)sk + OFF_SOCK_STATE);
 	bpf_probe_read_kernel(&si->sport, 2, (char *)sk + OFF_SOCK_NUM);
+	bpf_probe_read_kernel(&si->mark, 4, (char *)sk + OFF_SOCK_MARK);
+	bpf_probe_read_kernel(&si->priority, 4, (char *)sk + OFF_SOCK_PRIORITY);
+	si->cookie = (u64)sk;
 	u16 dport = 0;
 	bpf_probe_read_kernel(&dport, 2, (char *)sk + OFF_SOCK_DPORT);
 	si->dport = (dport >> 8) | (dport << 8);
@@ -316,32 +330,148 @@ static __always_inline void slot_sock(struct g_slot *s, void *sk)
 	}
 	s->len = sizeof(*si);
 }
+
+#if defined(OFF_SOCKET_SK)
+/* struct socket: its sock (Tetragon's `socket` type reads the same). */
+static __always_inline void slot_socket(struct g_slot *s, void *sock)
+{
+	slot_sock(s, sock ? read_ptr((char *)sock + OFF_SOCKET_SK) : NULL);
+}
 #endif
 
-/* struct sockaddr from user memory: both ends of the slot get its address,
- * so S* and D* predicates both see it (connect names the peer, bind the
- * local end). */
-static __always_inline void slot_usockaddr(struct g_slot *s, void *uaddr, s64 len)
+#if defined(OFF_SKB_HEAD) && defined(OFF_SKB_NETWORK_HEADER) && defined(OFF_SKB_LEN) && \
+	defined(OFF_SKB_HASH) && defined(OFF_SKB_MARK) && defined(OFF_SKB_PRIORITY)
+#define G_HAS_SKB 1
+/* IPv6 extension headers skipped before the transport header. */
+#define G_IP6_EXTS 6
+
+/* struct sk_buff: the buffer's fields and, from its network header, the IP
+ * addresses and protocol and (TCP, UDP) ports. Anything but IPv4/IPv6 at
+ * the network header leaves family 0. */
+static __always_inline void slot_skb(struct g_slot *s, void *skb)
+{
+	struct g_sockinfo *si = (struct g_sockinfo *)s->data;
+	__builtin_memset(si, 0, sizeof(*si));
+	if (!skb) {
+		s->flags |= G_SLOT_ERROR;
+		return;
+	}
+	s->len = sizeof(*si);
+	bpf_probe_read_kernel(&si->len, 4, (char *)skb + OFF_SKB_LEN);
+	bpf_probe_read_kernel(&si->hash, 4, (char *)skb + OFF_SKB_HASH);
+	bpf_probe_read_kernel(&si->mark, 4, (char *)skb + OFF_SKB_MARK);
+	bpf_probe_read_kernel(&si->priority, 4, (char *)skb + OFF_SKB_PRIORITY);
+	char *head = read_ptr((char *)skb + OFF_SKB_HEAD);
+	u16 l3 = 0xffff;
+	bpf_probe_read_kernel(&l3, 2, (char *)skb + OFF_SKB_NETWORK_HEADER);
+	u8 first = 0;
+	if (!head || l3 == 0xffff || bpf_probe_read_kernel(&first, 1, head + l3) < 0)
+		return;
+	char *ip = head + l3;
+	u8 proto = 0;
+	u32 l4;
+	if (first >> 4 == 4) {
+		si->family = 2;
+		bpf_probe_read_kernel(&proto, 1, ip + 9);
+		bpf_probe_read_kernel(si->saddr, 4, ip + 12);
+		bpf_probe_read_kernel(si->daddr, 4, ip + 16);
+		l4 = (first & 0xf) * 4;
+	} else if (first >> 4 == 6) {
+		si->family = 10;
+		bpf_probe_read_kernel(si->saddr, 16, ip + 8);
+		bpf_probe_read_kernel(si->daddr, 16, ip + 24);
+		bpf_probe_read_kernel(&proto, 1, ip + 6);
+		l4 = 40;
+		/* Hop-by-hop, routing, fragment, authentication and destination
+		 * options headers: (next header, length) first. */
+#pragma clang loop unroll(disable)
+		for (int i = 0; i < G_IP6_EXTS; i++) {
+			u8 ext[2] = {};
+			if (proto != 0 && proto != 43 && proto != 44 && proto != 51 && proto != 60)
+				break;
+			if (bpf_probe_read_kernel(ext, 2, ip + (l4 & 0x3ff)) < 0) {
+				proto = 0;
+				break;
+			}
+			if (proto == 44)
+				l4 += 8;
+			else if (proto == 51)
+				l4 += (ext[1] + 2) * 4;
+			else
+				l4 += (ext[1] + 1) * 8;
+			proto = ext[0];
+		}
+	} else {
+		return;
+	}
+	si->protocol = proto;
+	if (proto == 6 /* TCP */ || proto == 17 /* UDP */) {
+		u16 ports[2] = {};
+		bpf_probe_read_kernel(ports, 4, ip + (l4 & 0x3ff));
+		si->sport = (ports[0] >> 8) | (ports[0] << 8);
+		si->dport = (ports[1] >> 8) | (ports[1] << 8);
+	}
+}
+#endif
+#endif
+
+/* user ? bpf_probe_read_user : bpf_probe_read_kernel (constant when inlined). */
+static __always_inline long read_mem(void *dst, u32 size, void *src, bool user)
+{
+	return user ? bpf_probe_read_user(dst, size, src) : bpf_probe_read_kernel(dst, size, src);
+}
+
+/* struct sockaddr (user or kernel memory): both ends of the slot get its
+ * address, so S* and D* predicates both see it (connect names the peer,
+ * bind the local end). */
+static __always_inline void slot_sockaddr(struct g_slot *s, void *addr, s64 len, bool user)
 {
 	struct g_sockinfo *si = (struct g_sockinfo *)s->data;
 	u16 port = 0;
 	__builtin_memset(si, 0, sizeof(*si));
-	if (!uaddr || bpf_probe_read_user(&si->family, 2, uaddr) < 0) {
+	if (!addr || read_mem(&si->family, 2, addr, user) < 0) {
 		s->flags |= G_SLOT_ERROR;
 		return;
 	}
 	s->ival = len;
 	if (si->family == 2 /* AF_INET */) {
-		bpf_probe_read_user(&port, 2, (char *)uaddr + 2);
-		bpf_probe_read_user(si->daddr, 4, (char *)uaddr + 4);
+		read_mem(&port, 2, (char *)addr + 2, user);
+		read_mem(si->daddr, 4, (char *)addr + 4, user);
 		__builtin_memcpy(si->saddr, si->daddr, 4);
 	} else if (si->family == 10 /* AF_INET6 */) {
-		bpf_probe_read_user(&port, 2, (char *)uaddr + 2);
-		bpf_probe_read_user(si->daddr, 16, (char *)uaddr + 8);
+		read_mem(&port, 2, (char *)addr + 2, user);
+		read_mem(si->daddr, 16, (char *)addr + 8, user);
 		__builtin_memcpy(si->saddr, si->daddr, 16);
 	}
 	si->dport = si->sport = (port >> 8) | (port << 8);
 	s->len = sizeof(*si);
+}
+
+#define UNIX_PATH_MAX 108
+
+/* struct sockaddr_un (user or kernel memory): the family in `ival`, the
+ * path in `data` as a string, so string predicates see it; an abstract name
+ * (a leading NUL) is the name after that NUL, up to the next, marked
+ * G_SLOT_ABSTRACT (events show it with Tetragon's leading '@'). */
+static __always_inline void slot_sockaddr_un(struct g_slot *s, void *addr, bool user)
+{
+	u16 family = 0;
+	char first = 0;
+	if (!addr || read_mem(&family, 2, addr, user) < 0 ||
+	    read_mem(&first, 1, (char *)addr + 2, user) < 0) {
+		s->flags |= G_SLOT_ERROR;
+		return;
+	}
+	s->ival = family;
+	char *path = (char *)addr + 2;
+	if (!first) {
+		s->flags |= G_SLOT_ABSTRACT;
+		path++;
+	}
+	long n = user ? bpf_probe_read_user_str(s->data, UNIX_PATH_MAX, path)
+		      : bpf_probe_read_kernel_str(s->data, UNIX_PATH_MAX, path);
+	if (n > 0)
+		s->len = (n - 1) & G_STR_MASK;
 }
 
 /* A string read into a slot: its length without the NUL, truncation marked. */
@@ -415,14 +545,47 @@ static __always_inline bool read_slot(void *ctx, struct g_scratch *sc, struct g_
 		return (s->flags & G_SLOT_ERROR) && v;
 	}
 	if (kind == GA_USOCKADDR) {
-		slot_usockaddr(s, (void *)v, arg_or(st, d->sizesrc, 0));
+		slot_sockaddr(s, (void *)v, arg_or(st, d->sizesrc, 0), true);
 		return (s->flags & G_SLOT_ERROR) && v;
 	}
+	if (kind == GA_KSOCKADDR) {
+		slot_sockaddr(s, (void *)v, arg_or(st, d->sizesrc, 0), false);
+		return false;
+	}
+	if (kind == GA_USOCKADDR_UN) {
+		slot_sockaddr_un(s, (void *)v, true);
+		return (s->flags & G_SLOT_ERROR) && v;
+	}
+	if (kind == GA_KSOCKADDR_UN) {
+		slot_sockaddr_un(s, (void *)v, false);
+		return false;
+	}
 #ifndef TETRAD_NO_BTF
+	if (d->flags & GS_RETVAL)
+		return false;           /* read at return */
 	if (kind == GA_SOCK) {
 		slot_sock(s, (void *)v);
 		return false;
 	}
+#ifdef OFF_SOCKET_SK
+	if (kind == GA_SOCKET) {
+		slot_socket(s, (void *)v);
+		return false;
+	}
+#endif
+#ifdef G_HAS_SKB
+	if (kind == GA_SKB) {
+		slot_skb(s, (void *)v);
+		return false;
+	}
+#endif
+#ifdef OFF_NETDEV_NAME
+	if (kind == GA_NETDEV) {
+		/* char name[IFNAMSIZ] */
+		string_read(s, bpf_probe_read_kernel_str(s->data, 16, (char *)v + OFF_NETDEV_NAME));
+		return false;
+	}
+#endif
 	void *file = NULL, *dentry = NULL, *mnt = NULL;
 	if (kind == GA_FD) {
 		s->ival = (s32)v;
@@ -559,10 +722,13 @@ static __always_inline bool ipred_holds(struct g_slot *s, struct g_ipred *q)
 		op = G_OP_INRANGE;
 	} else if (op == G_OP_PROTOCOL) {
 		x = si->protocol;
-		op = G_OP_EQ;
+		op = G_OP_INRANGE;
 	} else if (op == G_OP_FAMILY) {
 		x = si->family;
-		op = G_OP_EQ;
+		op = G_OP_INRANGE;
+	} else if (op == G_OP_STATE) {
+		x = si->state;
+		op = G_OP_INRANGE;
 	}
 	return int_match(q, op, x);
 }
@@ -869,6 +1035,56 @@ static __always_inline struct g_slot *arg_slot(struct g_state *st, struct g_hook
 	return &st->slots[h->argslot[at(j, 7)] & G_SLOT_MASK];
 }
 
+/* TrackSock (the sock at `sk` -> this process, in the hook's policy's
+ * scope) or UntrackSock. As Tetragon, a process not in execve_map is not
+ * recorded as an owner. */
+static __always_inline void track_sock(struct g_state *st, u32 scope, u64 sk, bool track)
+{
+	struct g_sock_key key = {};
+	if (!sk || !scope)
+		return;
+	key.sk = sk;
+	key.scope = scope;
+	if (!track) {
+		socktrack.delete(&key);
+		return;
+	}
+	if (!st->proc_ktime) {
+		u32 tgid = st->pid;
+		struct tetrad_exec_entry *e = execve_map.lookup(&tgid);
+		if (!e)
+			return;
+		st->proc_ktime = e->key.ktime;
+	}
+	struct g_sock_owner owner = {.pid = st->pid, .tid = st->tid, .ktime = st->proc_ktime};
+	socktrack.update(&key, &owner);
+}
+
+/* The record's process: the owner of a sock argument that the hook's
+ * policy tracks (the last such argument), as Tetragon reports network
+ * calls made in another task's context (softirq) for the process that owns
+ * the socket. */
+static __always_inline void sock_owner(struct g_msg *msg, struct g_hook *h)
+{
+	struct g_sock_key key = {};
+	key.scope = h->track;
+#pragma clang loop unroll(disable)
+	for (u32 j = 0; j < G_MAX_ARGS; j++) {
+		if (j >= BOUND(h->nargs))
+			break;
+		if (!(h->sockargs & (1u << j)))
+			continue;
+		struct g_sockinfo *si = (struct g_sockinfo *)msg->slots[j].data;
+		key.sk = si->cookie;
+		struct g_sock_owner *owner = socktrack.lookup(&key);
+		if (owner) {
+			msg->pid = owner->pid;
+			msg->tid = owner->tid;
+			msg->proc_ktime = owner->ktime;
+		}
+	}
+}
+
 static __always_inline bool rate_limited(struct g_state *st, struct g_hook *h, u32 sel, u32 seconds)
 {
 	/* Key: hook, selector, process and the first bytes of each argument. */
@@ -954,6 +1170,8 @@ static __always_inline void post(void *ctx, struct g_scratch *sc, struct g_hook 
 	if (stack & G_STACK_USER)
 		msg->ustack = stacks.get_stackid(ctx, BPF_F_USER_STACK);
 #endif
+	if (h->track && h->sockargs)
+		sock_owner(msg, h);
 	if (events.ringbuf_output(msg, size, TETRAD_RB_FLAGS) < 0) {
 		if (stats)
 			__sync_fetch_and_add(&stats->dropped, 1);
@@ -981,10 +1199,18 @@ static __always_inline void leave_note(struct g_state *st, struct g_hook *h, s32
 static __always_inline int run_actions(void *ctx, struct g_scratch *sc, struct g_hook *h, u8 sel,
 				       struct g_action *acts, u8 *nact, u8 msg_flags)
 {
+	struct g_state *st = &sc->st;
 	bool monitor = h->flags & G_HOOK_MONITOR;
 	bool do_post = true, limited = false;
 	int verdict = 0;
-	u8 shown = G_ACT_POST, stack = 0;
+
+	/* The event's action (the last that did something, an enforcing one
+	 * before any other) and whether one enforced, kept in map memory: as
+	 * registers, the verifier would walk the actions once per combination
+	 * of their values. */
+	LAUNDER(st->shown) = G_ACT_POST;
+	LAUNDER(st->enforcing) = 0;
+	LAUNDER(st->stack) = 0;
 
 #pragma clang loop unroll(disable)
 	for (u32 i = 0; i < G_MAX_ACTIONS; i++) {
@@ -995,17 +1221,29 @@ static __always_inline int run_actions(void *ctx, struct g_scratch *sc, struct g
 		if (action == G_ACT_NOPOST) {
 			do_post = false;
 		} else if (action == G_ACT_POST) {
-			stack |= a->stack;
+			LAUNDER(st->stack) |= a->stack;
 			if (a->rate_limit_s && rate_limited(&sc->st, h, sel, a->rate_limit_s)) {
 				do_post = false;
 				limited = true;
 			}
 		} else if (action == G_ACT_SIGKILL || action == G_ACT_SIGNAL) {
-			shown = action;
+			LAUNDER(st->shown) = action;
+			LAUNDER(st->enforcing) = 1;
 			if (!monitor)
 				bpf_send_signal(action == G_ACT_SIGKILL ? 9 : a->arg);
+		} else if (action == G_ACT_TRACKSOCK || action == G_ACT_UNTRACKSOCK) {
+			/* argSock: a position in the hook's arguments, a sock. */
+			struct g_sockinfo *si = (struct g_sockinfo *)arg_slot(st, h, a->arg)->data;
+			if (!LAUNDER(st->enforcing))
+				LAUNDER(st->shown) = action;
+			track_sock(st, h->track, si->cookie, action == G_ACT_TRACKSOCK);
+		} else if (action == G_ACT_GETURL || action == G_ACT_DNSLOOKUP) {
+			/* User space does it when the record comes. */
+			if (!LAUNDER(st->enforcing))
+				LAUNDER(st->shown) = action;
 		} else if (action == G_ACT_OVERRIDE) {
-			shown = action;
+			LAUNDER(st->shown) = action;
+			LAUNDER(st->enforcing) = 1;
 			if (!monitor) {
 				verdict = a->arg;
 #if G_PROG_TYPE == G_TYPE_KPROBE && defined(G_OVERRIDE_RETURN)
@@ -1018,15 +1256,17 @@ static __always_inline int run_actions(void *ctx, struct g_scratch *sc, struct g
 #endif
 			}
 		} else if (action == G_ACT_NOTIFY) {
-			shown = action;
+			LAUNDER(st->shown) = action;
+			LAUNDER(st->enforcing) = 1;
 			if (!monitor)
 				leave_note(&sc->st, h, a->arg, a->arg2);
 		}
 		/* FollowFD/UnfollowFD: fds resolve from the fd table. */
 	}
+	bool enforcing = LAUNDER(st->enforcing);
 	struct g_hook_stats *stats = stats_of(h->id);
 	if (stats) {
-		if (shown != G_ACT_POST) {
+		if (enforcing) {
 			if (monitor)
 				__sync_fetch_and_add(&stats->monitored, 1);
 			else
@@ -1036,9 +1276,9 @@ static __always_inline int run_actions(void *ctx, struct g_scratch *sc, struct g
 			__sync_fetch_and_add(&stats->rate_limited, 1);
 	}
 	if (do_post) {
-		if (monitor && shown != G_ACT_POST)
+		if (monitor && enforcing)
 			msg_flags |= G_MSG_MONITOR;
-		post(ctx, sc, h, sel, shown, msg_flags, stack);
+		post(ctx, sc, h, sel, LAUNDER(st->shown), msg_flags, LAUNDER(st->stack));
 	}
 	return verdict;
 }
@@ -1049,6 +1289,9 @@ static __always_inline int act(void *ctx, struct g_scratch *sc, struct g_hook *h
 {
 	bool ret = sc->st.at_return && (h->flags & G_HOOK_RETURN);
 	u8 flags = ret ? G_MSG_RETURN : 0;
+	if (ret && h->ret_action)
+		/* returnArgAction: the returned sock, whatever matchReturnArgs says. */
+		track_sock(&sc->st, h->track, sc->st.retval, h->ret_action == G_ACT_TRACKSOCK);
 	if (s == ALL_SEL)
 		/* No selector: no action, Post (h->nsel is 0 here). */
 		return run_actions(ctx, sc, h, 0, h->sel[0].act, &h->nsel, flags);
@@ -1130,6 +1373,15 @@ static __always_inline int finish(void *ctx, u32 lpoint, s64 retval)
 			read_ubuf(s, v, retval);
 			continue;
 		}
+#ifndef TETRAD_NO_BTF
+		if ((d->flags & GS_RETVAL) && d->kind == GA_SOCK) {
+			/* A returned sock. */
+			s->flags = 0;
+			s->len = 0;
+			slot_sock(s, (void *)retval);
+			continue;
+		}
+#endif
 		if (!st->deferred || !(failed & (1u << i)))
 			continue;
 		/* Read again what was unreadable at entry. */
@@ -1139,8 +1391,10 @@ static __always_inline int finish(void *ctx, u32 lpoint, s64 retval)
 			string_read(s, bpf_probe_read_user_str(s->data, G_STR_MAX, (void *)v));
 		else if (d->kind == GA_UBUF)
 			read_ubuf(s, v, s->ival);
+		else if (d->kind == GA_USOCKADDR_UN)
+			slot_sockaddr_un(s, (void *)v, true);
 		else    /* a sockaddr: its length argument is gone at exit */
-			slot_usockaddr(s, (void *)v, 0);
+			slot_sockaddr(s, (void *)v, 0, true);
 		if (!(s->flags & G_SLOT_ERROR))
 			failed &= ~(1u << i);
 		else

@@ -43,6 +43,7 @@ from tetrad.events.policy import HookPlan
 from tetrad.libc import libc
 from tetrad.observer import Backpressure, Observer, Reader
 from tetrad.pipeline import PolicyEvents, ProcessEvents
+from tetrad.useractions import UserActions
 from tetrad.policy import registry as reg
 from tetrad.policy import workloads
 from tetrad.policy.cgroup_scope import CgroupScope
@@ -103,6 +104,8 @@ class DaemonConfig:
     redaction: Redaction = Redaction()     # secrets hidden in arguments (process cache)
     enable_process_cred: bool = False      # events carry cap, process_credentials
     enable_process_ns: bool = False        # events carry ns
+    dns_server: str = "1.1.1.1:53"         # DnsLookup actions ask it
+    action_timeout_s: float = 5.0          # per GetUrl request or DnsLookup query
 
 
 def losses(stats: dict) -> dict[str, int]:
@@ -176,6 +179,7 @@ class Daemon:
         self.process_events: ProcessEvents | None = None
         self.policy_events: PolicyEvents | None = None
         self.stacks: Stacks | None = None
+        self.user_actions = UserActions(config.dns_server, config.action_timeout_s)
         self.files: PolicyFiles | None = None
         self.directory: PolicyDirectory | None = None
         self.watcher: DirectoryWatcher | None = None
@@ -227,7 +231,7 @@ class Daemon:
         loader = self.loader
         self.stacks = Stacks(programs.stack_map)
         self.policy_events = PolicyEvents(self.cache, self.clock, self.sinks.emit, lambda: loader.hooks,
-                                          self.stacks)
+                                          self.stacks, self.user_actions)
         for events in (self.process_events, self.policy_events):
             for op, decoder, handler in events.routes():
                 self.observer.register(op, decoder, handler)
@@ -462,6 +466,8 @@ class Daemon:
             "cgroup_scope": {"untracked": scope.untracked if scope else 0,
                              "map_full": scope.map_full if scope else 0},
             "plugins": {p.name: p.stats() for p in self.plugins},
+            # GetUrl/DnsLookup: requested, done (answered), failed, dropped (queue full).
+            "user_actions": dict(self.user_actions.counters),
         }
 
     def status(self) -> dict:
@@ -516,6 +522,7 @@ class Daemon:
             while time.monotonic() < until and self.observer.drain():
                 pass
         self.sinks.close(STOP_SINKS_S)
+        self.user_actions.close()
         final = self.stats_line()          # before unloading: it reads the policies' counters
         close_tracepoints([self.sensor.bpf], self.loader.tracepoint_fds() if self.loader else ())
         if self.loader is not None:

@@ -22,7 +22,7 @@ from tetrad.decode.cgroup import CgroupRecord, decode_cgroup
 from tetrad.decode.generic import PolicyRecord, decode_policy
 from tetrad.decode.process import CloneRecord, ExecRecord, ExitRecord, ProcKey
 from tetrad.events.model import Event, exec_event, exit_event
-from tetrad.events.policy import policy_event
+from tetrad.events.policy import policy_event, user_actions
 from tetrad.timefmt import KtimeClock
 from tetrad.process.cache import ProcessCache
 
@@ -95,12 +95,13 @@ class PolicyEvents:
     events."""
 
     def __init__(self, cache: ProcessCache, clock: KtimeClock, emit: Emit, hooks: HookTable,
-                 stacks: StackFrames | None = None):
+                 stacks: StackFrames | None = None, actions=None):
         self._cache = cache
         self._clock = clock
         self._emit = emit
         self._hooks = hooks
         self._stacks = stacks
+        self._actions = actions          # UserActions (GetUrl, DnsLookup), or None
         self.unknown_hook = 0            # records of hooks unloaded since the kernel sent them
 
     def routes(self):
@@ -121,3 +122,7 @@ class PolicyEvents:
             if rec.ustack != NO_STACK:
                 stacks["user_stack_trace"] = self._stacks.user(rec.obj_id, rec.ustack, rec.pid)
         self._emit(policy_event(rec, hook[1], self._clock.wall_ns(rec.ktime), process, parent, stacks))
+        if self._actions is not None and hook[1].user_actions:
+            todo = user_actions(rec, hook[1])
+            if todo:
+                self._actions.submit(todo)

@@ -44,6 +44,8 @@ PAIRS = {
     "g_pid_key": encoding.PidKey,
     "g_pid_bits": encoding.PidBits,
     "g_cgroup_key": encoding.CgroupKey,
+    "g_sock_key": encoding.SockKey,
+    "g_sock_owner": encoding.SockOwner,
     "g_msg": encoding.Msg,
     "g_hook_stats": encoding.HookStats,
 }

@@ -39,8 +39,14 @@ format:
 
 print fmt: "%ld", REC->id
 """
-FACTS = KernelFacts(arch_prefix="__x64_",
-                    tracepoint_fields=lambda subsys, event: parse_tracepoint_format(FORMAT.format(event=event)),
+SOCK_FORMAT = FORMAT.replace("long id;\toffset:8;\tsize:8;\tsigned:1;", "const void * skaddr;\toffset:8;\tsize:8;\tsigned:0;")
+
+
+def tracepoint_format(subsys: str, event: str):
+    return parse_tracepoint_format((SOCK_FORMAT if subsys == "sock" else FORMAT).format(event=event))
+
+
+FACTS = KernelFacts(arch_prefix="__x64_", tracepoint_fields=tracepoint_format,
                     host_ns=tuple(4026531830 + i for i in range(len(state.NAMESPACES))))
 
 
@@ -99,8 +105,15 @@ FEATURES = {
     "sock on kernel functions": kernel_fn("    - index: 0\n      type: sock\n"),
     "linux_binprm on LSM hooks": lsm(args="    - index: 0\n      type: linux_binprm\n").replace(
         "file_open", "bprm_check_security"),
-    "skb, cred, bpf_attr, bpf_map and other kernel structs": kernel_fn(
-        "    - index: 0\n      type: skb\n", call="ip_output"),
+    "skb, socket, net_device on kernel functions": kernel_fn(
+        "    - index: 0\n      type: net_device\n    - index: 1\n      type: socket\n"
+        "    - index: 2\n      type: skb\n",
+        call="ip_output"),
+    "sock, skb on tracepoints' pointer fields": "  tracepoints:\n  - subsystem: sock\n    event: inet_sock_set_state\n"
+                                               "    args:\n    - index: 4\n      type: sock\n",
+    "sockaddr_un on syscalls": syscall(call="sys_connect", args="    - index: 1\n      type: sockaddr_un\n"),
+    "cred, bpf_attr, bpf_map and other kernel structs": kernel_fn(
+        "    - index: 0\n      type: cred\n", call="commit_creds"),
     "`resolve`, `btfType`": kernel_fn("    - index: 0\n      type: int\n      resolve: f_path.dentry\n",
                                       call="security_file_open"),
     "matchArgs string operators (Equal, Prefix, Postfix and Not*)": syscall(
@@ -108,6 +121,10 @@ FEATURES = {
         call="sys_openat", args="    - index: 1\n      type: string\n"),
     "matchArgs integer operators (Mask, GreaterThan, LessThan, InRange, ...)": syscall(
         "    - matchArgs:\n      - index: 1\n        operator: InRange\n        values: [\"1:9\"]\n"),
+    "matchArgs on sock and skb (SAddr, DPort, SPortPriv, Protocol, State, ...)": kernel_fn(
+        "    - index: 0\n      type: sock\n",
+        "    - matchArgs:\n      - index: 0\n        operator: NotDPortPriv\n"
+        "      - index: 0\n        operator: State\n        values: [TCP_SYN_SENT]\n"),
     "matchArgs address and port operators on sockaddr (SAddr, DPort, Family, ...)": syscall(
         "    - matchArgs:\n      - index: 1\n        operator: DPort\n        values: [\"443\"]\n",
         call="sys_connect", args="    - index: 1\n      type: sockaddr\n"),

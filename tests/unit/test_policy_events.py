@@ -252,9 +252,10 @@ EXPECTED = {
     'entry action run at return': ('process_kprobe',
          '"function_name":"__x64_sys_lseek","args":[{"int_arg":5556}],"return":{"int_arg":0},"a'
          'ction":"KPROBE_ACTION_SIGKILL","return_action":"KPROBE_ACTION_POST","policy_name":"p"'),
+    # no address shown for a family that is not IPv4/IPv6 (Tetragon's "invalid IP")
     'sockaddr, unknown family': ('process_kprobe',
-         '"function_name":"__x64_sys_connect","args":[{"sockaddr_arg":{"family":"99","addr":"1.2'
-         '.3.4","port":1}}],"action":"KPROBE_ACTION_POST","policy_name":"p"'),
+         '"function_name":"__x64_sys_connect","args":[{"sockaddr_arg":{"family":"99","port":1}}'
+         '],"action":"KPROBE_ACTION_POST","policy_name":"p"'),
     # What the policy would have done; its counters say it was not done.
     'monitor mode': ('process_kprobe',
          '"function_name":"__x64_sys_connect","args":[{"sockaddr_arg":{"family":"AF_INET","addr"'

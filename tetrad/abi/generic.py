@@ -31,22 +31,24 @@ NO_SLOT = 0xFF
 
 # argument read strategies
 GA = {"none": 0, "int": 1, "ustr": 2, "ubuf": 3, "fd": 4, "file": 5, "path": 6, "sock": 7,
-      "usockaddr": 8, "binprm": 9, "kstr": 10, "dataloc": 11}
+      "usockaddr": 8, "binprm": 9, "kstr": 10, "dataloc": 11, "skb": 20, "socket": 21,
+      "ksockaddr": 22, "usockaddr_un": 23, "ksockaddr_un": 24, "netdev": 25}
 # slot descriptor flags
-GS_FWD, GS_REV, GS_SADDR, GS_DADDR, GS_SIGNED, GS_RETCOPY, GS_USER = (
-    0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40)
+GS_FWD, GS_REV, GS_SADDR, GS_DADDR, GS_SIGNED, GS_RETCOPY, GS_USER, GS_RETVAL = (
+    0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80)
 
-SLOT_TRUNC, SLOT_ERROR, SLOT_PATH_TRUNC, SLOT_UNREADABLE = 0x1, 0x2, 0x4, 0x8
+SLOT_TRUNC, SLOT_ERROR, SLOT_PATH_TRUNC, SLOT_UNREADABLE, SLOT_ABSTRACT = 0x1, 0x2, 0x4, 0x8, 0x20
 
 # integer predicate operators
 IOPS = {"Equal": 1, "Mask": 7, "GreaterThan": 8, "LessThan": 9, "InRange": 10,
-        "SPort": 16, "DPort": 18, "Protocol": 20, "Family": 21}
+        "SPort": 16, "DPort": 18, "Protocol": 20, "Family": 21, "State": 22}
 ACTIONS = {"Post": 1, "NoPost": 2, "Sigkill": 3, "Signal": 4, "Override": 5, "FollowFD": 6,
-           "UnfollowFD": 7, "NotifyEnforcer": 8}
+           "UnfollowFD": 7, "TrackSock": 8, "UntrackSock": 9, "GetUrl": 10, "DnsLookup": 11,
+           "NotifyEnforcer": 12}
 ACTION_NAMES = {v: k for k, v in ACTIONS.items()}
 
-HOOK_MONITOR, HOOK_ACTIVE, HOOK_CGROUPS, HOOK_UNREADABLE_NOMATCH, HOOK_RETURN = (
-    0x1, 0x2, 0x4, 0x8, 0x10)
+HOOK_MONITOR, HOOK_ACTIVE, HOOK_CGROUPS, HOOK_UNREADABLE_NOMATCH, HOOK_RETURN, HOOK_RETSLOT = (
+    0x1, 0x2, 0x4, 0x8, 0x10, 0x20)
 POINT_ACTIVE, POINT_BINARY, POINT_PIDS, POINT_FORKS, POINT_NSPID, POINT_RETRY = (
     0x1, 0x2, 0x4, 0x8, 0x10, 0x20)
 POINT_STATE, POINT_BASE = 0x40, 0x80
@@ -77,6 +79,12 @@ class SockInfo(ctypes.Structure):
         ("state", ctypes.c_uint16),
         ("saddr", ctypes.c_uint8 * 16),
         ("daddr", ctypes.c_uint8 * 16),
+        ("mark", ctypes.c_uint32),
+        ("priority", ctypes.c_uint32),
+        ("hash", ctypes.c_uint32),
+        ("cookie", ctypes.c_uint64),
+        ("len", ctypes.c_uint32),
+        ("pad", ctypes.c_uint32),
     ]
 
 
@@ -174,7 +182,10 @@ class Hook(ctypes.Structure):
         ("flags", ctypes.c_uint32),
         ("nsel", ctypes.c_uint8),
         ("nargs", ctypes.c_uint8),
-        ("pad", ctypes.c_uint8 * 6),
+        ("ret_action", ctypes.c_uint8),
+        ("sockargs", ctypes.c_uint8),
+        ("track", ctypes.c_uint16),
+        ("pad", ctypes.c_uint8 * 2),
         ("argslot", ctypes.c_uint8 * 8),
         ("sel", Selector * MAX_SEL),
     ]
@@ -205,6 +216,14 @@ class PidBits(ctypes.Structure):
 class CgroupKey(ctypes.Structure):
     _fields_ = [("cgroup_id", ctypes.c_uint64), ("hook_id", ctypes.c_uint32),
                 ("pad", ctypes.c_uint32)]
+
+
+class SockKey(ctypes.Structure):
+    _fields_ = [("sk", ctypes.c_uint64), ("scope", ctypes.c_uint32), ("pad", ctypes.c_uint32)]
+
+
+class SockOwner(ctypes.Structure):
+    _fields_ = [("pid", ctypes.c_uint32), ("tid", ctypes.c_uint32), ("ktime", ctypes.c_uint64)]
 
 
 class Msg(ctypes.Structure):

@@ -101,7 +101,9 @@ def daemon_config(config: cfg.Config, extra_policies: list[str]) -> DaemonConfig
         metrics_address=config.server.metrics_address,
         redaction=config.redaction_filters,
         enable_process_cred=config.process.enable_process_cred,
-        enable_process_ns=config.process.enable_process_ns)
+        enable_process_ns=config.process.enable_process_ns,
+        dns_server=config.actions.dns_server,
+        action_timeout_s=cfg.parse_duration(config.actions.timeout))
 
 
 def run(args) -> int:

@@ -22,15 +22,19 @@ from __future__ import annotations
 
 import base64
 import ctypes
+import hashlib
 import ipaddress
+import os
 from typing import Callable
 
+from tetrad import netnames
 from tetrad.decode.generic import PolicyRecord, Slot
 from tetrad.events.model import Event
 from tetrad.abi import generic as enc
 from tetrad.bpf.unistd import NATIVE_ABI
 from tetrad.policy.compile import INT_SIZES, CompiledHook
-from tetrad.policy.schema import ArgSpec
+from tetrad.policy.schema import USER_ACTIONS, Action, ArgSpec
+from tetrad.useractions import UserAction
 
 KIND_EVENT = {"syscall": "process_kprobe", "kprobe": "process_kprobe",
               "tracepoint": "process_tracepoint", "lsm": "process_lsm", "uprobe": "process_uprobe"}
@@ -38,14 +42,21 @@ POST = "KPROBE_ACTION_POST"
 ACTION_NAMES = {enc.ACTIONS["Post"]: POST, enc.ACTIONS["NoPost"]: "KPROBE_ACTION_NOPOST",
                 enc.ACTIONS["Sigkill"]: "KPROBE_ACTION_SIGKILL", enc.ACTIONS["Signal"]: "KPROBE_ACTION_SIGNAL",
                 enc.ACTIONS["Override"]: "KPROBE_ACTION_OVERRIDE",
+                enc.ACTIONS["TrackSock"]: "KPROBE_ACTION_TRACKSOCK",
+                enc.ACTIONS["UntrackSock"]: "KPROBE_ACTION_UNTRACKSOCK",
+                enc.ACTIONS["GetUrl"]: "KPROBE_ACTION_GETURL",
+                enc.ACTIONS["DnsLookup"]: "KPROBE_ACTION_DNSLOOKUP",
                 enc.ACTIONS["NotifyEnforcer"]: "KPROBE_ACTION_NOTIFYENFORCER"}
-FAMILIES = {1: "AF_UNIX", 2: "AF_INET", 10: "AF_INET6", 16: "AF_NETLINK", 17: "AF_PACKET"}
-SOCK_TYPES = {1: "SOCK_STREAM", 2: "SOCK_DGRAM", 3: "SOCK_RAW", 5: "SOCK_SEQPACKET"}
-PROTOCOLS = {1: "IPPROTO_ICMP", 6: "IPPROTO_TCP", 17: "IPPROTO_UDP", 58: "IPPROTO_ICMPV6",
-             132: "IPPROTO_SCTP", 255: "IPPROTO_RAW"}
-TCP_STATES = {1: "TCP_ESTABLISHED", 2: "TCP_SYN_SENT", 3: "TCP_SYN_RECV", 4: "TCP_FIN_WAIT1",
-              5: "TCP_FIN_WAIT2", 6: "TCP_TIME_WAIT", 7: "TCP_CLOSE", 8: "TCP_CLOSE_WAIT",
-              9: "TCP_LAST_ACK", 10: "TCP_LISTEN", 11: "TCP_CLOSING", 12: "TCP_NEW_SYN_RECV"}
+FAMILIES, SOCK_TYPES = netnames.FAMILIES, netnames.SOCK_TYPES
+PROTOCOLS, TCP_STATES = netnames.PROTOCOLS, netnames.TCP_STATES
+AF_INET, AF_INET6 = 2, 10
+
+# sock_arg.cookie: Tetragon's is the struct sock's kernel address, which
+# would tell whoever reads the events where the kernel's heap is (KASLR).
+# tetrad's is that address hashed with a key the daemon draws at start: the
+# same sock has the same cookie in every event while the daemon runs, so
+# events of one socket still go together, and nothing of the address shows.
+_COOKIE_KEY = os.urandom(16)
 
 
 def _text(raw: bytes) -> str:
@@ -53,9 +64,20 @@ def _text(raw: bytes) -> str:
 
 
 def _addr(family: int, raw: bytes) -> str:
-    if family == 10:
+    """An IPv4 or IPv6 address; "" for other families (no address to show)."""
+    if family == AF_INET6:
         return str(ipaddress.IPv6Address(raw[:16]))
-    return str(ipaddress.IPv4Address(raw[:4]))
+    if family == AF_INET:
+        return str(ipaddress.IPv4Address(raw[:4]))
+    return ""
+
+
+def sock_cookie(address: int) -> int:
+    """sock_arg.cookie of the sock at `address` (0: none)."""
+    if not address:
+        return 0
+    digest = hashlib.blake2b(address.to_bytes(8, "little"), digest_size=8, key=_COOKIE_KEY).digest()
+    return int.from_bytes(digest, "little") or 1
 
 
 def _sockinfo(slot: Slot) -> enc.SockInfo:
@@ -96,8 +118,7 @@ def _bytes_arg(slot: Slot) -> dict:
     return {"bytes_arg": data}
 
 
-def _named(names: dict, value: int) -> str:
-    return names.get(value) or (str(value) if value else "")
+_name = netnames.name
 
 
 def _present(fields: dict) -> dict:
@@ -106,20 +127,49 @@ def _present(fields: dict) -> dict:
 
 
 def _sock_arg(slot: Slot) -> dict:
+    """Tetragon's KprobeSock: every name is written, a number without one
+    as its text (a sock of no type: "0"), as Tetragon does."""
     si = _sockinfo(slot)
-    return {"sock_arg": _present({"family": _named(FAMILIES, si.family),
-                                  "type": _named(SOCK_TYPES, si.type),
-                                  "protocol": _named(PROTOCOLS, si.protocol),
+    cookie = sock_cookie(si.cookie)
+    return {"sock_arg": _present({"family": _name(FAMILIES, si.family),
+                                  "type": _name(SOCK_TYPES, si.type),
+                                  "protocol": _name(PROTOCOLS, si.protocol),
+                                  "mark": si.mark, "priority": si.priority,
                                   "saddr": _addr(si.family, bytes(si.saddr)),
                                   "daddr": _addr(si.family, bytes(si.daddr)),
                                   "sport": si.sport, "dport": si.dport,
-                                  "state": _named(TCP_STATES, si.state)})}
+                                  "cookie": str(cookie) if cookie else "",
+                                  "state": _name(TCP_STATES, si.state)})}
+
+
+def _skb_arg(slot: Slot) -> dict:
+    """Tetragon's KprobeSkb: the buffer's fields and its IP/TCP/UDP headers'."""
+    si = _sockinfo(slot)
+    return {"skb_arg": _present({"hash": si.hash, "len": si.len, "priority": si.priority,
+                                 "mark": si.mark,
+                                 "saddr": _addr(si.family, bytes(si.saddr)),
+                                 "daddr": _addr(si.family, bytes(si.daddr)),
+                                 "sport": si.sport, "dport": si.dport, "proto": si.protocol,
+                                 "protocol": _name(PROTOCOLS, si.protocol),
+                                 "family": _name(FAMILIES, si.family)})}
 
 
 def _sockaddr_arg(slot: Slot) -> dict:
     si = _sockinfo(slot)
-    return {"sockaddr_arg": _present({"family": _named(FAMILIES, si.family),
+    return {"sockaddr_arg": _present({"family": _name(FAMILIES, si.family),
                                       "addr": _addr(si.family, bytes(si.daddr)), "port": si.dport})}
+
+
+def _sockaddr_un_arg(slot: Slot) -> dict:
+    """Tetragon's KprobeSockaddrUn: an abstract name with a leading '@'."""
+    path = _text(slot.data)
+    if slot.flags & enc.SLOT_ABSTRACT:
+        path = "@" + path
+    return {"sockaddrun_arg": _present({"family": _name(FAMILIES, slot.ival & 0xFFFF), "path": path})}
+
+
+def _net_dev_arg(slot: Slot) -> dict:
+    return {"net_dev_arg": _present({"name": _text(slot.data)})}
 
 
 def _path_renderer(key: str) -> Render:
@@ -151,10 +201,16 @@ def _renderer(spec: ArgSpec, width: tuple[int, bool] | None = None) -> Render:
         render = _path_renderer("path_arg")
     elif t == "linux_binprm":
         render = _path_renderer("linux_binprm_arg")
-    elif t == "sock":
+    elif t in ("sock", "socket"):
         render = _sock_arg
+    elif t == "skb":
+        render = _skb_arg
     elif t == "sockaddr":
         render = _sockaddr_arg
+    elif t == "sockaddr_un":
+        render = _sockaddr_un_arg
+    elif t == "net_device":
+        render = _net_dev_arg
     else:
         render = lambda slot: {"int_arg": _s32(slot.ival)}                         # noqa: E731
     if not spec.label:
@@ -174,7 +230,8 @@ class HookPlan:
     kind, the fields before `args`, a renderer per argument and the fields
     after `action`."""
 
-    __slots__ = ("kind", "head", "args", "ret", "ret_actions", "tail", "tags", "policy_name")
+    __slots__ = ("kind", "head", "args", "ret", "ret_slot", "ret_actions", "tail", "tags",
+                 "policy_name", "user_actions")
 
     def __init__(self, ch: CompiledHook):
         hook = ch.hook
@@ -192,13 +249,35 @@ class HookPlan:
         self.args = tuple((_renderer(spec, (slot.size, slot.signed)), spec.label)
                           for spec, slot in zip(hook.args, ch.reads))
         self.ret = _renderer(hook.return_arg) if hook.return_arg is not None else None
+        # A struct return value (a sock) is read by the kernel into the
+        # record slot after the arguments; others are the record's retval.
+        self.ret_slot = len(self.args) if ch.ret_read is not None else None
         # Selectors whose matchReturnActions ran instead of their matchActions.
         self.ret_actions = frozenset(i for i, sel in enumerate(hook.selectors) if sel.return_actions)
+        # GetUrl/DnsLookup per selector: (its matchActions', its matchReturnActions').
+        self.user_actions = {i: (_user_actions(sel.actions), _user_actions(sel.return_actions))
+                             for i, sel in enumerate(hook.selectors)
+                             if any(a.action in USER_ACTIONS for a in sel.actions + sel.return_actions)}
         self.policy_name = ch.policy_name
         self.tail = {"policy_name": ch.policy_name}
         if hook.message:
             self.tail["message"] = hook.message
         self.tags = tuple(hook.tags)
+
+
+def _user_actions(actions: tuple[Action, ...]) -> tuple[UserAction, ...]:
+    return tuple(UserAction(a.action, a.arg_url or a.arg_fqdn) for a in actions
+                 if a.action in USER_ACTIONS)
+
+
+def user_actions(rec: PolicyRecord, plan: HookPlan) -> tuple[UserAction, ...]:
+    """The GetUrl/DnsLookup actions of the selector that made a record:
+    the daemon does them when the event comes (tetrad/useractions.py)."""
+    todo = plan.user_actions.get(rec.selector)
+    if not todo:
+        return ()
+    at_return = rec.flags & enc.MSG_RETURN and rec.selector in plan.ret_actions
+    return todo[1] if at_return else todo[0]
 
 
 UNREADABLE = "unreadable user memory"
@@ -225,7 +304,10 @@ def policy_event(rec: PolicyRecord, plan: HookPlan, time_ns: int, process, paren
         fields["args"] = args
     action = ACTION_NAMES.get(rec.action, "")
     if plan.ret is not None and rec.flags & enc.MSG_RETURN:
-        fields["return"] = plan.ret(Slot(rec.retval, b"", 0))
+        if plan.ret_slot is None:
+            fields["return"] = plan.ret(Slot(rec.retval, b"", 0))
+        elif plan.ret_slot < len(rec.slots):
+            fields["return"] = plan.ret(rec.slots[plan.ret_slot])
         if rec.selector in plan.ret_actions:
             action, return_action = POST, action
         else:

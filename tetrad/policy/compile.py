@@ -40,9 +40,13 @@ INT_SIZES = schema.INT_WIDTHS         # (bytes, signed) by argument type
 
 # Argument types by where the value lives. Syscall and uprobe arguments are
 # user-space values; kprobe and LSM arguments are kernel values.
-_USER_TYPES = {"string": "ustr", "char_buf": "ubuf", "fd": "fd", "sockaddr": "usockaddr"}
+_USER_TYPES = {"string": "ustr", "char_buf": "ubuf", "fd": "fd", "sockaddr": "usockaddr",
+               "sockaddr_un": "usockaddr_un"}
 _KERNEL_TYPES = {"string": "kstr", "fd": "fd", "file": "file", "path": "path", "sock": "sock",
-                 "linux_binprm": "binprm"}
+                 "linux_binprm": "binprm", "socket": "socket", "skb": "skb", "sockaddr": "ksockaddr",
+                 "sockaddr_un": "ksockaddr_un", "net_device": "netdev"}
+# Types a tracepoint's pointer field can be given: the struct it points to.
+_POINTED = {"sock", "socket", "skb", "sockaddr", "sockaddr_un", "net_device"}
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,8 @@ class CompiledHook:
     def notes(self) -> bool:
         """Whether the hook leaves notes for an enforcer."""
         return bool(self.enforced)
+    ret_read: ArgRead | None = None     # a struct return value (sock): read at return, after
+                                        # the args in the record
 
     @property
     def enforces(self) -> bool:
@@ -124,6 +130,15 @@ def _read(hook: Hook, arg: ArgSpec, kind: str, fields: list[TracepointField] | N
             return ArgRead(enc.GA["int"], f.offset, size, signed)
         if arg.type == "fd":
             return ArgRead(enc.GA["fd"], f.offset, 4, True)
+        if arg.type in _POINTED:
+            if f.size != 8 or f.data_loc:
+                raise PolicyError("", [(f"{where}.type", f"field {f.name} of {hook.call} is {f.type}, "
+                                                         f"not a pointer to a {arg.type}")])
+            table = _USER_TYPES if user else _KERNEL_TYPES
+            if arg.type not in table:
+                raise PolicyError("", [(f"{where}.type", f"type {arg.type} is not supported on syscall "
+                                                         "tracepoints (user-space values)")])
+            return ArgRead(enc.GA[table[arg.type]], f.offset)
         raise PolicyError("", [(f"{where}.type", f"type {arg.type} is not supported on tracepoints")])
     if arg.type in schema.INT_TYPES:
         return _int_read(arg.type, arg.index)
@@ -278,6 +293,18 @@ def compile_hook(policy: Policy, hook: Hook, facts: KernelFacts) -> CompiledHook
         target = Target("uprobe", hook.symbol, binary=hook.binary, function_name=hook.symbol)
     if hook.return_ and kind in ("lsm", "tracepoint"):
         refuse(f"{hook.path}.return", f"{kind} hooks have no return probe here")
+    ret_read = None
+    if hook.return_ and hook.return_arg is not None and hook.return_arg.type in schema.SOCK_TYPES:
+        # A returned sock is read when the call returns, into a record slot
+        # after the arguments.
+        if kind != "kprobe" or hook.return_arg.type != "sock":
+            refuse(f"{hook.path}.returnArg.type", "a struct returnArg is a sock returned by a kernel "
+                                                  "function (a kprobe with syscall: false)")
+        elif len(hook.args) >= enc.MAX_ARGS:
+            refuse(f"{hook.path}.args", f"a hook with a sock returnArg has at most {enc.MAX_ARGS - 1} args "
+                                        "(the returned sock takes a record slot)")
+        else:
+            ret_read = ArgRead(enc.GA["sock"], 0, retval=True)
     reads = []
     for arg in hook.args:
         try:
@@ -298,7 +325,7 @@ def compile_hook(policy: Policy, hook: Hook, facts: KernelFacts) -> CompiledHook
     return CompiledHook(hook, target, tuple(reads), policy.name, policy.mode == "monitor",
                         policy.workloads, unreadable_match=policy.unreadable_match,
                         has_return=hook.return_, retry=retry, override_return=overriding,
-                        host_user_ns=host_user_ns, enforced=enforced)
+                        host_user_ns=host_user_ns, enforced=enforced, ret_read=ret_read)
 
 
 _EXEC_SYSCALLS = {"execve", "execveat"}

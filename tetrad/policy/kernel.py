@@ -5,7 +5,9 @@ One place decides whether this kernel has what a policy needs, for both
 `tetrad policy check` and the daemon's loader (tetrad/sensors/policies.py):
   kernel_facts()         what compiling needs to know (tracepoint formats)
   missing_features(hs)   every feature the compiled hooks need that this
-                         kernel lacks, with the hook that needs it
+                         kernel lacks, with the hook that needs it (and,
+                         missing_members, the struct members its argument
+                         types read that this kernel's BTF lacks)
 (Whether each hook's target exists is tetrad/sensors/targets.py.)
 Pure but for reading tracefs and the feature probe (tetrad.bpf.features).
 """
@@ -19,9 +21,10 @@ from pathlib import Path
 from tetrad.bpf import features
 from tetrad.process.annotate import host_namespaces
 from tetrad.policy.compile import CompiledHook, KernelFacts, parse_tracepoint_format
+from tetrad.sensors import offsets
 
 TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
-STRUCT_TYPES = {"fd", "file", "path", "sock", "linux_binprm"}
+STRUCT_TYPES = {"fd", "file", "path", "sock", "linux_binprm", "socket", "skb", "net_device"}
 
 
 def tracepoint_fields(subsys: str, event: str):
@@ -64,7 +67,7 @@ def required_features(ch: CompiledHook) -> list[tuple[str, str]]:
         need.append(("send_signal", f"{what} NotifyEnforcer argSig"))
     if actions & {"Sigkill", "Signal"} and not ch.monitor:
         need.append(("send_signal", f"{what} {'/'.join(sorted(actions & {'Sigkill', 'Signal'}))}"))
-    types = {a.type for a in ch.hook.args}
+    types = {a.type for a in ch.hook.args} | ({"sock"} if ch.ret_read is not None else set())
     ns_pid = any(p.is_namespace_pid for s in ch.hook.selectors for p in s.match_pids)
     if types & STRUCT_TYPES or ns_pid:
         need.append(("btf", f"{what} {'isNamespacePID' if ns_pid else '/'.join(sorted(types & STRUCT_TYPES))}"))
@@ -83,4 +86,20 @@ def missing_features(compiled: list[CompiledHook]) -> list[tuple[str, str]]:
             feature = features.get(name)
             if not feature.available:
                 missing.append((ch.hook.path, str(features.MissingFeature(feature, why))))
+        missing += missing_members(ch)
     return missing
+
+
+def missing_members(ch: CompiledHook) -> list[tuple[str, str]]:
+    """Struct members a hook's argument types read that this kernel's BTF
+    lacks (with BTF missing altogether, the feature check above says so)."""
+    known = offsets.policy_offsets()
+    if not known:
+        return []
+    out = []
+    for type_ in sorted({a.type for a in ch.hook.args} & set(offsets.TYPE_FIELDS)):
+        absent = [offsets.POLICY_FIELDS[m] for m in offsets.TYPE_FIELDS[type_] if m not in known]
+        if absent:
+            names = ", ".join(f"{struct}.{member}" for struct, member in absent)
+            out.append((ch.hook.path, f"type {type_} needs {names}, which this kernel's BTF does not have"))
+    return out

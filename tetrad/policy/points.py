@@ -55,7 +55,12 @@ CALLER_TABLES = ("bin_fwd", "bin_rev", "pid", "state")
 RANGE_OPS = {"InRange", "NotInRange", "SPort", "NotSPort", "DPort", "NotDPort"}
 # Argument reads in user memory, which a syscall point reads again at exit
 # when they were unreadable at entry.
-USER_MEMORY = {enc.GA["ustr"], enc.GA["ubuf"], enc.GA["usockaddr"]}
+USER_MEMORY = {enc.GA["ustr"], enc.GA["ubuf"], enc.GA["usockaddr"], enc.GA["usockaddr_un"]}
+# Reads whose slot holds a struct sock's g_sockinfo (socket tracking).
+SOCK_READS = {enc.GA["sock"], enc.GA["socket"]}
+# SPortPriv and the like: a port range, privileged ports.
+_PRIV = {"SPortPriv": ("SPort", False), "NotSPortPriv": ("SPort", True),
+         "DPortPriv": ("DPort", False), "NotDPortPriv": ("DPort", True)}
 _NOT = {"NotEqual": "Equal", "NotPrefix": "Prefix", "NotPostfix": "Postfix",
         "NotInRange": "InRange", "NotSAddr": "SAddr", "NotDAddr": "DAddr",
         "NotSPort": "SPort", "NotDPort": "DPort", "NotIn": "In"}
@@ -72,6 +77,7 @@ class ArgRead:
     signed: bool = False
     sizesrc: int | None = None  # argument holding a buffer's length
     retcopy: bool = False       # a buffer the call fills: read at return
+    retval: bool = False        # the return value (a sock): read at return
 
     @property
     def user(self) -> bool:
@@ -100,8 +106,15 @@ class _Pred:
 @dataclass
 class _HookEntry:
     ch: object                  # a CompiledHook (tetrad.policy.compile)
-    slots: tuple[int, ...]      # its reads' slots, in argument order
+    slots: tuple[int, ...]      # its record's slots: the args' in order, then a struct return's
+    track: int = 0              # its policy's socktrack scope (0: the policy tracks none)
     preds: set = field(default_factory=set)         # _Pred it uses
+
+
+def record_reads(ch) -> tuple[ArgRead, ...]:
+    """What a hook's record carries: its arguments, then a struct return
+    value (read at return)."""
+    return ch.reads + ((ch.ret_read,) if ch.ret_read is not None else ())
 
 
 @dataclass(frozen=True)
@@ -134,17 +147,18 @@ class PointTables:
 
     # ---- changes ------------------------------------------------------------
 
-    def add(self, hook_id: int, ch) -> None:
-        """Add a compiled hook; PointFull (nothing changed) when the point's
-        tables cannot hold it next to the others."""
+    def add(self, hook_id: int, ch, track: int = 0) -> None:
+        """Add a compiled hook (`track`: its policy's socktrack scope, when
+        the policy tracks socks); PointFull (nothing changed) when the
+        point's tables cannot hold it next to the others."""
         if len(self._hooks) >= enc.POINT_HOOKS:
             raise PointFull(f"{enc.POINT_HOOKS} policy hooks are attached at "
                             f"{ch.target.function_name} already, the most one attach point takes")
         snapshot = (dict(self._slots), dict(self._bits), {k: set(v) for k, v in self._users.items()},
                     {k: set(v) for k, v in self._slot_users.items()})
         try:
-            slots = tuple(self._slot(read, hook_id) for read in ch.reads)
-            entry = _HookEntry(ch, slots)
+            slots = tuple(self._slot(read, hook_id) for read in record_reads(ch))
+            entry = _HookEntry(ch, slots, track)
             for sel in ch.hook.selectors:
                 for pred, _ in self._selector_preds(ch, slots, sel):
                     self._use(pred, hook_id)
@@ -166,7 +180,7 @@ class PointTables:
             if not users:
                 del self._users[pred]
                 del self._bits[pred]
-        for read in entry.ch.reads:
+        for read in record_reads(entry.ch):
             users = self._slot_users[read]
             users.discard(hook_id)
             if not users:
@@ -214,7 +228,7 @@ class PointTables:
         positions = {a.index: n for n, a in enumerate(hook.args)}
         for ma in sel.match_args:
             arg = hook.arg(ma.index)
-            yield _arg_pred(ma, slots[positions[ma.index]], arg.group)
+            yield _arg_pred(ma, slots[positions[ma.index]], arg.type)
         if sel.match_binaries is not None:
             yield _binary_pred(sel.match_binaries)
         for mp in sel.match_pids:
@@ -243,7 +257,7 @@ class PointTables:
             d.kind, d.src, d.size = read.kind, read.src, read.size
             d.sizesrc = enc.NO_SLOT if read.sizesrc is None else read.sizesrc
             d.flags = ((enc.GS_SIGNED if read.signed else 0) | (enc.GS_RETCOPY if read.retcopy else 0)
-                       | (enc.GS_USER if read.user else 0))
+                       | (enc.GS_USER if read.user else 0) | (enc.GS_RETVAL if read.retval else 0))
             for table in uses.get(slot, ()):
                 d.flags |= table_flags.get(table, 0)
         ints = sorted((b, p) for p, b in self._bits.items() if p.table == "int")
@@ -287,11 +301,17 @@ class PointTables:
         h.flags = (enc.HOOK_ACTIVE | (enc.HOOK_MONITOR if ch.monitor else 0)
                    | (enc.HOOK_CGROUPS if ch.workloads is not None else 0)
                    | (0 if ch.unreadable_match else enc.HOOK_UNREADABLE_NOMATCH)
-                   | (enc.HOOK_RETURN if ch.has_return else 0))
+                   | (enc.HOOK_RETURN if ch.has_return else 0)
+                   | (enc.HOOK_RETSLOT if ch.ret_read is not None else 0))
         h.nsel = len(ch.hook.selectors)
         h.nargs = len(entry.slots)
         for i, slot in enumerate(entry.slots):
             h.argslot[i] = slot
+        if entry.track:
+            h.track = entry.track
+            h.ret_action = enc.ACTIONS.get(ch.hook.return_arg_action, 0)
+            h.sockargs = sum(1 << i for i, read in enumerate(record_reads(ch)) if read.kind in SOCK_READS)
+        positions = {a.index: n for n, a in enumerate(ch.hook.args)}
         for i, sel in enumerate(ch.hook.selectors):
             out = h.sel[i]
             for pred, negated in self._selector_preds(ch, entry.slots, sel):
@@ -313,10 +333,10 @@ class PointTables:
                 out.ret.negate = int(op != ma.operator)
             out.nact = len(sel.actions)
             for j, a in enumerate(sel.actions):
-                _fill_action(out.act[j], a)
+                _fill_action(out.act[j], a, positions)
             out.nret_act = len(sel.return_actions)
             for j, a in enumerate(sel.return_actions):
-                _fill_action(out.ret_act[j], a)
+                _fill_action(out.ret_act[j], a, positions)
         return bytes(h)
 
     def _entries(self) -> dict[str, dict[bytes, bytes]]:
@@ -360,10 +380,17 @@ def _set(words, bit: int) -> None:
     words[bit // 64] |= 1 << (bit % 64)
 
 
-def _arg_pred(ma: schema.MatchArg, slot: int, group: str) -> tuple[_Pred, bool]:
+def _arg_pred(ma: schema.MatchArg, slot: int, type_: str) -> tuple[_Pred, bool]:
+    if ma.operator in _PRIV:
+        op, negated = _PRIV[ma.operator]
+        return _Pred("int", slot, enc.IOPS[op], (0, 1023)), negated
     op = _NOT.get(ma.operator, ma.operator)
     negated = op != ma.operator
-    if group in ("string", "path") and ma.operator in schema.STRING_OPS:
+    group = schema.arg_group(type_)
+    if group == "sockaddr_un" and op == "Family":
+        # A sockaddr_un slot holds its family in ival.
+        return _Pred("int", slot, enc.IOPS["InRange"], tuple(_int_values(ma, op))), negated
+    if group in ("string", "path", "sockaddr_un") and ma.operator in schema.STRING_OPS:
         if op == "Equal":
             return _Pred("fwd", slot, 0, _keys(v.encode() + b"\0" for v in ma.values)), negated
         if op == "Prefix":
@@ -429,10 +456,8 @@ def _int_values(ma: schema.MatchArg, op: str) -> list[int]:
         for v in ma.values:
             lo, _, hi = v.partition(":")
             vals += [schema.parse_int(lo), schema.parse_int(hi or lo)]
-    elif op == "Protocol":
-        vals = [schema.protocol_number(v) for v in ma.values]
-    elif op == "Family":
-        vals = [schema.family_number(v) for v in ma.values]
+    elif op in schema.NAMED_OPS:
+        vals = [n for v in ma.values for n in schema.named_range(op, v)]
     else:
         vals = [schema.parse_int(v) for v in ma.values]
     if len(vals) > enc.MAX_VALUES:
@@ -453,7 +478,7 @@ def _fill_ipred(q: enc.IPred, op: int, values) -> None:
         q.vals[i] = v - (1 << 64) if v > schema.S64[1] else v
 
 
-def _fill_action(a: enc.Action, action: schema.Action) -> None:
+def _fill_action(a: enc.Action, action: schema.Action, positions: dict[int, int]) -> None:
     a.action = enc.ACTIONS[action.action]
     a.rate_limit_s = action.rate_limit_s
     a.stack = ((enc.STACK_KERNEL if action.kernel_stack else 0)
@@ -468,6 +493,8 @@ def _fill_action(a: enc.Action, action: schema.Action) -> None:
     elif action.action == "NotifyEnforcer":
         a.arg = action.arg_error
         a.arg2 = action.arg_sig
+    elif action.action in schema.SOCK_ACTIONS:
+        a.arg = positions[action.arg_sock]      # the sock's record slot
 
 
 def _union_prefixes(keys: dict[bytes, int]) -> dict[bytes, int]:

@@ -30,9 +30,12 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
+import urllib.parse
+from dataclasses import replace
 from dataclasses import dataclass, field
 
 from tetrad.abi import state as proc_state
+from tetrad import netnames
 from tetrad.policy import document, limits, source, tetragon_fields
 from tetrad.policy import workloads as workload_scope
 from tetrad.policy.errors import PolicyError, describe, kind_of, path_key
@@ -65,7 +68,11 @@ INT_WIDTHS = {"int": (4, True), "sint32": (4, True), "int32": (4, True), "s32": 
 INT_TYPES = set(INT_WIDTHS)
 STRING_TYPES = {"string", "char_buf", "data_loc", "filename"}
 PATH_TYPES = {"fd", "file", "path", "linux_binprm"}
-NET_TYPES = {"sock", "sockaddr"}
+# Network types. sock, socket (its sock) and skb have both ends of a
+# connection; sockaddr one address (tetrad lets S* and D* operators both see
+# it); sockaddr_un a family and a path; net_device a name (a string).
+SOCK_TYPES = {"sock", "socket"}
+NET_TYPES = SOCK_TYPES | {"skb", "sockaddr", "sockaddr_un", "net_device"}
 NOP_TYPE = "nop"                # a placeholder: neither read nor shown, as in Tetragon
 ARG_TYPES = INT_TYPES | STRING_TYPES | PATH_TYPES | NET_TYPES | {NOP_TYPE}
 
@@ -79,11 +86,19 @@ LIST_PREFIX = "list:"
 STRING_OPS = {"Equal", "NotEqual", "Prefix", "NotPrefix", "Postfix", "NotPostfix"}
 ADDR_OPS = {"SAddr", "NotSAddr", "DAddr", "NotDAddr"}
 PORT_OPS = {"SPort", "NotSPort", "DPort", "NotDPort"}
-NET_OPS = ADDR_OPS | PORT_OPS | {"Protocol", "Family"}
-OPS_BY_GROUP = {"int": INT_OPS, "string": STRING_OPS, "path": STRING_OPS, "net": NET_OPS}
+# Privileged ports (0..1023); they take no values.
+PRIV_OPS = {"SPortPriv", "NotSPortPriv", "DPortPriv", "NotDPortPriv"}
+# Protocol, Family and State: a name or a number, or a range of numbers.
+NAMED_OPS = {"Protocol", "Family", "State"}
+NET_OPS = ADDR_OPS | PORT_OPS | PRIV_OPS | NAMED_OPS
+OPS_BY_GROUP = {"int": INT_OPS, "string": STRING_OPS, "path": STRING_OPS, "net": NET_OPS,
+                "sockaddr": NET_OPS - {"Protocol", "State"},
+                "sockaddr_un": STRING_OPS | {"Family"}}
 ORDER_OPS = {"GreaterThan", "LessThan", "InRange", "NotInRange"}
 ACTIONS = {"Post", "NoPost", "Sigkill", "Signal", "Override", "FollowFD", "UnfollowFD",
-           "NotifyEnforcer"}
+           "TrackSock", "UntrackSock", "GetUrl", "DnsLookup", "NotifyEnforcer"}
+SOCK_ACTIONS = {"TrackSock", "UntrackSock"}     # socket tracking (argSock, returnArgAction)
+USER_ACTIONS = {"GetUrl", "DnsLookup"}           # done by the daemon when the event comes
 ENFORCING_ACTIONS = {"Sigkill", "Signal", "Override", "NotifyEnforcer"}
 BINARY_OPS = {"In", "NotIn", "Prefix", "NotPrefix", "Postfix", "NotPostfix"}
 PID_OPS = {"In", "NotIn"}
@@ -110,7 +125,11 @@ S64 = (-(1 << 63), (1 << 63) - 1)
 ANY64 = (-(1 << 63), (1 << 64) - 1)     # fits 64 bits as either signed or unsigned
 MAX_ERRNO = 4095
 SIGNALS = (1, 64)
-PROTOCOLS = (0, 255)
+NAMED_RANGES = {"Protocol": U16, "Family": U16, "State": (0, 255)}
+URL_CHARS = 2048                # argUrl
+FQDN_CHARS = 253                # argFqdn (RFC 1035)
+FQDN_RE = re.compile(r"(?=.{1,253}\.?$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)"
+                     r"(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?")
 # tetrad's own option (not Tetragon's): what an argument in user memory that
 # cannot be read (at entry, nor at syscall exit) does to a selector: "match"
 # (the default: it matches every operator, so enforcement fails closed) or
@@ -192,6 +211,9 @@ class Action:
     arg_fd: int = 0
     arg_name: int = 0
     rate_limit_s: int = 0
+    arg_sock: int = 0           # TrackSock/UntrackSock: the `index` of a sock argument
+    arg_url: str = ""           # GetUrl
+    arg_fqdn: str = ""          # DnsLookup
     kernel_stack: bool = False          # Post: kernelStackTrace
     user_stack: bool = False            # Post: userStackTrace
 
@@ -233,6 +255,7 @@ class Hook:
     message: str = ""
     tags: tuple[str, ...] = ()
     raw: bool = False                       # raw tracepoint
+    return_arg_action: str = ""             # TrackSock/UntrackSock on the returned sock
 
     def arg(self, index: int) -> ArgSpec | None:
         return next((a for a in self.args if a.index == index), None)
@@ -257,12 +280,24 @@ class Policy:
         return any(a.action in ENFORCING_ACTIONS for h in self.hooks for s in h.selectors
                    for a in s.actions + s.return_actions)
 
+    @property
+    def tracks_socks(self) -> bool:
+        """Some hook tracks socks (TrackSock/UntrackSock, returnArgAction):
+        the policy's hooks then report a tracked sock's owner."""
+        return any(h.return_arg_action or any(a.action in SOCK_ACTIONS for s in h.selectors
+                                                for a in s.actions + s.return_actions)
+                   for h in self.hooks)
+
 
 def arg_group(type_: str) -> str:
     if type_ in STRING_TYPES:
         return "string"
     if type_ in PATH_TYPES:
         return "path"
+    if type_ == "net_device":
+        return "string"
+    if type_ in ("sockaddr", "sockaddr_un"):
+        return type_
     if type_ in NET_TYPES:
         return "net"
     return "int"
@@ -324,15 +359,15 @@ def parse_duration(value) -> int:
     return int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
 
 
-def protocol_number(value: str) -> int:
-    names = {"IPPROTO_TCP": 6, "IPPROTO_UDP": 17, "IPPROTO_ICMP": 1, "IPPROTO_ICMPV6": 58,
-             "IPPROTO_RAW": 255, "IPPROTO_SCTP": 132}
-    return names[value] if value in names else parse_int(value)
-
-
-def family_number(value: str) -> int:
-    names = {"AF_UNIX": 1, "AF_INET": 2, "AF_INET6": 10, "AF_NETLINK": 16, "AF_PACKET": 17}
-    return names[value] if value in names else parse_int(value)
+def named_range(op: str, value: str) -> tuple[int, int]:
+    """A Protocol, Family or State value as a range: Tetragon's name of one
+    (IPPROTO_UDP, AF_INET6, TCP_LISTEN), a number, or "low:high"."""
+    table = {"Protocol": "protocol", "Family": "family", "State": "state"}[op]
+    found = netnames.number(table, value)
+    if found is not None:
+        return found, found
+    lo, _, hi = value.partition(":")
+    return parse_int(lo), parse_int(hi or lo)
 
 
 def _in(value: int, bounds: tuple[int, int]) -> bool:
@@ -547,7 +582,17 @@ class _Checker:
         if op is None:
             return None
         op = {"GT": "GreaterThan", "LT": "LessThan"}.get(op, op)
-        in_maps = spec.group in ("string", "path") or op in ADDR_OPS
+        if op == "State" and spec.type not in SOCK_TYPES:
+            self.fail(f"{path}.operator", f"State applies to sock and socket arguments, not {spec.type} "
+                                          "(Tetragon's never matches there)")
+            return None
+        if op in PRIV_OPS:
+            if raw.get("values"):
+                self.fail(f"{path}.values", f"{op} takes no values (it means ports 0..1023)")
+                return None
+            return MatchArg(index, op, (), path)
+        in_maps = spec.group in ("string", "path") or op in ADDR_OPS or (
+            spec.group == "sockaddr_un" and op in STRING_OPS)
         limit = None if in_maps or op in MAP_OPS else limits.VALUES
         where = f"{path}.values"
         values = []
@@ -561,7 +606,7 @@ class _Checker:
         if op in MAP_OPS and len(values) > limits.VALUES:
             self.fail(where, f"{len(values)} values; InMap on an integer holds at most "
                              f"{limits.VALUES} (a selector's kernel entry)")
-        if spec.group in ("string", "path") or op in ADDR_OPS:
+        if in_maps:
             self.map_values += len(values)
         return MatchArg(index, op, tuple(values), path)
 
@@ -593,13 +638,18 @@ class _Checker:
                         raise ValueError(self._out_of_range(number, bounds, spec, op))
                 if lo_i > hi_i:
                     raise ValueError(f"range {describe(text)} is empty")
-            elif op == "Protocol":
-                if not _in(number := protocol_number(text), PROTOCOLS):
-                    raise ValueError(f"{describe(number)} is not an IP protocol number "
-                                     f"({_range_text(PROTOCOLS)})")
-            elif op == "Family":
-                if not _in(number := family_number(text), U16):
-                    raise ValueError(f"{describe(number)} is out of range {_range_text(U16)}")
+            elif op in NAMED_OPS:
+                try:
+                    lo_i, hi_i = named_range(op, text)
+                except ValueError:
+                    raise ValueError(f"{describe(text)} is not a name Tetragon knows for {op}, a number "
+                                     "or a range low:high") from None
+                bounds = NAMED_RANGES[op]
+                for number in (lo_i, hi_i):
+                    if not _in(number, bounds):
+                        raise ValueError(f"{describe(number)} is out of range {_range_text(bounds)}")
+                if lo_i > hi_i:
+                    raise ValueError(f"range {describe(text)} is empty")
             elif spec.group == "int":
                 bounds = int_range(spec.type, op)
                 if not _in(number := parse_int(text), bounds):
@@ -626,6 +676,7 @@ class _Checker:
 
     def action(self, raw, path: str, kind: str) -> Action | None:
         raw = self.mapping(raw, path, {"action", "argError", "argSig", "argFd", "argName",
+                                       "argSock", "argUrl", "argFqdn",
                                        "rateLimit", "rateLimitScope", "kernelStackTrace",
                                        "userStackTrace", "imaHash"}, "action")
         name = self.choice(raw.get("action"), f"{path}.action", ACTIONS, "action")
@@ -681,8 +732,53 @@ class _Checker:
                                                f"{_range_text(U32)} (the kernel keeps seconds in "
                                                "32 bits)")
                 rate = 0
+        arg_sock = self.integer(raw.get("argSock"), f"{path}.argSock", slots,
+                                "the position of a sock argument in args", 0)
+        arg_url = arg_fqdn = ""
+        if name == "GetUrl":
+            arg_url = self.url(raw.get("argUrl"), f"{path}.argUrl")
+        elif "argUrl" in raw:
+            self.fail(f"{path}.argUrl", "argUrl applies to GetUrl only")
+        if name == "DnsLookup":
+            arg_fqdn = self.fqdn(raw.get("argFqdn"), f"{path}.argFqdn")
+        elif "argFqdn" in raw:
+            self.fail(f"{path}.argFqdn", "argFqdn applies to DnsLookup only")
         return Action(name, arg_error or 0, arg_sig or 0, arg_fd or 0, arg_name or 0, rate,
-                      stacks["kernelStackTrace"], stacks["userStackTrace"])
+                      arg_sock or 0, arg_url, arg_fqdn, kernel_stack=stacks["kernelStackTrace"],
+                      user_stack=stacks["userStackTrace"])
+
+    def url(self, value, path: str) -> str:
+        """GetUrl's argUrl: an http or https URL with a host."""
+        if value is None:
+            self.fail(path, "GetUrl needs argUrl, the http:// or https:// URL to request")
+            return ""
+        text = self.text(value, path, max_chars=URL_CHARS)
+        if text is None:
+            return ""
+        try:
+            parts = urllib.parse.urlsplit(text)
+            parts.port                      # raises on a port that is not a number
+        except ValueError:
+            parts = None
+        if (parts is None or parts.scheme not in ("http", "https") or not parts.hostname
+                or any(c.isspace() or not c.isprintable() for c in text)):
+            self.fail(path, f"{describe(text)} is not an http:// or https:// URL with a host")
+            return ""
+        return text
+
+    def fqdn(self, value, path: str) -> str:
+        """DnsLookup's argFqdn: a domain name (letters, digits, '-', '_',
+        labels of 1..63 characters, 253 in all)."""
+        if value is None:
+            self.fail(path, "DnsLookup needs argFqdn, the domain name to look up")
+            return ""
+        text = self.text(value, path, max_chars=FQDN_CHARS + 1)
+        if text is None:
+            return ""
+        if not FQDN_RE.fullmatch(text):
+            self.fail(path, f"{describe(text)} is not a domain name")
+            return ""
+        return text
 
     def match_pids(self, raw, where: str) -> MatchPIDs | None:
         m = self.mapping(raw, where, {"operator", "values", "followForks", "isNamespacePID"}, "matchPIDs")
@@ -809,8 +905,11 @@ class _Checker:
             self.fail(f"{path}.matchBinaries", "at most one entry per selector (Tetragon's limit)")
         for i, m in enumerate(raw_bins[:1]):
             binaries = self.match_binaries(m, f"{path}.matchBinaries[{i}]")
-        actions = self._actions(raw.get("matchActions"), f"{path}.matchActions", kind)
-        ret_actions = self._actions(raw.get("matchReturnActions"), f"{path}.matchReturnActions", kind)
+        actions = self._sock_args(self._actions(raw.get("matchActions"), f"{path}.matchActions", kind),
+                                  f"{path}.matchActions", hook_args)
+        ret_actions = self._sock_args(self._actions(raw.get("matchReturnActions"),
+                                                    f"{path}.matchReturnActions", kind),
+                                      f"{path}.matchReturnActions", hook_args)
         if ret_actions and return_arg is None and "return" not in broken:
             self.fail(f"{path}.matchReturnActions", "needs `return: true` and `returnArg`")
         raw_ns = self.seq(raw.get("matchNamespaces"), f"{path}.matchNamespaces")
@@ -835,6 +934,25 @@ class _Checker:
         return Selector(tuple(match_args), tuple(return_args), tuple(pids), binaries,
                         tuple(actions), tuple(ret_actions), tuple(namespaces), ns_changes,
                         tuple(caps), tuple(cap_changes))
+
+    def _sock_args(self, actions: list[Action], path: str, hook_args: dict[int, ArgSpec]) -> list[Action]:
+        """TrackSock/UntrackSock: argSock is a position in the hook's args
+        (as Tetragon counts it), which must be a sock or socket; the action
+        keeps that argument's index."""
+        out = []
+        by_position = list(hook_args.values())
+        for i, a in enumerate(actions):
+            if a.action in SOCK_ACTIONS:
+                arg = by_position[a.arg_sock] if a.arg_sock < len(by_position) else None
+                if arg is None or arg.type not in SOCK_TYPES:
+                    what = f"argument {a.arg_sock} is of type {arg.type}" if arg else \
+                        f"there is no argument {a.arg_sock}"
+                    self.fail(f"{path}[{i}].argSock", f"{a.action} needs argSock, the position in args "
+                                                      f"of a sock or socket argument; {what}")
+                    continue
+                a = replace(a, arg_sock=arg.index)
+            out.append(a)
+        return out
 
     def _actions(self, raw, path: str, kind: str) -> list[Action]:
         raw = self.seq(raw, path)
@@ -912,6 +1030,20 @@ class _Checker:
             return None
         return text
 
+    def return_arg_action(self, raw: dict, path: str, return_: bool, return_arg: ArgSpec | None) -> str:
+        """returnArgAction: Post (the default) or TrackSock/UntrackSock on
+        the returned sock; "" for Post."""
+        value = raw.get("returnArgAction")
+        if value is None:
+            return ""
+        action = self.choice(value, f"{path}.returnArgAction", {"Post"} | SOCK_ACTIONS, "returnArgAction")
+        if action in SOCK_ACTIONS:
+            if not return_ or return_arg is None or return_arg.type != "sock":
+                self.fail(f"{path}.returnArgAction", f"{action} needs `return: true` and a returnArg of "
+                                                     "type sock")
+            return action
+        return ""
+
     def hook(self, raw, kind: str, path: str) -> list[Hook]:
         """The hooks of one entry: one, or one per syscall of a `list:NAME`
         call, or one per uprobe symbol, as Tetragon attaches them."""
@@ -957,8 +1089,7 @@ class _Checker:
         if not return_:
             return_arg = None       # Tetragon ignores returnArg without `return: true`
             broken.discard("return")
-        if raw.get("returnArgAction") not in (None, "Post"):
-            self.fail(f"{path}.returnArgAction", "only Post is supported (TrackSock/UntrackSock are not)")
+        ret_action = self.return_arg_action(raw, path, return_, return_arg)
         sel_raw = self.seq(raw.get("selectors"), f"{path}.selectors")
         if len(sel_raw) > MAX_SELECTORS:
             self.fail(f"{path}.selectors", f"{len(sel_raw)} selectors; Tetragon allows at most {MAX_SELECTORS}")
@@ -979,7 +1110,8 @@ class _Checker:
         message = self.optional_text(raw, "message", path, limits.MESSAGE)
         args = [a for a in args if a.type != NOP_TYPE]
         base = dict(kind=kind, path=path, args=tuple(args), selectors=selectors, message=message,
-                    tags=tuple(tags), return_=return_, return_arg=return_arg)
+                    tags=tuple(tags), return_=return_, return_arg=return_arg,
+                    return_arg_action=ret_action)
         if kind == "kprobe":
             call = raw.get("call", "")
             if isinstance(call, str) and call.startswith(LIST_PREFIX):
@@ -995,6 +1127,9 @@ class _Checker:
                 syscall = call.startswith(("sys_", "__x64_sys_", "__arm64_sys_"))
             else:
                 syscall = self.flag(raw, "syscall", path)
+            if syscall and ret_action:
+                self.fail(f"{path}.returnArgAction", f"{ret_action} tracks the struct sock * a kernel "
+                                                     "function returns; a syscall returns a number")
             return [Hook(call=call, syscall=syscall, **base)]
         if kind == "tracepoint":
             subsystem = self.name(raw.get("subsystem", ""), f"{path}.subsystem", TRACEFS_NAME_RE,

@@ -23,7 +23,11 @@ verifier pass, not a compile.
 
 Only this module writes policy maps. Programs share the process sensor's
 ring buffer, execve_map and shed map (bpf/shared_maps.h): `shared` gives
-their descriptors.
+their descriptors. The objects of every program type share one socktrack
+map, which this module makes: a policy's TrackSock on a kprobe is seen by
+its tracepoint. Each policy that tracks socks has a scope of its own in it
+(`track_scope`), as Tetragon keeps a map per policy; its entries go when
+the policy unloads.
 """
 
 from __future__ import annotations
@@ -56,7 +60,10 @@ MAX_HOOKS = 256                 # per object (G_MAX_HOOKS)
 CGROUP_ENTRIES = 16384          # per object: (cgroup, hook) pairs of scoped hooks
 TRIE_ENTRIES = 16384            # per trie (G_TRIE_ENTRIES)
 PID_ENTRIES = 4096              # pid_sel (G_PID_ENTRIES)
+SOCKTRACK_ENTRIES = 32000       # socktrack (G_SOCKTRACK_ENTRIES), Tetragon's: ~3 MB of kernel memory
+SOCKTRACK_SCOPES = 65535        # g_hook.track is a u16; 0 is none
 BPF_MAP_TYPE_PROG_ARRAY = 3
+BPF_MAP_TYPE_LRU_HASH = 9
 
 # Program types (G_PROG_TYPE) and the hook kinds each serves.
 TYPE_TP, TYPE_KPROBE, TYPE_LSM, TYPE_RAWTP = 1, 2, 3, 4
@@ -183,11 +190,13 @@ class GenericPrograms:
         self._objects: dict[int, HookObject] = {}
         self._compiling: dict[int, bpfobject.Compilation] = {}
         self._points: dict[tuple, AttachPoint] = {}
+        self._socktrack: bpf_syscall.Fd | None = None
+        self._free_scopes = list(range(1, SOCKTRACK_SCOPES + 1))
         offsets = struct_offsets.policy_offsets()
         self._cflags = [f"-I{bpfobject.source().parent}", f"-DG_MAX_POINTS={MAX_POINTS}",
                         f"-DG_MAX_HOOKS={MAX_HOOKS}", f"-DG_INDEX_SIZE={INDEX_SIZE}",
                         f"-DG_CGROUP_ENTRIES={CGROUP_ENTRIES}", f"-DG_TRIE_ENTRIES={TRIE_ENTRIES}",
-                        f"-DG_PID_ENTRIES={PID_ENTRIES}"]
+                        f"-DG_PID_ENTRIES={PID_ENTRIES}", f"-DG_SOCKTRACK_ENTRIES={SOCKTRACK_ENTRIES}"]
         self._cflags += struct_offsets.cflags(offsets or None)
         self._cflags += [f"-D{k}={v}" for k, v in sorted(offsets.items()) if k.startswith("SIZEOF_")]
 
@@ -205,17 +214,19 @@ class GenericPrograms:
 
     # ---- hooks ----------------------------------------------------------------
 
-    def add(self, ch: CompiledHook) -> Attachment:
+    def add(self, ch: CompiledHook, track: int = 0) -> Attachment:
         """Add a hook at its point: tables written, point attached. A
         workload-scoped hook then runs for no cgroup until they are listed
-        (scope_cgroup). On failure nothing of this hook stays in the kernel."""
+        (scope_cgroup). `track`: its policy's socktrack scope (track_scope)
+        when the policy tracks socks. On failure nothing of this hook stays
+        in the kernel."""
         obj = self._object(TYPE_OF_KIND[ch.target.kind])
         point = self._point(obj, ch.target)
         if not obj.free_hooks:
             raise AttachError(f"{MAX_HOOKS} policy hooks of this kind are loaded, the most tetrad holds")
         hook_id = obj.free_hooks.pop(0)
         try:
-            point.tables.add(hook_id, ch)
+            point.tables.add(hook_id, ch, track)
         except PolicyError as err:
             obj.free_hooks.insert(0, hook_id)
             self._drop_if_empty(point)
@@ -246,6 +257,42 @@ class GenericPrograms:
             if att.hook_id not in att.obj.free_hooks:
                 att.obj.free_hooks.append(att.hook_id)
 
+    # ---- socket tracking ---------------------------------------------------------
+
+    def track_scope(self) -> int:
+        """A socktrack scope for one loaded policy that tracks socks."""
+        if not self._free_scopes:
+            raise AttachError(f"{SOCKTRACK_SCOPES} policies track sockets, the most tetrad holds")
+        return self._free_scopes.pop(0)
+
+    def release_scope(self, scope: int) -> None:
+        """The policy of `scope` is gone: its entries go (a sock it tracked
+        and never untracked would otherwise name its owner to the next
+        policy given the scope)."""
+        if self._socktrack is not None:
+            fd, size = self._socktrack.fd, ctypes.sizeof(enc.SockKey)
+            key, after = ctypes.create_string_buffer(size), ctypes.create_string_buffer(size)
+            gone, first = [], True
+            while lib.bpf_get_next_key(fd, None if first else key, after) == 0:
+                if enc.SockKey.from_buffer_copy(after.raw).scope == scope:
+                    gone.append(after.raw)
+                ctypes.memmove(key, after, size)
+                first = False
+            for raw in gone:
+                lib.bpf_delete_elem(fd, ctypes.create_string_buffer(raw, size))
+        if scope not in self._free_scopes:
+            self._free_scopes.append(scope)
+
+    def _shared_maps(self) -> dict[str, int]:
+        if self._socktrack is None:
+            try:
+                self._socktrack = bpf_syscall.map_create(
+                    BPF_MAP_TYPE_LRU_HASH, ctypes.sizeof(enc.SockKey), ctypes.sizeof(enc.SockOwner),
+                    SOCKTRACK_ENTRIES, 0, "socktrack")
+            except OSError as err:
+                raise AttachError(f"cannot create the socket tracking map: {err.strerror}") from None
+        return {**self._shared(), "socktrack": self._socktrack.fd}
+
     # ---- points ---------------------------------------------------------------
 
     def _object(self, prog_type: int) -> HookObject:
@@ -253,7 +300,7 @@ class GenericPrograms:
         if obj is None:
             self.begin(next(k for k, t in TYPE_OF_KIND.items() if t == prog_type))
             compilation = self._compiling.pop(prog_type)
-            obj = HookObject(prog_type, compilation, self._shared())
+            obj = HookObject(prog_type, compilation, self._shared_maps())
             self._objects[prog_type] = obj
         return obj
 
@@ -507,6 +554,9 @@ class GenericPrograms:
         for compilation in self._compiling.values():
             compilation.cancel()
         self._compiling.clear()
+        if self._socktrack is not None:
+            self._socktrack.close()
+            self._socktrack = None
 
 
 def _u32(value: int) -> bytes:

@@ -47,9 +47,10 @@ _FIELDS: dict[str, tuple[str, str]] = {
 }
 _OPTIONAL = frozenset({"OFF_TASK_LOGINUID"})
 
-# Fields policy programs follow for file, fd, sock, linux_binprm arguments
-# and isNamespacePID (bpf/generic_hook.c). Missing ones make only the
-# argument types that need them unavailable.
+# Fields policy programs follow for file, fd, sock, socket, skb, net_device,
+# linux_binprm arguments and isNamespacePID (bpf/generic_hook.c). Missing
+# ones make only the argument types that need them unavailable
+# (TYPE_FIELDS, checked by tetrad.policy.kernel).
 POLICY_FIELDS: dict[str, tuple[str, str]] = {
     "OFF_TASK_FILES": ("task_struct", "files"),
     "OFF_FILES_FDT": ("files_struct", "fdt"),
@@ -66,6 +67,16 @@ POLICY_FIELDS: dict[str, tuple[str, str]] = {
     "OFF_SOCK_V6_SADDR": ("sock", "__sk_common.skc_v6_rcv_saddr"),
     "OFF_SOCK_PROTOCOL": ("sock", "sk_protocol"),
     "OFF_SOCK_TYPE": ("sock", "sk_type"),
+    "OFF_SOCK_MARK": ("sock", "sk_mark"),
+    "OFF_SOCK_PRIORITY": ("sock", "sk_priority"),
+    "OFF_SOCKET_SK": ("socket", "sk"),
+    "OFF_SKB_HEAD": ("sk_buff", "head"),
+    "OFF_SKB_NETWORK_HEADER": ("sk_buff", "network_header"),
+    "OFF_SKB_LEN": ("sk_buff", "len"),
+    "OFF_SKB_HASH": ("sk_buff", "hash"),
+    "OFF_SKB_MARK": ("sk_buff", "mark"),
+    "OFF_SKB_PRIORITY": ("sk_buff", "priority"),
+    "OFF_NETDEV_NAME": ("net_device", "name"),
     "OFF_TASK_THREAD_PID": ("task_struct", "thread_pid"),
     "OFF_PID_LEVEL": ("pid", "level"),
     "OFF_PID_NUMBERS": ("pid", "numbers"),
@@ -124,6 +135,14 @@ _STATE_OPTIONAL = (
 # Blocks read with one call each: name -> macro prefix of their fields.
 _STATE_BLOCKS = {"CRED": "OFF_CRED_", "NSPROXY": "OFF_NSPROXY_", "USERNS": "OFF_USERNS_"}
 STATE_BLOCK_MAX = 256             # bytes of BPF stack one block may take
+# The fields each struct argument type needs (beyond the sock's, which every
+# policy program needs to compile).
+TYPE_FIELDS: dict[str, tuple[str, ...]] = {
+    "socket": ("OFF_SOCKET_SK",),
+    "skb": ("OFF_SKB_HEAD", "OFF_SKB_NETWORK_HEADER", "OFF_SKB_LEN", "OFF_SKB_HASH",
+            "OFF_SKB_MARK", "OFF_SKB_PRIORITY"),
+    "net_device": ("OFF_NETDEV_NAME",),
+}
 
 
 class OffsetsUnavailable(Exception):

@@ -52,6 +52,7 @@ class LoadedPolicy:
     hooks: list[tuple[CompiledHook, Attachment]] = field(default_factory=list)
     enforcers: list[str] = field(default_factory=list)     # syscall functions acquired
     load_seconds: float = 0.0
+    track: int = 0                  # its socktrack scope, when it tracks socks
 
     @property
     def name(self) -> str:
@@ -80,19 +81,21 @@ class PolicyLoader:
         loaded = LoadedPolicy(policy)
         ch = None
         try:
+            if policy.tracks_socks:
+                loaded.track = self._programs.track_scope()
             for ch in compiled:
                 with self._progress(f"loading policy {policy.name} ({ch.hook.path})"):
                     # The enforcers first: a note must never wait for one.
                     for function, nr in ch.enforced:
                         self._enforcers.acquire(function, nr)
                         loaded.enforcers.append(function)
-                    att = self._programs.add(ch)
+                    att = self._programs.add(ch, loaded.track)
                 loaded.hooks.append((ch, att))
                 if ch.workloads is not None:
                     self.scope.track(ch, att)
         except (AttachError, ScopeFull) as err:
             self._detach(loaded)
-            raise PolicyError(policy.source, [(ch.hook.path, str(err))]) from None
+            raise PolicyError(policy.source, [(ch.hook.path if ch else "spec", str(err))]) from None
         except BaseException:
             self._detach(loaded)
             raise
@@ -124,6 +127,9 @@ class PolicyLoader:
         for function in loaded.enforcers:
             self._enforcers.release(function)
         loaded.enforcers.clear()
+        if loaded.track:
+            self._programs.release_scope(loaded.track)
+            loaded.track = 0
 
     def _publish(self) -> None:
         table = {}
