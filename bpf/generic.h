@@ -257,6 +257,29 @@ struct g_cgroup_key {
 	__u32 pad;
 };
 
+/* usdt_specs: where each argument of a USDT probe is at the probe (its
+ * note's argument specs, tetrad/elf.py), per logical point: the program
+ * computes args[i] from them, then reads slots as for any uprobe. */
+#define G_USDT_NONE 0
+#define G_USDT_CONST 1          /* the value is `val`                       */
+#define G_USDT_REG 2            /* the register at byte `reg` of pt_regs    */
+#define G_USDT_DEREF 3          /* user memory at register `reg` + `val`    */
+#define G_USDT_SIB 4            /* ... at `reg` + register `idx` * scale + val */
+
+struct g_usdt_arg {
+	__u8 kind;              /* G_USDT_* */
+	__u8 size;              /* bytes: 1, 2, 4, 8 */
+	__u8 is_signed;
+	__u8 scale;
+	__u16 reg;              /* offsets in struct pt_regs */
+	__u16 idx;
+	__s64 val;
+};
+
+struct g_usdt {
+	struct g_usdt_arg arg[G_MAX_ARGV];
+};
+
 struct g_msg {
 	struct tetrad_msg_header hdr;
 	__u32 obj_id;           /* which compiled object (user space's id) */

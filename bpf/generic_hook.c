@@ -6,7 +6,8 @@
  *   G_TYPE_TP      g_sys_enter/g_sys_exit on syscalls:sys_{enter,exit}_*
  *                  (the point is found by syscall number), g_tp on other
  *                  tracepoints
- *   G_TYPE_KPROBE  g_kprobe/g_kretprobe on kprobes and uprobes
+ *   G_TYPE_KPROBE  g_kprobe/g_kretprobe on kprobes and uprobes, g_usdt on
+ *                  USDT probes (uprobes whose arguments come from usdt_specs)
  *   G_TYPE_LSM     g_lsm on BPF LSM hooks
  *   G_TYPE_RAWTP   g_rawtp on raw tracepoints
  * Entries other than the syscall ones are loaded once per attach point from
@@ -57,6 +58,8 @@
 #define CK_TRACEPOINT 2         /* tracepoint record: fields at offsets     */
 #define CK_REGS 3               /* struct pt_regs (kprobe, uprobe)          */
 #define CK_ARRAY 4              /* u64 args[] (LSM, raw tracepoint)         */
+#define CK_USDT 5               /* struct pt_regs at a USDT probe: args from
+				 * the probe's specs (usdt_specs)           */
 
 /* Stages (indexes in `stages`). */
 #define S_READ 0
@@ -109,6 +112,10 @@ BPF_F_TABLE("hash", struct g_cgroup_key, u8, cgroup_sel, G_CGROUP_ENTRIES, BPF_F
 #if G_PROG_TYPE == G_TYPE_TP
 /* Syscall number -> logical point (0: none). */
 BPF_ARRAY(sys_point, u32, G_INDEX_SIZE);
+#endif
+#if G_PROG_TYPE == G_TYPE_KPROBE
+/* Logical point -> its USDT probe's argument specs (generic.h). */
+BPF_ARRAY(usdt_specs, struct g_usdt, G_MAX_POINTS / 2);
 #endif
 
 /* What one call has gathered, from stage to stage; kept in `pending` while
@@ -663,6 +670,47 @@ static __always_inline void wanted_hooks(struct g_state *st, struct g_point *p)
 	}
 }
 
+#if G_PROG_TYPE == G_TYPE_KPROBE
+/* A USDT probe's arguments into st->args, each as its note's spec says:
+ * a constant, a register, or user memory at a register plus a displacement
+ * (plus an index register times a scale), `size` bytes extended by sign. */
+static __always_inline void usdt_fetch(struct g_state *st, struct pt_regs *regs, u32 lpoint)
+{
+	struct g_usdt *u = usdt_specs.lookup(&lpoint);
+	if (!u)
+		return;
+#pragma clang loop unroll(disable)
+	for (u32 i = 0; i < G_MAX_ARGV; i++) {
+		struct g_usdt_arg *a = &u->arg[at(i, G_MAX_ARGV - 1)];
+		u8 kind = a->kind, size = a->size;
+		u64 v = 0, base = 0, idx = 0;
+		if (kind == G_USDT_CONST) {
+			v = a->val;
+		} else if (kind != G_USDT_NONE) {
+			bpf_probe_read_kernel(&base, sizeof(base), (char *)regs + (a->reg & 0x3f8));
+			if (kind == G_USDT_REG) {
+				v = base;
+			} else {
+				if (kind == G_USDT_SIB) {
+					bpf_probe_read_kernel(&idx, sizeof(idx), (char *)regs + (a->idx & 0x3f8));
+					base += idx * a->scale;
+				}
+				void *at_addr = (void *)(base + a->val);
+				if (size == 1)
+					bpf_probe_read_user(&v, 1, at_addr);
+				else if (size == 2)
+					bpf_probe_read_user(&v, 2, at_addr);
+				else if (size == 4)
+					bpf_probe_read_user(&v, 4, at_addr);
+				else
+					bpf_probe_read_user(&v, 8, at_addr);
+			}
+		}
+		st->args[at(i, G_MAX_ARGV - 1)] = extend(v, size, a->is_signed);
+	}
+}
+#endif
+
 /* The start of every call: the caller's predicates and the hooks that want
  * it; then, when some do, the raw values and the first stage. */
 static __always_inline int begin(void *ctx, u32 ck, u32 lpoint)
@@ -716,6 +764,8 @@ static __always_inline int begin(void *ctx, u32 ck, u32 lpoint)
 		st->args[4] = PT_REGS_PARM5(regs);
 		st->args[5] = PT_REGS_PARM6(regs);
 	}
+	if (ck == CK_USDT)
+		usdt_fetch(st, ctx, lpoint);
 #endif
 	if (ck == CK_ARRAY)
 		/* Through a helper: the verifier refuses a direct read past the
@@ -1257,6 +1307,11 @@ int g_kprobe(struct pt_regs *ctx)
 int g_kretprobe(struct pt_regs *ctx)
 {
 	return finish(ctx, point_const(), PT_REGS_RC(ctx));
+}
+
+int g_usdt(struct pt_regs *ctx)
+{
+	return begin(ctx, CK_USDT, point_const());
 }
 #elif G_PROG_TYPE == G_TYPE_LSM
 int g_lsm(unsigned long long *ctx)

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from tetrad.abi import generic as enc
+from tetrad.bpf.btf import ValueType
 from tetrad.policy.compile import (KernelFacts, compile_policy, parse_tracepoint_format,
                                    syscall_name)
 from tetrad.policy.points import ArgRead
@@ -200,3 +201,55 @@ def test_every_shipped_policy_parses_and_compiles(path):
     """The policies installed by default and the examples in the docs."""
     policy = parse(path.read_bytes(), str(path))
     assert compile_policy(policy, FACTS)
+
+
+RAW_PARAMS = {"sched_process_exec": [ValueType("ptr", 8, False, "struct task_struct *"),
+                                     ValueType("int", 4, True, "int"),
+                                     ValueType("ptr", 8, False, "struct linux_binprm *")]}
+
+
+def raw_facts() -> KernelFacts:
+    def params(event):
+        return RAW_PARAMS[event]             # KeyError: no such raw tracepoint
+    return KernelFacts(raw_tracepoint_args=params)
+
+
+def raw_tp(args: str, event: str = "sched_process_exec") -> str:
+    return f"""  tracepoints:
+  - subsystem: sched
+    event: {event}
+    raw: true
+    args:
+{args}"""
+
+
+def test_raw_tracepoint_arguments_are_its_prototypes_typed_from_btf():
+    [ch] = compile_policy(parse(HEAD + raw_tp("""    - index: 2
+      type: linux_binprm
+    - index: 1
+    - index: 0
+      type: uint64
+"""), "t.yaml"), raw_facts())
+    assert (ch.target.kind, ch.target.name) == ("rawtp", "sched/sched_process_exec")
+    # Kernel values by argument index; `auto` takes the parameter's width and sign.
+    assert ch.reads == (ArgRead(enc.GA["binprm"], 2), ArgRead(enc.GA["int"], 1, 4, True),
+                        ArgRead(enc.GA["int"], 0, 8, False))
+
+
+@pytest.mark.parametrize("args,event,problem", [
+    ("    - index: 3\n      type: int\n", "sched_process_exec",
+     "raw tracepoint sched/sched_process_exec has 3 arguments"),
+    ("    - index: 0\n      type: linux_binprm\n", "sched_process_exec",
+     "is struct task_struct *, not struct linux_binprm *"),
+    ("    - index: 1\n      type: string\n", "sched_process_exec", "not a string"),
+    ("    - index: 0\n      type: int\n", "no_such_event", "no raw tracepoint no_such_event"),
+])
+def test_raw_tracepoint_arguments_that_do_not_fit_are_refused(args, event, problem):
+    with pytest.raises(PolicyError) as err:
+        compile_policy(parse(HEAD + raw_tp(args, event), "t.yaml"), raw_facts())
+    assert problem in str(err.value)
+
+
+def test_raw_tracepoint_indexes_stop_at_5_as_in_tetragon():
+    with pytest.raises(PolicyError, match=r"args\[0\].index: .*out of range 0..5"):
+        parse(HEAD + raw_tp("    - index: 6\n      type: int\n"), "t.yaml")

@@ -130,8 +130,8 @@ def test_every_kubernetes_metadata_field_is_accepted():
 
 
 @pytest.mark.parametrize("where, text, path", [
-    ("uprobe return", '  uprobes:\n  - path: /bin/true\n    symbols: [main]\n    return: true\n',
-     "spec.uprobes[0].return"),
+    ("uprobe btfPath", '  uprobes:\n  - path: /bin/true\n    symbols: [main]\n    btfPath: /b\n',
+     "spec.uprobes[0].btfPath"),
     ("btfTypeModule", '  kprobes:\n  - call: "x"\n    args:\n    - index: 0\n      type: int\n'
      "      btfTypeModule: m\n", "spec.kprobes[0].args[0].btfTypeModule"),
     ("argSock", '  kprobes:\n  - call: "x"\n    selectors:\n    - matchActions:\n'

@@ -183,6 +183,25 @@ class CgroupKey(ctypes.Structure):
                 ("pad", ctypes.c_uint32)]
 
 
+USDT_KINDS = {"none": 0, "const": 1, "reg": 2, "deref": 3, "sib": 4}
+
+
+class UsdtArg(ctypes.Structure):
+    _fields_ = [
+        ("kind", ctypes.c_uint8),
+        ("size", ctypes.c_uint8),
+        ("is_signed", ctypes.c_uint8),
+        ("scale", ctypes.c_uint8),
+        ("reg", ctypes.c_uint16),
+        ("idx", ctypes.c_uint16),
+        ("val", ctypes.c_int64),
+    ]
+
+
+class Usdt(ctypes.Structure):
+    _fields_ = [("arg", UsdtArg * MAX_ARGV)]
+
+
 class Msg(ctypes.Structure):
     _fields_ = [
         ("hdr", MsgHeader),

@@ -98,6 +98,18 @@ def has_raw_syscalls() -> Feature:
     return _named("raw_syscalls", _attach_tracepoint("raw_syscalls", "sys_enter"))
 
 
+@functools.cache
+def has_raw_tracepoints() -> Feature:
+    try:
+        with sc.prog_load(sc.PROG_RAW_TRACEPOINT, sc.RETURN_ZERO) as prog, \
+                sc.raw_tracepoint_open(prog, b"sched_process_exec"):
+            pass
+        return Feature("raw_tracepoints", True, "attached a program to raw tracepoint sched_process_exec")
+    except OSError as err:
+        return Feature("raw_tracepoints", False, f"raw tracepoint sched_process_exec: {_errname(err)} "
+                                                 f"{err.strerror}")
+
+
 def _pmu_probe(name: str, pmu: str, target: bytes, offset: int, retprobe: bool) -> Feature:
     try:
         with sc.probe_pmu_event(pmu, target, offset, retprobe):
@@ -242,7 +254,8 @@ def matching_headers() -> Feature:
                                               "struct offsets come from BTF")
 
 
-PROBES = (has_btf, has_tracepoints, has_syscall_tracepoints, has_raw_syscalls, has_kprobes,
+PROBES = (has_btf, has_tracepoints, has_syscall_tracepoints, has_raw_syscalls, has_raw_tracepoints,
+          has_kprobes,
           has_kretprobes, has_uprobes, lsm_active, lsm_loadable, has_fentry, has_override_return,
           has_ringbuf, has_send_signal, matching_headers)
 
@@ -251,6 +264,7 @@ DESCRIPTIONS = {
     "tracepoints": "tracepoints",
     "syscall_tracepoints": "syscall tracepoints (syscalls:*)",
     "raw_syscalls": "raw syscall tracepoints",
+    "raw_tracepoints": "raw tracepoints",
     "kprobes": "kprobes",
     "kretprobes": "kretprobes",
     "uprobes": "uprobes",

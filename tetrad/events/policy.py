@@ -1,5 +1,6 @@
-"""Policy hook events: process_kprobe, process_tracepoint, process_lsm,
-process_uprobe, in Tetragon's JSON shape (protojson of its protobuf schema).
+"""Policy hook events: process_kprobe, process_tracepoint (also of raw
+tracepoints), process_lsm, process_uprobe, process_usdt, in Tetragon's JSON
+shape (protojson of its protobuf schema).
 
 Arguments are rendered by the type the policy gave them, as Tetragon's
 KprobeArgument: {"int_arg": 3}, {"size_arg": "4096"} (64-bit integers are
@@ -14,7 +15,8 @@ Actions: `action` is what the selector did; in `policy-mode: monitor` it is
 what the policy would have done (KPROBE_ACTION_SIGKILL...), as in Tetragon,
 and the policy's counters say it was monitored, not enforced. A kprobe with
 `return: true` also has `return` and `return_action` (the action taken
-when the call returned: matchReturnActions, or Post).
+when the call returned: matchReturnActions, or Post); a uprobe's return
+value is its last argument, as Tetragon merges it.
 Compact lines are made from the JSON (tetrad/events/compact.py).
 """
 
@@ -33,7 +35,8 @@ from tetrad.policy.compile import INT_SIZES, CompiledHook
 from tetrad.policy.schema import ArgSpec
 
 KIND_EVENT = {"syscall": "process_kprobe", "kprobe": "process_kprobe",
-              "tracepoint": "process_tracepoint", "lsm": "process_lsm", "uprobe": "process_uprobe"}
+              "tracepoint": "process_tracepoint", "rawtp": "process_tracepoint", "lsm": "process_lsm",
+              "uprobe": "process_uprobe", "usdt": "process_usdt"}
 POST = "KPROBE_ACTION_POST"
 ACTION_NAMES = {enc.ACTIONS["Post"]: POST, enc.ACTIONS["NoPost"]: "KPROBE_ACTION_NOPOST",
                 enc.ACTIONS["Sigkill"]: "KPROBE_ACTION_SIGKILL", enc.ACTIONS["Signal"]: "KPROBE_ACTION_SIGNAL",
@@ -182,7 +185,13 @@ class HookPlan:
             subsys, event = hook.call.split("/", 1)
             self.head = {"subsys": subsys, "event": event}
         elif self.kind == "process_uprobe":
-            self.head = {"path": hook.binary, "symbol": hook.symbol}
+            # Tetragon's offset: the file offset of a uprobe given by offset
+            # or address (0, so left out, for a symbol).
+            self.head = _present({"path": hook.binary, "symbol": hook.symbol,
+                                  "offset": str(ch.target.offset) if not hook.symbol else "",
+                                  "ref_ctr_offset": str(hook.ref_ctr_offset) if hook.ref_ctr_offset else ""})
+        elif self.kind == "process_usdt":
+            self.head = {"path": hook.binary, "provider": hook.provider, "name": hook.symbol}
         elif self.kind == "process_lsm":
             self.head = {"function_name": hook.call}        # the LSM hook's name: file_open
         else:
@@ -220,7 +229,13 @@ def policy_event(rec: PolicyRecord, plan: HookPlan, time_ns: int, process, paren
     if args:
         fields["args"] = args
     action = ACTION_NAMES.get(rec.action, "")
-    if plan.ret is not None and rec.flags & enc.MSG_RETURN:
+    if plan.ret is not None and rec.flags & enc.MSG_RETURN and plan.kind == "process_uprobe":
+        # Tetragon's uprobe events have no `return`: the value ends the args.
+        ret = plan.ret(Slot(rec.retval, b"", 0))
+        fields["args"] = args + [ret]
+        if action:
+            fields["action"] = action
+    elif plan.ret is not None and rec.flags & enc.MSG_RETURN:
         fields["return"] = plan.ret(Slot(rec.retval, b"", 0))
         if rec.selector in plan.ret_actions:
             action, return_action = POST, action

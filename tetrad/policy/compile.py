@@ -28,6 +28,8 @@ from typing import Callable
 
 from tetrad.abi import generic as enc
 from tetrad.bpf import unistd
+from tetrad.bpf.btf import ValueType
+from tetrad.elf import UsdtArg, UsdtProbe
 from tetrad.policy import schema
 from tetrad.policy.schema import ArgSpec, Hook, Policy, PolicyError
 from tetrad.policy.points import USER_MEMORY, ArgRead, PointTables
@@ -42,6 +44,9 @@ INT_SIZES = schema.INT_WIDTHS         # (bytes, signed) by argument type
 _USER_TYPES = {"string": "ustr", "char_buf": "ubuf", "fd": "fd", "sockaddr": "usockaddr"}
 _KERNEL_TYPES = {"string": "kstr", "fd": "fd", "file": "file", "path": "path", "sock": "sock",
                  "linux_binprm": "binprm"}
+# The C type a raw tracepoint argument must have for a struct-typed read.
+_RAW_POINTERS = {"file": "struct file *", "path": "struct path *", "sock": "struct sock *",
+                 "linux_binprm": "struct linux_binprm *"}
 
 
 @dataclass(frozen=True)
@@ -57,12 +62,24 @@ class TracepointField:
 
 @dataclass(frozen=True)
 class Target:
-    """Where a hook attaches. kind: syscall, tracepoint, kprobe, lsm, uprobe."""
+    """Where a hook attaches. kind: syscall, tracepoint, rawtp (a raw
+    tracepoint: name is "subsys/event", attached by event), kprobe, lsm,
+    uprobe, usdt (a uprobe at one place of a USDT probe)."""
 
     kind: str
-    name: str                   # syscall name, "subsys/event", function, LSM hook, symbol
-    binary: str = ""            # uprobes
+    name: str                   # syscall name, "subsys/event", function, LSM hook, symbol,
+                                # "provider:name" (usdt)
+    binary: str = ""            # uprobes, usdts
     function_name: str = ""     # as events report it (Tetragon's function_name)
+    offset: int = 0             # uprobes: past the symbol, or (no symbol) the file offset;
+                                # usdts: the file offset of this place of the probe
+    ref_ctr_offset: int = 0     # uprobes, usdts: the semaphore's file offset (0: none)
+    usdt_args: tuple[UsdtArg, ...] = ()     # usdts: where each argument is at the probe
+
+    @property
+    def key(self) -> tuple:
+        """What makes two targets one attach point."""
+        return (self.kind, self.name, self.binary, self.offset, self.ref_ctr_offset)
 
 
 @dataclass(frozen=True)
@@ -111,7 +128,7 @@ def _read(hook: Hook, arg: ArgSpec, kind: str, fields: list[TracepointField] | N
         raise PolicyError("", [(f"{where}.type", f"type {arg.type} is not supported on tracepoints")])
     if arg.type in schema.INT_TYPES:
         return _int_read(arg.type, arg.index)
-    user = kind in ("syscall", "uprobe")
+    user = kind in ("syscall", "uprobe", "usdt")
     table = _USER_TYPES if user else _KERNEL_TYPES
     strategy = table.get(arg.type)
     if strategy is None:
@@ -121,6 +138,96 @@ def _read(hook: Hook, arg: ArgSpec, kind: str, fields: list[TracepointField] | N
         raise PolicyError("", [(f"{where}", "char_buf needs sizeArgIndex or returnCopy")])
     return ArgRead(enc.GA[strategy], arg.index, 8, False, arg.size_arg_index,
                    retcopy=arg.return_copy)
+
+
+def _raw_read(hook: Hook, arg: ArgSpec, params: list[ValueType]) -> ArgRead:
+    """A raw tracepoint's argument: its TP_PROTO parameter `index`, a kernel
+    value whose C type (from BTF) must suit the type the policy gives it."""
+    where = f"{hook.path}.args[{hook.args.index(arg)}]"
+    if arg.index >= len(params):
+        raise PolicyError("", [(f"{where}.index", f"raw tracepoint {hook.call} has {len(params)} "
+                                                  "arguments (its TP_PROTO)")])
+    param = params[arg.index]
+    is_a = f"argument {arg.index} of raw tracepoint {hook.call} is {param.c_type}"
+    if arg.type == "auto":
+        if param.kind not in ("int", "enum", "ptr"):
+            raise PolicyError("", [(f"{where}.type", f"{is_a}: give it a type")])
+        return ArgRead(enc.GA["int"], arg.index, param.size, param.signed)
+    if arg.type in schema.INT_TYPES:
+        if param.kind not in ("int", "enum", "ptr"):
+            raise PolicyError("", [(f"{where}.type", f"{is_a}, not an integer")])
+        return _int_read(arg.type, arg.index)
+    if arg.type in _RAW_POINTERS and param.c_type != _RAW_POINTERS[arg.type]:
+        raise PolicyError("", [(f"{where}.type", f"{is_a}, not {_RAW_POINTERS[arg.type]} "
+                                                 f"(type {arg.type})")])
+    if arg.type == "string" and param.c_type not in ("char *", "const char *"):
+        raise PolicyError("", [(f"{where}.type", f"{is_a}, not a string (char *)")])
+    if arg.type == "fd" and param.kind != "int":
+        raise PolicyError("", [(f"{where}.type", f"{is_a}, not a file descriptor")])
+    strategy = _KERNEL_TYPES.get(arg.type)
+    if strategy is None:
+        raise PolicyError("", [(f"{where}.type", f"type {arg.type} is not supported on raw tracepoints")])
+    return ArgRead(enc.GA[strategy], arg.index, 8, False)
+
+
+def _usdt_read(hook: Hook, arg: ArgSpec, place: UsdtProbe) -> ArgRead:
+    """A USDT probe's argument `index` of its note: a user-space value that
+    the kernel computes from the note's spec into the call's arguments
+    (bpf/generic_hook.c usdt_fetch); `auto` takes the spec's width and sign."""
+    where = f"{hook.path}.args[{hook.args.index(arg)}]"
+    if place.problem:
+        raise PolicyError("", [(where, f"the arguments of USDT probe {hook.call} in {hook.binary} "
+                                       f"cannot be read: {place.problem}")])
+    if arg.index >= len(place.args):
+        raise PolicyError("", [(f"{where}.index", f"USDT probe {hook.call} in {hook.binary} has "
+                                                  f"{len(place.args)} arguments")])
+    if arg.type == "auto":
+        spec = place.args[arg.index]
+        return ArgRead(enc.GA["int"], arg.index, spec.size, spec.signed)
+    return _read(hook, arg, "usdt", None)
+
+
+def _uprobe_target(hook: Hook, facts: KernelFacts) -> Target:
+    """A symbol (plus an offset), a file offset, or a virtual address made a
+    file offset (reading the binary's program headers)."""
+    offset = hook.offset
+    if hook.address:
+        if facts.file_offset is None:
+            raise PolicyError("", [(hook.path, "uprobe addresses need the binary's ELF headers, "
+                                               "which cannot be read here")])
+        try:
+            offset = facts.file_offset(hook.binary, hook.address)
+        except (OSError, ValueError) as err:
+            raise PolicyError("", [(hook.path, f"uprobe address {hook.address:#x}: {err}")]) from None
+    name = hook.symbol.partition("+")[0] if hook.symbol else ""
+    return Target("uprobe", name, binary=hook.binary, function_name=hook.symbol, offset=offset,
+                  ref_ctr_offset=hook.ref_ctr_offset)
+
+
+def _usdt_target(hook: Hook, facts: KernelFacts, place: UsdtProbe | None) -> Target:
+    assert place is not None
+    return Target("usdt", hook.call, binary=hook.binary, function_name=hook.call, offset=place.offset,
+                  ref_ctr_offset=place.semaphore, usdt_args=place.args)
+
+
+def usdt_places(hook: Hook, facts: KernelFacts) -> list[UsdtProbe]:
+    """Every place of a USDT hook's probe in its binary (Tetragon attaches
+    to each); PolicyError when there is none or the binary cannot be read."""
+    if facts.usdt_probes is None:
+        raise PolicyError("", [(hook.path, "USDT probes need their binary's notes, which cannot "
+                                           "be read here")])
+    try:
+        probes = facts.usdt_probes(hook.binary)
+    except (OSError, ValueError) as err:
+        raise PolicyError("", [(f"{hook.path}.path", f"cannot read the USDT probes of {hook.binary}: "
+                                                     f"{getattr(err, 'strerror', None) or err}")]) from None
+    places = [p for p in probes if (p.provider, p.name) == (hook.provider, hook.symbol)]
+    if not places:
+        known = sorted({f"{p.provider}:{p.name}" for p in probes})
+        raise PolicyError("", [(hook.path, f"no USDT probe {hook.call} in {hook.binary} (it has "
+                                           f"{', '.join(known[:10]) or 'none'}"
+                                           f"{', ...' if len(known) > 10 else ''})")])
+    return places
 
 
 # ---- hooks -----------------------------------------------------------------
@@ -141,6 +248,13 @@ class KernelFacts:
     arch_prefix: str = "__x64_"
     tracepoint_fields: Callable[[str, str], list[TracepointField]] | None = None
     syscall_number: Callable[[str], int] = unistd.number     # raises unistd.UnknownSyscall
+    # A raw tracepoint's TP_PROTO parameters (from BTF btf_trace_<event>),
+    # KeyError when the kernel has no such raw tracepoint.
+    raw_tracepoint_args: Callable[[str], list[ValueType]] | None = None
+    # A binary's USDT probes (tetrad.elf), and a virtual address's file
+    # offset in a binary; both raise OSError or ValueError.
+    usdt_probes: Callable[[str], list[UsdtProbe]] | None = None
+    file_offset: Callable[[str, int], int] | None = None
 
 
 def _map_ops_as_equal(hook: Hook, facts: KernelFacts) -> Hook:
@@ -174,7 +288,9 @@ def _map_ops_as_equal(hook: Hook, facts: KernelFacts) -> Hook:
     return hook
 
 
-def compile_hook(policy: Policy, hook: Hook, facts: KernelFacts) -> CompiledHook:
+def compile_hook(policy: Policy, hook: Hook, facts: KernelFacts, place: UsdtProbe | None = None
+                 ) -> CompiledHook:
+    """One hook (for a USDT probe: at one of its places, `place`)."""
     hook = _map_ops_as_equal(hook, facts)
     problems = []
 
@@ -190,6 +306,7 @@ def compile_hook(policy: Policy, hook: Hook, facts: KernelFacts) -> CompiledHook
                        "function); tetrad runs syscall hooks on tracepoints, which cannot change "
                        "a return value")
     fields = None
+    params: list[ValueType] = []
     if hook.kind == "kprobe" and hook.syscall:
         kind = "syscall"
         name = syscall_name(hook.call)
@@ -197,11 +314,21 @@ def compile_hook(policy: Policy, hook: Hook, facts: KernelFacts) -> CompiledHook
     elif hook.kind == "kprobe":
         kind = "kprobe"
         target = Target("kprobe", hook.call, function_name=hook.call)
+    elif hook.kind == "tracepoint" and hook.raw:
+        kind = "rawtp"
+        event = hook.call.split("/", 1)[1]
+        if facts.raw_tracepoint_args is None:
+            raise PolicyError(policy.source, [(hook.path, "raw tracepoint arguments need the kernel's "
+                                                          "BTF, which is not available")])
+        try:
+            params = facts.raw_tracepoint_args(event)
+        except KeyError:
+            raise PolicyError(policy.source, [(hook.path, f"no raw tracepoint {event} on this kernel "
+                                                          f"(BTF has no btf_trace_{event})")]) from None
+        target = Target("rawtp", hook.call, function_name=hook.call)
     elif hook.kind == "tracepoint":
         kind = "tracepoint"
         subsys, event = hook.call.split("/", 1)
-        if hook.raw:
-            refuse(f"{hook.path}.raw", "raw tracepoints are not supported by tetrad")
         if facts.tracepoint_fields is None:
             raise PolicyError(policy.source, [(hook.path, "tracepoint formats are not available")])
         try:
@@ -213,15 +340,26 @@ def compile_hook(policy: Policy, hook: Hook, facts: KernelFacts) -> CompiledHook
     elif hook.kind == "lsm":
         kind = "lsm"
         target = Target("lsm", hook.call, function_name=f"security_{hook.call}")
+    elif hook.kind == "usdt":
+        kind = "usdt"
+        target = _usdt_target(hook, facts, place)
     else:
         kind = "uprobe"
-        target = Target("uprobe", hook.symbol, binary=hook.binary, function_name=hook.symbol)
-    if hook.return_ and kind in ("lsm", "tracepoint"):
+        target = _uprobe_target(hook, facts)
+    if hook.return_ and kind in ("lsm", "tracepoint", "rawtp"):
         refuse(f"{hook.path}.return", f"{kind} hooks have no return probe here")
     reads = []
+    if hook.return_arg is not None and kind == "uprobe" and hook.return_arg.type not in schema.INT_TYPES:
+        refuse(f"{hook.path}.returnArg.type", f"a uprobe's return value of type {hook.return_arg.type} "
+                                              "is not supported by tetrad yet (integer types are)")
     for arg in hook.args:
         try:
-            reads.append(_read(hook, arg, kind, fields))
+            if kind == "rawtp":
+                reads.append(_raw_read(hook, arg, params))
+            elif kind == "usdt":
+                reads.append(_usdt_read(hook, arg, place))
+            else:
+                reads.append(_read(hook, arg, kind, fields))
         except PolicyError as err:
             problems += err.problems
     if not problems:
@@ -268,11 +406,12 @@ def compile_policy(policy: Policy, facts: KernelFacts) -> list[CompiledHook]:
     compiled, problems = [], []
     for hook in policy.hooks:
         try:
-            compiled.append(compile_hook(policy, hook, facts))
-            # Every value fits its kernel field, and the hook fits an
-            # attach point on its own (what others there leave is the
-            # loader's to say).
-            PointTables(0).add(0, compiled[-1])
+            for place in usdt_places(hook, facts) if hook.kind == "usdt" else [None]:
+                compiled.append(compile_hook(policy, hook, facts, place))
+                # Every value fits its kernel field, and the hook fits an
+                # attach point on its own (what others there leave is the
+                # loader's to say).
+                PointTables(0).add(0, compiled[-1])
         except PolicyError as err:
             problems += [(path or hook.path, reason) for path, reason in err.problems]
         except Exception as err:

@@ -15,7 +15,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from tetrad import elf
 from tetrad.bpf import features
+from tetrad.bpf.btf import BtfError, ValueType, vmlinux
 from tetrad.policy.compile import CompiledHook, KernelFacts, parse_tracepoint_format
 
 TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
@@ -30,9 +32,34 @@ def tracepoint_fields(subsys: str, event: str):
     raise FileNotFoundError(2, f"no tracefs format for {subsys}:{event}")
 
 
+def raw_tracepoint_args(event: str) -> list[ValueType]:
+    """The TP_PROTO parameters of a raw tracepoint, from the kernel's BTF
+    (`btf_trace_<event>`: a pointer to a prototype whose first parameter is
+    the tracepoint's private data, not an argument). KeyError when there is
+    no such raw tracepoint."""
+    btf = vmlinux()
+    try:
+        params = btf.params(btf.find(f"btf_trace_{event}", "typedef"))
+    except BtfError as err:
+        raise KeyError(str(err)) from None
+    return [btf.value_type(type_id) for _, type_id in params[1:]]
+
+
+def usdt_probes(binary: str) -> list[elf.UsdtProbe]:
+    with elf.Binary(binary) as b:
+        return b.usdt_probes()
+
+
+def file_offset(binary: str, address: int) -> int:
+    with elf.Binary(binary) as b:
+        return b.file_offset(address)
+
+
 def kernel_facts() -> KernelFacts:
     arch = {"x86_64": "__x64_", "aarch64": "__arm64_"}.get(os.uname().machine, "")
-    return KernelFacts(arch_prefix=arch, tracepoint_fields=tracepoint_fields)
+    raw = raw_tracepoint_args if features.get("btf").available else None
+    return KernelFacts(arch_prefix=arch, tracepoint_fields=tracepoint_fields, raw_tracepoint_args=raw,
+                       usdt_probes=usdt_probes, file_offset=file_offset)
 
 
 def required_features(ch: CompiledHook) -> list[tuple[str, str]]:
@@ -42,9 +69,13 @@ def required_features(ch: CompiledHook) -> list[tuple[str, str]]:
     need = {
         "syscall": [("syscall_tracepoints", what)],
         "tracepoint": [("tracepoints", what)],
+        "rawtp": [("raw_tracepoints", what)],
         "kprobe": [("kprobes", what)] + ([("kretprobes", f"{what} return")] if ret else []),
         "lsm": [("lsm_active", what), ("lsm_loadable", what)],
         "uprobe": [("uprobes", what)],
+        # Registers are read at their offsets in struct pt_regs, from BTF.
+        "usdt": [("uprobes", what)] + ([("btf", f"{what} arguments in registers")]
+                                        if any(a.reg for a in ch.target.usdt_args) else []),
     }[kind]
     if ch.override_return:
         need.append(("override_return", f"{what} Override"))

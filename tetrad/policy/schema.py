@@ -86,7 +86,7 @@ ENFORCING_ACTIONS = {"Sigkill", "Signal", "Override"}
 BINARY_OPS = {"In", "NotIn", "Prefix", "NotPrefix", "Postfix", "NotPostfix"}
 PID_OPS = {"In", "NotIn"}
 UNSUPPORTED_SPEC = {
-    "usdts": "USDT probes", "fentries": "fentry hooks", "loader": "process_loader events",
+    "fentries": "fentry hooks", "loader": "process_loader events",
 "enforcers": "NotifyEnforcer", "selectorsMacros": "selector macros",
     "podSelector": "pod selectors (no Kubernetes here)",
 }
@@ -94,10 +94,14 @@ UNSUPPORTED_SPEC = {
 NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 KERNEL_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")        # functions, LSM hooks
 TRACEFS_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")   # tracefs directory names
+USDT_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")          # what sys/sdt.h takes
+# binaryDigests algorithms and their lengths in hex digits (build-id: any).
+DIGEST_HEX = {"sha1": 40, "sha256": 64, "sha384": 96, "sha512": 128, "build-id": 0}
 
 # Ranges of the kernel fields numbers go into (tetrad/abi/generic.py).
 U16 = (0, (1 << 16) - 1)
 U32 = (0, (1 << 32) - 1)
+U64 = (0, (1 << 64) - 1)
 S32 = (-(1 << 31), (1 << 31) - 1)
 S64 = (-(1 << 63), (1 << 63) - 1)
 ANY64 = (-(1 << 63), (1 << 64) - 1)     # fits 64 bits as either signed or unsigned
@@ -109,7 +113,8 @@ PROTOCOLS = (0, 255)
 # (the default: it matches every operator, so enforcement fails closed) or
 # "no-match" (it matches none). Either way the read is counted.
 UNREADABLE_ARGS = "unreadable-args"
-MAX_ARG_INDEX = {"kprobe": 5, "uprobe": 5, "lsm": 5, "tracepoint": 63}
+# A USDT probe's arguments: the first 8 of its note (G_MAX_ARGV).
+MAX_ARG_INDEX = {"kprobe": 5, "uprobe": 5, "lsm": 5, "tracepoint": 63, "rawtp": 5, "usdt": 7}
 
 
 @dataclass(frozen=True)
@@ -169,7 +174,7 @@ class Selector:
 
 @dataclass(frozen=True)
 class Hook:
-    """One hook of a policy. `kind` is kprobe, tracepoint, uprobe or lsm."""
+    """One hook of a policy. `kind` is kprobe, tracepoint, uprobe, usdt or lsm."""
 
     kind: str
     path: str                               # e.g. spec.kprobes[0]
@@ -179,11 +184,17 @@ class Hook:
     return_arg: ArgSpec | None = None
     args: tuple[ArgSpec, ...] = ()
     selectors: tuple[Selector, ...] = ()
-    binary: str = ""                        # uprobes
-    symbol: str = ""                        # uprobes
+    binary: str = ""                        # uprobes, usdts
+    symbol: str = ""                        # uprobes: "symbol" or "symbol+offset"; usdts: the name
     message: str = ""
     tags: tuple[str, ...] = ()
     raw: bool = False                       # raw tracepoint
+    offset: int = 0                         # uprobes: a file offset (offsets), or past the symbol
+    address: int = 0                        # uprobes: a virtual address (addrs)
+    ref_ctr_offset: int = 0                 # uprobes: the semaphore's file offset (refCtrOffsets)
+    digests: tuple[str, ...] = ()           # uprobes: binaryDigests, "algorithm:hex"
+    ignore_digest: bool = False             # uprobes: ignore.digestVerificationFailure
+    provider: str = ""                      # usdts
 
     def arg(self, index: int) -> ArgSpec | None:
         return next((a for a in self.args if a.index == index), None)
@@ -752,7 +763,9 @@ class _Checker:
         allowed = {
             "kprobe": common | {"call", "syscall", "return", "returnArg", "returnArgAction", "ignore"},
             "tracepoint": common | {"subsystem", "event", "raw"},
-            "uprobe": common | {"path", "symbols", "ignore"},
+            "uprobe": common | {"path", "symbols", "offsets", "addrs", "refCtrOffsets", "return",
+                                "returnArg", "binaryDigests", "ignore"},
+            "usdt": common | {"path", "provider", "name"},
             "lsm": common | {"hook"},
         }[kind]
         raw = self.mapping(raw, path, allowed, kind)
@@ -763,8 +776,10 @@ class _Checker:
         if len(args_raw) > MAX_ARGS:
             self.fail(f"{path}.args", f"{len(args_raw)} args; Tetragon allows at most {MAX_ARGS}")
             args_raw = []
-        # Tracepoint indexes count the fields of the tracepoint's format.
-        max_index = MAX_ARG_INDEX[kind]
+        # Tracepoint indexes count the fields of the tracepoint's format; a
+        # raw tracepoint's, its arguments (at most 6, as Tetragon reads).
+        raw_tp = kind == "tracepoint" and raw.get("raw") is True
+        max_index = MAX_ARG_INDEX["rawtp" if raw_tp else kind]
         args = [a for i, x in enumerate(args_raw)
                 if (a := self.arg(x, f"{path}.args[{i}]", max_index, broken))]
         by_index = {}
@@ -851,17 +866,91 @@ class _Checker:
         if binary is not None and not binary.startswith("/"):
             self.fail(f"{path}.path", f"{describe(binary)} is not an absolute path")
             binary = None
-        symbols = self.seq(raw.get("symbols"), f"{path}.symbols")
-        if not symbols:
-            self.fail(f"{path}.symbols", "at least one symbol is required")
+        if kind == "usdt":
+            return self.usdt(raw, path, binary, base)
+        return self.uprobe(raw, path, binary, base)
+
+    def uprobe(self, raw: dict, path: str, binary: str | None, base: dict) -> list[Hook]:
+        """One hook per symbol, offset or address, as Tetragon attaches them
+        (exactly one of the three lists), each with its refCtrOffsets entry."""
+        places = {key: self.seq(raw.get(key), f"{path}.{key}") for key in ("symbols", "offsets", "addrs")}
+        given = [key for key, values in places.items() if values]
+        if len(given) != 1:
+            self.fail(path, "a uprobe needs exactly one of symbols, offsets or addrs"
+                            + (f" (it has {', '.join(given)})" if given else ""))
+            return []
+        key = given[0]
+        ref_ctrs = [self.integer(v, f"{path}.refCtrOffsets[{i}]", U64, "a file offset", 0)
+                    for i, v in enumerate(self.seq(raw.get("refCtrOffsets"), f"{path}.refCtrOffsets"))]
+        if ref_ctrs and len(ref_ctrs) != len(places[key]):
+            self.fail(f"{path}.refCtrOffsets", f"{len(ref_ctrs)} entries for {len(places[key])} {key}; "
+                                               "one per probe, in their order")
+            ref_ctrs = []
+        digests = self.digests(raw.get("binaryDigests"), f"{path}.binaryDigests")
+        ignore = raw.get("ignore")
+        ignore_digest = False
+        if isinstance(ignore, dict):
+            ignore = self.mapping(ignore, f"{path}.ignore", {"digestVerificationFailure"})
+            ignore_digest = self.flag(ignore, "digestVerificationFailure", f"{path}.ignore")
+        common = dict(binary=binary, digests=digests, ignore_digest=ignore_digest, **base)
         hooks = []
-        for i, raw_symbol in enumerate(symbols):
-            symbol = self.text(raw_symbol, f"{path}.symbols[{i}]", max_chars=limits.SYMBOL)
-            if symbol == "":
-                self.fail(f"{path}.symbols[{i}]", "the symbol name is required")
-            elif symbol is not None and binary is not None:
-                hooks.append(Hook(binary=binary, symbol=symbol, call=symbol, **base))
+        for i, value in enumerate(places[key]):
+            where = f"{path}.{key}[{i}]"
+            ref_ctr = ref_ctrs[i] if ref_ctrs else 0
+            if key == "symbols":
+                symbol = self.text(value, where, max_chars=limits.SYMBOL)
+                if symbol == "":
+                    self.fail(where, "the symbol name is required")
+                    continue
+                if symbol is None:
+                    continue
+                name, plus, offset = symbol.partition("+")
+                try:
+                    extra = parse_int(offset) if plus else 0
+                except ValueError:
+                    extra = -1
+                if not name or not _in(extra, U64):
+                    self.fail(where, f"{describe(symbol)} is not a symbol or symbol+offset")
+                    continue
+                if binary is not None:
+                    hooks.append(Hook(symbol=symbol, call=symbol, offset=extra, ref_ctr_offset=ref_ctr,
+                                      **common))
+                continue
+            number = self.integer(value, where, U64, "a file offset" if key == "offsets" else "an address")
+            if number is not None and binary is not None:
+                place = {"offset": number} if key == "offsets" else {"address": number}
+                hooks.append(Hook(call=f"{number:#x}", ref_ctr_offset=ref_ctr, **place, **common))
         return hooks
+
+    def digests(self, raw, path: str) -> tuple[str, ...]:
+        """binaryDigests: "algorithm:hex" with one of Tetragon's algorithms."""
+        out = []
+        for i, value in enumerate(self.seq(raw, path)):
+            text = self.text(value, f"{path}[{i}]", max_chars=200)
+            if text is None:
+                continue
+            algorithm, _, digest = text.partition(":")
+            algorithm, digest = algorithm.strip().lower(), digest.strip().lower()
+            length = DIGEST_HEX.get(algorithm)
+            if length is None:
+                self.fail(f"{path}[{i}]", f"{describe(text)} is not ALGORITHM:HEX with an algorithm of "
+                                          f"{', '.join(sorted(DIGEST_HEX))}")
+            elif not re.fullmatch(r"[0-9a-f]+", digest) or not (
+                    len(digest) == length if length else len(digest) % 2 == 0 and 2 <= len(digest) <= 128):
+                self.fail(f"{path}[{i}]", f"{describe(text)}: {algorithm} is "
+                                          + (f"{length} hex digits" if length else "an even number of hex digits"))
+            else:
+                out.append(f"{algorithm}:{digest}")
+        return tuple(out)
+
+    def usdt(self, raw: dict, path: str, binary: str | None, base: dict) -> list[Hook]:
+        """A USDT probe by provider and name; which places in the binary it
+        has is read from its notes when the policy is compiled."""
+        provider = self.name(raw.get("provider", ""), f"{path}.provider", USDT_NAME_RE, "a USDT provider")
+        name = self.name(raw.get("name", ""), f"{path}.name", USDT_NAME_RE, "a USDT probe name")
+        if provider is None or name is None or binary is None:
+            return []
+        return [Hook(binary=binary, provider=provider, symbol=name, call=f"{provider}:{name}", **base)]
 
     # ---- the document --------------------------------------------------------------
 
@@ -890,7 +979,7 @@ class _Checker:
             elif entries:
                 for k, v in entries.items():
                     self.text(v, f"metadata.{key}.{path_key(k)}")
-        spec = self.mapping(doc.get("spec", {}), "spec", {"kprobes", "tracepoints", "uprobes", "lsmhooks",
+        spec = self.mapping(doc.get("spec", {}), "spec", {"kprobes", "tracepoints", "uprobes", "usdts", "lsmhooks",
                                                           "options", "containerSelector", "hostSelector",
                                                           "lists",
                                                           *UNSUPPORTED_SPEC}, "spec")
@@ -917,7 +1006,7 @@ class _Checker:
         hooks = []
         count = 0
         for key, kind in (("kprobes", "kprobe"), ("tracepoints", "tracepoint"), ("uprobes", "uprobe"),
-                          ("lsmhooks", "lsm")):
+                          ("usdts", "usdt"), ("lsmhooks", "lsm")):
             entries = self.seq(spec.get(key), f"spec.{key}")
             count += len(entries)
             if count > limits.HOOKS:
@@ -934,7 +1023,7 @@ class _Checker:
                               f"{limits.MAP_VALUES} per policy (they share kernel maps of "
                               f"{limits.KERNEL_MAP_ENTRIES} entries with other policies)")
         if not hooks and not self.problems:
-            self.fail("spec", "no hooks: add kprobes, tracepoints, uprobes or lsmhooks")
+            self.fail("spec", "no hooks: add kprobes, tracepoints, uprobes, usdts or lsmhooks")
         return name or "", mode, hooks, workloads, unreadable == "match"
 
 
