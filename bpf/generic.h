@@ -292,7 +292,7 @@ struct g_msg {
 	__u8 action;
 	__u8 flags;             /* G_MSG_* */
 	__u8 nslots;
-	__u32 pad;
+	__u32 nr;               /* the syscall's number, at syscall points */
 	struct g_slot slots[G_MAX_ARGS];
 };
 

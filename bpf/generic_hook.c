@@ -4,8 +4,9 @@
  * Built once per BPF program type (-DG_PROG_TYPE) with the entries of the
  * kinds of call that type serves:
  *   G_TYPE_TP      g_sys_enter/g_sys_exit on syscalls:sys_{enter,exit}_*
- *                  (the point is found by syscall number), g_tp on other
- *                  tracepoints
+ *                  (the point is found by syscall number), g_sys_any and
+ *                  g_sys_any_exit on raw_syscalls for hooks on every
+ *                  syscall, g_tp on other tracepoints
  *   G_TYPE_KPROBE  g_kprobe/g_kretprobe on kprobes and uprobes, g_usdt on
  *                  USDT probes (uprobes whose arguments come from usdt_specs)
  *   G_TYPE_LSM     g_lsm on BPF LSM hooks
@@ -134,6 +135,7 @@ struct g_state {
 	u32 point;                  /* the table this call uses (physical) */
 	u32 lpoint;                 /* its logical point: trie, pid and pending keys */
 	u32 ck;                     /* CK_* */
+	u32 nr;                     /* CK_SYSCALL: the syscall's number */
 	u32 iter;                   /* S_READ: the next slot */
 	u32 wanted;                 /* hook positions whose caller filters pass */
 	u32 failed;                 /* slots in user memory unreadable at entry */
@@ -142,7 +144,7 @@ struct g_state {
 	u8 at_return;
 	u8 deferred;                /* the whole call is decided at return */
 	u8 waits;                   /* a return hook chose a selector */
-	u8 pad[5];
+	u8 pad[1];
 	u8 sel[G_POINT_HOOKS];      /* selector chosen per hook position */
 };
 
@@ -748,12 +750,16 @@ static __always_inline int begin(void *ctx, u32 ck, u32 lpoint)
 		return 0;
 	st->failed = 0;
 	st->iter = 0;
-	if (ck == CK_SYSCALL)
+	st->nr = 0;
+	if (ck == CK_SYSCALL) {
 		/* perf_call_bpf_enter: 8 bytes, the syscall number, then each
-		 * argument in 8 bytes. Through a helper: a direct read past the
-		 * syscall's own arguments would make the kernel refuse to attach
-		 * the program to a syscall with fewer (max_ctx_offset). */
+		 * argument in 8 bytes (raw_syscalls:sys_enter has the same
+		 * layout). Through a helper: a direct read past the syscall's
+		 * own arguments would make the kernel refuse to attach the
+		 * program to a syscall with fewer (max_ctx_offset). */
+		bpf_probe_read_kernel(&st->nr, sizeof(st->nr), (char *)ctx + 8);
 		bpf_probe_read_kernel(st->args, 6 * sizeof(u64), (char *)ctx + 16);
+	}
 #if G_PROG_TYPE == G_TYPE_KPROBE
 	if (ck == CK_REGS) {
 		struct pt_regs *regs = ctx;
@@ -889,6 +895,7 @@ static __always_inline void post(struct g_scratch *sc, struct g_hook *h, u8 sel,
 	msg->action = action;
 	msg->flags = flags;
 	msg->nslots = n;
+	msg->nr = st->nr;
 	if (events.ringbuf_output(msg, size, TETRAD_RB_FLAGS) < 0) {
 		if (stats)
 			__sync_fetch_and_add(&stats->dropped, 1);
@@ -1297,6 +1304,18 @@ int g_sys_exit(void *ctx)
 int g_tp(void *ctx)
 {
 	return begin(ctx, CK_TRACEPOINT, point_const());
+}
+
+/* Every syscall (a generated_syscalls list): raw_syscalls:sys_{enter,exit},
+ * whose records are laid out as syscalls:sys_{enter,exit}_*'s. */
+int g_sys_any(void *ctx)
+{
+	return begin(ctx, CK_SYSCALL, point_const());
+}
+
+int g_sys_any_exit(void *ctx)
+{
+	return finish(ctx, point_const(), *(s64 *)((char *)ctx + 16));
 }
 #elif G_PROG_TYPE == G_TYPE_KPROBE
 int g_kprobe(struct pt_regs *ctx)

@@ -78,7 +78,7 @@ def setup(tmp_path_factory):
         subprocess.run(["gcc", f"-O{level}", "-Wall", "-o", str(built[level]), str(SOURCE)], check=True)
     bins = {}
     for name, level in (("usdt0", "0"), ("usdt2", "2"), ("uprobe", "2"), ("byoffset", "0"),
-                        ("digest", "2"), ("unprobed", "0")):
+                        ("digest", "2"), ("unprobed", "0"), ("allsys", "2")):
         bins[name] = work / f"{name}-{RUN}"
         shutil.copy(built[level], bins[name])
     for name in ("rawtp", "other"):
@@ -172,6 +172,19 @@ def setup(tmp_path_factory):
     args:
     - index: 0
       type: int64
+"""),
+        "allsys": policy("t-allsys", f"""  lists:
+  - name: every
+    type: generated_syscalls
+  kprobes:
+  - call: "list:every"
+    args:
+    - index: 0
+      type: int
+    selectors:
+    - matchBinaries:
+      - operator: In
+        values: ["{bins['allsys']}"]
 """),
     }
     paths = []
@@ -283,3 +296,17 @@ def test_a_digest_mismatch_refuses_the_policy_with_the_reason(setup, tmp_path):
     assert "sha256:" + hashlib.sha256(setup["bins"]["digest"].read_bytes()).hexdigest() in line
     status, line = check_file(str(setup["paths"]["digest"]), as_root=True)
     assert status == OK and "spec.uprobes[1] left out" in line, line
+
+
+def test_a_generated_syscalls_list_hooks_every_syscall_each_named(setup):
+    bins = setup["bins"]
+    run(bins["allsys"], MARK)
+    run(bins["unprobed"], MARK)
+    hits = events(setup, "process_kprobe", "t-allsys")
+    assert hits and all(e["process"]["binary"] == str(bins["allsys"]) for e in hits)
+    prefix = {"x86_64": "__x64_", "aarch64": "__arm64_"}[os.uname().machine]
+    names = [e["function_name"] for e in hits]
+    # printf's write(1, ...) and the exit, each under its own name.
+    writes = [e for e in hits if e["function_name"] == f"{prefix}sys_write"]
+    assert writes and writes[0]["args"] == [{"int_arg": 1}], names
+    assert names[-1] == f"{prefix}sys_exit_group", names

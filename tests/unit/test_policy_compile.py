@@ -253,3 +253,39 @@ def test_raw_tracepoint_arguments_that_do_not_fit_are_refused(args, event, probl
 def test_raw_tracepoint_indexes_stop_at_5_as_in_tetragon():
     with pytest.raises(PolicyError, match=r"args\[0\].index: .*out of range 0..5"):
         parse(HEAD + raw_tp("    - index: 6\n      type: int\n"), "t.yaml")
+
+
+GENERATED = """  lists:
+  - name: every
+    type: generated_syscalls
+  - name: ksys
+    type: generated_ftrace
+    pattern: "^ksys_(read|write)$"
+  kprobes:
+  - call: "list:every"
+  - call: "list:ksys"
+"""
+
+
+def test_generated_lists_expand_on_the_kernel_they_are_compiled_for():
+    facts = KernelFacts(arch_prefix="__x64_",
+                        ftrace_functions=lambda: ["ksys_read", "ksys_write", "ksys_readahead", "vfs_read"])
+    compiled = compile_policy(parse(HEAD + GENERATED, "t.yaml"), facts)
+    assert [(c.target.kind, c.target.name, c.target.function_name) for c in compiled] == [
+        ("syscall", "*", "__x64_sys_*"),          # one point on raw_syscalls for every syscall
+        ("kprobe", "ksys_read", "ksys_read"), ("kprobe", "ksys_write", "ksys_write")]
+    assert not compiled[0].retry
+
+
+def test_a_generated_ftrace_list_that_cannot_be_listed_stays_one_hook_needing_it():
+    def unreadable():
+        raise PermissionError(1, "Operation not permitted")
+    compiled = compile_policy(parse(HEAD + GENERATED, "t.yaml"), KernelFacts(ftrace_functions=unreadable))
+    assert [(c.target.kind, c.target.name, c.hook.generated) for c in compiled][1:] == [
+        ("kprobe", "list:ksys", "ftrace")]
+    with pytest.raises(PolicyError, match="no kernel function matches"):
+        compile_policy(parse(HEAD + GENERATED, "t.yaml"), KernelFacts(ftrace_functions=lambda: ["vfs_read"]))
+    many = [f"ksys_read{i}" for i in range(40)]
+    with pytest.raises(PolicyError, match="matches 40 kernel functions"):
+        compile_policy(parse(HEAD + GENERATED.replace("(read|write)$", "read"), "t.yaml"),
+                       KernelFacts(ftrace_functions=lambda: many))

@@ -215,7 +215,7 @@ class Msg(ctypes.Structure):
         ("action", ctypes.c_uint8),
         ("flags", ctypes.c_uint8),
         ("nslots", ctypes.c_uint8),
-        ("pad", ctypes.c_uint32),
+        ("nr", ctypes.c_uint32),
         ("slots", Slot * MAX_ARGS),
     ]
 
@@ -229,8 +229,8 @@ class HookStats(ctypes.Structure):
 
 # struct g_msg up to its slots: the header (op, pad0, size, cpu skipped),
 # obj_id, hook_id, pid, tid, proc_ktime, retval, selector, action, flags,
-# nslots, pad.
-MSG = struct.Struct("=8xQIIIIQqBBBB4x")
+# nslots, nr.
+MSG = struct.Struct("=8xQIIIIQqBBBBI")
 # struct g_slot without its data: ival, len, flags, pad.
 SLOT = struct.Struct("=qHH4x")
 SLOT_SIZE = SLOT.size + STR_MAX

@@ -110,6 +110,21 @@ def has_raw_tracepoints() -> Feature:
                                                  f"{err.strerror}")
 
 
+@functools.cache
+def has_ftrace_functions() -> Feature:
+    for root in TRACEFS:
+        path = Path(root, "available_filter_functions")
+        try:
+            with open(path) as f:
+                f.readline()
+            return Feature("ftrace_functions", True, f"{path} readable")
+        except FileNotFoundError:
+            continue
+        except OSError as err:
+            return Feature("ftrace_functions", False, f"{path}: {_errname(err)} {err.strerror}")
+    return Feature("ftrace_functions", False, "no available_filter_functions in tracefs")
+
+
 def _pmu_probe(name: str, pmu: str, target: bytes, offset: int, retprobe: bool) -> Feature:
     try:
         with sc.probe_pmu_event(pmu, target, offset, retprobe):
@@ -255,7 +270,7 @@ def matching_headers() -> Feature:
 
 
 PROBES = (has_btf, has_tracepoints, has_syscall_tracepoints, has_raw_syscalls, has_raw_tracepoints,
-          has_kprobes,
+          has_ftrace_functions, has_kprobes,
           has_kretprobes, has_uprobes, lsm_active, lsm_loadable, has_fentry, has_override_return,
           has_ringbuf, has_send_signal, matching_headers)
 
@@ -265,6 +280,7 @@ DESCRIPTIONS = {
     "syscall_tracepoints": "syscall tracepoints (syscalls:*)",
     "raw_syscalls": "raw syscall tracepoints",
     "raw_tracepoints": "raw tracepoints",
+    "ftrace_functions": "the list of kernel functions ftrace can attach to",
     "kprobes": "kprobes",
     "kretprobes": "kretprobes",
     "uprobes": "uprobes",

@@ -30,8 +30,9 @@ from typing import Callable
 from tetrad.decode.generic import PolicyRecord, Slot
 from tetrad.events.model import Event
 from tetrad.abi import generic as enc
+from tetrad.bpf import unistd
 from tetrad.bpf.unistd import NATIVE_ABI
-from tetrad.policy.compile import INT_SIZES, CompiledHook
+from tetrad.policy.compile import ANY_SYSCALL, INT_SIZES, CompiledHook
 from tetrad.policy.schema import ArgSpec
 
 KIND_EVENT = {"syscall": "process_kprobe", "kprobe": "process_kprobe",
@@ -176,7 +177,8 @@ class HookPlan:
     kind, the fields before `args`, a renderer per argument and the fields
     after `action`."""
 
-    __slots__ = ("kind", "head", "args", "ret", "ret_actions", "tail", "tags", "policy_name")
+    __slots__ = ("kind", "head", "args", "ret", "ret_actions", "tail", "tags", "policy_name",
+                 "per_syscall")
 
     def __init__(self, ch: CompiledHook):
         hook = ch.hook
@@ -196,6 +198,8 @@ class HookPlan:
             self.head = {"function_name": hook.call}        # the LSM hook's name: file_open
         else:
             self.head = {"function_name": ch.target.function_name}
+        # A hook on every syscall: each event names its syscall, by number.
+        self.per_syscall = ch.target.function_name[:-1] if ch.target.name == ANY_SYSCALL else ""
         # (renderer, label) per argument, in slot order.
         self.args = tuple((_renderer(spec, (slot.size, slot.signed)), spec.label)
                           for spec, slot in zip(hook.args, ch.reads))
@@ -224,6 +228,8 @@ def _unreadable(label: str) -> dict:
 def policy_event(rec: PolicyRecord, plan: HookPlan, time_ns: int, process, parent) -> Event:
     """Called by the reader thread once per policy record."""
     fields = plan.head.copy()
+    if plan.per_syscall:
+        fields["function_name"] = plan.per_syscall + unistd.names().get(rec.nr, str(rec.nr))
     args = [_unreadable(label) if slot.flags & enc.SLOT_UNREADABLE else render(slot)
             for (render, label), slot in zip(plan.args, rec.slots)]
     if args:

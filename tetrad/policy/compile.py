@@ -30,7 +30,7 @@ from tetrad.abi import generic as enc
 from tetrad.bpf import unistd
 from tetrad.bpf.btf import ValueType
 from tetrad.elf import UsdtArg, UsdtProbe
-from tetrad.policy import schema
+from tetrad.policy import limits, schema
 from tetrad.policy.schema import ArgSpec, Hook, Policy, PolicyError
 from tetrad.policy.points import USER_MEMORY, ArgRead, PointTables
 from tetrad.policy.workloads import Workloads
@@ -255,6 +255,9 @@ class KernelFacts:
     # offset in a binary; both raise OSError or ValueError.
     usdt_probes: Callable[[str], list[UsdtProbe]] | None = None
     file_offset: Callable[[str, int], int] | None = None
+    # The kernel functions ftrace can attach to (tracefs's
+    # available_filter_functions); OSError when they cannot be listed.
+    ftrace_functions: Callable[[], list[str]] | None = None
 
 
 def _map_ops_as_equal(hook: Hook, facts: KernelFacts) -> Hook:
@@ -307,7 +310,12 @@ def compile_hook(policy: Policy, hook: Hook, facts: KernelFacts, place: UsdtProb
                        "a return value")
     fields = None
     params: list[ValueType] = []
-    if hook.kind == "kprobe" and hook.syscall:
+    if hook.generated == "syscalls":
+        # Every syscall: one point on raw_syscalls, each event named by its
+        # syscall's number.
+        kind = "syscall"
+        target = Target("syscall", ANY_SYSCALL, function_name=f"{facts.arch_prefix}sys_{ANY_SYSCALL}")
+    elif hook.kind == "kprobe" and hook.syscall:
         kind = "syscall"
         name = syscall_name(hook.call)
         target = Target("syscall", name, function_name=f"{facts.arch_prefix}sys_{name}")
@@ -368,7 +376,8 @@ def compile_hook(policy: Policy, hook: Hook, facts: KernelFacts, place: UsdtProb
         raise PolicyError(policy.source, problems)
     overriding = kind == "kprobe" and any(a.action == "Override" for s in hook.selectors
                                           for a in s.actions + s.return_actions)
-    retry = (kind == "syscall" and target.name not in _EXEC_SYSCALLS
+    # Not at the point of every syscall: execve's memory is gone at its exit.
+    retry = (kind == "syscall" and target.name not in _EXEC_SYSCALLS | {ANY_SYSCALL}
              and any(r.kind in USER_MEMORY and not r.retcopy for r in reads))
     return CompiledHook(hook, target, tuple(reads), policy.name, policy.mode == "monitor",
                         policy.workloads, unreadable_match=policy.unreadable_match,
@@ -401,25 +410,57 @@ def _auto_ranges(hook: Hook, reads: list[ArgRead]) -> list[tuple[str, str]]:
     return problems
 
 
+ANY_SYSCALL = "*"               # the target name of a generated_syscalls hook
+
+
+def ftrace_hooks(hook: Hook, facts: KernelFacts) -> list[Hook]:
+    """A generated_ftrace hook as one kprobe per kernel function whose name
+    matches its pattern (searched, as Go's MatchString does). When the
+    functions cannot be listed here, the hook stays one, on `list:NAME`,
+    and needs the feature ftrace_functions (tetrad.policy.kernel)."""
+    try:
+        if facts.ftrace_functions is None:
+            raise OSError("not available")
+        functions = facts.ftrace_functions()
+    except OSError:
+        return [hook]
+    pattern = re.compile(hook.pattern)
+    names = sorted({f for f in functions if pattern.search(f)})
+    if not names:
+        raise PolicyError("", [(f"{hook.path}.call", f"no kernel function matches the pattern "
+                                                     f"{hook.pattern!r} of {hook.call}")])
+    if len(names) > limits.HOOKS:
+        raise PolicyError("", [(f"{hook.path}.call", f"the pattern {hook.pattern!r} of {hook.call} matches "
+                                                     f"{len(names)} kernel functions; at most "
+                                                     f"{limits.HOOKS} hooks in one policy")])
+    return [replace(hook, call=name, generated="", pattern="") for name in names]
+
+
 def compile_policy(policy: Policy, facts: KernelFacts) -> list[CompiledHook]:
     """All hooks of a policy, or PolicyError listing every hook's problems."""
     compiled, problems = [], []
-    for hook in policy.hooks:
+    for listed in policy.hooks:
         try:
-            for place in usdt_places(hook, facts) if hook.kind == "usdt" else [None]:
-                compiled.append(compile_hook(policy, hook, facts, place))
-                # Every value fits its kernel field, and the hook fits an
-                # attach point on its own (what others there leave is the
-                # loader's to say).
-                PointTables(0).add(0, compiled[-1])
+            hooks = ftrace_hooks(listed, facts) if listed.generated == "ftrace" else [listed]
         except PolicyError as err:
-            problems += [(path or hook.path, reason) for path, reason in err.problems]
-        except Exception as err:
-            # A bug here must still be this policy's error, not the daemon's.
-            log.error("compiling %s of %s failed unexpectedly", hook.path, policy.source,
-                      exc_info=True)
-            problems.append((hook.path, f"internal error while compiling ({type(err).__name__}); "
-                                        "this is a bug in tetrad: please report it with the policy"))
+            problems += err.problems
+            continue
+        for hook in hooks:
+            try:
+                for place in usdt_places(hook, facts) if hook.kind == "usdt" else [None]:
+                    compiled.append(compile_hook(policy, hook, facts, place))
+                    # Every value fits its kernel field, and the hook fits an
+                    # attach point on its own (what others there leave is the
+                    # loader's to say).
+                    PointTables(0).add(0, compiled[-1])
+            except PolicyError as err:
+                problems += [(path or hook.path, reason) for path, reason in err.problems]
+            except Exception as err:
+                # A bug here must still be this policy's error, not the daemon's.
+                log.error("compiling %s of %s failed unexpectedly", hook.path, policy.source,
+                          exc_info=True)
+                problems.append((hook.path, f"internal error while compiling ({type(err).__name__}); "
+                                            "this is a bug in tetrad: please report it with the policy"))
     if problems:
         raise PolicyError(policy.source, problems)
     return compiled

@@ -73,7 +73,10 @@ INT_OPS = {"Equal", "NotEqual", "Mask", "GreaterThan", "LessThan", "InRange", "N
 # InMap/NotInMap on integers: values (or list:NAME of a syscalls list) compiled
 # as Equal/NotEqual; syscall names become numbers when compiled for a machine.
 MAP_OPS = {"InMap": "Equal", "NotInMap": "NotEqual"}
-LIST_TYPES = {"syscalls"}                       # spec.lists kinds tetrad expands
+# spec.lists kinds: names of syscalls; every syscall; kernel functions whose
+# names match a pattern (from tracefs, when the policy is compiled).
+LIST_TYPES = {"syscalls", "generated_syscalls", "generated_ftrace"}
+GENERATED = {"generated_syscalls": "syscalls", "generated_ftrace": "ftrace"}
 LIST_PREFIX = "list:"
 STRING_OPS = {"Equal", "NotEqual", "Prefix", "NotPrefix", "Postfix", "NotPostfix"}
 ADDR_OPS = {"SAddr", "NotSAddr", "DAddr", "NotDAddr"}
@@ -195,6 +198,8 @@ class Hook:
     digests: tuple[str, ...] = ()           # uprobes: binaryDigests, "algorithm:hex"
     ignore_digest: bool = False             # uprobes: ignore.digestVerificationFailure
     provider: str = ""                      # usdts
+    generated: str = ""                     # call is a generated list: "syscalls" or "ftrace"
+    pattern: str = ""                       # ... of kernel functions matching this
 
     def arg(self, index: int) -> ArgSpec | None:
         return next((a for a in self.args if a.index == index), None)
@@ -310,6 +315,7 @@ class _Checker:
         self.problems: list[tuple[str, str]] = []
         self.map_values = 0                  # values that take a kernel map entry
         self.lists: dict[str, tuple[str, ...]] = {}   # spec.lists: name -> syscall names
+        self.generated: dict[str, tuple[str, str]] = {}   # name -> (syscalls|ftrace, pattern)
         self.lists_refused = False           # a list was refused: list:NAME naming it is not
 
     def fail(self, path: str, reason: str) -> None:
@@ -705,19 +711,28 @@ class _Checker:
 
     def named_lists(self, raw) -> None:
         """spec.lists: named lists of syscalls, for `call: list:NAME` and
-        InMap values. Tetragon's generated kinds (every syscall, ftrace
-        patterns) are refused by name."""
+        InMap values, and Tetragon's generated lists (every syscall, kernel
+        functions matching a pattern) for `call: list:NAME`, which the
+        compiler expands on the running kernel."""
         for i, entry in enumerate(self.seq(raw, "spec.lists")):
             where = f"spec.lists[{i}]"
-            entry = self.mapping(entry, where, {"name", "type", "values", "validated"}, "list")
+            entry = self.mapping(entry, where, {"name", "type", "values", "validated", "pattern"}, "list")
             name = self.text(entry.get("name"), f"{where}.name", max_chars=limits.NAME)
-            kind = entry.get("type")
-            if isinstance(kind, str) and kind in tetragon_fields.LIST_TYPES - LIST_TYPES:
-                self.fail(f"{where}.type", f"lists of type {kind} are not supported by tetrad yet")
-                kind = None
-            else:
-                kind = self.choice(kind, f"{where}.type", LIST_TYPES, "list type")
+            kind = self.choice(entry.get("type"), f"{where}.type", LIST_TYPES, "list type")
             self.flag(entry, "validated", where)
+            if kind in GENERATED:
+                pattern = self.list_pattern(entry, where, kind)
+                if entry.get("values") is not None:
+                    self.fail(f"{where}.values", f"a {kind} list makes its own values")
+                if name is None or pattern is None:
+                    self.lists_refused = True
+                elif name in self.lists or name in self.generated:
+                    self.fail(f"{where}.name", f"a second list named {describe(name)}")
+                else:
+                    self.generated[name] = (GENERATED[kind], pattern)
+                continue
+            if entry.get("pattern") is not None:
+                self.fail(f"{where}.pattern", "pattern is for generated_ftrace lists")
             values = []
             raw_values = self.values(entry.get("values"), f"{where}.values", limits.HOOKS) if kind else []
             for j, v in enumerate(raw_values):
@@ -727,9 +742,30 @@ class _Checker:
             if name is None or kind is None:
                 self.lists_refused = True
                 continue
-            if name in self.lists:
+            if name in self.lists or name in self.generated:
                 self.fail(f"{where}.name", f"a second list named {describe(name)}")
             self.lists[name] = tuple(values)
+
+    def list_pattern(self, entry: dict, where: str, kind: str) -> str | None:
+        """A generated_ftrace list's pattern, a regular expression over
+        kernel function names (generated_syscalls: "")."""
+        if kind == "generated_syscalls":
+            if entry.get("pattern") is not None:
+                self.fail(f"{where}.pattern", "pattern is for generated_ftrace lists")
+            return ""
+        if entry.get("pattern") is None:
+            self.fail(f"{where}.pattern", "a generated_ftrace list needs a pattern (a regular "
+                                          "expression over kernel function names)")
+            return None
+        pattern = self.text(entry["pattern"], f"{where}.pattern", max_chars=limits.SYMBOL)
+        if pattern is None:
+            return None
+        try:
+            re.compile(pattern)
+        except re.error as err:
+            self.fail(f"{where}.pattern", f"not a regular expression: {err}")
+            return None
+        return pattern
 
     def list_values(self, ref: str, path: str) -> list[str]:
         """The values of `list:NAME`; [] (and one error) when there is no
@@ -737,6 +773,9 @@ class _Checker:
         name = ref[len(LIST_PREFIX):]
         if name in self.lists:
             return list(self.lists[name])
+        if name in self.generated:
+            self.fail(path, f"list {describe(name)} is generated: only a kprobe's call can name it")
+            return []
         if not self.lists_refused:
             self.fail(path, f"no list named {describe(name)} in spec.lists")
         return []
@@ -831,6 +870,11 @@ class _Checker:
         if kind == "kprobe":
             call = raw.get("call", "")
             if isinstance(call, str) and call.startswith(LIST_PREFIX):
+                if call[len(LIST_PREFIX):] in self.generated:
+                    # Expanded on the running kernel (tetrad/policy/compile.py).
+                    generated, pattern = self.generated[call[len(LIST_PREFIX):]]
+                    return [Hook(call=call, syscall=generated == "syscalls", generated=generated,
+                                 pattern=pattern, **base)]
                 # One hook per syscall of the list, as Tetragon attaches them.
                 return [Hook(call=c, syscall=True, **base)
                         for c in self.list_values(call, f"{path}.call")]

@@ -42,7 +42,7 @@ from bcc.libbcc import lib
 
 from tetrad.abi import generic as enc
 from tetrad.bpf import syscall as bpf_syscall
-from tetrad.policy.compile import CompiledHook, Target
+from tetrad.policy.compile import ANY_SYSCALL, CompiledHook, Target
 from tetrad.policy.errors import PolicyError
 from tetrad.policy.points import PointTables
 from tetrad.sensors import bpfobject
@@ -365,6 +365,14 @@ class GenericPrograms:
         hook there needs one (return probe, second read at sys_exit)."""
         obj, t = point.obj, point.target
         needs_exit = ch.has_return or ch.retry
+        if t.kind == "syscall" and t.name == ANY_SYSCALL:
+            if not point.attached:
+                self._tracepoint(point, self._copy(point, "g_sys_any"), "raw_syscalls", "sys_enter")
+                point.attached = True
+            if needs_exit and not point.exit_attached:
+                self._tracepoint(point, self._copy(point, "g_sys_any_exit"), "raw_syscalls", "sys_exit")
+                point.exit_attached = True
+            return
         if t.kind == "syscall":
             if point.syscall_nr is None:
                 try:

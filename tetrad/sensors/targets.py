@@ -20,7 +20,7 @@ from bcc.libbcc import bcc_symbol, bcc_symbol_option, lib
 
 from tetrad import elf
 from tetrad.bpf import unistd
-from tetrad.policy.compile import CompiledHook
+from tetrad.policy.compile import ANY_SYSCALL, CompiledHook
 
 TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 INDEX_SIZE = 512                # demux keys a policy program holds (G_INDEX_SIZE)
@@ -85,7 +85,7 @@ def _check(ch: CompiledHook, digests: dict[str, str]) -> str:
     """Why this hook's target is missing here ("" when it is not)."""
     t = ch.target
     try:
-        if t.kind == "syscall":
+        if t.kind == "syscall" and t.name != ANY_SYSCALL:
             syscall_key(t.name)
         elif t.kind in ("uprobe", "usdt"):
             if t.kind == "uprobe" and t.name:
