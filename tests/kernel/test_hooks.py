@@ -310,3 +310,21 @@ def test_a_generated_syscalls_list_hooks_every_syscall_each_named(setup):
     writes = [e for e in hits if e["function_name"] == f"{prefix}sys_write"]
     assert writes and writes[0]["args"] == [{"int_arg": 1}], names
     assert names[-1] == f"{prefix}sys_exit_group", names
+
+
+def test_a_usdt_probe_its_binary_lacks_is_not_loadable_here(setup, tmp_path):
+    text = policy("t-nope", f"""  usdts:
+  - path: "{setup['bins']['usdt0']}"
+    provider: tetrad
+    name: nope
+    args:
+    - index: 6
+      type: int
+""")
+    (tmp_path / "nope.yaml").write_text(text)
+    status, line = check_file(str(tmp_path / "nope.yaml"), as_root=True)
+    assert status == NOT_HERE, line
+    assert f"no USDT probe tetrad:nope in {setup['bins']['usdt0']} (it has tetrad:args, tetrad:gated)" in line
+    (tmp_path / "many.yaml").write_text(text.replace("nope", "args"))
+    status, line = check_file(str(tmp_path / "many.yaml"), as_root=True)
+    assert line.startswith("ERROR") and "args[0].index" in line, line     # the note has 5 arguments

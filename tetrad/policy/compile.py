@@ -170,11 +170,13 @@ def _raw_read(hook: Hook, arg: ArgSpec, params: list[ValueType]) -> ArgRead:
     return ArgRead(enc.GA[strategy], arg.index, 8, False)
 
 
-def _usdt_read(hook: Hook, arg: ArgSpec, place: UsdtProbe) -> ArgRead:
+def _usdt_read(hook: Hook, arg: ArgSpec, place: UsdtProbe | None) -> ArgRead:
     """A USDT probe's argument `index` of its note: a user-space value that
     the kernel computes from the note's spec into the call's arguments
     (bpf/generic_hook.c usdt_fetch); `auto` takes the spec's width and sign."""
     where = f"{hook.path}.args[{hook.args.index(arg)}]"
+    if place is None:           # not here: tetrad.sensors.targets says why
+        return _int_read("uint64", arg.index) if arg.type == "auto" else _read(hook, arg, "usdt", None)
     if place.problem:
         raise PolicyError("", [(where, f"the arguments of USDT probe {hook.call} in {hook.binary} "
                                        f"cannot be read: {place.problem}")])
@@ -205,29 +207,33 @@ def _uprobe_target(hook: Hook, facts: KernelFacts) -> Target:
 
 
 def _usdt_target(hook: Hook, facts: KernelFacts, place: UsdtProbe | None) -> Target:
-    assert place is not None
+    if place is None:
+        return Target("usdt", hook.call, binary=hook.binary, function_name=hook.call)
     return Target("usdt", hook.call, binary=hook.binary, function_name=hook.call, offset=place.offset,
                   ref_ctr_offset=place.semaphore, usdt_args=place.args)
 
 
-def usdt_places(hook: Hook, facts: KernelFacts) -> list[UsdtProbe]:
+def usdt_places(hook: Hook, facts: KernelFacts) -> list[UsdtProbe | None]:
     """Every place of a USDT hook's probe in its binary (Tetragon attaches
-    to each); PolicyError when there is none or the binary cannot be read."""
+    to each). A binary that cannot be read here, or has no such probe, is a
+    target missing on this machine, as a uprobe's symbol would be: [None],
+    one hook whose target tetrad.sensors.targets finds missing."""
     if facts.usdt_probes is None:
-        raise PolicyError("", [(hook.path, "USDT probes need their binary's notes, which cannot "
-                                           "be read here")])
+        return [None]
     try:
         probes = facts.usdt_probes(hook.binary)
-    except (OSError, ValueError) as err:
-        raise PolicyError("", [(f"{hook.path}.path", f"cannot read the USDT probes of {hook.binary}: "
-                                                     f"{getattr(err, 'strerror', None) or err}")]) from None
-    places = [p for p in probes if (p.provider, p.name) == (hook.provider, hook.symbol)]
-    if not places:
-        known = sorted({f"{p.provider}:{p.name}" for p in probes})
-        raise PolicyError("", [(hook.path, f"no USDT probe {hook.call} in {hook.binary} (it has "
-                                           f"{', '.join(known[:10]) or 'none'}"
-                                           f"{', ...' if len(known) > 10 else ''})")])
-    return places
+    except (OSError, ValueError):
+        return [None]
+    return [p for p in probes if (p.provider, p.name) == (hook.provider, hook.symbol)] or [None]
+
+
+def usdt_missing(hook: Hook, probes: list[UsdtProbe]) -> str:
+    """Why a USDT hook's probe is not among a binary's probes ("" if it is)."""
+    if any((p.provider, p.name) == (hook.provider, hook.symbol) for p in probes):
+        return ""
+    known = sorted({f"{p.provider}:{p.name}" for p in probes})
+    return (f"no USDT probe {hook.call} in {hook.binary} (it has {', '.join(known[:10]) or 'none'}"
+            f"{', ...' if len(known) > 10 else ''})")
 
 
 # ---- hooks -----------------------------------------------------------------

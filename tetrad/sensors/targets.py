@@ -20,7 +20,7 @@ from bcc.libbcc import bcc_symbol, bcc_symbol_option, lib
 
 from tetrad import elf
 from tetrad.bpf import unistd
-from tetrad.policy.compile import ANY_SYSCALL, CompiledHook
+from tetrad.policy.compile import ANY_SYSCALL, CompiledHook, usdt_missing
 
 TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 INDEX_SIZE = 512                # demux keys a policy program holds (G_INDEX_SIZE)
@@ -91,7 +91,15 @@ def _check(ch: CompiledHook, digests: dict[str, str]) -> str:
             if t.kind == "uprobe" and t.name:
                 resolve_symbol(t.binary, t.name)
             elif not os.path.isfile(t.binary):
-                raise TargetMissing(f"uprobe binary {t.binary} does not exist (or is not a regular file)")
+                raise TargetMissing(f"{t.kind} binary {t.binary} does not exist (or is not a regular file)")
+            if t.kind == "usdt":
+                try:
+                    with elf.Binary(t.binary) as b:
+                        missing = usdt_missing(ch.hook, b.usdt_probes())
+                except ValueError as err:
+                    missing = str(err)
+                if missing:
+                    raise TargetMissing(missing)
             if ch.hook.digests:
                 key = f"{t.binary}\0{chr(0).join(ch.hook.digests)}"
                 if key not in digests:
