@@ -74,6 +74,7 @@
 #define GS_SIGNED 0x10          /* integer: sign-extend `size` bytes        */
 #define GS_RETCOPY 0x20         /* buffer: read at return, `retval` bytes   */
 #define GS_USER 0x40            /* in user memory: read again at sys_exit   */
+#define GS_RETVAL 0x80          /* the return value (a string): read at return */
 
 /* Slot flags (g_slot.flags), also in records. */
 #define G_SLOT_TRUNC 0x1
@@ -118,6 +119,8 @@
 #define G_POINT_FORKS 0x8       /* ... with followForks: ancestors looked up */
 #define G_POINT_NSPID 0x10      /* ... with isNamespacePID                  */
 #define G_POINT_RETRY 0x20      /* user memory unreadable at entry is read at exit */
+#define G_POINT_RETVAL 0x40     /* a slot is a return value (GS_RETVAL): its
+				 * tests are decided at return */
 
 /* Record flags (g_msg.flags). */
 #define G_MSG_MONITOR 0x1       /* the action was not enforced (monitor)    */

@@ -126,6 +126,7 @@ struct g_state {
 	struct g_slot slots[G_MAX_SLOTS];
 	u64 hits[G_WORDS];
 	u64 unknown[G_WORDS];       /* predicates on unreadable slots */
+	u64 later[G_WORDS];         /* predicates on return values, at entry */
 	u64 callerhits;             /* caller predicates that hold */
 	u64 proc_ktime;
 	u64 cgroup_id;
@@ -140,11 +141,11 @@ struct g_state {
 	u32 wanted;                 /* hook positions whose caller filters pass */
 	u32 failed;                 /* slots in user memory unreadable at entry */
 	u32 acting;                 /* hook positions whose actions run now */
+	u32 waiting;                /* return hooks that chose a selector at entry */
 	s32 verdict;                /* the first action verdict (LSM, override) */
 	u8 at_return;
 	u8 deferred;                /* the whole call is decided at return */
-	u8 waits;                   /* a return hook chose a selector */
-	u8 pad[1];
+	u8 pad[2];
 	u8 sel[G_POINT_HOOKS];      /* selector chosen per hook position */
 };
 
@@ -386,6 +387,8 @@ static __always_inline bool read_slot(void *ctx, struct g_scratch *sc, struct g_
 	s->flags = 0;
 	s->len = 0;
 	s->ival = 0;
+	if (d->flags & GS_RETVAL)
+		return false;           /* the return value: read at return */
 	if (kind == GA_INT) {
 		s->ival = extend(v, d->size, d->flags & GS_SIGNED);
 		return false;
@@ -797,7 +800,8 @@ static __always_inline bool masks_hold(struct g_state *st, struct g_selector *se
 		u64 known = st->hits[w] & ~unk;
 		u64 pos = sel->pos[w], neg = sel->neg[w];
 		bad |= known & neg;
-		bad |= pos & ~(known | (unk & ~strict));
+		/* A return value's tests hold until it is known. */
+		bad |= pos & ~(known | (unk & ~strict) | st->later[w]);
 		bad |= (pos | neg) & unk & strict;
 	}
 	return bad == 0;
@@ -1044,6 +1048,17 @@ static __always_inline int finish(void *ctx, u32 lpoint, s64 retval)
 			read_ubuf(s, v, retval);
 			continue;
 		}
+		if (d->flags & GS_RETVAL) {
+			/* A returned string (returnArg of a uprobe). */
+			s->flags = 0;
+			s->len = 0;
+			s->ival = retval;
+			if (d->kind == GA_USTR)
+				string_read(s, bpf_probe_read_user_str(s->data, G_STR_MAX, (void *)retval));
+			else if (d->kind == GA_KSTR)
+				string_read(s, bpf_probe_read_kernel_str(s->data, G_STR_MAX, (void *)retval));
+			continue;
+		}
 		if (!st->deferred || !(failed & (1u << i)))
 			continue;
 		/* Read again what was unreadable at entry. */
@@ -1071,14 +1086,14 @@ static __always_inline int finish(void *ctx, u32 lpoint, s64 retval)
 		stages.call(ctx, S_EVAL);
 		return tail_missed(S_EVAL);
 	}
-	st->acting = 0;
-#pragma clang loop unroll(disable)
-	for (u32 i = 0; i < G_POINT_HOOKS; i++) {
-		if (i >= BOUND(p->nhooks))
-			break;
-		if (st->sel[at(i, G_POINT_HOOKS - 1)] != NO_SEL)
-			LAUNDER(st->acting) |= 1u << i;
+	/* Only the return hooks that waited: the others acted at entry. */
+	if (p->flags & G_POINT_RETVAL) {
+		/* Tests on return values: select again, knowing them. */
+		st->wanted = st->waiting;
+		stages.call(ctx, S_EVAL);
+		return tail_missed(S_EVAL);
 	}
+	st->acting = st->waiting;
 	if (st->acting) {
 		stages.call(ctx, S_ACT);
 		return tail_missed(S_ACT);
@@ -1151,17 +1166,22 @@ int g_eval(void *ctx)
 		return 0;
 	__builtin_memset(st->hits, 0, sizeof(st->hits));
 	__builtin_memset(st->unknown, 0, sizeof(st->unknown));
+	__builtin_memset(st->later, 0, sizeof(st->later));
 #pragma clang loop unroll(disable)
 	for (u32 i = 0; i < G_MAX_SLOTS; i++) {
 		if (i >= BOUND(p->nslots))
 			break;
 		u32 k = at(i, G_SLOT_MASK);
 		struct g_slot *s = &st->slots[k];
+		u8 f = p->slot[k].flags;
+		if ((f & GS_RETVAL) && !st->at_return) {
+			or_bits(st->later, (struct g_bits *)&p->slot_bits[k * G_WORDS]);
+			continue;
+		}
 		if (s->flags & G_SLOT_UNREADABLE) {
 			or_bits(st->unknown, (struct g_bits *)&p->slot_bits[k * G_WORDS]);
 			continue;
 		}
-		u8 f = p->slot[k].flags;
 		u32 len = s->len & G_STR_MASK;
 		u32 lp = st->lpoint;
 		if (f & GS_FWD)
@@ -1205,7 +1225,7 @@ int g_select(void *ctx)
 		return 0;
 	/* Accumulated in map memory (see wanted_hooks). */
 	st->acting = 0;
-	st->waits = 0;
+	st->waiting = 0;
 #pragma clang loop unroll(disable)
 	for (u32 i = 0; i < G_POINT_HOOKS; i++) {
 		if (i >= BOUND(p->nhooks))
@@ -1223,12 +1243,12 @@ int g_select(void *ctx)
 		if (s == NO_SEL)
 			continue;
 		if ((h->flags & G_HOOK_RETURN) && !st->at_return)
-			LAUNDER(st->waits) = 1;
+			LAUNDER(st->waiting) |= 1u << i;
 		else
 			LAUNDER(st->acting) |= 1u << i;
 	}
 #if G_HAS_EXIT
-	if (LAUNDER(st->waits))
+	if (LAUNDER(st->waiting))
 		defer(st);
 #endif
 	if (LAUNDER(st->acting)) {

@@ -78,7 +78,7 @@ def setup(tmp_path_factory):
         subprocess.run(["gcc", f"-O{level}", "-Wall", "-o", str(built[level]), str(SOURCE)], check=True)
     bins = {}
     for name, level in (("usdt0", "0"), ("usdt2", "2"), ("uprobe", "2"), ("byoffset", "0"),
-                        ("digest", "2"), ("unprobed", "0"), ("allsys", "2")):
+                        ("digest", "2"), ("unprobed", "0"), ("allsys", "2"), ("greet", "2")):
         bins[name] = work / f"{name}-{RUN}"
         shutil.copy(built[level], bins[name])
     for name in ("rawtp", "other"):
@@ -133,6 +133,23 @@ def setup(tmp_path_factory):
       - index: 0
         operator: Equal
         values: ["{MARK}"]
+"""),
+        "greet": policy("t-greet", f"""  uprobes:
+  - path: "{bins['greet']}"
+    symbols: ["tetrad_greet"]
+    return: true
+    returnArg:
+      index: 0
+      type: string
+      label: greeting
+    args:
+    - index: 0
+      type: string
+    selectors:
+    - matchReturnArgs:
+      - index: 0
+        operator: Prefix
+        values: ["hello mark-{RUN}"]
 """),
         "offsets": policy("t-offsets", f"""  uprobes:
   - path: "{bins['byoffset']}"
@@ -328,3 +345,15 @@ def test_a_usdt_probe_its_binary_lacks_is_not_loadable_here(setup, tmp_path):
     (tmp_path / "many.yaml").write_text(text.replace("nope", "args"))
     status, line = check_file(str(tmp_path / "many.yaml"), as_root=True)
     assert line.startswith("ERROR") and "args[0].index" in line, line     # the note has 5 arguments
+
+
+def test_a_uprobe_returning_a_string_selects_on_it(setup):
+    """matchReturnArgs Prefix on the string a function returns (read at
+    its return): the call whose result matches is reported, with the
+    string as its last argument; the other is not."""
+    path = setup["bins"]["greet"]
+    run(path, MARK, 1, f"mark-{RUN}-yes")
+    run(path, MARK, 1, f"other-{RUN}")
+    hits = events(setup, "process_uprobe", "t-greet")
+    assert [e["args"] for e in hits] == [[{"string_arg": f"mark-{RUN}-yes"},
+                                          {"string_arg": f"hello mark-{RUN}-yes", "label": "greeting"}]]

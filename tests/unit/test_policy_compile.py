@@ -289,3 +289,30 @@ def test_a_generated_ftrace_list_that_cannot_be_listed_stays_one_hook_needing_it
     with pytest.raises(PolicyError, match="matches 40 kernel functions"):
         compile_policy(parse(HEAD + GENERATED.replace("(read|write)$", "read"), "t.yaml"),
                        KernelFacts(ftrace_functions=lambda: many))
+
+
+def test_a_uprobe_returning_a_string_reads_it_into_a_slot_after_its_arguments():
+    text = """  uprobes:
+  - path: /bin/bash
+    symbols: [readline]
+    return: true
+    returnArg:
+      index: 0
+      type: string
+    args:
+    - index: 0
+      type: string
+    selectors:
+    - matchReturnArgs:
+      - index: 0
+        operator: Prefix
+        values: ["sudo"]
+"""
+    ch = one(text)
+    assert ch.reads == (ArgRead(enc.GA["ustr"], 0), ArgRead(enc.GA["ustr"], enc.RET_SRC, retval=True))
+    many = text.replace("    args:\n    - index: 0\n      type: string\n",
+                        "    args:\n" + "".join(f"    - index: {i}\n      type: int\n" for i in range(5)))
+    with pytest.raises(PolicyError, match="reads at most 4 arguments"):
+        one(many)
+    with pytest.raises(PolicyError, match="of type file is not supported"):
+        one(text.replace("      type: string\n    args", "      type: file\n    args"))

@@ -31,8 +31,8 @@ NO_SLOT = 0xFF
 GA = {"none": 0, "int": 1, "ustr": 2, "ubuf": 3, "fd": 4, "file": 5, "path": 6, "sock": 7,
       "usockaddr": 8, "binprm": 9, "kstr": 10, "dataloc": 11}
 # slot descriptor flags
-GS_FWD, GS_REV, GS_SADDR, GS_DADDR, GS_SIGNED, GS_RETCOPY, GS_USER = (
-    0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40)
+GS_FWD, GS_REV, GS_SADDR, GS_DADDR, GS_SIGNED, GS_RETCOPY, GS_USER, GS_RETVAL = (
+    0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80)
 
 SLOT_TRUNC, SLOT_ERROR, SLOT_PATH_TRUNC, SLOT_UNREADABLE = 0x1, 0x2, 0x4, 0x8
 
@@ -45,8 +45,9 @@ ACTION_NAMES = {v: k for k, v in ACTIONS.items()}
 
 HOOK_MONITOR, HOOK_ACTIVE, HOOK_CGROUPS, HOOK_UNREADABLE_NOMATCH, HOOK_RETURN = (
     0x1, 0x2, 0x4, 0x8, 0x10)
-POINT_ACTIVE, POINT_BINARY, POINT_PIDS, POINT_FORKS, POINT_NSPID, POINT_RETRY = (
-    0x1, 0x2, 0x4, 0x8, 0x10, 0x20)
+POINT_ACTIVE, POINT_BINARY, POINT_PIDS, POINT_FORKS, POINT_NSPID, POINT_RETRY, POINT_RETVAL = (
+    0x1, 0x2, 0x4, 0x8, 0x10, 0x20, 0x40)
+RET_SRC = MAX_ARGV - 1          # the argument index a return-value slot names (unused by calls)
 MSG_MONITOR, MSG_RETURN = 0x1, 0x2
 
 # trie ids: point << 8 | table << 4 | slot; slot 15 is the binary

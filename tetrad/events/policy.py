@@ -204,6 +204,11 @@ class HookPlan:
         self.args = tuple((_renderer(spec, (slot.size, slot.signed)), spec.label)
                           for spec, slot in zip(hook.args, ch.reads))
         self.ret = _renderer(hook.return_arg) if hook.return_arg is not None else None
+        if ch.reads and ch.reads[-1].retval:
+            # A returned string is read into a slot of its own, after the
+            # arguments: rendered as the last of them.
+            self.args += ((self.ret, hook.return_arg.label),)
+            self.ret = None
         # Selectors whose matchReturnActions ran instead of their matchActions.
         self.ret_actions = frozenset(i for i, sel in enumerate(hook.selectors) if sel.return_actions)
         self.policy_name = ch.policy_name

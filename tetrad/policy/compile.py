@@ -86,7 +86,8 @@ class Target:
 class CompiledHook:
     hook: Hook
     target: Target
-    reads: tuple[ArgRead, ...]          # one per argument, in the hook's order
+    reads: tuple[ArgRead, ...]          # one per argument, in the hook's order; then a
+                                        # returned string's (ArgRead.retval), if any
     policy_name: str
     monitor: bool
     workloads: Workloads | None = None  # None: every process; else by cgroup (HOOK_CGROUPS)
@@ -363,9 +364,19 @@ def compile_hook(policy: Policy, hook: Hook, facts: KernelFacts, place: UsdtProb
     if hook.return_ and kind in ("lsm", "tracepoint", "rawtp"):
         refuse(f"{hook.path}.return", f"{kind} hooks have no return probe here")
     reads = []
+    returned = None
     if hook.return_arg is not None and kind == "uprobe" and hook.return_arg.type not in schema.INT_TYPES:
-        refuse(f"{hook.path}.returnArg.type", f"a uprobe's return value of type {hook.return_arg.type} "
-                                              "is not supported by tetrad yet (integer types are)")
+        # A returned string is a slot of its own, read at return, after the
+        # arguments (where Tetragon's uprobe events put it).
+        if hook.return_arg.type != "string":
+            refuse(f"{hook.path}.returnArg.type", f"a uprobe's return value of type "
+                                                  f"{hook.return_arg.type} is not supported by tetrad yet "
+                                                  "(integers and string are)")
+        elif len(hook.args) >= enc.MAX_ARGS:
+            refuse(f"{hook.path}.args", f"a uprobe returning a string reads at most {enc.MAX_ARGS - 1} "
+                                        "arguments (its record holds the string too)")
+        else:
+            returned = ArgRead(enc.GA["ustr"], enc.RET_SRC, retval=True)
     for arg in hook.args:
         try:
             if kind == "rawtp":
@@ -376,6 +387,8 @@ def compile_hook(policy: Policy, hook: Hook, facts: KernelFacts, place: UsdtProb
                 reads.append(_read(hook, arg, kind, fields))
         except PolicyError as err:
             problems += err.problems
+    if returned is not None:
+        reads.append(returned)
     if not problems:
         problems += _auto_ranges(hook, reads)
     if problems:

@@ -68,10 +68,11 @@ class ArgRead:
     signed: bool = False
     sizesrc: int | None = None  # argument holding a buffer's length
     retcopy: bool = False       # a buffer the call fills: read at return
+    retval: bool = False        # the return value (a string): read at return
 
     @property
     def user(self) -> bool:
-        return self.kind in USER_MEMORY and not self.retcopy
+        return self.kind in USER_MEMORY and not self.retcopy and not self.retval
 
 
 class PointFull(PolicyError):
@@ -206,6 +207,9 @@ class PointTables:
         for ma in sel.match_args:
             arg = hook.arg(ma.index)
             yield _arg_pred(ma, slots[positions[ma.index]], arg.group)
+        if sel.match_return_args and _tested_as_slot(ch):
+            # A returned string: its slot, after the arguments'.
+            yield _arg_pred(sel.match_return_args[0], slots[len(hook.args)], hook.return_arg.group)
         if sel.match_binaries is not None:
             yield _binary_pred(sel.match_binaries)
         for mp in sel.match_pids:
@@ -233,7 +237,7 @@ class PointTables:
             d.kind, d.src, d.size = read.kind, read.src, read.size
             d.sizesrc = enc.NO_SLOT if read.sizesrc is None else read.sizesrc
             d.flags = ((enc.GS_SIGNED if read.signed else 0) | (enc.GS_RETCOPY if read.retcopy else 0)
-                       | (enc.GS_USER if read.user else 0))
+                       | (enc.GS_USER if read.user else 0) | (enc.GS_RETVAL if read.retval else 0))
             for table in uses.get(slot, ()):
                 d.flags |= table_flags.get(table, 0)
         ints = sorted((b, p) for p, b in self._bits.items() if p.table == "int")
@@ -253,6 +257,8 @@ class PointTables:
             point.flags |= enc.POINT_NSPID
         if any(e.ch.retry for e in self._hooks.values()):
             point.flags |= enc.POINT_RETRY
+        if any(read.retval for read in self._slots):
+            point.flags |= enc.POINT_RETVAL
         hooks = {hook_id: self._hook_bytes(hook_id, e) for hook_id, e in self._hooks.items()}
         return Tables(bytes(point), hooks, self._entries())
 
@@ -279,7 +285,7 @@ class PointTables:
                         out.cpos |= 1 << bit
                 else:
                     _set(out.neg if negated else out.pos, bit)
-            if sel.match_return_args:
+            if sel.match_return_args and not _tested_as_slot(ch):
                 ma = sel.match_return_args[0]
                 out.has_ret = 1
                 op = _NOT.get(ma.operator, ma.operator)
@@ -329,6 +335,12 @@ class PointTables:
 
 
 # ---- encodings ----------------------------------------------------------------
+
+def _tested_as_slot(ch) -> bool:
+    """Whether the hook's return value is a slot of its own (a returned
+    string, GS_RETVAL), tested by predicate bits like an argument, rather
+    than the integer `retval` a selector's `ret` test compares."""
+    return bool(ch.reads) and ch.reads[-1].retval
 
 def _set(words, bit: int) -> None:
     words[bit // 64] |= 1 << (bit % 64)
