@@ -134,6 +134,20 @@ def setup(tmp_path_factory):
         operator: Equal
         values: ["{MARK}"]
 """),
+        # At the point of t-uprobe's return hook on tetrad_add, a hook
+        # without a return: it acts at entry, and only then.
+        "plain": policy("t-plain", f"""  uprobes:
+  - path: "{bins['uprobe']}"
+    symbols: ["tetrad_add"]
+    args:
+    - index: 1
+      type: int64
+    selectors:
+    - matchArgs:
+      - index: 1
+        operator: Equal
+        values: ["10"]
+"""),
         "greet": policy("t-greet", f"""  uprobes:
   - path: "{bins['greet']}"
     symbols: ["tetrad_greet"]
@@ -280,6 +294,8 @@ def test_uprobe_symbols_with_their_return_values(setup):
                                                {"long_arg": str(MARK + 10)}]
     assert by_symbol["tetrad_sub"]["args"][-1] == {"long_arg": str(MARK - 10)}
     assert all(e["path"] == str(path) and "offset" not in e for e in hits)
+    plain = events(setup, "process_uprobe", "t-plain")
+    assert [e["args"] for e in plain] == [[{"long_arg": "10"}]] * 2, plain     # once per run
 
 
 def test_uprobes_by_offset_and_address_and_a_semaphore_by_refctroffset(setup):
