@@ -30,6 +30,16 @@ pytestmark = pytest.mark.kernel
 RUN = uuid.uuid4().hex[:8]
 MARK = 5_000_000 + int(RUN, 16) % 1_000_000 * 4      # selected calls pass A = MARK
 SOURCE = Path(__file__).with_name("hooks_target.c")
+# A uprobe's first argument, reported when it is MARK.
+FIRST_IS_MARK = f"""    args:
+    - index: 0
+      type: int64
+    selectors:
+    - matchArgs:
+      - index: 0
+        operator: Equal
+        values: ["{MARK}"]
+"""
 
 
 def policy(name: str, body: str) -> str:
@@ -169,25 +179,9 @@ def setup(tmp_path_factory):
   - path: "{bins['byoffset']}"
     offsets: [{sub_offset}]
     refCtrOffsets: [{gated.semaphore}]
-    args:
-    - index: 0
-      type: int64
-    selectors:
-    - matchArgs:
-      - index: 0
-        operator: Equal
-        values: ["{MARK}"]
-  - path: "{bins['byoffset']}"
+{FIRST_IS_MARK}  - path: "{bins['byoffset']}"
     addrs: [{add_at}]
-    args:
-    - index: 0
-      type: int64
-    selectors:
-    - matchArgs:
-      - index: 0
-        operator: Equal
-        values: ["{MARK}"]
-"""),
+{FIRST_IS_MARK}"""),
         "digest": policy("t-digest", f"""  uprobes:
   - path: "{bins['digest']}"
     symbols: ["tetrad_add"]
