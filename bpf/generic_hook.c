@@ -760,7 +760,7 @@ static __always_inline int begin(void *ctx, u32 ck, u32 lpoint)
 		 * layout). Through a helper: a direct read past the syscall's
 		 * own arguments would make the kernel refuse to attach the
 		 * program to a syscall with fewer (max_ctx_offset). */
-		bpf_probe_read_kernel(&st->nr, sizeof(st->nr), (char *)ctx + 8);
+		st->nr = *(u32 *)((char *)ctx + 8);     /* within every record */
 		bpf_probe_read_kernel(st->args, 6 * sizeof(u64), (char *)ctx + 16);
 	}
 #if G_PROG_TYPE == G_TYPE_KPROBE
