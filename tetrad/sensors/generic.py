@@ -451,16 +451,17 @@ class GenericPrograms:
                 mismatch = digest_mismatch(f, digests, t.binary)
                 if mismatch:
                     raise AttachError(mismatch)
+                opened = f"/proc/self/fd/{f.fileno()}".encode()
                 addr = t.offset
                 if t.kind == "uprobe" and t.name:
                     try:
-                        _, addr = BPF._check_path_symbol(t.binary.encode(), t.name.encode(), None, -1)
+                        _, addr = BPF._check_path_symbol(opened, t.name.encode(), None, -1)
                     except Exception as err:  # bcc raises plain Exception for a symbol it cannot find
                         raise AttachError(f"uprobe {what}: {err}") from None
                     addr += t.offset
-                ev = b"tetrad_%d_%s_0x%x" % (os.getpid(), b"r" if ret else b"p", addr)
-                fd = _attach_uprobe(prog, int(ret), ev, f"/proc/self/fd/{f.fileno()}".encode(), addr, -1,
-                                    t.ref_ctr_offset)
+                # Unique per point: two binaries may have a probe at one offset.
+                ev = b"tetrad_%d_%s_%d_0x%x" % (os.getpid(), b"r" if ret else b"p", point.lpoint, addr)
+                fd = _attach_uprobe(prog, int(ret), ev, opened, addr, -1, t.ref_ctr_offset)
         except OSError as err:
             raise AttachError(f"cannot open uprobe binary {t.binary}: {err.strerror}") from None
         if fd < 0:
