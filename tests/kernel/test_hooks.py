@@ -88,7 +88,8 @@ def setup(tmp_path_factory):
         subprocess.run(["gcc", f"-O{level}", "-Wall", "-o", str(built[level]), str(SOURCE)], check=True)
     bins = {}
     for name, level in (("usdt0", "0"), ("usdt2", "2"), ("uprobe", "2"), ("byoffset", "0"),
-                        ("digest", "2"), ("unprobed", "0"), ("allsys", "2"), ("greet", "2")):
+                        ("digest", "2"), ("unprobed", "0"), ("allsys", "2"), ("greet", "2"),
+                        ("ignore", "2")):
         bins[name] = work / f"{name}-{RUN}"
         shutil.copy(built[level], bins[name])
     for name in ("rawtp", "other"):
@@ -197,6 +198,21 @@ def setup(tmp_path_factory):
     args:
     - index: 0
       type: int64
+"""),
+        "ignore": policy("t-ignore", f"""  kprobes:
+  - call: "sys_no_such_call_{RUN}"
+    syscall: true
+    ignore:
+      callNotFound: true
+  - call: "sys_write"
+    syscall: true
+    args:
+    - index: 0
+      type: int
+    selectors:
+    - matchBinaries:
+      - operator: In
+        values: ["{bins['ignore']}"]
 """),
         "allsys": policy("t-allsys", f"""  lists:
   - name: every
@@ -322,7 +338,7 @@ def test_a_digest_mismatch_refuses_the_policy_with_the_reason(setup, tmp_path):
     assert "spec.uprobes[1]" in line and "matches none of the policy's binaryDigests" in line
     assert "sha256:" + hashlib.sha256(setup["bins"]["digest"].read_bytes()).hexdigest() in line
     status, line = check_file(str(setup["paths"]["digest"]), as_root=True)
-    assert status == OK and "spec.uprobes[1] left out" in line, line
+    assert status == OK and "spec.uprobes[1] left out (as its ignore says)" in line, line
 
 
 def test_a_generated_syscalls_list_hooks_every_syscall_each_named(setup):
@@ -367,3 +383,15 @@ def test_a_uprobe_returning_a_string_selects_on_it(setup):
     hits = events(setup, "process_uprobe", "t-greet")
     assert [e["args"] for e in hits] == [[{"string_arg": f"mark-{RUN}-yes"},
                                           {"string_arg": f"hello mark-{RUN}-yes", "label": "greeting"}]]
+
+
+def test_a_call_not_found_is_left_out_when_the_policy_says_to_ignore_it(setup):
+    """ignore.callNotFound: the missing syscall's hook is left out (logged),
+    the policy's other hook is in force."""
+    run(setup["bins"]["ignore"], MARK)
+    hits = events(setup, "process_kprobe", "t-ignore")
+    assert [e["args"] for e in hits] == [[{"int_arg": 1}]], hits         # printf's write(1, ...)
+    log = setup["daemon"].stderr_path.read_text()
+    assert f"policy t-ignore: spec.kprobes[0] not attached: no tracepoint syscalls:sys_enter_no_such_call_{RUN}" in log
+    status, line = check_file(str(setup["paths"]["ignore"]), as_root=True)
+    assert status == OK and "spec.kprobes[0] left out (as its ignore says)" in line, line

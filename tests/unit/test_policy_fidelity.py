@@ -225,3 +225,10 @@ def test_a_uprobe_with_several_symbols_is_one_hook_per_symbol():
     p = parse(doc("  uprobes:\n  - path: /usr/bin/bash\n    symbols: [readline, main]\n"))
     assert [(h.binary, h.symbol) for h in p.hooks] == [("/usr/bin/bash", "readline"),
                                                         ("/usr/bin/bash", "main")]
+
+
+def test_ignore_call_not_found_is_kept_on_the_hook_and_other_keys_are_refused():
+    p = parse(doc('  kprobes:\n  - call: "sys_dup"\n    ignore:\n      callNotFound: true\n'))
+    assert p.hooks[0].ignore_missing
+    got = problems(doc('  kprobes:\n  - call: "sys_dup"\n    ignore:\n      callNotFund: true\n'))
+    assert "unknown field" in got["spec.kprobes[0].ignore.callNotFund"]

@@ -55,8 +55,7 @@ def check_file(path: str, as_root: bool) -> tuple[int, str]:
     if missing:
         return NOT_HERE, (f"NOT LOADABLE HERE {path}: {summary}; "
                           + "; ".join(f"{where}: {why}" for where, why in missing))
-    left_out = "".join(f"; {ch.hook.path} left out (ignore.digestVerificationFailure): {why}"
-                       for ch, why in skipped)
+    left_out = "".join(f"; {ch.hook.path} left out (as its ignore says): {why}" for ch, why in skipped)
     return OK, f"OK {path}: {summary}; loadable on this kernel{left_out}"
 
 

@@ -197,6 +197,7 @@ class Hook:
     ref_ctr_offset: int = 0                 # uprobes: the semaphore's file offset (refCtrOffsets)
     digests: tuple[str, ...] = ()           # uprobes: binaryDigests, "algorithm:hex"
     ignore_digest: bool = False             # uprobes: ignore.digestVerificationFailure
+    ignore_missing: bool = False            # kprobes: ignore.callNotFound
     provider: str = ""                      # usdts
     generated: str = ""                     # call is a generated list: "syscalls" or "ftrace"
     pattern: str = ""                       # ... of kernel functions matching this
@@ -810,6 +811,10 @@ class _Checker:
         raw = self.mapping(raw, path, allowed, kind)
         if raw.get("ignore") is not None and not isinstance(raw["ignore"], dict):
             self.fail(f"{path}.ignore", f"must be a mapping, not {kind_of(raw['ignore'])}")
+        ignore_missing = False
+        if kind == "kprobe" and isinstance(raw.get("ignore"), dict):
+            ignore = self.mapping(raw["ignore"], f"{path}.ignore", {"callNotFound"})
+            ignore_missing = self.flag(ignore, "callNotFound", f"{path}.ignore")
         broken: set = set()
         args_raw = self.seq(raw.get("args"), f"{path}.args")
         if len(args_raw) > MAX_ARGS:
@@ -866,7 +871,7 @@ class _Checker:
         message = self.optional_text(raw, "message", path, limits.MESSAGE)
         args = [a for a in args if a.type != NOP_TYPE]
         base = dict(kind=kind, path=path, args=tuple(args), selectors=selectors, message=message,
-                    tags=tuple(tags), return_=return_, return_arg=return_arg)
+                    tags=tuple(tags), return_=return_, return_arg=return_arg, ignore_missing=ignore_missing)
         if kind == "kprobe":
             call = raw.get("call", "")
             if isinstance(call, str) and call.startswith(LIST_PREFIX):

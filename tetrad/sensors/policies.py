@@ -74,7 +74,7 @@ class PolicyLoader:
         if missing:
             raise PolicyError(policy.source, missing)
         for ch, why in skipped:
-            log.warning("policy %s: %s not attached: %s (ignore.digestVerificationFailure)",
+            log.warning("policy %s: %s not attached: %s (the policy says to ignore that)",
                         policy.name, ch.hook.path, why)
         compiled = [ch for ch in compiled if all(ch is not s for s, _ in skipped)]
         log.info("loading policy %s from %s: %d hooks", policy.name, policy.source, len(compiled))

@@ -20,6 +20,7 @@ from bcc.libbcc import bcc_symbol, bcc_symbol_option, lib
 
 from tetrad import elf
 from tetrad.bpf import unistd
+from tetrad.bpf.btf import vmlinux
 from tetrad.policy.compile import ANY_SYSCALL, CompiledHook, usdt_missing
 
 TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
@@ -81,12 +82,26 @@ def digest_mismatch(fileobj, digests: tuple[str, ...], binary: str) -> str:
             "attached to a binary the policy was not written for")
 
 
+def kernel_function_known(name: str) -> bool:
+    """Whether the kernel's BTF has the function (what Tetragon asks for
+    ignore.callNotFound); True when there is no BTF to ask."""
+    try:
+        vmlinux().find(name, "func")
+    except KeyError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
 def _check(ch: CompiledHook, digests: dict[str, str]) -> str:
     """Why this hook's target is missing here ("" when it is not)."""
     t = ch.target
     try:
         if t.kind == "syscall" and t.name != ANY_SYSCALL:
             syscall_key(t.name)
+        elif t.kind == "kprobe" and ch.hook.ignore_missing and not kernel_function_known(t.name):
+            raise TargetMissing(f"no kernel function {t.name} in this kernel's BTF")
         elif t.kind in ("uprobe", "usdt"):
             if t.kind == "uprobe" and t.name:
                 resolve_symbol(t.binary, t.name)
@@ -116,13 +131,15 @@ def _check(ch: CompiledHook, digests: dict[str, str]) -> str:
 
 def check(compiled: list[CompiledHook]) -> tuple[list[tuple[str, str]], list[tuple[CompiledHook, str]]]:
     """(problems, skipped): (hook path, reason) for every hook whose target
-    is missing here, and the hooks left out instead, with why: uprobes whose
-    binary fails its digests when the policy says
-    ignore.digestVerificationFailure (Tetragon then loads the rest)."""
+    is missing here, and the hooks left out instead, with why (Tetragon then
+    loads the rest): uprobes whose binary fails its digests when the policy
+    says ignore.digestVerificationFailure, kprobes and syscalls missing here
+    when it says ignore.callNotFound."""
     problems, skipped, digests = [], [], {}
     for ch in compiled:
         reason = _check(ch, digests)
-        if reason and ch.hook.ignore_digest and "binaryDigests" in reason:
+        if reason and ((ch.hook.ignore_digest and "binaryDigests" in reason)
+                       or (ch.hook.ignore_missing and ch.target.kind in ("kprobe", "syscall"))):
             skipped.append((ch, reason))
         elif reason:
             problems.append((ch.hook.path, reason))
