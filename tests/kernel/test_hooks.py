@@ -89,7 +89,7 @@ def setup(tmp_path_factory):
     bins = {}
     for name, level in (("usdt0", "0"), ("usdt2", "2"), ("uprobe", "2"), ("byoffset", "0"),
                         ("digest", "2"), ("unprobed", "0"), ("allsys", "2"), ("greet", "2"),
-                        ("ignore", "2")):
+                        ("ignore", "2"), ("loaded", "2")):
         bins[name] = work / f"{name}-{RUN}"
         shutil.copy(built[level], bins[name])
     for name in ("rawtp", "other"):
@@ -214,6 +214,7 @@ def setup(tmp_path_factory):
       - operator: In
         values: ["{bins['ignore']}"]
 """),
+        "loader": policy("t-loader", "  loader: true\n"),
         "allsys": policy("t-allsys", f"""  lists:
   - name: every
     type: generated_syscalls
@@ -395,3 +396,15 @@ def test_a_call_not_found_is_left_out_when_the_policy_says_to_ignore_it(setup):
     assert f"policy t-ignore: spec.kprobes[0] not attached: no tracepoint syscalls:sys_enter_no_such_call_{RUN}" in log
     status, line = check_file(str(setup["paths"]["ignore"]), as_root=True)
     assert status == OK and "spec.kprobes[0] left out (as its ignore says)" in line, line
+
+
+def test_loader_reports_each_file_mapped_executable(setup):
+    """spec.loader: libc, which the dynamic loader maps executable, once
+    per process; not ld.so.cache, which it maps readable only."""
+    path = setup["bins"]["loaded"]
+    run(path, MARK)
+    loads = [e["process_loader"] for e in setup["daemon"].sync() if "process_loader" in e]
+    mine = [e["path"] for e in loads if e["process"].get("binary") == str(path)]
+    libc = [p for p in mine if os.path.basename(p) == "libc.so.6"]
+    assert len(libc) == 1 and os.path.isabs(libc[0]), mine
+    assert not any("ld.so.cache" in p for p in mine), mine

@@ -246,6 +246,7 @@ CASES = {
     "uprobe by offset, with a semaphore": (UPROBE_OFFSET, "", record([])),
     "usdt": (USDT, "", record([(-3, b"", 0), (65535, b"", 0)])),
     "every syscall, each named": (EVERY_SYSCALL, "", record([], nr=0)),
+    "loader": ("  loader: true\n", "", record([(5, b"", 0), (3, b"/usr/lib/libc.so.6", 0)])),
     "lsm": (LSM, "", record([(0, b"/etc/shadow", enc.SLOT_PATH_TRUNC)])),
     "unreadable string, labelled": (
         WRITE, "", record([(3, b"/tmp/x", enc.SLOT_UNREADABLE), (0, b"", enc.SLOT_ERROR | enc.SLOT_UNREADABLE),
@@ -332,6 +333,8 @@ EXPECTED = {
     'every syscall, each named': ('process_kprobe',
          '"function_name":"__x64_sys_' + unistd.names().get(0, "0") + '","action":"KPROBE_ACTION_POST","p'
          'olicy_name":"p"'),
+    # spec.loader: the mapped file's path (Tetragon's buildid: none here).
+    'loader': ('process_loader', '"path":"/usr/lib/libc.so.6"'),
     'lsm': ('process_lsm',
          '"function_name":"file_open","args":[{"file_arg":{"path":"/etc/shadow"}}],"action":"KPR'
          'OBE_ACTION_POST","policy_name":"p"'),

@@ -178,11 +178,16 @@ class HookPlan:
     after `action`."""
 
     __slots__ = ("kind", "head", "args", "ret", "ret_actions", "tail", "tags", "policy_name",
-                 "per_syscall")
+                 "per_syscall", "loader")
 
     def __init__(self, ch: CompiledHook):
         hook = ch.hook
         self.kind = KIND_EVENT[ch.target.kind]
+        # spec.loader's mmap hook (tetrad.policy.schema.LOADER_HOOK): the
+        # mapped file's path (its second slot) is all of the event.
+        self.loader = hook.loader
+        if hook.loader:
+            self.kind = "process_loader"
         if self.kind == "process_tracepoint":
             subsys, event = hook.call.split("/", 1)
             self.head = {"subsys": subsys, "event": event}
@@ -232,6 +237,11 @@ def _unreadable(label: str) -> dict:
 
 def policy_event(rec: PolicyRecord, plan: HookPlan, time_ns: int, process, parent) -> Event:
     """Called by the reader thread once per policy record."""
+    if plan.loader:
+        # Tetragon's buildid comes from perf's record; tetrad has none to give.
+        return Event(plan.kind, time_ns, process, parent,
+                     _present({"path": _text(rec.slots[1].data) if len(rec.slots) > 1 else ""}),
+                     policy_name=plan.policy_name)
     fields = plan.head.copy()
     if plan.per_syscall:
         fields["function_name"] = plan.per_syscall + unistd.names().get(rec.nr, str(rec.nr))

@@ -89,7 +89,7 @@ ENFORCING_ACTIONS = {"Sigkill", "Signal", "Override"}
 BINARY_OPS = {"In", "NotIn", "Prefix", "NotPrefix", "Postfix", "NotPostfix"}
 PID_OPS = {"In", "NotIn"}
 UNSUPPORTED_SPEC = {
-    "fentries": "fentry hooks", "loader": "process_loader events",
+    "fentries": "fentry hooks",
 "enforcers": "NotifyEnforcer", "selectorsMacros": "selector macros",
     "podSelector": "pod selectors (no Kubernetes here)",
 }
@@ -199,6 +199,7 @@ class Hook:
     ignore_digest: bool = False             # uprobes: ignore.digestVerificationFailure
     ignore_missing: bool = False            # kprobes: ignore.callNotFound
     provider: str = ""                      # usdts
+    loader: bool = False                    # spec.loader's hook: process_loader events
     generated: str = ""                     # call is a generated list: "syscalls" or "ftrace"
     pattern: str = ""                       # ... of kernel functions matching this
 
@@ -221,6 +222,18 @@ class Policy:
     def enforces(self) -> bool:
         return any(a.action in ENFORCING_ACTIONS for h in self.hooks for s in h.selectors
                    for a in s.actions + s.return_actions)
+
+
+# spec.loader: true. Tetragon reports each executable mapping of a file (its
+# loader sensor reads perf's mmap records from a kprobe). tetrad hooks the
+# mmap syscall instead, where a file is mapped executable (PROT_EXEC, 4) and
+# the descriptor names a file (its path starts with "/"): what the dynamic
+# loader does for each library. Its events are process_loader.
+LOADER_HOOK = Hook(
+    kind="kprobe", path="spec.loader", call="sys_mmap", syscall=True, loader=True,
+    args=(ArgSpec(2, "int32", "prot"), ArgSpec(4, "fd", "fd")),
+    selectors=(Selector(match_args=(MatchArg(2, "Mask", ("4",), "spec.loader"),
+                                    MatchArg(4, "Prefix", ("/",), "spec.loader"))),))
 
 
 def arg_group(type_: str) -> str:
@@ -1031,7 +1044,7 @@ class _Checker:
         spec = self.mapping(doc.get("spec", {}), "spec", {"kprobes", "tracepoints", "uprobes", "usdts", "lsmhooks",
                                                           "options", "containerSelector", "hostSelector",
                                                           "lists",
-                                                          *UNSUPPORTED_SPEC}, "spec")
+                                                          "loader", *UNSUPPORTED_SPEC}, "spec")
         for key, what in UNSUPPORTED_SPEC.items():
             if key in spec:
                 self.fail(f"spec.{key}", f"{what} are not supported by tetrad yet")
@@ -1071,6 +1084,8 @@ class _Checker:
             self.fail("spec", f"{self.map_values} string, path, binary and address values; at most "
                               f"{limits.MAP_VALUES} per policy (they share kernel maps of "
                               f"{limits.KERNEL_MAP_ENTRIES} entries with other policies)")
+        if self.flag(spec, "loader", "spec"):
+            hooks.append(LOADER_HOOK)
         if not hooks and not self.problems:
             self.fail("spec", "no hooks: add kprobes, tracepoints, uprobes, usdts or lsmhooks")
         return name or "", mode, hooks, workloads, unreadable == "match"
