@@ -140,9 +140,12 @@ class Binary:
         try:
             self.elf = ELFFile(self._file)
             self._loads = [s for s in self.elf.iter_segments() if s["p_type"] == "PT_LOAD"]
-        except (ELFError, struct.error) as err:
+        except ELFError as err:
             self.close()
             raise ValueError(f"{path} is not an ELF file tetrad can read ({err})") from None
+        except Exception as err:     # pyelftools' errors on bad input are of many types
+            self.close()
+            raise ValueError(f"{path} is a damaged ELF file ({type(err).__name__}: {err})") from None
 
     def __enter__(self) -> "Binary":
         return self
@@ -164,6 +167,9 @@ class Binary:
 
     def build_id(self) -> str:
         """The GNU build id as hex, "" without one."""
+        return _parsing(self.path, self._build_id)
+
+    def _build_id(self) -> str:
         for section in self.elf.iter_sections():
             if section["sh_type"] != "SHT_NOTE":
                 continue
@@ -174,6 +180,9 @@ class Binary:
 
     def usdt_probes(self) -> list[UsdtProbe]:
         """Every place of every USDT probe, in note order."""
+        return _parsing(self.path, self._usdt_probes)
+
+    def _usdt_probes(self) -> list[UsdtProbe]:
         section = self.elf.get_section_by_name(".note.stapsdt")
         if section is None:
             return []
@@ -181,11 +190,7 @@ class Binary:
         word = 8 if self.elf.elfclass == 64 else 4
         fmt = ("<" if self.elf.little_endian else ">") + ("QQQ" if word == 8 else "III")
         probes = []
-        try:
-            notes = list(section.iter_notes())
-        except (ELFError, struct.error) as err:
-            raise ValueError(f"{self.path}: damaged .note.stapsdt ({err})") from None
-        for note in notes:
+        for note in section.iter_notes():
             desc = note["n_descdata"]
             if note["n_name"] != "stapsdt" or len(desc) < 3 * word:
                 continue
@@ -209,6 +214,17 @@ class Binary:
             probes.append(UsdtProbe(provider, name, self.file_offset(pc),
                                     self.file_offset(semaphore) if semaphore else 0, args, problem))
         return probes
+
+
+def _parsing(path: str, parse):
+    """parse(), with whatever a damaged or hostile ELF file makes
+    pyelftools raise turned into the ValueError callers expect."""
+    try:
+        return parse()
+    except ValueError:
+        raise
+    except Exception as err:     # pyelftools' errors on bad input are of many types
+        raise ValueError(f"{path} is a damaged ELF file ({type(err).__name__}: {err})") from None
 
 
 def digest(fileobj, algorithm: str) -> str:

@@ -1,9 +1,12 @@
 """tetrad/elf.py: USDT argument specs as sys/sdt.h writes them (x86-64).
 The notes of a real binary are read in tests/kernel/test_hooks.py."""
 
+import os
+import random
+
 import pytest
 
-from tetrad.elf import UsdtArg, parse_arg
+from tetrad.elf import Binary, UsdtArg, parse_arg
 
 
 @pytest.mark.parametrize("spec,want", [
@@ -38,3 +41,27 @@ def test_specs_tetrad_does_not_read_are_refused_by_name(spec, problem):
     with pytest.raises(ValueError, match=problem.replace("$", r"\$").replace("%", "%")) as err:
         parse_arg(spec)
     assert spec in str(err.value)
+
+
+def test_damaged_or_foreign_files_are_value_errors_naming_the_file(tmp_path):
+    """A binary is input anyone could have written: whatever pyelftools
+    makes of a damaged one, callers get a ValueError naming it."""
+    real = open(os.path.realpath("/bin/true"), "rb").read()
+    with Binary(os.path.realpath("/bin/true")) as b:
+        assert b.usdt_probes() == [] and len(b.build_id()) in (0, 40)
+    rng = random.Random(16)
+    cases = [b"#!/bin/sh\necho hi\n", real[:200]]
+    for _ in range(200):
+        d = bytearray(real)
+        for _ in range(rng.choice([5, 50])):
+            d[rng.randrange(len(d))] = rng.randrange(256)
+        cases.append(bytes(d))
+    path = tmp_path / "damaged"
+    for data in cases:
+        path.write_bytes(data)
+        try:
+            with Binary(str(path)) as b:
+                b.usdt_probes()
+                b.build_id()
+        except ValueError as err:
+            assert str(path) in str(err)
