@@ -30,16 +30,14 @@ pytestmark = pytest.mark.kernel
 RUN = uuid.uuid4().hex[:8]
 MARK = 5_000_000 + int(RUN, 16) % 1_000_000 * 4      # selected calls pass A = MARK
 SOURCE = Path(__file__).with_name("hooks_target.c")
-# A uprobe's first argument, reported when it is MARK.
-FIRST_IS_MARK = f"""    args:
-    - index: 0
-      type: int64
-    selectors:
+# Reported when the first argument is MARK; a uprobe reading just that.
+MARKED = f"""    selectors:
     - matchArgs:
       - index: 0
         operator: Equal
         values: ["{MARK}"]
 """
+FIRST_IS_MARK = "    args:\n    - index: 0\n      type: int64\n" + MARKED
 
 
 def policy(name: str, body: str) -> str:
@@ -70,12 +68,7 @@ def usdt_args_hook(binary: Path, extra: str = "") -> str:
     - index: 3
       type: int64
     - index: 4
-    selectors:
-    - matchArgs:
-      - index: 0
-        operator: Equal
-        values: ["{MARK}"]
-{extra}"""
+{MARKED}{extra}"""
 
 
 @pytest.fixture(scope="module")
@@ -139,12 +132,7 @@ def setup(tmp_path_factory):
       type: int64
     - index: 1
       type: int64
-    selectors:
-    - matchArgs:
-      - index: 0
-        operator: Equal
-        values: ["{MARK}"]
-"""),
+{MARKED}"""),
         # At the point of t-uprobe's return hook on tetrad_add, a hook
         # without a return: it acts at entry, and only then.
         "plain": policy("t-plain", f"""  uprobes:
