@@ -155,6 +155,8 @@ struct g_scratch {
 	struct g_lpm_str_key skey;
 	struct g_lpm_addr_key akey;
 	char bin[G_STR_MAX];
+	u32 rev_last;               /* rev_lookup's last index */
+	u32 pad;
 	struct g_slot walk;         /* a path is walked here, then copied */
 	/* walk_path writes within walk.data, but the verifier sees each name
 	 * read as up to 2 * TETRAD_NAME_READ bytes from any offset in it. */
@@ -489,13 +491,16 @@ static __always_inline struct g_bits *rev_lookup(struct g_scratch *sc, u32 id, c
 	struct g_lpm_str_key *k = &sc->skey;
 	if (len > G_POSTFIX_MAX)
 		len = G_POSTFIX_MAX;
-	u32 last = len - 1;
-	BARRIER_VAR(last);
+	/* The last byte's index goes through map memory, so the verifier
+	 * knows nothing of it and the mask alone bounds each index: 6.1's
+	 * verifier, tracking `last - i` exactly, ends with inverted bounds
+	 * and refuses the access. */
+	sc->rev_last = len - 1;
 	k->id = id;
 	k->prefixlen = 32 + 8 * len;
 #pragma clang loop unroll(disable)
 	for (int i = 0; i < G_POSTFIX_MAX; i++)
-		k->data[i & (G_POSTFIX_MAX - 1)] = data[(last - i) & G_STR_MASK];
+		k->data[i & (G_POSTFIX_MAX - 1)] = data[(LAUNDER(sc->rev_last) - i) & G_STR_MASK];
 	return str_rev.lookup(k);
 }
 

@@ -1,5 +1,6 @@
 #!/bin/bash
-# build-deb.sh OUT_DIR - build tetrad_<version>_all.deb from the checkout's
+# build-deb.sh OUT_DIR - build tetrad_<version>_all.deb (and the Kubernetes
+# plugin's tetrad-kubernetes_<version>_all.deb) from the checkout's
 # tracked files (a clean copy, so local build artefacts never leak in), and
 # run lintian on it. Installs the build dependencies it lacks (Debian 12).
 set -euo pipefail
@@ -23,6 +24,6 @@ mkdir "$WORK/tetrad"
 (cd "$WORK/tetrad" && dpkg-buildpackage -us -uc -b >"$WORK/build.log" 2>&1) \
   || { tail -30 "$WORK/build.log" >&2; exit 1; }
 mkdir -p "$OUT"
-cp "$WORK"/tetrad_*_all.deb "$OUT/"
+cp "$WORK"/tetrad_*_all.deb "$WORK"/tetrad-kubernetes_*_all.deb "$OUT/"
 lintian --fail-on error,warning "$WORK"/tetrad_*.changes
-ls "$OUT"/tetrad_*_all.deb
+ls "$OUT"/tetrad-kubernetes_*_all.deb "$OUT"/tetrad_*_all.deb

@@ -19,4 +19,4 @@ rpmbuild -bb --define "_topdir $TOP" --define "_unitdir /usr/lib/systemd/system"
   --nodeps "$HERE/packaging/tetrad.spec" >"$TOP/build.log" 2>&1 || { tail -30 "$TOP/build.log" >&2; exit 1; }
 mkdir -p "$OUT"
 cp "$TOP"/RPMS/noarch/tetrad-*.rpm "$OUT/"
-ls "$OUT"/tetrad-*.rpm
+ls "$OUT"/tetrad-[0-9]*.rpm "$OUT"/tetrad-kubernetes-*.rpm

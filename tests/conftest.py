@@ -16,6 +16,8 @@ export file.
 """
 
 import os
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -24,6 +26,11 @@ from tetrad import filters
 from tetrad.events.model import Event
 
 IN_GUEST = os.environ.get("TETRAD_IN_GUEST") == "1"
+# The Kubernetes plugin (its own distribution, plugins/kubernetes) is tested
+# from the checkout too: its package importable without installing it. (The
+# daemon finds it by its entry point: kernel tests install it, see
+# tests/kernel/test_kubernetes.py.)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins/kubernetes"))
 
 
 def pytest_collection_modifyitems(config, items):

@@ -2,13 +2,17 @@
 
 Layers, later wins, key by key:
   1. packaged defaults   /usr/share/tetrad/etc/tetrad.toml  (a checkout: etc/tetrad.toml)
-  2. the admin's file    /etc/tetragon/tetrad.toml
-  3. drop-ins            /etc/tetragon/tetrad.d/*.toml, in name order
-  4. command-line flags
+  2. packaged drop-ins   /usr/share/tetrad/etc/tetrad.d/*.toml, in name order
+                         (plugins' packages install theirs here)
+  3. the admin's file    /etc/tetragon/tetrad.toml
+  4. drop-ins            /etc/tetragon/tetrad.d/*.toml, in name order
+  5. command-line flags
 A missing layer file or drop-in directory is simply absent (the packaged
 defaults must exist). Unknown keys and values of the wrong type or range are
 errors that name the file and the key, so a typo never silently falls back
-to a default.
+to a default. A plugin's table ([kubernetes]) is checked the same way
+against the keys the installed plugin declares (tetrad/plugins.py); the
+table of a plugin that is not installed is an error only if it enables it.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pathlib import Path
 import toml
 
 from tetrad.paths import shipped_etc_dir
+from tetrad.plugins import KNOWN, PluginError, PluginRegistry
 from tetrad.process.redaction import Redaction
 
 ETC = Path("/etc/tetragon")
@@ -79,6 +84,8 @@ class Config:
     export: ExportConfig = ExportConfig()
     journald: JournaldConfig = JournaldConfig()
     server: ServerConfig = ServerConfig()
+    # Installed plugins whose table is present: name -> its config dataclass.
+    plugins: dict = field(default_factory=dict)
     sources: tuple = ()            # files read, in order (for `tetra status`)
 
     @property
@@ -116,7 +123,7 @@ def parse_duration(text: str) -> float:
 
 def _merge(target, data: dict, source: str, prefix: str = ""):
     """A copy of dataclass `target` with `data` applied, checked key by key."""
-    known = {f.name: f for f in fields(target) if f.name != "sources"}
+    known = {f.name: f for f in fields(target) if f.name not in ("sources", "plugins")}
     changes = {}
     for key, value in data.items():
         dotted = f"{prefix}{key}"
@@ -163,20 +170,55 @@ def _read(path: Path) -> dict:
 
 def layer_files(etc: Path = ETC, defaults: Path | None = None) -> list[Path]:
     """The files to read, lowest precedence first (packaged defaults always)."""
-    files = [defaults or shipped_etc_dir() / "tetrad.toml"]
+    defaults = defaults or shipped_etc_dir() / "tetrad.toml"
+    files = [defaults, *_dropins(defaults.parent / "tetrad.d")]
     if (etc / "tetrad.toml").is_file():
         files.append(etc / "tetrad.toml")
-    dropins = etc / "tetrad.d"
-    if dropins.is_dir():
-        files += sorted(p for p in dropins.iterdir() if p.suffix == ".toml" and p.is_file())
-    return files
+    return files + _dropins(etc / "tetrad.d")
 
 
-def load(files: list[Path], overrides: dict | None = None) -> Config:
-    """Apply each file in order, then flag overrides ({"export": {"file": ...}})."""
+def _dropins(directory: Path) -> list[Path]:
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.iterdir() if p.suffix == ".toml" and p.is_file())
+
+
+def load(files: list[Path], overrides: dict | None = None,
+         plugins: PluginRegistry | None = None) -> Config:
+    """Apply each file in order, then flag overrides ({"export": {"file": ...}}).
+    `plugins`: the installed plugins whose tables may appear (default: none)."""
+    plugins = plugins or PluginRegistry()
     config = Config()
+    tables: dict = {}                   # plugin name -> its config, as merged so far
+    missing: dict[str, tuple[str, bool]] = {}   # not installed: name -> (file, enables it)
     for path in files:
-        config = _merge(config, _read(path), str(path))
+        data = _read(path)
+        for name in [k for k in data if k in plugins.names() or k in KNOWN]:
+            table = data.pop(name)
+            if not isinstance(table, dict):
+                raise ConfigError(f"{path}: {name} must be a table ([{name}])")
+            spec = _plugin_spec(plugins, name, path)
+            if spec is None:
+                enables = table.get("enabled", missing.get(name, ("", False))[1])
+                missing[name] = (str(path), enables is True)
+                continue
+            tables[name] = _merge(tables.get(name) or spec.config(), table, str(path), f"{name}.")
+        config = _merge(config, data, str(path))
+    for name, (where, enabled) in missing.items():
+        if enabled:
+            raise ConfigError(f"{where}: [{name}] enabled = true, but the {name} plugin is not "
+                              f"installed: install {KNOWN[name]}, or set enabled = false")
+    for name, table in tables.items():
+        problems = plugins.spec(name).check(table)
+        if problems:
+            raise ConfigError(f"[{name}]: " + "; ".join(problems))
     if overrides:
         config = _merge(config, overrides, "command line")
-    return replace(config, sources=tuple(str(p) for p in files))
+    return replace(config, plugins=tables, sources=tuple(str(p) for p in files))
+
+
+def _plugin_spec(plugins: PluginRegistry, name: str, path: Path):
+    try:
+        return plugins.spec(name)
+    except PluginError as err:
+        raise ConfigError(f"{path}: [{name}]: {err}") from None

@@ -37,12 +37,14 @@ from tetrad.api import commands
 from tetrad.api.server import ApiServer, EventStreams
 from tetrad.bpf import features
 from tetrad.bpf.mounts import ensure_kernel_mounts
+from tetrad.containers.pods import NO_PODS
 from tetrad.containers.resolver import ContainerResolver
 from tetrad.events.policy import HookPlan
 from tetrad.libc import libc
 from tetrad.observer import Backpressure, Observer, Reader
 from tetrad.pipeline import PolicyEvents, ProcessEvents
 from tetrad.policy import registry as reg
+from tetrad.policy import workloads
 from tetrad.policy.cgroup_scope import CgroupScope
 from tetrad.policy.directory import PolicyDirectory, PolicyFiles
 from tetrad.policy.registry import PolicyRegistry
@@ -140,8 +142,11 @@ Reconfigure = Callable[[], list[Sink]]
 
 class Daemon:
     def __init__(self, config: DaemonConfig, sinks: list[Sink], notifier: Notifier | None = None,
-                 reconfigure: Reconfigure | None = None):
+                 reconfigure: Reconfigure | None = None, plugins: list | None = None):
         self.config = config
+        # Started plugins (tetrad/plugins.py); the daemon closes them at stop.
+        self.plugins = plugins or []
+        self.pods = next((p.pods for p in self.plugins if p.pods is not None), NO_PODS)
         self.clock = KtimeClock()
         self.cache = ProcessCache(config.node_name, self.clock, capacity=config.process_cache_size,
                                   redaction=config.redaction)
@@ -183,18 +188,19 @@ class Daemon:
         if mounted:
             log.info("mounted %s", ", ".join(mounted))
         log.info("kernel: %s", features.summary_line())
-        self.notify.extend(COMPILE_EXTEND_S, "compiling the process sensor")
+
         sensor = self.sensor
         programs = GenericPrograms(lambda: {name: sensor.bpf[name.encode()].map_fd for name in SHARED_MAPS},
                                    self.config.bpf_cache)
         # The programs nearly every policy set needs compile (or come from
         # the cache) in a child process while the process sensor compiles.
         programs.begin("syscall")
-        self.sensor.load()
-        self.containers = ContainerResolver()
+        with self.notify.busy(COMPILE_EXTEND_S, "compiling the process sensor"):
+            self.sensor.load()
+        self.containers = ContainerResolver(pods=self.pods)
         scope = CgroupScope(self.containers, programs, self.containers.cgroup2_mount)
         self.loader = PolicyLoader(programs, scope, prepare=HookPlan, progress=self._progress)
-        self.registry = PolicyRegistry(self.loader)
+        self.registry = PolicyRegistry(self.loader, admit=workloads.admission(self.pods.enabled))
         self.process_events = ProcessEvents(self.cache, self.clock, self.sinks.emit, self.containers)
         self.process_events.cgroup_listeners.append(scope.on_record)
         loader = self.loader
@@ -254,11 +260,11 @@ class Daemon:
                  "while read) in %.2fs", len(scan.entries), seeded, scan.skipped,
                  time.monotonic() - started)
 
-    def _progress(self, what: str) -> None:
-        """Before each compile: systemd gets more time and a watchdog ping,
-        `tetra status` a fresh snapshot."""
-        self.notify.extend(COMPILE_EXTEND_S, what)
+    def _progress(self, what: str):
+        """Around each hook's load (which may wait for a compile): systemd
+        gets more time and watchdog pings, `tetra status` a fresh snapshot."""
         self.publish()
+        return self.notify.busy(COMPILE_EXTEND_S, what)
 
     def sync_policies(self, retry: bool = False) -> None:
         """Make what is loaded follow the --policy files and the directory."""
@@ -429,6 +435,7 @@ class Daemon:
             # selections the kernel map refused (full): each is a gap in scope.
             "cgroup_scope": {"untracked": scope.untracked if scope else 0,
                              "map_full": scope.map_full if scope else 0},
+            "plugins": {p.name: p.stats() for p in self.plugins},
         }
 
     def status(self) -> dict:
@@ -488,4 +495,6 @@ class Daemon:
         if self.loader is not None:
             self.loader.close()
         self.sensor.close()
+        for plugin in self.plugins:
+            plugin.close()
         log.info("stopped, programs detached; %s", final)

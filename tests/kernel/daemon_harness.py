@@ -46,10 +46,11 @@ class DaemonProcess:
     """`terminal`: the terminal sink's lines go to `self.terminal` (else no
     terminal sink). `journal`: a directory the daemon sees as /run/systemd
     (in a mount namespace of its own), whose journal/socket stands in for
-    journald (JournalSocket); else no journald sink."""
+    journald (JournalSocket); else no journald sink. `env`: more environment
+    for the daemon (PYTHONPATH for an installed plugin)."""
 
     def __init__(self, workdir: Path, *extra_args: str, terminal: bool = False,
-                 journal: Path | None = None):
+                 journal: Path | None = None, env: dict | None = None):
         self.export = workdir / "events.json"
         self.socket = workdir / "api.sock"
         self.terminal = workdir / "terminal.out"
@@ -71,7 +72,8 @@ class DaemonProcess:
                        'mount --bind "$0" /run/systemd && exec "$@"', str(journal), *command]
         with open(self.terminal, "wb") as out:
             self.proc = subprocess.Popen(command, cwd=REPO, stderr=self._stderr,
-                                         stdout=out if terminal else subprocess.DEVNULL)
+                                         stdout=out if terminal else subprocess.DEVNULL,
+                                         env={**os.environ, **(env or {})})
         self._offset = 0
         self._events: list[dict] = []
         self._schema = tetragon_schema.LineChecker()

@@ -96,9 +96,13 @@ def test_child_of_a_subshell_names_the_subshell(daemon):
     assert tr["process"]["parent_exec_id"] == tr["parent"]["exec_id"]
 
 
-def _sleeper(m: str, code: str = "import time; time.sleep(60)") -> subprocess.Popen:
-    proc = subprocess.Popen([PY, "-c", f"{code} # {m}"])
-    time.sleep(0.3)
+def _sleeper(m: str, setup: str = "import time") -> subprocess.Popen:
+    """A python3 that runs `setup`, says so, then sleeps: a signal sent
+    after this returns finds it past start-up (a fixed delay did not, on a
+    loaded machine: SIGINT landed while `site` ran and was swallowed)."""
+    proc = subprocess.Popen([PY, "-c", f"{setup}; print('ready', flush=True); time.sleep(60) # {m}"],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "ready\n"
     return proc
 
 
@@ -124,7 +128,7 @@ def test_death_by_signal_names_the_signal(daemon, sig):
 def test_handled_sigterm_then_clean_exit_is_a_status(daemon):
     m = mark()
     p = _sleeper(m, "import signal,sys,time; signal.signal(signal.SIGTERM, "
-                    "lambda *a: sys.exit(0)); time.sleep(60)")
+                    "lambda *a: sys.exit(0))")
     p.terminate()
     assert p.wait() == 0
     done = _exit_of(daemon.sync(), m)

@@ -1,4 +1,6 @@
-"""The packages build, pass lintian, and hold the files users need.
+"""The packages build, pass lintian, and hold the files users need: tetrad,
+and the Kubernetes plugin's tetrad-kubernetes (its module, the entry point
+tetrad finds it by, the drop-in that enables it; exactly this tetrad).
 (Installing and running the .deb is tests/guest/test_package_guest.py.)"""
 
 from __future__ import annotations
@@ -25,22 +27,41 @@ EXPECTED = ["/usr/bin/tetrad", "/usr/bin/tetra", "/tetrad/daemon.py", "/tetrad/p
             "/usr/share/doc/tetrad/examples/rsyslog/tetrad-journal.conf"]
 
 
-def build(script: str, out: Path) -> Path:
+PLUGIN = ["/tetrad_kubernetes/pods.py", "/tetrad_kubernetes/spec.py",
+          "/tetrad_kubernetes-0.1.0.dist-info/entry_points.txt",
+          "/usr/share/tetrad/etc/tetrad.d/kubernetes.toml"]
+ENTRY_POINT = "[tetrad.plugins]\nkubernetes = tetrad_kubernetes.spec:SPEC\n"
+
+
+def build(script: str, out: Path) -> tuple[Path, Path]:
+    """(tetrad's package, the plugin's)."""
     done = subprocess.run([str(REPO / "packaging" / script), str(out)], capture_output=True,
                           text=True, timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr
-    return Path(done.stdout.split()[-1])
+    built = [Path(p) for p in done.stdout.split()[-2:]]
+    (plugin,) = [p for p in built if "kubernetes" in p.name]
+    (main,) = [p for p in built if p != plugin]
+    return main, plugin
 
 
-def missing(listing: str) -> list[str]:
-    return [e for e in EXPECTED if not any(e in line for line in listing.splitlines())]
+def missing(listing: str, expected=EXPECTED) -> list[str]:
+    return [e for e in expected if not any(e in line for line in listing.splitlines())]
 
 
 @pytest.mark.skipif(not Path("/usr/bin/dpkg").exists(), reason="needs Debian's dpkg")
 def test_deb_builds_lintian_clean_with_conffiles(tmp_path):
-    deb = build("build-deb.sh", tmp_path)         # fails on any lintian error or warning
+    deb, plugin = build("build-deb.sh", tmp_path)   # fails on any lintian error or warning
     listing = subprocess.run(["dpkg-deb", "-c", str(deb)], capture_output=True, text=True).stdout
-    assert missing(listing) == []
+    assert missing(listing) == [] and "tetrad_kubernetes" not in listing
+    assert "/tetrad/containers/criapi/api_pb2.py" in listing
+    plugin_listing = subprocess.run(["dpkg-deb", "-c", str(plugin)], capture_output=True, text=True).stdout
+    assert missing(plugin_listing, PLUGIN) == []
+    depends = subprocess.run(["dpkg-deb", "-f", str(plugin), "Depends"], capture_output=True, text=True).stdout
+    assert "tetrad (= 0.1.0)" in depends and "python3-grpcio" in depends and "python3-protobuf" in depends
+    unpacked = tmp_path / "plugin"
+    subprocess.run(["dpkg-deb", "-x", str(plugin), str(unpacked)], check=True)
+    (entry,) = unpacked.glob("usr/lib/python3/dist-packages/tetrad_kubernetes-*.dist-info/entry_points.txt")
+    assert entry.read_text().strip() == ENTRY_POINT.strip()
     conffiles = subprocess.run(["dpkg-deb", "-f", str(deb), "Depends"], capture_output=True,
                                text=True).stdout
     assert "python3-bpfcc" in conffiles and "python3-prometheus-client" in conffiles
@@ -53,9 +74,17 @@ def test_deb_builds_lintian_clean_with_conffiles(tmp_path):
 
 @pytest.mark.skipif(not Path("/usr/bin/dpkg").exists(), reason="needs apt to install rpmbuild")
 def test_rpm_builds_with_the_same_layout(tmp_path):
-    rpm = build("build-rpm.sh", tmp_path)
+    rpm, plugin = build("build-rpm.sh", tmp_path)
     listing = subprocess.run(["rpm", "-qlvp", str(rpm)], capture_output=True, text=True).stdout
-    assert missing(listing) == []
+    assert missing(listing) == [] and "tetrad_kubernetes" not in listing
+    plugin_listing = subprocess.run(["rpm", "-qlvp", str(plugin)], capture_output=True, text=True).stdout
+    assert missing(plugin_listing, PLUGIN) == []
+    requires = subprocess.run(["rpm", "-qp", "--requires", str(plugin)], capture_output=True, text=True).stdout
+    assert "tetrad = 0.1.0-1" in requires and "python3-grpcio" in requires
+    archive = subprocess.run(["rpm2archive", "-"], stdin=open(plugin, "rb"), capture_output=True).stdout
+    entry = subprocess.run(["tar", "-xzO", "--wildcards", "*entry_points.txt"], input=archive,
+                           capture_output=True).stdout.decode()
+    assert entry.strip() == ENTRY_POINT.strip()
     configs = subprocess.run(["rpm", "-qcp", str(rpm)], capture_output=True, text=True).stdout
     assert "/etc/tetragon/tetrad.toml" in configs
     scripts = subprocess.run(["rpm", "-qp", "--scripts", str(rpm)], capture_output=True, text=True).stdout

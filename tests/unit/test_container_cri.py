@@ -1,9 +1,8 @@
-"""CRI ContainerStatus: the wire codec, the gRPC client against an in-process
-fake runtime on a Unix socket, and the resolver's partial -> complete path.
-
-Replies are encoded independently of tetrad/containers/cri.py: one by hand
-(STATUS below, byte by byte from api.proto's field numbers), the others with
-python3-protobuf from descriptors built here."""
+"""CRI: the generated messages against bytes written by hand from the CRI
+API's field numbers (so a wrong number in criapi/api.proto fails here), the
+gRPC client against an in-process fake runtime on a Unix socket (raw replies,
+so malformed ones can be served), and the resolver's partial -> complete
+path."""
 
 from __future__ import annotations
 
@@ -20,6 +19,8 @@ from tetrad.containers import cri, metadata
 from tetrad.containers.resolver import ContainerResolver
 
 grpc = pytest.importorskip("grpc")
+from tetrad.containers import criapi                  # noqa: E402 (after grpc: python3-grpcio)
+from tetrad.containers.criapi import api_pb2 as pb   # noqa: E402
 
 ID = "4f2c0d8e9a1b3c5d7e9f0a2b4c6d8e0f1a3b5c7d9e1f2a4b6c8d0e2f4a6b8c0d"
 ID2 = "9" * 64
@@ -46,144 +47,73 @@ def test_hand_written_status_is_as_long_as_its_header_says():
     assert len(STATUS) == 140
 
 
-# ---- codec ----------------------------------------------------------------------
-
-@pytest.mark.parametrize("value,encoded", [
-    (0, b"\x00"), (1, b"\x01"), (127, b"\x7f"), (128, b"\x80\x01"), (150, b"\x96\x01"),
-    (300, b"\xac\x02"), (2**64 - 1, b"\xff" * 9 + b"\x01"), (-1, b"\xff" * 9 + b"\x01"),
-])
-def test_varint(value, encoded):
-    assert cri.encode_varint(value) == encoded
-    assert cri.decode_varint(b"\x05" + encoded + b"\x07", 1) == (value & (2**64 - 1),
-                                                                   1 + len(encoded))
-
+# ---- the generated messages against bytes written from the CRI API's numbers -------
 
 def test_request_bytes():
-    assert cri.encode_container_status_request("abc") == b"\x0a\x03abc"
-    assert cri.encode_container_status_request("abc", verbose=True) == b"\x0a\x03abc\x10\x01"
-    assert cri.encode_container_status_request(ID) == b"\x0a\x40" + ID.encode()
+    assert pb.ContainerStatusRequest(container_id="abc").SerializeToString() == b"\x0a\x03abc"
+    assert pb.ContainerStatusRequest(container_id="abc", verbose=True).SerializeToString() \
+        == b"\x0a\x03abc\x10\x01"
+    # ListPodSandbox's filter: 1 filter {3 label_selector entry {1 key, 2 value}}
+    req = pb.ListPodSandboxRequest(filter=pb.PodSandboxFilter(label_selector={"k": "v"}))
+    assert req.SerializeToString() == b"\x0a\x08" b"\x1a\x06" b"\x0a\x01k\x12\x01v"
+    assert pb.PodSandboxStatusRequest(pod_sandbox_id="s", verbose=True).SerializeToString() \
+        == b"\x0a\x01s\x10\x01"
 
 
 def test_hand_written_response_field_by_field():
-    status = cri.decode_container_status_response(RESPONSE)
-    assert status["id"] == "c0ffee"
-    assert status["name"] == "web"
-    assert status["image"] == "nginx:1.27"
-    assert status["image_ref"] == "sha256:ab"
-    assert status["labels"] == {"app": "web", "io.kubernetes.pod.name": "web-0"}
-    assert status["annotations"] == {"io.kubernetes.pod.namespace": "prod"}
-    assert set(status) == {"id", "name", "image", "image_ref", "labels", "annotations"}
+    reply = pb.ContainerStatusResponse.FromString(RESPONSE)
+    assert cri.status_fields(reply) == {
+        "id": "c0ffee", "name": "web", "image": "nginx:1.27", "image_ref": "sha256:ab",
+        "labels": {"app": "web", "io.kubernetes.pod.name": "web-0"},
+        "annotations": {"io.kubernetes.pod.namespace": "prod"}}
+    assert (reply.status.state, reply.status.exit_code) == (pb.CONTAINER_RUNNING, -1)
+    assert dict(reply.info) == {"pid": "42"}
 
 
-def test_fixed_width_fields_are_skipped():
-    # 4 created_at as fixed64 would be wrong per api.proto; an unknown field 30 of
-    # each fixed width must be stepped over, not misread.
-    status = b"\xf5\x01" + b"\x01\x02\x03\x04" + b"\xf1\x01" + bytes(8) + b"\x0a\x01x"
-    assert cri.decode_container_status_response(b"\x0a" + bytes([len(status)]) + status) == {"id": "x"}
+def test_hand_written_pod_sandbox_field_by_field():
+    meta = b"\x0a\x03web" b"\x12\x03uid" b"\x1a\x04prod" b"\x20\x01"     # name uid namespace attempt
+    sandbox = (b"\x0a\x02sb" + b"\x12" + bytes([len(meta)]) + meta + b"\x18\x01"  # 1 id 2 metadata 3 state
+               + b"\x20\x05"                                             # 4 created_at
+               + b"\x2a\x08\x0a\x03app\x12\x01w"                           # 5 labels
+               + b"\x32\x08\x0a\x01a\x12\x03b c"                           # 6 annotations
+               + b"\x3a\x04runc")                                        # 7 runtime_handler
+    (item,) = pb.ListPodSandboxResponse.FromString(b"\x0a" + bytes([len(sandbox)]) + sandbox).items
+    assert (item.id, item.metadata.name, item.metadata.uid, item.metadata.namespace,
+            item.metadata.attempt) == ("sb", "web", "uid", "prod", 1)
+    assert (item.state, item.created_at, item.runtime_handler) == (pb.SANDBOX_NOTREADY, 5, "runc")
+    assert (dict(item.labels), dict(item.annotations)) == ({"app": "w"}, {"a": "b c"})
+    status = (b"\x0a\x02sb" + b"\x12" + bytes([len(meta)]) + meta
+              + b"\x3a\x08\x0a\x03app\x12\x01w" + b"\x42\x08\x0a\x01a\x12\x03b c")  # 7 labels 8 annotations
+    reply = pb.PodSandboxStatusResponse.FromString(b"\x0a" + bytes([len(status)]) + status)
+    assert (dict(reply.status.labels), dict(reply.status.annotations)) == ({"app": "w"}, {"a": "b c"})
+    assert pb.VersionResponse.FromString(b"\x12\x0acontainerd").runtime_name == "containerd"
 
 
-def test_repeated_status_fields_merge_and_last_scalar_wins():
-    first = b"\x0a\x03" + b"\x0a\x01a"
-    second = b"\x0a\x0b" + b"\x12\x03\x0a\x01n" + b"\x4a\x04ref2"
-    assert cri.decode_container_status_response(first + second + b"\x0a\x03\x0a\x01b") == {
-        "id": "b", "name": "n", "image_ref": "ref2"}
+def test_fields_tetrad_does_not_read_are_skipped():
+    # 14 mounts, 15 log_path, 19 stop_signal, an unknown 30 of each fixed width
+    status = (b"\x72\x02\x0a\x00" b"\x7a\x01x" b"\x98\x01\x0f" b"\xf5\x01\x01\x02\x03\x04"
+              b"\xf1\x01" + bytes(8) + b"\x0a\x01x")
+    reply = pb.ContainerStatusResponse.FromString(b"\x0a" + bytes([len(status)]) + status)
+    assert cri.status_fields(reply) == {"id": "x"}
 
 
 def test_empty_response_is_empty():
-    assert cri.decode_container_status_response(b"") == {}
-
-
-@pytest.mark.parametrize("raw,why", [
-    (RESPONSE[:-1], "truncated length-delimited field"),
-    (b"\x0a\x8c", "truncated varint length"),
-    (b"\x08" + b"\xff" * 11, "varint longer than 10 bytes"),
-    (b"\x0b", "wire type 3 (group)"),
-    (b"\x0e", "wire type 6"),
-    (b"\x02\x00", "field number 0"),
-    (b"\x08\x01", "status with varint wire type"),
-    (b"\x0a\x02\x08\x01", "id with varint wire type"),
-    (b"\x0a\x03\x0a\x01\xff", "id not UTF-8"),
-    (b"\x0a\x03\x65\x01\x00", "fixed32 cut short"),
-    (b"\x0a\x04\x62\x02\x0a\x05", "label entry key runs past the entry"),
-])
-def test_malformed_responses_are_refused(raw, why):
-    with pytest.raises(cri.ProtoError):
-        cri.decode_container_status_response(raw)
-
-
-# ---- independent encoder: python3-protobuf from descriptors built here ------------
-
-def _protobuf_messages():
-    descriptor_pb2 = pytest.importorskip("google.protobuf.descriptor_pb2")
-    from google.protobuf import descriptor_pool, message_factory
-
-    F = descriptor_pb2.FieldDescriptorProto
-    fdp = descriptor_pb2.FileDescriptorProto(name="tetrad_test_cri.proto", package="t",
-                                             syntax="proto3")
-
-    def message(name, *fields, nested=()):
-        msg = fdp.message_type.add(name=name)
-        for field_name, number, ftype, label, type_name in fields:
-            f = msg.field.add(name=field_name, number=number, type=ftype, label=label)
-            if type_name:
-                f.type_name = type_name
-        for entry in nested:
-            msg.nested_type.add().CopyFrom(entry)
-        return msg
-
-    def map_entry(name):
-        entry = descriptor_pb2.DescriptorProto(name=name)
-        entry.options.map_entry = True
-        for field_name, number in (("key", 1), ("value", 2)):
-            entry.field.add(name=field_name, number=number, type=F.TYPE_STRING,
-                            label=F.LABEL_OPTIONAL)
-        return entry
-
-    opt, rep = F.LABEL_OPTIONAL, F.LABEL_REPEATED
-    message("Req", ("container_id", 1, F.TYPE_STRING, opt, ""), ("verbose", 2, F.TYPE_BOOL, opt, ""))
-    message("Meta", ("name", 1, F.TYPE_STRING, opt, ""), ("attempt", 2, F.TYPE_UINT32, opt, ""))
-    message("Image", ("image", 1, F.TYPE_STRING, opt, ""),
-            ("annotations", 2, F.TYPE_MESSAGE, rep, ".t.Image.AnnotationsEntry"),
-            nested=[map_entry("AnnotationsEntry")])
-    message("Status", ("id", 1, F.TYPE_STRING, opt, ""), ("metadata", 2, F.TYPE_MESSAGE, opt, ".t.Meta"),
-            ("state", 3, F.TYPE_INT32, opt, ""), ("created_at", 4, F.TYPE_INT64, opt, ""),
-            ("exit_code", 7, F.TYPE_INT32, opt, ""), ("image", 8, F.TYPE_MESSAGE, opt, ".t.Image"),
-            ("image_ref", 9, F.TYPE_STRING, opt, ""), ("message", 11, F.TYPE_STRING, opt, ""),
-            ("labels", 12, F.TYPE_MESSAGE, rep, ".t.Status.LabelsEntry"),
-            ("annotations", 13, F.TYPE_MESSAGE, rep, ".t.Status.AnnotationsEntry"),
-            ("log_path", 15, F.TYPE_STRING, opt, ""), ("image_id", 17, F.TYPE_STRING, opt, ""),
-            nested=[map_entry("LabelsEntry"), map_entry("AnnotationsEntry")])
-    message("Resp", ("status", 1, F.TYPE_MESSAGE, opt, ".t.Status"),
-            ("info", 2, F.TYPE_MESSAGE, rep, ".t.Resp.InfoEntry"), nested=[map_entry("InfoEntry")])
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(fdp)
-    factory = message_factory.MessageFactory(pool)
-    return {n: factory.GetPrototype(pool.FindMessageTypeByName(f"t.{n}")) for n in ("Req", "Resp")}
-
-
-PB = None
-
-
-def pb():
-    global PB
-    if PB is None:
-        PB = _protobuf_messages()
-    return PB
+    assert cri.status_fields(pb.ContainerStatusResponse()) == {}
+    assert cri.status_fields(None) == {}
 
 
 def pb_response(cid: str, name: str, image: str, labels=None, annotations=None, **extra) -> bytes:
-    resp = pb()["Resp"]()
+    resp = pb.ContainerStatusResponse()
     st = resp.status
     st.id = cid
     st.metadata.name = name
     st.metadata.attempt = 2
-    st.state = 1
+    st.state = pb.CONTAINER_RUNNING
     st.created_at = 1_764_200_000_000_000_000
     st.exit_code = -9
     st.image.image = image
     st.image.annotations["arch"] = "amd64"
     st.message = "é ünïcode"
-    st.log_path = "/var/log/pods/x.log"
     for key, value in (labels or {}).items():
         st.labels[key] = value
     for key, value in (annotations or {}).items():
@@ -192,20 +122,6 @@ def pb_response(cid: str, name: str, image: str, labels=None, annotations=None, 
         setattr(st, key, value)
     resp.info["pid"] = "4242"
     return resp.SerializeToString()
-
-
-def test_decoder_agrees_with_python3_protobuf():
-    raw = pb_response(ID, "app", "registry.local/app:2", labels={"a": "1", "b": ""},
-                      annotations={"k": "v" * 300}, image_ref="sha256:" + "e" * 64, image_id="sha256:f")
-    assert cri.decode_container_status_response(raw) == {
-        "id": ID, "name": "app", "image": "registry.local/app:2", "image_ref": "sha256:" + "e" * 64,
-        "image_id": "sha256:f", "labels": {"a": "1", "b": ""}, "annotations": {"k": "v" * 300}}
-
-
-def test_request_parses_with_python3_protobuf():
-    req = pb()["Req"]()
-    req.ParseFromString(cri.encode_container_status_request(ID, verbose=True))
-    assert (req.container_id, req.verbose) == (ID, True)
 
 
 # ---- a fake runtime over gRPC on a Unix socket ------------------------------------
@@ -267,28 +183,29 @@ def client():
 
 def test_client_sends_the_id_and_decodes_the_reply(runtime, client):
     fake = runtime(replies={ID: RESPONSE})
-    assert client.container_status(fake.path, ID) == cri.decode_container_status_response(RESPONSE)
+    assert cri.status_fields(client.container_status(fake.path, ID)) == \
+        cri.status_fields(pb.ContainerStatusResponse.FromString(RESPONSE))
     assert fake.requests == [b"\x0a\x40" + ID.encode()]      # verbose false: not sent
     assert client.errors == 0
 
 
 def test_unknown_container_is_empty(runtime, client):
     fake = runtime(replies={ID: RESPONSE})
-    assert client.container_status(fake.path, ID2) == {}
+    assert client.container_status(fake.path, ID2) is None
     assert client.errors == 1 and len(fake.requests) == 1
 
 
 def test_missing_socket_is_empty_without_a_call(tmp_path, client):
-    assert client.container_status(str(tmp_path / "nope.sock"), ID) == {}
+    assert client.container_status(str(tmp_path / "nope.sock"), ID) is None
     (tmp_path / "file.sock").write_text("")
-    assert client.container_status(str(tmp_path / "file.sock"), ID) == {}
+    assert client.container_status(str(tmp_path / "file.sock"), ID) is None
     assert client._channels == {} and client.errors == 0
 
 
 def test_slow_runtime_hits_the_deadline(runtime, client):
     fake = runtime(replies={ID: RESPONSE}, delay=3.0)
     started = time.monotonic()
-    assert client.container_status(fake.path, ID) == {}
+    assert client.container_status(fake.path, ID) is None
     took = time.monotonic() - started
     assert fake.requests and client.errors == 1
     assert cri.CRI_TIMEOUT_S <= took < cri.CRI_TIMEOUT_S + 1.0, took
@@ -302,17 +219,17 @@ def test_silent_listener_hits_the_deadline(tmp_path, client):
     listener.listen(8)
     try:
         started = time.monotonic()
-        assert client.container_status(path, ID) == {}
+        assert client.container_status(path, ID) is None
         assert time.monotonic() - started < cri.CRI_TIMEOUT_S + 1.0
         assert client.errors == 1
     finally:
         listener.close()
 
 
-@pytest.mark.parametrize("reply", [RESPONSE[:-1], b"\x0b", b"\x08\x01"])
+@pytest.mark.parametrize("reply", [RESPONSE[:-1], b"\x0b", b"\x0a\x05ab", b"\x08" + b"\xff" * 11])
 def test_malformed_reply_is_empty(runtime, client, reply):
     fake = runtime(replies={ID: reply})
-    assert client.container_status(fake.path, ID) == {}
+    assert client.container_status(fake.path, ID) is None
     assert client.errors == 1 and fake.requests
 
 
@@ -321,7 +238,7 @@ def test_without_grpc_one_line_and_a_client_that_knows_nothing(monkeypatch, capl
     with caplog.at_level(logging.WARNING, logger="tetrad.containers.cri"):
         c = cri.make_client()
     assert isinstance(c, cri.NoCriClient)
-    assert c.container_status("/run/containerd/containerd.sock", ID) == {}
+    assert c.container_status("/run/containerd/containerd.sock", ID) is None
     (line,) = [r for r in caplog.records if r.name == "tetrad.containers.cri"]
     assert "python3-grpcio" in line.getMessage() and line.levelno == logging.WARNING
 
@@ -426,3 +343,14 @@ def test_resolver_without_grpc_stays_partial_and_logs_once(tmp_path, runtime, mo
     assert r.for_cgroup_id(1)["partial"] and r.for_cgroup_id(2)["partial"]
     assert len([x for x in caplog.records if "python3-grpcio" in x.getMessage()]) == 1
     assert fake.requests == [] and r.api_errors == 0
+
+
+def test_without_a_new_enough_protobuf_one_line_and_a_client_that_knows_nothing(monkeypatch, caplog):
+    monkeypatch.delattr(criapi, "api_pb2", raising=False)
+    monkeypatch.setitem(sys.modules, "tetrad.containers.criapi.api_pb2", None)   # -> ImportError
+    with caplog.at_level(logging.WARNING, logger="tetrad.containers.cri"):
+        c = cri.make_client()
+    assert isinstance(c, cri.NoCriClient)
+    assert c.list_pod_sandboxes("/run/containerd/containerd.sock", {"a": "b"}) == []
+    (line,) = [r for r in caplog.records if r.name == "tetrad.containers.cri"]
+    assert "python3-protobuf 3.20 or later" in line.getMessage()

@@ -132,3 +132,27 @@ def test_a_container_is_process_pod_container_and_docker():
                            "container": {"id": "4d1e3c9a", "name": "app", "image": {"name": "busybox"}}}
     proc = json.loads(event(container=NSPAWN).to_json("n"))["process_exec"]["process"]
     assert proc["pod"] == {"container": {"id": "build-vm", "name": "build-vm"}} and "docker" not in proc
+
+
+def test_a_pod_container_as_tetragon_writes_it():
+    """A record the Kubernetes plugin completed (tetrad/containers/pods.py)."""
+    record = {"id": "4d1e3c" + "0" * 58, "runtime": "containerd", "name": "spaceship",
+              "image": "docker.io/tgraf/netperf:latest", "image_id": "docker.io/tgraf/netperf@sha256:8e86f744",
+              "cri_id": "containerd://4d1e3c" + "0" * 58, "start_time": 1_696_629_161_000_000_000,
+              "privileged": False, "labels": {"io.kubernetes.container.name": "spaceship"},
+              "pod": {"namespace": "default", "name": "xwing", "uid": "2ac8e1b2",
+                      "labels": {"app.kubernetes.io/name": "xwing"}, "workload": "xwing",
+                      "workload_kind": "Pod", "annotations": {"a": "b"}}}
+    line = exec_event(1_700_000_000_000_000_000, process(container=record), None).to_json("n")
+    assert tetragon_schema.problems(line) == []
+    pod = json.loads(line)["process_exec"]["process"]["pod"]
+    assert list(pod) == ["namespace", "name", "uid", "container", "pod_labels", "workload",
+                         "workload_kind", "pod_annotations"]
+    assert pod["container"] == {
+        "id": "containerd://4d1e3c" + "0" * 58, "name": "spaceship",
+        "image": {"id": "docker.io/tgraf/netperf@sha256:8e86f744", "name": "docker.io/tgraf/netperf:latest"},
+        "start_time": "2023-10-06T21:52:41Z", "security_context": {}}
+    assert json.loads(line)["process_exec"]["process"]["docker"] == "4d1e3c" + "0" * 25
+    privileged = exec_event(1, process(container={**record, "privileged": True}), None).to_json("n")
+    assert json.loads(privileged)["process_exec"]["process"]["pod"]["container"]["security_context"] == \
+        {"privileged": True}

@@ -37,6 +37,18 @@ def test_message_is_the_escaped_compact_line_and_fields_keep_the_values():
     assert exported["pod"]["container"]["name"] == "web-1"
 
 
+def test_a_pod_has_its_fields():
+    container = {"id": "c" * 64, "runtime": "containerd", "name": "app", "cri_id": "containerd://" + "c" * 64,
+                 "pod": {"namespace": "prod", "name": "web-7d9f-x2x", "uid": "u-1", "labels": {"app": "web"},
+                         "workload": "web", "workload_kind": "Deployment"}}
+    fields = dict(f.split("=", 1) for f in journal_fields(event(container=container), "n"))
+    assert fields["MESSAGE"].startswith("🚀 process prod/web-7d9f-x2x /usr/bin/curl")
+    assert {k: v for k, v in fields.items() if k.startswith("TETRAD_POD_")} == {
+        "TETRAD_POD_NAMESPACE": "prod", "TETRAD_POD_NAME": "web-7d9f-x2x", "TETRAD_POD_UID": "u-1",
+        "TETRAD_POD_WORKLOAD": "web", "TETRAD_POD_WORKLOAD_KIND": "Deployment"}
+    assert fields["TETRAD_CONTAINER_ID"] == "c" * 64
+
+
 def test_a_monitored_action_is_a_notice_not_a_warning():
     def fields_of(monitored: bool) -> dict:
         ev = event("process_kprobe", policy_name="p", action="KPROBE_ACTION_SIGKILL")

@@ -82,9 +82,9 @@ def test_tetragon_limits():
 
 
 def test_refuses_what_tetrad_does_not_implement_by_name():
-    text = HEAD + "  podSelector: {}\n  kprobes:\n  - call: f\n    selectors:\n    - matchNamespaces: []\n"
+    text = HEAD + "  fentries: []\n  kprobes:\n  - call: f\n    selectors:\n    - matchNamespaces: []\n"
     got = dict(problems(text))
-    assert "pod selectors" in got["spec.podSelector"]
+    assert "fentry hooks are not supported" in got["spec.fentries"]
     assert "matchNamespaces" in got["spec.kprobes[0].selectors[0].matchNamespaces"]
 
 

@@ -26,7 +26,8 @@ LINES = [
     line("process_exec", "/bin/sh", process={"pod": {"container": {"id": ID, "name": "web"}},
                                              "docker": ID[:31]}),     # tetrad, a container
     line("process_exec", "/usr/sbin/nginx",
-         process={"pod": {"namespace": "prod", "name": "web-7d9", "container": {"id": "c0ffee", "name": "app"}}}),
+         process={"pod": {"namespace": "prod", "name": "web-7d9",
+                          "container": {"id": "containerd://c0ffee", "name": "app"}}}),
     json.dumps({"rate_limit_info": {"number_of_dropped_process_events": "3"}, "node_name": "n"}),
     json.dumps({"process_throttle": {"type": "THROTTLE_START", "cgroup": "/kubepods/x"}, "node_name": "n"}),
     line("process_loader", "/usr/bin/curl", path="/usr/lib/x86_64-linux-gnu/libc.so.6", buildid="3q2+7w=="),
@@ -69,6 +70,8 @@ def test_flags_filter_types_process_policy_and_container(capsys):
     # both the full container id and Tetragon's docker prefix match an id prefix
     assert len(run(capsys, *compact, "--container", ID[:12])) == 2
     assert run(capsys, *compact, "--containers", "^we") == ["🚀 process web /bin/sh "]
+    # a pod's container id is Kubernetes' "containerd://<id>"; the prefix is the id's
+    assert run(capsys, *compact, "--container", "c0ff") == ["🚀 process prod/web-7d9 /usr/sbin/nginx "]
     # records that are not events (rate_limit_info) pass through in JSON output only
     assert any("rate_limit_info" in l for l in run(capsys, "--event-types", "PROCESS_EXIT"))
     assert not any("rate_limit_info" in l for l in run(capsys, "-o", "compact"))
@@ -118,6 +121,10 @@ def test_status_names_every_kind_of_loss_there_is():
     lines = _status_lines({"version": "v", "node_name": "n", "uptime_seconds": 1,
                            "kernel_features": {"btf": True}, "stats": stats, "policies": []})
     assert "lost: 5 shed, 3 queue full (shedding now)" in lines
+    stats["plugins"] = {"kubernetes": {"pods_cached": 4, "cri_errors": 0, "kubelet": {"errors": 1}}}
+    assert "plugin kubernetes: pods cached 4, cri errors 0" in _status_lines(
+        {"version": "v", "node_name": "n", "uptime_seconds": 1, "kernel_features": {}, "stats": stats,
+         "policies": []})
     stats["losses"] = {"shed": 0}
     stats["shedding"] = {"now": False}
     assert "lost: nothing" in _status_lines({"version": "v", "node_name": "n", "uptime_seconds": 1,

@@ -100,8 +100,93 @@ def test_bad_selectors_are_refused_with_paths():
     assert "takes no values" in got["spec.containerSelector.matchExpressions[2].values"]
 
 
-def test_pod_selector_is_still_refused():
-    assert "pod selectors" in problems("  podSelector: {}\n")["spec.podSelector"]
+# ---- podSelector and TracingPolicyNamespaced (Tetragon's combination table) ------
+
+def pod_container(name: str, namespace: str, labels: dict, **extra) -> dict:
+    return {"id": name[0] * 64, "runtime": "containerd", "name": name,
+            "image": "docker.io/library/nginx:1.25",
+            "pod": {"name": f"{name}-0", "namespace": namespace, "uid": "u-" + name,
+                    "labels": labels}, **extra}
+
+
+FRONT = pod_container("front", "prod", {"app": "web", "tier": "front"})
+BACK = pod_container("back", "prod", {"app": "web", "tier": "back"})
+OTHER = pod_container("other", "dev", {"app": "web", "tier": "front"})
+SANDBOX = pod_container("pause", "prod", {"app": "web", "tier": "front"}, sandbox=True)
+UNKNOWN_POD = {"id": "9" * 64, "runtime": "cri", "partial": True, "pod": {"uid": "u-9"}}
+ALL = {"front": FRONT, "back": BACK, "other": OTHER, "sandbox": SANDBOX, "unknown": UNKNOWN_POD,
+       "docker": WEB, "host": None}
+
+
+def selected(w: Workloads) -> set[str]:
+    return {name for name, c in ALL.items() if w.matches(c)}
+
+
+@pytest.mark.parametrize("spec,chosen", [
+    ("  podSelector: {}\n", {"front", "back", "other"}),
+    ("  podSelector:\n    matchLabels:\n      tier: front\n", {"front", "other"}),
+    ("  podSelector:\n    matchExpressions:\n    - key: k8s:io.kubernetes.pod.namespace\n"
+     "      operator: In\n      values: [prod]\n", {"front", "back"}),
+    ("  podSelector:\n    matchExpressions:\n    - key: tier\n      operator: NotIn\n"
+     "      values: [front]\n", {"back"}),
+    # containerSelector second: among the selected pods' containers
+    ("  podSelector:\n    matchLabels:\n      app: web\n  containerSelector:\n    matchLabels:\n"
+     "      name: back\n", {"back"}),
+    # without a pod condition, containerSelector is over every container, pods' too
+    ("  containerSelector:\n    matchLabels:\n      repo: docker.io/library/nginx\n",
+     {"front", "back", "other", "sandbox", "docker"}),
+    # hostSelector adds the host to what the others select
+    ("  hostSelector: {}\n  podSelector:\n    matchLabels:\n      tier: back\n", {"back", "host"}),
+])
+def test_pod_selector_combinations(spec, chosen):
+    assert selected(scope_of(spec)) == chosen
+
+
+def namespaced(spec: str, namespace: str = "prod") -> str:
+    return (f'apiVersion: cilium.io/v1alpha1\nkind: TracingPolicyNamespaced\nmetadata:\n  name: "t"\n'
+            f"  namespace: {namespace}\nspec:\n{spec}{HOOK}")
+
+
+def test_namespaced_policy_applies_to_its_namespace_pods_only():
+    w = parse(namespaced(""), "t.yaml").workloads
+    assert w.needs_pods and selected(w) == {"front", "back"}
+    w = parse(namespaced("  podSelector:\n    matchLabels:\n      tier: front\n"), "t.yaml").workloads
+    assert selected(w) == {"front"}
+    assert w.describe() == "containers of pods with namespace prod and tier in [front]"
+
+
+def test_namespaced_policy_needs_a_namespace_and_never_the_host():
+    with pytest.raises(PolicyError) as info:
+        parse(namespaced("").replace("  namespace: prod\n", ""), "t.yaml")
+    assert "name it here" in dict(info.value.problems)["metadata.namespace"]
+    with pytest.raises(PolicyError) as info:
+        parse(namespaced("", "Not_A_Namespace"), "t.yaml")
+    assert "not a namespace name" in dict(info.value.problems)["metadata.namespace"]
+    with pytest.raises(PolicyError) as info:
+        parse(namespaced("  hostSelector: {}\n"), "t.yaml")
+    assert "cannot select the host" in dict(info.value.problems)["spec.hostSelector"]
+
+
+def test_cluster_policy_namespace_is_ignored_and_other_kinds_refused():
+    text = HEAD.replace('name: "t"\n', 'name: "t"\n  namespace: prod\n') + HOOK
+    assert parse(text, "t.yaml").workloads is None
+    with pytest.raises(PolicyError) as info:
+        parse(HEAD.replace("TracingPolicy", "Pod") + HOOK, "t.yaml")
+    assert "TracingPolicyNamespaced" in dict(info.value.problems)["kind"]
+
+
+def test_pod_selector_problems_are_named():
+    got = problems("  podSelector:\n    matchLabels:\n      app: [web]\n    matchExpressions:\n"
+                   "    - key: ''\n      operator: In\n      values: [x]\n")
+    assert "must be a string" in got["spec.podSelector.matchLabels.app"]
+    assert "not a label key" in got["spec.podSelector.matchExpressions[0].key"]
+
+
+def test_describe_pod_scopes():
+    assert scope_of("  podSelector: {}\n").describe() == "containers of pods"
+    assert scope_of("  hostSelector: {}\n  podSelector:\n    matchLabels:\n      app: web\n"
+                    "  containerSelector:\n    matchLabels:\n      name: back\n").describe() == \
+        "host or containers with name in [back] of pods with app in [web]"
 
 
 def test_scoped_hook_sets_the_kernel_flag():

@@ -12,7 +12,8 @@ exist here, naming each one that does not.
 Per file, one verdict line:
   OK PATH: ...                 the daemon would load it (as root: here)
   NOT LOADABLE HERE PATH: ...  valid, but this kernel or machine lacks
-                               what it needs; every missing thing named
+                               what it needs (a pod-scoped policy: the
+                               Kubernetes plugin); every missing thing named
   REFUSED PATH: ...            valid, but the daemon would refuse the file
                                (ownership or permissions), with the fix
   ERROR PATH: ...              not valid; every problem is listed
@@ -25,7 +26,8 @@ from __future__ import annotations
 import os
 
 from tetrad.bpf.mounts import ensure_kernel_mounts
-from tetrad.policy import schema, source
+from tetrad.plugins import PluginRegistry
+from tetrad.policy import schema, source, workloads
 from tetrad.policy.compile import compile_policy
 from tetrad.policy.kernel import kernel_facts, missing_features
 from tetrad.policy.schema import PolicyError
@@ -52,6 +54,10 @@ def check_file(path: str, as_root: bool) -> tuple[int, str]:
         return OK, f"OK {path}: {summary} (run as root to ask this kernel)"
     problems, skipped = check_targets(compiled)
     missing = missing_features(compiled) + problems
+    if policy.workloads is not None and policy.workloads.needs_pods \
+            and "kubernetes" not in PluginRegistry.installed().names():
+        # Installed, the daemon uses it if [kubernetes] enabled = true (its drop-in's default).
+        missing += workloads.admission(False)(policy)
     if missing:
         return NOT_HERE, (f"NOT LOADABLE HERE {path}: {summary}; "
                           + "; ".join(f"{where}: {why}" for where, why in missing))

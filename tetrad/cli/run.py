@@ -16,6 +16,7 @@ from pathlib import Path
 from tetrad import config as cfg
 from tetrad.daemon import Daemon, DaemonConfig
 from tetrad.filters import ExportFilter, FilteredSink, RateLimit
+from tetrad.plugins import Host, PluginError, PluginRegistry
 from tetrad.sensors.process import ProcessSensorConfig
 from tetrad.service.metrics import parse_address
 from tetrad.sinks.journald import SOCKET, JournaldSink, listening
@@ -101,15 +102,18 @@ def run(args) -> int:
     if os.geteuid() != 0:
         log.error("tetrad run needs root (it loads BPF programs); try: sudo tetrad run")
         return 1
+    plugins = PluginRegistry.installed()
+
     def load_config() -> cfg.Config:
-        return cfg.load(cfg.layer_files(Path(args.config_dir)), overrides(args))
+        return cfg.load(cfg.layer_files(Path(args.config_dir)), overrides(args), plugins)
 
     try:
         config = load_config()
         if config.server.metrics_address:
             parse_address(config.server.metrics_address)
         sinks = build_sinks(config, args.quiet)
-    except (cfg.ConfigError, OSError, ValueError) as err:
+        running = plugins.start_enabled(config.plugins, Host(node_name=config.node))
+    except (cfg.ConfigError, PluginError, OSError, ValueError) as err:
         log.error("%s; fix it and start again", err)
         return 2
     log.info("config: %s", ", ".join(config.sources))
@@ -121,7 +125,10 @@ def run(args) -> int:
         Settings that shape kernel maps need a restart; they are not re-read."""
         return build_sinks(load_config(), args.quiet)
 
-    daemon = Daemon(daemon_config(config, args.policy), sinks, reconfigure=reconfigure)
+    if running:
+        log.info("plugins: %s", ", ".join(p.name for p in running))
+    daemon = Daemon(daemon_config(config, args.policy), sinks, reconfigure=reconfigure,
+                    plugins=running)
     # Handlers only assign a flag the main loop reads. A handler runs in the
     # main thread between two bytecodes, possibly while that thread holds a
     # lock; threading.Event.set() there (it takes the Event's lock) hung the

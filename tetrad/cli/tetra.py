@@ -46,6 +46,8 @@ def _container(proc: dict) -> dict | None:
     pod = proc.get("pod") or {}
     found = pod.get("container") or {}
     record = {k: found[k] for k in ("id", "name") if found.get(k)}
+    if "://" in record.get("id", ""):
+        record["id"] = record["id"].split("://", 1)[1]      # a pod's "containerd://<id>"
     if "id" not in record and proc.get("docker"):
         record["id"] = proc["docker"]
     k8s = {k: pod[k] for k in ("namespace", "name") if pod.get(k)}
@@ -233,6 +235,9 @@ def _status_lines(result: dict) -> list[str]:
                        or "nothing") + (" (shedding now)" if s.get("shedding", {}).get("now") else ""),
            f"process cache: {s['process_cache']['size']}/{s['process_cache']['capacity']}, "
            f"{s['process_cache']['misses']} misses"]
+    for name, counters in s.get("plugins", {}).items():
+        out.append(f"plugin {name}: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counters.items()
+                                                  if not isinstance(v, dict)))
     for p in result["policies"]:
         c = p.get("counters", {})
         out.append(f"policy {p['name']}: {p['state']}"

@@ -10,26 +10,45 @@ start_time, pid), and `Process.docker`, the id's first 31 characters. Outside
 Kubernetes a container has no pod name or namespace, so `pod` holds only
 `container`; what the schema has no field for (the runtime's name, the
 container's labels) stays in the record, for journald fields and policy
-scopes. Pod fields that a Kubernetes source adds to the record's `pod` map
-are copied by `_POD_KEYS`.
+scopes.
+
+In a Kubernetes pod known to the pod source (the Kubernetes plugin,
+tetrad/containers/pods.py), the record's `pod` map has the pod's name,
+namespace, uid, labels, annotations (only when the plugin is told to
+export them), workload and workload_kind, and the record has the
+container's id as Kubernetes writes it (`cri_id`, "containerd://<id>",
+which Tetragon's container.id is in a pod), its start time and whether it
+is privileged: they become Tetragon's Pod fields, in the message's field
+order. `container.pid` (the process's pid in the container's pid
+namespace) is per process and not in the kernel's exec record: left out.
 """
 
 from __future__ import annotations
 
-# (record["pod"] key, Pod field) in the Pod message's field order.
+from tetrad.timefmt import rfc3339
+
+# (record["pod"] key, Pod field) in the Pod message's field order; the
+# container comes between uid and the labels.
 _POD_KEYS = (("namespace", "namespace"), ("name", "name"), ("uid", "uid"))
+_POD_MAPS = (("labels", "pod_labels"), ("workload", "workload"), ("workload_kind", "workload_kind"),
+             ("annotations", "pod_annotations"))
 # Runtimes whose ids are not Docker-style (Tetragon's `docker` is for those).
 _NOT_DOCKER = ("systemd-nspawn", "lxc")
 
 
 def container_field(record: dict) -> dict:
     """Tetragon's Container of a record."""
-    container = {"id": record["id"]}
+    container = {"id": record.get("cri_id") or record["id"]}
     if record.get("name"):
         container["name"] = record["name"]
     image = {k: record[src] for k, src in (("id", "image_id"), ("name", "image")) if record.get(src)}
     if image:
         container["image"] = image
+    if record.get("start_time"):
+        container["start_time"] = rfc3339(record["start_time"])
+    if "privileged" in record:
+        # Tetragon sets the message for every pod container: {} when not privileged.
+        container["security_context"] = {"privileged": True} if record["privileged"] else {}
     return container
 
 
@@ -38,6 +57,7 @@ def pod_field(record: dict) -> dict:
     known = record.get("pod") or {}
     pod = {field: known[key] for key, field in _POD_KEYS if known.get(key)}
     pod["container"] = container_field(record)
+    pod.update((field, known[key]) for key, field in _POD_MAPS if known.get(key))
     return pod
 
 

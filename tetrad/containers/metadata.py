@@ -23,6 +23,8 @@ import pwd
 import socket
 from pathlib import Path
 
+from tetrad.containers import cri
+
 ROOT = Path("/")
 API_TIMEOUT_S = 3.0            # asked off the event path (resolver's worker thread)
 MAX_STATE_BYTES = 8 << 20
@@ -180,7 +182,7 @@ API_RUNTIMES = ("docker", "podman", *CRI_SOCKETS)
 def cri_api(runtime: str, cid: str, client, root: Path = ROOT) -> dict:
     """Ask the runtime's CRI socket(s) through `client` (cri.make_client())."""
     for rel in CRI_SOCKETS.get(runtime, ()):
-        status = client.container_status(str(root / rel), cid)
+        status = cri.status_fields(client.container_status(str(root / rel), cid))
         if status:
             return _from_cri_status(status)
     return {}

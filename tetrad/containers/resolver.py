@@ -15,6 +15,11 @@ asked on a worker thread and the event goes out
 at once with what is known and `"partial": true`; later events of the
 container carry the full record. Results are cached per cgroup id and per
 container id, both bounded.
+
+A container in a Kubernetes pod (the pod uid is in its cgroup path) gets its
+pod from the pod source (pods.py; the Kubernetes plugin, else nobody): what
+the source knows at once goes into the record as it is made; the rest is
+fetched on the worker, and the record stays "partial" until then.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from pathlib import Path
 
 from tetrad.containers import cri, metadata
 from tetrad.containers.cgroup_path import CgroupIdentity, parse
+from tetrad.containers.pods import NO_PODS, PodSource
 from tetrad.libc import libc
 
 log = logging.getLogger(__name__)
@@ -110,10 +116,11 @@ def cgroup_tree(mount: str, limit: int) -> dict[int, str]:
 
 class ContainerResolver:
     def __init__(self, paths: CgroupPaths | None = None, root: Path = metadata.ROOT,
-                 use_api: bool = True):
+                 use_api: bool = True, pods: PodSource = NO_PODS):
         self._paths = paths or CgroupPaths()
         self._root = root
         self._use_api = use_api
+        self._pods = pods
         # cgroup id -> container id ("" for the host); records live in _by_id
         # and are replaced, never changed, so a sink serializing one is safe.
         self._by_cgroup: OrderedDict[int, str] = OrderedDict()
@@ -184,7 +191,11 @@ class ContainerResolver:
             record["name"] = ident.id
         meta = metadata.from_state_files(ident.runtime, ident.id, ident.rootless_uid, self._root)
         _apply(record, meta, ident)
-        if "name" not in record and self._use_api and ident.runtime in metadata.API_RUNTIMES:
+        in_pod = bool(ident.pod_uid) and self._pods.enabled
+        if in_pod:
+            _apply_pod(record, self._pods.known(ident))
+        named = "name" in record or not (self._use_api and ident.runtime in metadata.API_RUNTIMES)
+        if not named or in_pod:
             record["partial"] = True
             self._ask_api(ident, dict(record))
         return record
@@ -214,18 +225,36 @@ class ContainerResolver:
                 self._api_queue.task_done()
 
     def _complete(self, ident: CgroupIdentity, record: dict) -> None:
-        if ident.runtime in metadata.CRI_SOCKETS and self._cri is None:
-            self._cri = cri.make_client()
-        meta = metadata.from_api(ident.runtime, ident.id, ident.rootless_uid, self._root,
-                                 cri_client=self._cri)
-        if not meta:
+        meta = {}
+        if "name" not in record and self._use_api and ident.runtime in metadata.API_RUNTIMES:
+            if ident.runtime in metadata.CRI_SOCKETS and self._cri is None:
+                self._cri = cri.make_client()
+            meta = metadata.from_api(ident.runtime, ident.id, ident.rootless_uid, self._root,
+                                     cri_client=self._cri)
+        in_pod = bool(ident.pod_uid) and self._pods.enabled
+        pod = self._pods.fetch(ident) if in_pod else None
+        if not meta and not pod:
             return
         complete = dict(record)
         _apply(complete, meta, ident)
-        if "name" in complete:
+        _apply_pod(complete, pod)
+        # Complete once named and, in a pod with a pod source, once the pod is known.
+        if ("name" in complete or complete.get("sandbox")) and (not in_pod or pod):
             complete.pop("partial", None)
         with self._lock:
             self._by_id[ident.id] = complete
+
+
+def _apply_pod(record: dict, found: dict | None) -> None:
+    """What the pod source said (pods.py) into a record: its fields win over
+    the runtime's own for the container (the kubelet named them)."""
+    if not found:
+        return
+    for key, value in found.items():
+        if key == "pod":
+            record["pod"] = {**record.get("pod", {}), **value}
+        elif value or key == "privileged":
+            record[key] = value
 
 
 def _apply(record: dict, meta: dict, ident: CgroupIdentity) -> None:

@@ -31,6 +31,9 @@ Names are unique across sources: a second source declaring a name in use
 is that source's error, as Tetragon refuses a duplicate name.
 
 Any exception from the loader is that policy's error, never the daemon's.
+Before loading, `admit` may refuse a policy for what this daemon lacks
+that the kernel does not decide (a pod-scoped policy without the
+Kubernetes plugin: tetrad.policy.workloads.admission).
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Protocol
 
 from tetrad.policy.schema import Policy, PolicyError
 
@@ -107,9 +110,14 @@ def api_source(name: str) -> str:
     return f"{API}:{name}"
 
 
+# Policy -> its problems as (YAML path, reason) pairs; empty: may be loaded.
+Admission = Callable[[Policy], list[tuple[str, str]]]
+
+
 class PolicyRegistry:
-    def __init__(self, loader: Loader):
+    def __init__(self, loader: Loader, admit: Admission = lambda policy: []):
         self._loader = loader
+        self._admit = admit
         self._entries: dict[str, Entry] = {}
         self.errors = 0                  # problems reported, over the daemon's life
 
@@ -225,6 +233,9 @@ class PolicyRegistry:
         """Load the wanted version; on success unload the one it replaces."""
         policy = entry.wanted
         try:
+            refused = self._admit(policy)
+            if refused:
+                raise PolicyError(policy.source, refused)
             handle = self._loader.load(policy)
         except PolicyError as err:
             self._fail(entry, str(err))

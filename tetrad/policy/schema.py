@@ -91,8 +91,10 @@ PID_OPS = {"In", "NotIn"}
 UNSUPPORTED_SPEC = {
     "fentries": "fentry hooks",
 "enforcers": "NotifyEnforcer", "selectorsMacros": "selector macros",
-    "podSelector": "pod selectors (no Kubernetes here)",
 }
+KINDS = ("TracingPolicy", "TracingPolicyNamespaced")
+# A Kubernetes namespace name: a lower-case RFC 1123 DNS label.
+NAMESPACE_RE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 # A Kubernetes object name: a lower-case RFC 1123 DNS subdomain.
 NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 KERNEL_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")        # functions, LSM hooks
@@ -1021,9 +1023,8 @@ class _Checker:
         if doc.get("apiVersion") != API_VERSION:
             self.fail("apiVersion", f"must be {API_VERSION}, not {describe(doc.get('apiVersion'))}")
         kind = doc.get("kind")
-        if kind != "TracingPolicy":
-            hint = " (namespaced policies need Kubernetes)" if kind == "TracingPolicyNamespaced" else ""
-            self.fail("kind", f"must be TracingPolicy, not {describe(kind)}{hint}")
+        if kind not in KINDS:
+            self.fail("kind", f"must be TracingPolicy or TracingPolicyNamespaced, not {describe(kind)}")
         # Every field of a Kubernetes object's metadata is accepted (a policy
         # exported with kubectl has them); tetrad uses name and namespace.
         meta = self.mapping(doc.get("metadata", {}), "metadata", tetragon_fields.FIELDS["metadata"])
@@ -1032,8 +1033,17 @@ class _Checker:
             self.fail("metadata.name", f"{describe(name)} is not a valid name (a DNS subdomain: "
                                        f"at most {limits.NAME} lower-case letters, digits, '-' "
                                        "and '.', starting and ending each part with a letter or digit)")
+        namespace = ""
         if meta.get("namespace") is not None:
-            self.text(meta["namespace"], "metadata.namespace", max_chars=limits.NAME)
+            namespace = self.text(meta["namespace"], "metadata.namespace", max_chars=limits.NAME) or ""
+        if kind == "TracingPolicyNamespaced" and not NAMESPACE_RE.fullmatch(namespace):
+            self.fail("metadata.namespace", "a TracingPolicyNamespaced applies to the pods of its "
+                                            "namespace: name it here (a DNS label: at most 63 "
+                                            "lower-case letters, digits and '-')"
+                      if not namespace else f"{describe(namespace)} is not a namespace name (a DNS "
+                                            "label: at most 63 lower-case letters, digits and '-')")
+        elif kind != "TracingPolicyNamespaced":
+            namespace = ""                   # a cluster-wide policy's namespace means nothing
         for key in ("labels", "annotations"):
             entries = meta.get(key)
             if entries is not None and not isinstance(entries, dict):
@@ -1043,13 +1053,13 @@ class _Checker:
                     self.text(v, f"metadata.{key}.{path_key(k)}")
         spec = self.mapping(doc.get("spec", {}), "spec", {"kprobes", "tracepoints", "uprobes", "usdts", "lsmhooks",
                                                           "options", "containerSelector", "hostSelector",
-                                                          "lists",
+                                                          "podSelector", "lists",
                                                           "loader", *UNSUPPORTED_SPEC}, "spec")
         for key, what in UNSUPPORTED_SPEC.items():
             if key in spec:
                 self.fail(f"spec.{key}", f"{what} are not supported by tetrad yet")
         self.named_lists(spec.get("lists"))
-        workloads, problems = workload_scope.parse(spec)
+        workloads, problems = workload_scope.parse(spec, namespace)
         self.problems += problems
         mode = "enforce"
         unreadable = "match"

@@ -22,10 +22,11 @@ thread, needs two things from here, and gets them without waiting:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, ContextManager
 
 from tetrad.abi import generic as enc
 from tetrad.policy.cgroup_scope import CgroupScope, ScopeFull
@@ -37,10 +38,10 @@ from tetrad.sensors.targets import check as check_targets
 
 log = logging.getLogger(__name__)
 
-# Called once per hook being compiled, before its compile: the daemon sends
-# the watchdog and EXTEND_TIMEOUT_USEC, and publishes its status, so a long
-# load shows progress.
-Progress = Callable[[str], None]
+# Entered around each hook's load (which may wait for a compile): the daemon
+# sends EXTEND_TIMEOUT_USEC and keeps the watchdog fed meanwhile, and
+# publishes its status, so a long load shows progress.
+Progress = Callable[[str], ContextManager]
 HookKey = tuple[int, int]            # (program id, hook id), as records carry them
 
 
@@ -61,7 +62,7 @@ class PolicyLoader:
         self._programs = programs
         self.scope = scope
         self._prepare = prepare
-        self._progress = progress or (lambda what: None)
+        self._progress = progress or (lambda what: contextlib.nullcontext())
         self._loaded: list[LoadedPolicy] = []
         self._gone = {name: 0 for name, _ in enc.HookStats._fields_}   # of policies unloaded
         self.hooks: dict[HookKey, tuple[CompiledHook, object]] = {}
@@ -82,8 +83,8 @@ class PolicyLoader:
         ch = None
         try:
             for ch in compiled:
-                self._progress(f"compiling policy {policy.name} ({ch.hook.path})")
-                att = self._programs.add(ch)
+                with self._progress(f"loading policy {policy.name} ({ch.hook.path})"):
+                    att = self._programs.add(ch)
                 loaded.hooks.append((ch, att))
                 if ch.workloads is not None:
                     self.scope.track(ch, att)

@@ -6,11 +6,18 @@ Type=notify: READY=1 once start-up is complete, STATUS= one line for
 policy compiles (bcc can take many seconds per program under load), and
 RELOADING=1 ... READY=1 around a reload. Outside systemd (no NOTIFY_SOCKET)
 every call does nothing.
+
+A compile blocks the main loop for as long as clang takes (a minute and more
+under software emulation, or with the policy programs compiling alongside):
+`busy()` keeps the watchdog fed from a thread for the length of one such
+bounded step, and only then, so a hung loop is still caught.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import time
 
 
@@ -47,6 +54,28 @@ class Notifier:
             lines.append("WATCHDOG=1")
             self._last_ping = time.monotonic()
         self._send(*lines)
+
+    @contextlib.contextmanager
+    def busy(self, seconds: float, status: str):
+        """Around one long step: more time (as extend) and watchdog pings
+        from a thread until the step ends."""
+        self.extend(seconds, status)
+        if not (self._enabled and self.watchdog_interval_s):
+            yield
+            return
+        done = threading.Event()
+
+        def keepalive() -> None:
+            while not done.wait(self.watchdog_interval_s):
+                self._send("WATCHDOG=1")
+        thread = threading.Thread(target=keepalive, name="watchdog-busy", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
+            self._last_ping = time.monotonic()
 
     def reloading(self) -> None:
         self._send("RELOADING=1", f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}")

@@ -6,7 +6,11 @@ escape sequences to the terminal of whoever reads the journal); TETRAD_*
 fields carry what people filter on, as the process gave them:
   journalctl -t tetrad TETRAD_EVENT=process_exec TETRAD_BINARY=/usr/bin/curl
 and TETRAD_JSON the whole event in Tetragon's format. The container's runtime,
-which Tetragon's schema has no field for, is TETRAD_CONTAINER_RUNTIME. Priority follows what
+which Tetragon's schema has no field for, is TETRAD_CONTAINER_RUNTIME. A
+process in a Kubernetes pod (with the Kubernetes plugin) also has
+TETRAD_POD_NAMESPACE, TETRAD_POD_NAME, TETRAD_POD_UID, TETRAD_POD_WORKLOAD
+and TETRAD_POD_WORKLOAD_KIND (labels and annotations only in TETRAD_JSON:
+their keys are not journal field names). Priority follows what
 happened: exec/exit info, policy hits notice, enforcement warning (a
 policy in monitor mode enforces nothing: its events are notices, with
 TETRAD_POLICY_MODE=monitor, and TETRAD_ACTION what it would have done).
@@ -64,6 +68,9 @@ def journal_fields(event: Event, node_name: str) -> list[str]:
     if container:
         entry += [f"TETRAD_CONTAINER_{key.upper()}={container[key]}"
                   for key in ("id", "name", "image", "runtime") if container.get(key)]
+        pod = container.get("pod") or {}
+        entry += [f"TETRAD_POD_{key.upper()}={pod[key]}"
+                  for key in ("namespace", "name", "uid", "workload", "workload_kind") if pod.get(key)]
     return entry
 
 
