@@ -25,9 +25,15 @@
  *   S_READ    one slot per run, each read once however many hooks use it
  *   S_EVAL    predicates: one trie lookup per slot and trie, then the
  *             integer predicates -> `hits`
- *   S_SELECT  each wanted hook: its first selector whose masks hold
+ *   S_SELECT  each wanted hook: its first selector whose masks hold;
+ *             a return hook's choice waits for the return (`waiting`)
  *   S_ACT     the chosen selectors' actions (signal, override, post)
  * Nothing is reserved in the ring buffer before a selector matched.
+ *
+ * At a return, only the return hooks that waited act. Where a slot is the
+ * returned value itself (GS_RETVAL, a uprobe returning a string), its
+ * tests hold at entry until known (`later`); at the return it is read and
+ * S_EVAL and S_SELECT run again for those hooks.
  *
  * Arguments in user memory (strings, buffers, socket addresses) are read
  * with page faults disabled, so a read at syscall entry fails when the

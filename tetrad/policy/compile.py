@@ -17,6 +17,18 @@ a point on its own, so `tetrad policy check` refuses what the daemon would.
   their arguments are decided at entry (unreadable: see bpf/generic_hook.c).
 - InMap/NotInMap on an integer become Equal/NotEqual, a syscalls list's
   names this machine's numbers.
+- What the running kernel and the probed binaries say comes in through
+  `KernelFacts` (gathered by tetrad.policy.kernel), so this module stays
+  pure: raw tracepoints' argument types (BTF), USDT probes' places and
+  argument specs (a binary's notes), a uprobe address's file offset, the
+  functions a generated_ftrace pattern matches. One policy hook may become
+  several compiled hooks: one per place of a USDT probe, one per function
+  of a generated_ftrace list. A USDT probe missing here, like a uprobe's
+  symbol, is a target missing on this machine (tetrad.sensors.targets),
+  not an invalid policy.
+- A uprobe returning a string gets one more read after its arguments
+  (`ArgRead.retval`): the kernel reads it at the return, and its tests are
+  decided there.
 """
 
 from __future__ import annotations

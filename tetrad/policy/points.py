@@ -29,7 +29,10 @@ tracepoint, a uprobe) shares the point's tables (bpf/generic.h):
 - A selector is masks: caller bits that must hold and must not, argument
   bits that must hold and must not, its matchReturnArgs test, its actions.
 - A record carries the hook's own arguments, in its order: `argslot` maps
-  them to the point's slots.
+  them to the point's slots. A uprobe's returned string is one more slot
+  (GS_RETVAL, the point POINT_RETVAL), read at the return; its
+  matchReturnArgs are trie predicates like an argument's, decided there,
+  instead of the selector's integer `ret` test.
 
 Bits and slots are allocated stably: a hook added or removed leaves every
 other hook's bits, slots and trie values as they were, so the kernel can be
