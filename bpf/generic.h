@@ -83,7 +83,7 @@
 #define GS_SIGNED 0x10          /* integer: sign-extend `size` bytes        */
 #define GS_RETCOPY 0x20         /* buffer: read at return, `retval` bytes   */
 #define GS_USER 0x40            /* in user memory: read again at sys_exit   */
-#define GS_RETVAL 0x80          /* read at return, from the return value    */
+#define GS_RETVAL 0x80          /* the return value (a string, a sock): read at return */
 
 /* Slot flags (g_slot.flags), also in records. */
 #define G_SLOT_TRUNC 0x1
@@ -162,6 +162,8 @@
 #define G_SEL_CAPCHG 0x2
 #define G_POINT_SYSNR 0x100     /* raw_syscalls:sys_enter: `id` names the syscall
 				 * an enforce note is for */
+#define G_POINT_RETVAL 0x200     /* a slot is a return value (GS_RETVAL): its
+				 * tests are decided at return */
 
 /* Record flags (g_msg.flags). */
 #define G_MSG_MONITOR 0x1       /* the action was not enforced (monitor)    */
@@ -347,6 +349,29 @@ struct g_sock_owner {
 	__u64 ktime;            /* its exec_id's ktime (execve_map) */
 };
 
+/* usdt_specs: where each argument of a USDT probe is at the probe (its
+ * note's argument specs, tetrad/elf.py), per logical point: the program
+ * computes args[i] from them, then reads slots as for any uprobe. */
+#define G_USDT_NONE 0
+#define G_USDT_CONST 1          /* the value is `val`                       */
+#define G_USDT_REG 2            /* the register at byte `reg` of pt_regs    */
+#define G_USDT_DEREF 3          /* user memory at register `reg` + `val`    */
+#define G_USDT_SIB 4            /* ... at `reg` + register `idx` * scale + val */
+
+struct g_usdt_arg {
+	__u8 kind;              /* G_USDT_* */
+	__u8 size;              /* bytes: 1, 2, 4, 8 */
+	__u8 is_signed;
+	__u8 scale;
+	__u16 reg;              /* offsets in struct pt_regs */
+	__u16 idx;
+	__s64 val;
+};
+
+struct g_usdt {
+	struct g_usdt_arg arg[G_MAX_ARGV];
+};
+
 struct g_msg {
 	struct tetrad_msg_header hdr;
 	__u32 obj_id;           /* which compiled object (user space's id) */
@@ -361,7 +386,7 @@ struct g_msg {
 	__u8 nslots;
 	__s32 kstack;           /* stack ids in `stacks`; G_NO_STACK: none asked */
 	__s32 ustack;           /* for; other negatives: the kernel kept none */
-	__u32 pad;
+	__u32 nr;               /* the syscall's number, at syscall points */
 	struct g_slot slots[G_MAX_ARGS];
 };
 

@@ -4,9 +4,11 @@
  * Built once per BPF program type (-DG_PROG_TYPE) with the entries of the
  * kinds of call that type serves:
  *   G_TYPE_TP      g_sys_enter/g_sys_exit on syscalls:sys_{enter,exit}_*
- *                  (the point is found by syscall number), g_tp on other
- *                  tracepoints
- *   G_TYPE_KPROBE  g_kprobe/g_kretprobe on kprobes and uprobes
+ *                  (the point is found by syscall number), g_sys_any and
+ *                  g_sys_any_exit on raw_syscalls for hooks on every
+ *                  syscall, g_tp on other tracepoints
+ *   G_TYPE_KPROBE  g_kprobe/g_kretprobe on kprobes and uprobes, g_usdt on
+ *                  USDT probes (uprobes whose arguments come from usdt_specs)
  *   G_TYPE_LSM     g_lsm on BPF LSM hooks
  *   G_TYPE_RAWTP   g_rawtp on raw tracepoints
  * Entries other than the syscall ones are loaded once per attach point from
@@ -25,9 +27,15 @@
  *   S_READ    one slot per run, each read once however many hooks use it
  *   S_EVAL    predicates: one trie lookup per slot and trie, then the
  *             integer predicates -> `hits`
- *   S_SELECT  each wanted hook: its first selector whose masks hold
+ *   S_SELECT  each wanted hook: its first selector whose masks hold;
+ *             a return hook's choice waits for the return (`waiting`)
  *   S_ACT     the chosen selectors' actions (signal, override, post)
  * Nothing is reserved in the ring buffer before a selector matched.
+ *
+ * At a return, only the return hooks that waited act. Where a slot is the
+ * returned value itself (GS_RETVAL, a uprobe returning a string), its
+ * tests hold at entry until known (`later`); at the return it is read and
+ * S_EVAL and S_SELECT run again for those hooks.
  *
  * Arguments in user memory (strings, buffers, socket addresses) are read
  * with page faults disabled, so a read at syscall entry fails when the
@@ -60,6 +68,8 @@
 #define CK_TRACEPOINT 2         /* tracepoint record: fields at offsets     */
 #define CK_REGS 3               /* struct pt_regs (kprobe, uprobe)          */
 #define CK_ARRAY 4              /* u64 args[] (LSM, raw tracepoint)         */
+#define CK_USDT 5               /* struct pt_regs at a USDT probe: args from
+				 * the probe's specs (usdt_specs)           */
 
 /* Stages (indexes in `stages`). */
 #define S_READ 0
@@ -125,6 +135,10 @@ BPF_TABLE("lru_hash", struct g_sock_key, struct g_sock_owner, socktrack, G_SOCKT
 /* Syscall number -> logical point (0: none). */
 BPF_ARRAY(sys_point, u32, G_INDEX_SIZE);
 #endif
+#if G_PROG_TYPE == G_TYPE_KPROBE
+/* Logical point -> its USDT probe's argument specs (generic.h). */
+BPF_ARRAY(usdt_specs, struct g_usdt, G_MAX_POINTS / 2);
+#endif
 
 /* What one call has gathered, from stage to stage; kept in `pending` while
  * the call waits for its return. */
@@ -133,6 +147,7 @@ struct g_state {
 	struct g_slot slots[G_MAX_SLOTS];
 	u64 hits[G_WORDS];
 	u64 unknown[G_WORDS];       /* predicates on unreadable slots */
+	u64 later[G_WORDS];         /* predicates on return values, at entry */
 	u64 callerhits;             /* caller predicates that hold */
 	u64 proc_ktime;
 	u64 cgroup_id;
@@ -142,11 +157,13 @@ struct g_state {
 	u32 point;                  /* the table this call uses (physical) */
 	u32 lpoint;                 /* its logical point: trie, pid and pending keys */
 	u32 ck;                     /* CK_* */
+	u32 nr;                     /* CK_SYSCALL: the syscall's number */
 	u32 sysnr;                  /* the syscall being entered, or TETRAD_ANY_SYSCALL */
 	u32 iter;                   /* S_READ: the next slot */
 	u32 wanted;                 /* hook positions whose caller filters pass */
 	u32 failed;                 /* slots in user memory unreadable at entry */
 	u32 acting;                 /* hook positions whose actions run now */
+	u32 waiting;                /* return hooks that chose a selector at entry */
 	s32 verdict;                /* the first action verdict (LSM, override) */
 	u8 at_return;
 	u8 deferred;                /* the whole call is decided at return */
@@ -518,6 +535,8 @@ static __always_inline bool read_slot(void *ctx, struct g_scratch *sc, struct g_
 	s->flags = 0;
 	s->len = 0;
 	s->ival = 0;
+	if (d->flags & GS_RETVAL)
+		return false;           /* the return value: read at return */
 	if (kind == GA_INT) {
 		s->ival = extend(v, d->size, d->flags & GS_SIGNED);
 		return false;
@@ -843,6 +862,47 @@ static __always_inline void wanted_hooks(struct g_state *st, struct g_point *p)
 	}
 }
 
+#if G_PROG_TYPE == G_TYPE_KPROBE
+/* A USDT probe's arguments into st->args, each as its note's spec says:
+ * a constant, a register, or user memory at a register plus a displacement
+ * (plus an index register times a scale), `size` bytes extended by sign. */
+static __always_inline void usdt_fetch(struct g_state *st, struct pt_regs *regs, u32 lpoint)
+{
+	struct g_usdt *u = usdt_specs.lookup(&lpoint);
+	if (!u)
+		return;
+#pragma clang loop unroll(disable)
+	for (u32 i = 0; i < G_MAX_ARGV; i++) {
+		struct g_usdt_arg *a = &u->arg[at(i, G_MAX_ARGV - 1)];
+		u8 kind = a->kind, size = a->size;
+		u64 v = 0, base = 0, idx = 0;
+		if (kind == G_USDT_CONST) {
+			v = a->val;
+		} else if (kind != G_USDT_NONE) {
+			bpf_probe_read_kernel(&base, sizeof(base), (char *)regs + (a->reg & 0x3f8));
+			if (kind == G_USDT_REG) {
+				v = base;
+			} else {
+				if (kind == G_USDT_SIB) {
+					bpf_probe_read_kernel(&idx, sizeof(idx), (char *)regs + (a->idx & 0x3f8));
+					base += idx * a->scale;
+				}
+				void *at_addr = (void *)(base + a->val);
+				if (size == 1)
+					bpf_probe_read_user(&v, 1, at_addr);
+				else if (size == 2)
+					bpf_probe_read_user(&v, 2, at_addr);
+				else if (size == 4)
+					bpf_probe_read_user(&v, 4, at_addr);
+				else
+					bpf_probe_read_user(&v, 8, at_addr);
+			}
+		}
+		st->args[at(i, G_MAX_ARGV - 1)] = extend(v, size, a->is_signed);
+	}
+}
+#endif
+
 /* The start of every call: the caller's predicates and the hooks that want
  * it; then, when some do, the raw values and the first stage. */
 static __always_inline int begin(void *ctx, u32 ck, u32 lpoint)
@@ -883,18 +943,23 @@ static __always_inline int begin(void *ctx, u32 ck, u32 lpoint)
 	}
 	st->failed = 0;
 	st->iter = 0;
+	st->nr = 0;
 	st->sysnr = TETRAD_ANY_SYSCALL;
-	if (ck == CK_SYSCALL || (p->flags & G_POINT_SYSNR))
-		/* syscalls:sys_enter_* and raw_syscalls:sys_enter: the number
-		 * follows the 8 bytes of common fields. Through a helper, as
-		 * below: g_tp also attaches to records of 8 bytes. */
+	if (!(ck == CK_SYSCALL) && (p->flags & G_POINT_SYSNR))
+		/* raw_syscalls:sys_enter as a tracepoint: its `id` follows the
+		 * 8 bytes of common fields. Through a helper, as below: g_tp
+		 * also attaches to records of 8 bytes. */
 		bpf_probe_read_kernel(&st->sysnr, sizeof(st->sysnr), (char *)ctx + 8);
-	if (ck == CK_SYSCALL)
+	if (ck == CK_SYSCALL) {
 		/* perf_call_bpf_enter: 8 bytes, the syscall number, then each
-		 * argument in 8 bytes. Through a helper: a direct read past the
-		 * syscall's own arguments would make the kernel refuse to attach
-		 * the program to a syscall with fewer (max_ctx_offset). */
+		 * argument in 8 bytes (raw_syscalls:sys_enter has the same
+		 * layout). Through a helper: a direct read past the syscall's
+		 * own arguments would make the kernel refuse to attach the
+		 * program to a syscall with fewer (max_ctx_offset). */
+		st->nr = *(u32 *)((char *)ctx + 8);     /* within every record */
+		st->sysnr = st->nr;
 		bpf_probe_read_kernel(st->args, 6 * sizeof(u64), (char *)ctx + 16);
+	}
 #if G_PROG_TYPE == G_TYPE_KPROBE
 	if (ck == CK_REGS) {
 		struct pt_regs *regs = ctx;
@@ -905,6 +970,8 @@ static __always_inline int begin(void *ctx, u32 ck, u32 lpoint)
 		st->args[4] = PT_REGS_PARM5(regs);
 		st->args[5] = PT_REGS_PARM6(regs);
 	}
+	if (ck == CK_USDT)
+		usdt_fetch(st, ctx, lpoint);
 #endif
 	if (ck == CK_ARRAY)
 		/* Through a helper: the verifier refuses a direct read past the
@@ -1004,7 +1071,8 @@ static __always_inline bool masks_hold(struct g_state *st, struct g_selector *se
 		u64 known = st->hits[w] & ~unk;
 		u64 pos = sel->pos[w], neg = sel->neg[w];
 		bad |= known & neg;
-		bad |= pos & ~(known | (unk & ~strict));
+		/* A return value's tests hold until it is known. */
+		bad |= pos & ~(known | (unk & ~strict) | st->later[w]);
 		bad |= (pos | neg) & unk & strict;
 	}
 	return bad == 0;
@@ -1172,6 +1240,7 @@ static __always_inline void post(void *ctx, struct g_scratch *sc, struct g_hook 
 #endif
 	if (h->track && h->sockargs)
 		sock_owner(msg, h);
+	msg->nr = st->nr;
 	if (events.ringbuf_output(msg, size, TETRAD_RB_FLAGS) < 0) {
 		if (stats)
 			__sync_fetch_and_add(&stats->dropped, 1);
@@ -1382,6 +1451,17 @@ static __always_inline int finish(void *ctx, u32 lpoint, s64 retval)
 			continue;
 		}
 #endif
+		if (d->flags & GS_RETVAL) {
+			/* A returned string (returnArg of a uprobe). */
+			s->flags = 0;
+			s->len = 0;
+			s->ival = retval;
+			if (d->kind == GA_USTR)
+				string_read(s, bpf_probe_read_user_str(s->data, G_STR_MAX, (void *)retval));
+			else if (d->kind == GA_KSTR)
+				string_read(s, bpf_probe_read_kernel_str(s->data, G_STR_MAX, (void *)retval));
+			continue;
+		}
 		if (!st->deferred || !(failed & (1u << i)))
 			continue;
 		/* Read again what was unreadable at entry. */
@@ -1411,14 +1491,14 @@ static __always_inline int finish(void *ctx, u32 lpoint, s64 retval)
 		stages.call(ctx, S_EVAL);
 		return tail_missed(S_EVAL);
 	}
-	st->acting = 0;
-#pragma clang loop unroll(disable)
-	for (u32 i = 0; i < G_POINT_HOOKS; i++) {
-		if (i >= BOUND(p->nhooks))
-			break;
-		if (st->sel[at(i, G_POINT_HOOKS - 1)] != NO_SEL)
-			LAUNDER(st->acting) |= 1u << i;
+	/* Only the return hooks that waited: the others acted at entry. */
+	if (p->flags & G_POINT_RETVAL) {
+		/* Tests on return values: select again, knowing them. */
+		st->wanted = st->waiting;
+		stages.call(ctx, S_EVAL);
+		return tail_missed(S_EVAL);
 	}
+	st->acting = st->waiting;
 	if (st->acting) {
 		stages.call(ctx, S_ACT);
 		return tail_missed(S_ACT);
@@ -1529,17 +1609,22 @@ int g_eval(void *ctx)
 		return 0;
 	__builtin_memset(st->hits, 0, sizeof(st->hits));
 	__builtin_memset(st->unknown, 0, sizeof(st->unknown));
+	__builtin_memset(st->later, 0, sizeof(st->later));
 #pragma clang loop unroll(disable)
 	for (u32 i = 0; i < G_MAX_SLOTS; i++) {
 		if (i >= BOUND(p->nslots))
 			break;
 		u32 k = at(i, G_SLOT_MASK);
 		struct g_slot *s = &st->slots[k];
+		u8 f = p->slot[k].flags;
+		if ((f & GS_RETVAL) && !st->at_return) {
+			or_bits(st->later, (struct g_bits *)&p->slot_bits[k * G_WORDS]);
+			continue;
+		}
 		if (s->flags & G_SLOT_UNREADABLE) {
 			or_bits(st->unknown, (struct g_bits *)&p->slot_bits[k * G_WORDS]);
 			continue;
 		}
-		u8 f = p->slot[k].flags;
 		u32 len = s->len & G_STR_MASK;
 		u32 lp = st->lpoint;
 		if (f & GS_FWD)
@@ -1583,7 +1668,7 @@ int g_select(void *ctx)
 		return 0;
 	/* Accumulated in map memory (see wanted_hooks). */
 	st->acting = 0;
-	st->waits = 0;
+	st->waiting = 0;
 #pragma clang loop unroll(disable)
 	for (u32 i = 0; i < G_POINT_HOOKS; i++) {
 		if (i >= BOUND(p->nhooks))
@@ -1601,12 +1686,12 @@ int g_select(void *ctx)
 		if (s == NO_SEL)
 			continue;
 		if ((h->flags & G_HOOK_RETURN) && !st->at_return)
-			LAUNDER(st->waits) = 1;
+			LAUNDER(st->waiting) |= 1u << i;
 		else
 			LAUNDER(st->acting) |= 1u << i;
 	}
 #if G_HAS_EXIT
-	if (LAUNDER(st->waits))
+	if (LAUNDER(st->waiting))
 		defer(st);
 #endif
 	if (LAUNDER(st->acting)) {
@@ -1683,6 +1768,18 @@ int g_tp(void *ctx)
 {
 	return begin(ctx, CK_TRACEPOINT, point_const());
 }
+
+/* Every syscall (a generated_syscalls list): raw_syscalls:sys_{enter,exit},
+ * whose records are laid out as syscalls:sys_{enter,exit}_*'s. */
+int g_sys_any(void *ctx)
+{
+	return begin(ctx, CK_SYSCALL, point_const());
+}
+
+int g_sys_any_exit(void *ctx)
+{
+	return finish(ctx, point_const(), *(s64 *)((char *)ctx + 16));
+}
 #elif G_PROG_TYPE == G_TYPE_KPROBE
 int g_kprobe(struct pt_regs *ctx)
 {
@@ -1692,6 +1789,11 @@ int g_kprobe(struct pt_regs *ctx)
 int g_kretprobe(struct pt_regs *ctx)
 {
 	return finish(ctx, point_const(), PT_REGS_RC(ctx));
+}
+
+int g_usdt(struct pt_regs *ctx)
+{
+	return begin(ctx, CK_USDT, point_const());
 }
 #elif G_PROG_TYPE == G_TYPE_LSM
 int g_lsm(unsigned long long *ctx)

@@ -48,6 +48,8 @@ PAIRS = {
     "g_sock_owner": encoding.SockOwner,
     "g_msg": encoding.Msg,
     "g_hook_stats": encoding.HookStats,
+    "g_usdt_arg": encoding.UsdtArg,
+    "g_usdt": encoding.Usdt,
 }
 # Read only through a decoder's struct format (no ctypes mirror).
 FORMAT_ONLY = ("tetrad_msg_cgroup",)

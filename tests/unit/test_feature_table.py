@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tetrad.abi import state
+from tetrad.bpf.btf import ValueType
 from tetrad.policy import workloads
 from tetrad.policy.compile import KernelFacts, compile_policy, parse_tracepoint_format
 from tetrad.policy.errors import PolicyError
@@ -23,8 +24,8 @@ from tetrad.policy.schema import parse
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 # What every kernel with BTF and tracepoints offers (this CI machine).
-BASE = {"syscall_tracepoints", "tracepoints", "raw_syscalls", "uprobes", "btf", "proc_state",
-        "send_signal"}
+BASE = {"syscall_tracepoints", "tracepoints", "raw_syscalls", "raw_tracepoints", "uprobes", "btf",
+        "proc_state", "send_signal"}
 
 FORMAT = """name: {event}
 ID: 1
@@ -46,7 +47,11 @@ def tracepoint_format(subsys: str, event: str):
     return parse_tracepoint_format((SOCK_FORMAT if subsys == "sock" else FORMAT).format(event=event))
 
 
+# sched_process_exec's TP_PROTO, as BTF gives it.
+RAW_PARAMS = [ValueType("ptr", 8, False, "struct task_struct *"), ValueType("int", 4, True, "int"),
+              ValueType("ptr", 8, False, "struct linux_binprm *")]
 FACTS = KernelFacts(arch_prefix="__x64_", tracepoint_fields=tracepoint_format,
+                    raw_tracepoint_args=lambda event: RAW_PARAMS,
                     host_ns=tuple(4026531830 + i for i in range(len(state.NAMESPACES))))
 
 
@@ -82,18 +87,26 @@ FEATURES = {
     "tracepoints": "  tracepoints:\n  - subsystem: raw_syscalls\n    event: sys_enter\n"
                    "    args:\n    - index: 4\n      type: long\n",
     "raw tracepoints (`raw: true`)": "  tracepoints:\n  - subsystem: sched\n    event: sched_process_exec\n"
-                                     "    raw: true\n",
+                                     "    raw: true\n    args:\n    - index: 2\n      type: linux_binprm\n",
     "uprobes": "  uprobes:\n  - path: /usr/bin/bash\n    symbols: [readline]\n",
-    "uprobe return probes": "  uprobes:\n  - path: /usr/bin/bash\n    symbols: [readline]\n"
-                            "    return: true\n    returnArg:\n      index: 0\n      type: int\n",
+    "uprobe return probes (`return`, integer or string `returnArg`)":
+        "  uprobes:\n  - path: /usr/bin/bash\n    symbols: [readline]\n"
+        "    return: true\n    returnArg:\n      index: 0\n      type: string\n",
+    "uprobe `offsets`, `addrs`, `refCtrOffsets`, `binaryDigests`":
+        "  uprobes:\n  - path: /usr/bin/bash\n    offsets: [4096]\n    refCtrOffsets: [8192]\n"
+        "    binaryDigests: [\"sha256:" + "0" * 64 + "\"]\n",
     "lsmhooks": lsm(),
     "usdts": "  usdts:\n  - path: /usr/bin/python3\n    provider: python\n    name: function__entry\n",
+    "`loader` (process_loader events)": "  loader: true\n",
     "`lists` of syscalls, `call: list:NAME`, InMap values":
         "  lists:\n  - name: io\n    type: syscalls\n    values: [sys_read, sys_write]\n"
         "  kprobes:\n  - call: list:io\n    syscall: true\n",
-    "`lists` of generated_syscalls / generated_ftrace":
+    "`lists` of generated_syscalls":
         "  lists:\n  - name: all\n    type: generated_syscalls\n"
         "  kprobes:\n  - call: list:all\n    syscall: true\n",
+    "`lists` of generated_ftrace (`pattern`)":
+        "  lists:\n  - name: ksys\n    type: generated_ftrace\n    pattern: \"^ksys_read$\"\n"
+        "  kprobes:\n  - call: list:ksys\n",
     "integer arguments (int, uint64, size_t, ...)": syscall(
         args="    - index: 0\n      type: int\n    - index: 1\n      type: uint64\n    - index: 2\n      type: size_t\n"),
     "string, char_buf (`sizeArgIndex`, `returnCopy`) on syscalls": syscall(

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from tetrad.abi import generic as enc
+from tetrad.bpf.btf import ValueType
 from tetrad.policy.compile import (KernelFacts, compile_policy, parse_tracepoint_format,
                                    syscall_name)
 from tetrad.policy.points import ArgRead
@@ -233,3 +234,118 @@ def test_every_shipped_policy_parses_and_compiles(path):
     facts = KernelFacts(arch_prefix="__x64_",
                         tracepoint_fields=lambda s, e: parse_tracepoint_format(FORMATS[(s, e)]))
     assert compile_policy(policy, facts)
+
+
+RAW_PARAMS = {"sched_process_exec": [ValueType("ptr", 8, False, "struct task_struct *"),
+                                     ValueType("int", 4, True, "int"),
+                                     ValueType("ptr", 8, False, "struct linux_binprm *")]}
+
+
+def raw_facts() -> KernelFacts:
+    def params(event):
+        return RAW_PARAMS[event]             # KeyError: no such raw tracepoint
+    return KernelFacts(raw_tracepoint_args=params)
+
+
+def raw_tp(args: str, event: str = "sched_process_exec") -> str:
+    return f"""  tracepoints:
+  - subsystem: sched
+    event: {event}
+    raw: true
+    args:
+{args}"""
+
+
+def test_raw_tracepoint_arguments_are_its_prototypes_typed_from_btf():
+    [ch] = compile_policy(parse(HEAD + raw_tp("""    - index: 2
+      type: linux_binprm
+    - index: 1
+    - index: 0
+      type: uint64
+"""), "t.yaml"), raw_facts())
+    assert (ch.target.kind, ch.target.name) == ("rawtp", "sched/sched_process_exec")
+    # Kernel values by argument index; `auto` takes the parameter's width and sign.
+    assert ch.reads == (ArgRead(enc.GA["binprm"], 2), ArgRead(enc.GA["int"], 1, 4, True),
+                        ArgRead(enc.GA["int"], 0, 8, False))
+
+
+@pytest.mark.parametrize("args,event,problem", [
+    ("    - index: 3\n      type: int\n", "sched_process_exec",
+     "raw tracepoint sched/sched_process_exec has 3 arguments"),
+    ("    - index: 0\n      type: linux_binprm\n", "sched_process_exec",
+     "is struct task_struct *, not struct linux_binprm *"),
+    ("    - index: 1\n      type: string\n", "sched_process_exec", "not a string"),
+    ("    - index: 0\n      type: int\n", "no_such_event", "no raw tracepoint no_such_event"),
+])
+def test_raw_tracepoint_arguments_that_do_not_fit_are_refused(args, event, problem):
+    with pytest.raises(PolicyError) as err:
+        compile_policy(parse(HEAD + raw_tp(args, event), "t.yaml"), raw_facts())
+    assert problem in str(err.value)
+
+
+def test_raw_tracepoint_indexes_stop_at_5_as_in_tetragon():
+    with pytest.raises(PolicyError, match=r"args\[0\].index: .*out of range 0..5"):
+        parse(HEAD + raw_tp("    - index: 6\n      type: int\n"), "t.yaml")
+
+
+GENERATED = """  lists:
+  - name: every
+    type: generated_syscalls
+  - name: ksys
+    type: generated_ftrace
+    pattern: "^ksys_(read|write)$"
+  kprobes:
+  - call: "list:every"
+  - call: "list:ksys"
+"""
+
+
+def test_generated_lists_expand_on_the_kernel_they_are_compiled_for():
+    facts = KernelFacts(arch_prefix="__x64_",
+                        ftrace_functions=lambda: ["ksys_read", "ksys_write", "ksys_readahead", "vfs_read"])
+    compiled = compile_policy(parse(HEAD + GENERATED, "t.yaml"), facts)
+    assert [(c.target.kind, c.target.name, c.target.function_name) for c in compiled] == [
+        ("syscall", "*", "__x64_sys_*"),          # one point on raw_syscalls for every syscall
+        ("kprobe", "ksys_read", "ksys_read"), ("kprobe", "ksys_write", "ksys_write")]
+    assert not compiled[0].retry
+
+
+def test_a_generated_ftrace_list_that_cannot_be_listed_stays_one_hook_needing_it():
+    def unreadable():
+        raise PermissionError(1, "Operation not permitted")
+    compiled = compile_policy(parse(HEAD + GENERATED, "t.yaml"), KernelFacts(ftrace_functions=unreadable))
+    assert [(c.target.kind, c.target.name, c.hook.generated) for c in compiled][1:] == [
+        ("kprobe", "list:ksys", "ftrace")]
+    with pytest.raises(PolicyError, match="no kernel function matches"):
+        compile_policy(parse(HEAD + GENERATED, "t.yaml"), KernelFacts(ftrace_functions=lambda: ["vfs_read"]))
+    many = [f"ksys_read{i}" for i in range(40)]
+    with pytest.raises(PolicyError, match="matches 40 kernel functions"):
+        compile_policy(parse(HEAD + GENERATED.replace("(read|write)$", "read"), "t.yaml"),
+                       KernelFacts(ftrace_functions=lambda: many))
+
+
+def test_a_uprobe_returning_a_string_reads_it_into_a_slot_after_its_arguments():
+    text = """  uprobes:
+  - path: /bin/bash
+    symbols: [readline]
+    return: true
+    returnArg:
+      index: 0
+      type: string
+    args:
+    - index: 0
+      type: string
+    selectors:
+    - matchReturnArgs:
+      - index: 0
+        operator: Prefix
+        values: ["sudo"]
+"""
+    ch = one(text)
+    assert ch.reads == (ArgRead(enc.GA["ustr"], 0), ArgRead(enc.GA["ustr"], enc.RET_SRC, retval=True))
+    many = text.replace("    args:\n    - index: 0\n      type: string\n",
+                        "    args:\n" + "".join(f"    - index: {i}\n      type: int\n" for i in range(5)))
+    with pytest.raises(PolicyError, match="reads at most 4 arguments"):
+        one(many)
+    with pytest.raises(PolicyError, match="of type file is not supported"):
+        one(text.replace("      type: string\n    args", "      type: file\n    args"))

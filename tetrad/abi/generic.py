@@ -58,6 +58,8 @@ SEL_NSCHG, SEL_CAPCHG = 0x1, 0x2
 POINT_SYSNR = 0x100
 STACK_KERNEL, STACK_USER = 0x1, 0x2
 NO_STACK = -65536       # a record's kstack/ustack when its action asked for none
+POINT_RETVAL = 0x200
+RET_SRC = MAX_ARGV - 1          # the argument index a return-value slot names (unused by calls)
 MSG_MONITOR, MSG_RETURN = 0x1, 0x2
 
 # trie ids: point << 8 | table << 4 | slot; slot 15 is the binary
@@ -226,6 +228,25 @@ class SockOwner(ctypes.Structure):
     _fields_ = [("pid", ctypes.c_uint32), ("tid", ctypes.c_uint32), ("ktime", ctypes.c_uint64)]
 
 
+USDT_KINDS = {"none": 0, "const": 1, "reg": 2, "deref": 3, "sib": 4}
+
+
+class UsdtArg(ctypes.Structure):
+    _fields_ = [
+        ("kind", ctypes.c_uint8),
+        ("size", ctypes.c_uint8),
+        ("is_signed", ctypes.c_uint8),
+        ("scale", ctypes.c_uint8),
+        ("reg", ctypes.c_uint16),
+        ("idx", ctypes.c_uint16),
+        ("val", ctypes.c_int64),
+    ]
+
+
+class Usdt(ctypes.Structure):
+    _fields_ = [("arg", UsdtArg * MAX_ARGV)]
+
+
 class Msg(ctypes.Structure):
     _fields_ = [
         ("hdr", MsgHeader),
@@ -241,7 +262,7 @@ class Msg(ctypes.Structure):
         ("nslots", ctypes.c_uint8),
         ("kstack", ctypes.c_int32),
         ("ustack", ctypes.c_int32),
-        ("pad", ctypes.c_uint32),
+        ("nr", ctypes.c_uint32),
         ("slots", Slot * MAX_ARGS),
     ]
 
@@ -255,8 +276,8 @@ class HookStats(ctypes.Structure):
 
 # struct g_msg up to its slots: the header (op, pad0, size, cpu skipped),
 # obj_id, hook_id, pid, tid, proc_ktime, retval, selector, action, flags,
-# nslots, kstack, ustack, pad.
-MSG = struct.Struct("=8xQIIIIQqBBBBii4x")
+# nslots, kstack, ustack, nr.
+MSG = struct.Struct("=8xQIIIIQqBBBBiiI")
 # struct g_slot without its data: ival, len, flags, pad.
 SLOT = struct.Struct("=qHH4x")
 SLOT_SIZE = SLOT.size + STR_MAX

@@ -101,6 +101,33 @@ def has_raw_syscalls() -> Feature:
     return _named("raw_syscalls", _attach_tracepoint("raw_syscalls", "sys_enter"))
 
 
+@functools.cache
+def has_raw_tracepoints() -> Feature:
+    try:
+        with sc.prog_load(sc.PROG_RAW_TRACEPOINT, sc.RETURN_ZERO) as prog, \
+                sc.raw_tracepoint_open(prog, b"sched_process_exec"):
+            pass
+        return Feature("raw_tracepoints", True, "attached a program to raw tracepoint sched_process_exec")
+    except OSError as err:
+        return Feature("raw_tracepoints", False, f"raw tracepoint sched_process_exec: {_errname(err)} "
+                                                 f"{err.strerror}")
+
+
+@functools.cache
+def has_ftrace_functions() -> Feature:
+    for root in TRACEFS:
+        path = Path(root, "available_filter_functions")
+        try:
+            with open(path) as f:
+                f.readline()
+            return Feature("ftrace_functions", True, f"{path} readable")
+        except FileNotFoundError:
+            continue
+        except OSError as err:
+            return Feature("ftrace_functions", False, f"{path}: {_errname(err)} {err.strerror}")
+    return Feature("ftrace_functions", False, "no available_filter_functions in tracefs")
+
+
 def _pmu_probe(name: str, pmu: str, target: bytes, offset: int, retprobe: bool) -> Feature:
     try:
         with sc.probe_pmu_event(pmu, target, offset, retprobe):
@@ -278,16 +305,18 @@ def matching_headers() -> Feature:
                                               "struct offsets come from BTF")
 
 
-PROBES = (has_btf, has_tracepoints, has_syscall_tracepoints, has_raw_syscalls, has_kprobes,
-          has_kretprobes, has_uprobes, lsm_active, lsm_loadable, has_fentry, has_fmod_ret,
-          has_override_return, has_syscall_override, has_ringbuf, has_send_signal, has_proc_state,
-          matching_headers)
+PROBES = (has_btf, has_tracepoints, has_syscall_tracepoints, has_raw_syscalls, has_raw_tracepoints,
+          has_ftrace_functions, has_kprobes, has_kretprobes, has_uprobes, lsm_active, lsm_loadable,
+          has_fentry, has_fmod_ret, has_override_return, has_syscall_override, has_ringbuf,
+          has_send_signal, has_proc_state, matching_headers)
 
 DESCRIPTIONS = {
     "btf": "kernel BTF (/sys/kernel/btf/vmlinux)",
     "tracepoints": "tracepoints",
     "syscall_tracepoints": "syscall tracepoints (syscalls:*)",
     "raw_syscalls": "raw syscall tracepoints",
+    "raw_tracepoints": "raw tracepoints",
+    "ftrace_functions": "the list of kernel functions ftrace can attach to",
     "kprobes": "kprobes",
     "kretprobes": "kretprobes",
     "uprobes": "uprobes",

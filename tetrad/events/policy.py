@@ -1,5 +1,6 @@
-"""Policy hook events: process_kprobe, process_tracepoint, process_lsm,
-process_uprobe, in Tetragon's JSON shape (protojson of its protobuf schema).
+"""Policy hook events: process_kprobe, process_tracepoint (also of raw
+tracepoints), process_lsm, process_uprobe, process_usdt, in Tetragon's JSON
+shape (protojson of its protobuf schema).
 
 Arguments are rendered by the type the policy gave them, as Tetragon's
 KprobeArgument: {"int_arg": 3}, {"size_arg": "4096"} (64-bit integers are
@@ -14,7 +15,8 @@ Actions: `action` is what the selector did; in `policy-mode: monitor` it is
 what the policy would have done (KPROBE_ACTION_SIGKILL...), as in Tetragon,
 and the policy's counters say it was monitored, not enforced. A kprobe with
 `return: true` also has `return` and `return_action` (the action taken
-when the call returned: matchReturnActions, or Post).
+when the call returned: matchReturnActions, or Post); a uprobe's return
+value is its last argument, as Tetragon merges it.
 Compact lines are made from the JSON (tetrad/events/compact.py).
 """
 
@@ -31,13 +33,15 @@ from tetrad import netnames
 from tetrad.decode.generic import PolicyRecord, Slot
 from tetrad.events.model import Event
 from tetrad.abi import generic as enc
+from tetrad.bpf import unistd
 from tetrad.bpf.unistd import NATIVE_ABI
-from tetrad.policy.compile import INT_SIZES, CompiledHook
+from tetrad.policy.compile import ANY_SYSCALL, INT_SIZES, CompiledHook
 from tetrad.policy.schema import USER_ACTIONS, Action, ArgSpec
 from tetrad.useractions import UserAction
 
 KIND_EVENT = {"syscall": "process_kprobe", "kprobe": "process_kprobe",
-              "tracepoint": "process_tracepoint", "lsm": "process_lsm", "uprobe": "process_uprobe"}
+              "tracepoint": "process_tracepoint", "rawtp": "process_tracepoint", "lsm": "process_lsm",
+              "uprobe": "process_uprobe", "usdt": "process_usdt"}
 POST = "KPROBE_ACTION_POST"
 ACTION_NAMES = {enc.ACTIONS["Post"]: POST, enc.ACTIONS["NoPost"]: "KPROBE_ACTION_NOPOST",
                 enc.ACTIONS["Sigkill"]: "KPROBE_ACTION_SIGKILL", enc.ACTIONS["Signal"]: "KPROBE_ACTION_SIGNAL",
@@ -231,20 +235,33 @@ class HookPlan:
     after `action`."""
 
     __slots__ = ("kind", "head", "args", "ret", "ret_slot", "ret_actions", "tail", "tags",
-                 "policy_name", "user_actions")
+                 "policy_name", "user_actions", "per_syscall", "loader")
 
     def __init__(self, ch: CompiledHook):
         hook = ch.hook
         self.kind = KIND_EVENT[ch.target.kind]
+        # spec.loader's mmap hook (tetrad.policy.schema.LOADER_HOOK): the
+        # mapped file's path (its second slot) is all of the event.
+        self.loader = hook.loader
+        if hook.loader:
+            self.kind = "process_loader"
         if self.kind == "process_tracepoint":
             subsys, event = hook.call.split("/", 1)
             self.head = {"subsys": subsys, "event": event}
         elif self.kind == "process_uprobe":
-            self.head = {"path": hook.binary, "symbol": hook.symbol}
+            # Tetragon's offset: the file offset of a uprobe given by offset
+            # or address (0, so left out, for a symbol).
+            self.head = _present({"path": hook.binary, "symbol": hook.symbol,
+                                  "offset": str(ch.target.offset) if not hook.symbol else "",
+                                  "ref_ctr_offset": str(hook.ref_ctr_offset) if hook.ref_ctr_offset else ""})
+        elif self.kind == "process_usdt":
+            self.head = {"path": hook.binary, "provider": hook.provider, "name": hook.symbol}
         elif self.kind == "process_lsm":
             self.head = {"function_name": hook.call}        # the LSM hook's name: file_open
         else:
             self.head = {"function_name": ch.target.function_name}
+        # A hook on every syscall: each event names its syscall, by number.
+        self.per_syscall = ch.target.function_name[:-1] if ch.target.name == ANY_SYSCALL else ""
         # (renderer, label) per argument, in slot order.
         self.args = tuple((_renderer(spec, (slot.size, slot.signed)), spec.label)
                           for spec, slot in zip(hook.args, ch.reads))
@@ -252,6 +269,11 @@ class HookPlan:
         # A struct return value (a sock) is read by the kernel into the
         # record slot after the arguments; others are the record's retval.
         self.ret_slot = len(self.args) if ch.ret_read is not None else None
+        if ch.reads and ch.reads[-1].retval:
+            # A returned string is read into a slot of its own, after the
+            # arguments: rendered as the last of them.
+            self.args += ((self.ret, hook.return_arg.label),)
+            self.ret = None
         # Selectors whose matchReturnActions ran instead of their matchActions.
         self.ret_actions = frozenset(i for i, sel in enumerate(hook.selectors) if sel.return_actions)
         # GetUrl/DnsLookup per selector: (its matchActions', its matchReturnActions').
@@ -297,13 +319,26 @@ def policy_event(rec: PolicyRecord, plan: HookPlan, time_ns: int, process, paren
     """Called by the reader thread once per policy record. `stacks`: the
     kernel_stack_trace/user_stack_trace frames the record's Post asked for
     (an empty list when the kernel kept none: left out, as protojson does)."""
+    if plan.loader:
+        # Tetragon's buildid comes from perf's record; tetrad has none to give.
+        return Event(plan.kind, time_ns, process, parent,
+                     _present({"path": _text(rec.slots[1].data) if len(rec.slots) > 1 else ""}),
+                     policy_name=plan.policy_name)
     fields = plan.head.copy()
+    if plan.per_syscall:
+        fields["function_name"] = plan.per_syscall + unistd.names().get(rec.nr, str(rec.nr))
     args = [_unreadable(label) if slot.flags & enc.SLOT_UNREADABLE else render(slot)
             for (render, label), slot in zip(plan.args, rec.slots)]
     if args:
         fields["args"] = args
     action = ACTION_NAMES.get(rec.action, "")
-    if plan.ret is not None and rec.flags & enc.MSG_RETURN:
+    if plan.ret is not None and rec.flags & enc.MSG_RETURN and plan.kind == "process_uprobe":
+        # Tetragon's uprobe events have no `return`: the value ends the args.
+        ret = plan.ret(Slot(rec.retval, b"", 0))
+        fields["args"] = args + [ret]
+        if action:
+            fields["action"] = action
+    elif plan.ret is not None and rec.flags & enc.MSG_RETURN:
         if plan.ret_slot is None:
             fields["return"] = plan.ret(Slot(rec.retval, b"", 0))
         elif plan.ret_slot < len(rec.slots):

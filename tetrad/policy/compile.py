@@ -17,6 +17,18 @@ a point on its own, so `tetrad policy check` refuses what the daemon would.
   their arguments are decided at entry (unreadable: see bpf/generic_hook.c).
 - InMap/NotInMap on an integer become Equal/NotEqual, a syscalls list's
   names this machine's numbers.
+- What the running kernel and the probed binaries say comes in through
+  `KernelFacts` (gathered by tetrad.policy.kernel), so this module stays
+  pure: raw tracepoints' argument types (BTF), USDT probes' places and
+  argument specs (a binary's notes), a uprobe address's file offset, the
+  functions a generated_ftrace pattern matches. One policy hook may become
+  several compiled hooks: one per place of a USDT probe, one per function
+  of a generated_ftrace list. A USDT probe missing here, like a uprobe's
+  symbol, is a target missing on this machine (tetrad.sensors.targets),
+  not an invalid policy.
+- A uprobe returning a string gets one more read after its arguments
+  (`ArgRead.retval`): the kernel reads it at the return, and its tests are
+  decided there.
 """
 
 from __future__ import annotations
@@ -29,7 +41,9 @@ from typing import Callable
 from tetrad.abi import generic as enc
 from tetrad.abi import state as proc_state
 from tetrad.bpf import unistd
-from tetrad.policy import schema
+from tetrad.bpf.btf import ValueType
+from tetrad.elf import UsdtArg, UsdtProbe
+from tetrad.policy import limits, schema
 from tetrad.policy.schema import ArgSpec, Hook, Policy, PolicyError
 from tetrad.policy.points import USER_MEMORY, ArgRead, PointTables
 from tetrad.policy.workloads import Workloads
@@ -47,6 +61,11 @@ _KERNEL_TYPES = {"string": "kstr", "fd": "fd", "file": "file", "path": "path", "
                  "sockaddr_un": "ksockaddr_un", "net_device": "netdev"}
 # Types a tracepoint's pointer field can be given: the struct it points to.
 _POINTED = {"sock", "socket", "skb", "sockaddr", "sockaddr_un", "net_device"}
+# The C type a raw tracepoint argument must have for a struct-typed read.
+_RAW_POINTERS = {"file": "struct file *", "path": "struct path *", "sock": "struct sock *",
+                 "linux_binprm": "struct linux_binprm *", "socket": "struct socket *",
+                 "skb": "struct sk_buff *", "net_device": "struct net_device *",
+                 "sockaddr": "struct sockaddr *"}
 
 
 @dataclass(frozen=True)
@@ -62,12 +81,24 @@ class TracepointField:
 
 @dataclass(frozen=True)
 class Target:
-    """Where a hook attaches. kind: syscall, tracepoint, kprobe, lsm, uprobe."""
+    """Where a hook attaches. kind: syscall, tracepoint, rawtp (a raw
+    tracepoint: name is "subsys/event", attached by event), kprobe, lsm,
+    uprobe, usdt (a uprobe at one place of a USDT probe)."""
 
     kind: str
-    name: str                   # syscall name, "subsys/event", function, LSM hook, symbol
-    binary: str = ""            # uprobes
+    name: str                   # syscall name, "subsys/event", function, LSM hook, symbol,
+                                # "provider:name" (usdt)
+    binary: str = ""            # uprobes, usdts
     function_name: str = ""     # as events report it (Tetragon's function_name)
+    offset: int = 0             # uprobes: past the symbol, or (no symbol) the file offset;
+                                # usdts: the file offset of this place of the probe
+    ref_ctr_offset: int = 0     # uprobes, usdts: the semaphore's file offset (0: none)
+    usdt_args: tuple[UsdtArg, ...] = ()     # usdts: where each argument is at the probe
+
+    @property
+    def key(self) -> tuple:
+        """What makes two targets one attach point."""
+        return (self.kind, self.name, self.binary, self.offset, self.ref_ctr_offset)
 
     @property
     def sysnr_field(self) -> bool:
@@ -79,7 +110,8 @@ class Target:
 class CompiledHook:
     hook: Hook
     target: Target
-    reads: tuple[ArgRead, ...]          # one per argument, in the hook's order
+    reads: tuple[ArgRead, ...]          # one per argument, in the hook's order; then a
+                                        # returned string's (ArgRead.retval), if any
     policy_name: str
     monitor: bool
     workloads: Workloads | None = None  # None: every process; else by cgroup (HOOK_CGROUPS)
@@ -92,13 +124,13 @@ class CompiledHook:
     # the syscall number the notes name (None: a function of another ABI,
     # taking any note): Override on a syscall hook, NotifyEnforcer.
     enforced: tuple[tuple[str, int | None], ...] = ()
+    ret_read: ArgRead | None = None     # a struct return value (sock): read at return, after
+                                        # the args in the record
 
     @property
     def notes(self) -> bool:
         """Whether the hook leaves notes for an enforcer."""
         return bool(self.enforced)
-    ret_read: ArgRead | None = None     # a struct return value (sock): read at return, after
-                                        # the args in the record
 
     @property
     def enforces(self) -> bool:
@@ -142,7 +174,7 @@ def _read(hook: Hook, arg: ArgSpec, kind: str, fields: list[TracepointField] | N
         raise PolicyError("", [(f"{where}.type", f"type {arg.type} is not supported on tracepoints")])
     if arg.type in schema.INT_TYPES:
         return _int_read(arg.type, arg.index)
-    user = kind in ("syscall", "uprobe")
+    user = kind in ("syscall", "uprobe", "usdt")
     table = _USER_TYPES if user else _KERNEL_TYPES
     strategy = table.get(arg.type)
     if strategy is None:
@@ -152,6 +184,102 @@ def _read(hook: Hook, arg: ArgSpec, kind: str, fields: list[TracepointField] | N
         raise PolicyError("", [(f"{where}", "char_buf needs sizeArgIndex or returnCopy")])
     return ArgRead(enc.GA[strategy], arg.index, 8, False, arg.size_arg_index,
                    retcopy=arg.return_copy)
+
+
+def _raw_read(hook: Hook, arg: ArgSpec, params: list[ValueType]) -> ArgRead:
+    """A raw tracepoint's argument: its TP_PROTO parameter `index`, a kernel
+    value whose C type (from BTF) must suit the type the policy gives it."""
+    where = f"{hook.path}.args[{hook.args.index(arg)}]"
+    if arg.index >= len(params):
+        raise PolicyError("", [(f"{where}.index", f"raw tracepoint {hook.call} has {len(params)} "
+                                                  "arguments (its TP_PROTO)")])
+    param = params[arg.index]
+    is_a = f"argument {arg.index} of raw tracepoint {hook.call} is {param.c_type}"
+    if arg.type == "auto":
+        if param.kind not in ("int", "enum", "ptr"):
+            raise PolicyError("", [(f"{where}.type", f"{is_a}: give it a type")])
+        return ArgRead(enc.GA["int"], arg.index, param.size, param.signed)
+    if arg.type in schema.INT_TYPES:
+        if param.kind not in ("int", "enum", "ptr"):
+            raise PolicyError("", [(f"{where}.type", f"{is_a}, not an integer")])
+        return _int_read(arg.type, arg.index)
+    if arg.type in _RAW_POINTERS and param.c_type != _RAW_POINTERS[arg.type]:
+        raise PolicyError("", [(f"{where}.type", f"{is_a}, not {_RAW_POINTERS[arg.type]} "
+                                                 f"(type {arg.type})")])
+    if arg.type == "string" and param.c_type not in ("char *", "const char *"):
+        raise PolicyError("", [(f"{where}.type", f"{is_a}, not a string (char *)")])
+    if arg.type == "fd" and param.kind != "int":
+        raise PolicyError("", [(f"{where}.type", f"{is_a}, not a file descriptor")])
+    strategy = _KERNEL_TYPES.get(arg.type)
+    if strategy is None:
+        raise PolicyError("", [(f"{where}.type", f"type {arg.type} is not supported on raw tracepoints")])
+    return ArgRead(enc.GA[strategy], arg.index, 8, False)
+
+
+def _usdt_read(hook: Hook, arg: ArgSpec, place: UsdtProbe | None) -> ArgRead:
+    """A USDT probe's argument `index` of its note: a user-space value that
+    the kernel computes from the note's spec into the call's arguments
+    (bpf/generic_hook.c usdt_fetch); `auto` takes the spec's width and sign."""
+    where = f"{hook.path}.args[{hook.args.index(arg)}]"
+    if place is None:           # not here: tetrad.sensors.targets says why
+        return _int_read("uint64", arg.index) if arg.type == "auto" else _read(hook, arg, "usdt", None)
+    if place.problem:
+        raise PolicyError("", [(where, f"the arguments of USDT probe {hook.call} in {hook.binary} "
+                                       f"cannot be read: {place.problem}")])
+    if arg.index >= len(place.args):
+        raise PolicyError("", [(f"{where}.index", f"USDT probe {hook.call} in {hook.binary} has "
+                                                  f"{len(place.args)} arguments")])
+    if arg.type == "auto":
+        spec = place.args[arg.index]
+        return ArgRead(enc.GA["int"], arg.index, spec.size, spec.signed)
+    return _read(hook, arg, "usdt", None)
+
+
+def _uprobe_target(hook: Hook, facts: KernelFacts) -> Target:
+    """A symbol (plus an offset), a file offset, or a virtual address made a
+    file offset (reading the binary's program headers)."""
+    offset = hook.offset
+    if hook.address:
+        if facts.file_offset is None:
+            raise PolicyError("", [(hook.path, "uprobe addresses need the binary's ELF headers, "
+                                               "which cannot be read here")])
+        try:
+            offset = facts.file_offset(hook.binary, hook.address)
+        except (OSError, ValueError) as err:
+            raise PolicyError("", [(hook.path, f"uprobe address {hook.address:#x}: {err}")]) from None
+    name = hook.symbol.partition("+")[0] if hook.symbol else ""
+    return Target("uprobe", name, binary=hook.binary, function_name=hook.symbol, offset=offset,
+                  ref_ctr_offset=hook.ref_ctr_offset)
+
+
+def _usdt_target(hook: Hook, facts: KernelFacts, place: UsdtProbe | None) -> Target:
+    if place is None:
+        return Target("usdt", hook.call, binary=hook.binary, function_name=hook.call)
+    return Target("usdt", hook.call, binary=hook.binary, function_name=hook.call, offset=place.offset,
+                  ref_ctr_offset=place.semaphore, usdt_args=place.args)
+
+
+def usdt_places(hook: Hook, facts: KernelFacts) -> list[UsdtProbe | None]:
+    """Every place of a USDT hook's probe in its binary (Tetragon attaches
+    to each). A binary that cannot be read here, or has no such probe, is a
+    target missing on this machine, as a uprobe's symbol would be: [None],
+    one hook whose target tetrad.sensors.targets finds missing."""
+    if facts.usdt_probes is None:
+        return [None]
+    try:
+        probes = facts.usdt_probes(hook.binary)
+    except (OSError, ValueError):
+        return [None]
+    return [p for p in probes if (p.provider, p.name) == (hook.provider, hook.symbol)] or [None]
+
+
+def usdt_missing(hook: Hook, probes: list[UsdtProbe]) -> str:
+    """Why a USDT hook's probe is not among a binary's probes ("" if it is)."""
+    if any((p.provider, p.name) == (hook.provider, hook.symbol) for p in probes):
+        return ""
+    known = sorted({f"{p.provider}:{p.name}" for p in probes})
+    return (f"no USDT probe {hook.call} in {hook.binary} (it has {', '.join(known[:10]) or 'none'}"
+            f"{', ...' if len(known) > 10 else ''})")
 
 
 # ---- hooks -----------------------------------------------------------------
@@ -175,6 +303,16 @@ class KernelFacts:
     # The host's namespace inode numbers (tetrad.abi.state.NAMESPACES order;
     # 0: unknown), for host_ns and isNamespaceCapability.
     host_ns: tuple[int, ...] = ()
+    # A raw tracepoint's TP_PROTO parameters (from BTF btf_trace_<event>),
+    # KeyError when the kernel has no such raw tracepoint.
+    raw_tracepoint_args: Callable[[str], list[ValueType]] | None = None
+    # A binary's USDT probes (tetrad.elf), and a virtual address's file
+    # offset in a binary; both raise OSError or ValueError.
+    usdt_probes: Callable[[str], list[UsdtProbe]] | None = None
+    file_offset: Callable[[str, int], int] | None = None
+    # The kernel functions ftrace can attach to (tracefs's
+    # available_filter_functions); OSError when they cannot be listed.
+    ftrace_functions: Callable[[], list[str]] | None = None
 
 
 def _map_ops_as_equal(hook: Hook, facts: KernelFacts) -> Hook:
@@ -241,7 +379,9 @@ def _resolve_host_ns(hook: Hook, facts: KernelFacts) -> tuple[Hook, list[tuple[s
     return hook, problems
 
 
-def compile_hook(policy: Policy, hook: Hook, facts: KernelFacts) -> CompiledHook:
+def compile_hook(policy: Policy, hook: Hook, facts: KernelFacts, place: UsdtProbe | None = None
+                 ) -> CompiledHook:
+    """One hook (for a USDT probe: at one of its places, `place`)."""
     hook = _map_ops_as_equal(hook, facts)
     hook, problems = _resolve_host_ns(hook, facts)
     host_user_ns = 0
@@ -265,18 +405,34 @@ def compile_hook(policy: Policy, hook: Hook, facts: KernelFacts) -> CompiledHook
                 refuse(f"{hook.path}.selectors[{s_i}]",
                        "Override on a syscall hook decides before the call: not in matchReturnActions")
     fields = None
-    if hook.kind == "kprobe" and hook.syscall:
+    params: list[ValueType] = []
+    if hook.generated == "syscalls":
+        # Every syscall: one point on raw_syscalls, each event named by its
+        # syscall's number.
+        kind = "syscall"
+        target = Target("syscall", ANY_SYSCALL, function_name=f"{facts.arch_prefix}sys_{ANY_SYSCALL}")
+    elif hook.kind == "kprobe" and hook.syscall:
         kind = "syscall"
         name = syscall_name(hook.call)
         target = Target("syscall", name, function_name=f"{facts.arch_prefix}sys_{name}")
     elif hook.kind == "kprobe":
         kind = "kprobe"
         target = Target("kprobe", hook.call, function_name=hook.call)
+    elif hook.kind == "tracepoint" and hook.raw:
+        kind = "rawtp"
+        event = hook.call.split("/", 1)[1]
+        if facts.raw_tracepoint_args is None:
+            raise PolicyError(policy.source, [(hook.path, "raw tracepoint arguments need the kernel's "
+                                                          "BTF, which is not available")])
+        try:
+            params = facts.raw_tracepoint_args(event)
+        except KeyError:
+            raise PolicyError(policy.source, [(hook.path, f"no raw tracepoint {event} on this kernel "
+                                                          f"(BTF has no btf_trace_{event})")]) from None
+        target = Target("rawtp", hook.call, function_name=hook.call)
     elif hook.kind == "tracepoint":
         kind = "tracepoint"
         subsys, event = hook.call.split("/", 1)
-        if hook.raw:
-            refuse(f"{hook.path}.raw", "raw tracepoints are not supported by tetrad yet")
         if facts.tracepoint_fields is None:
             raise PolicyError(policy.source, [(hook.path, "tracepoint formats are not available")])
         try:
@@ -288,10 +444,13 @@ def compile_hook(policy: Policy, hook: Hook, facts: KernelFacts) -> CompiledHook
     elif hook.kind == "lsm":
         kind = "lsm"
         target = Target("lsm", hook.call, function_name=f"security_{hook.call}")
+    elif hook.kind == "usdt":
+        kind = "usdt"
+        target = _usdt_target(hook, facts, place)
     else:
         kind = "uprobe"
-        target = Target("uprobe", hook.symbol, binary=hook.binary, function_name=hook.symbol)
-    if hook.return_ and kind in ("lsm", "tracepoint"):
+        target = _uprobe_target(hook, facts)
+    if hook.return_ and kind in ("lsm", "tracepoint", "rawtp"):
         refuse(f"{hook.path}.return", f"{kind} hooks have no return probe here")
     ret_read = None
     if hook.return_ and hook.return_arg is not None and hook.return_arg.type in schema.SOCK_TYPES:
@@ -306,11 +465,31 @@ def compile_hook(policy: Policy, hook: Hook, facts: KernelFacts) -> CompiledHook
         else:
             ret_read = ArgRead(enc.GA["sock"], 0, retval=True)
     reads = []
+    returned = None
+    if hook.return_arg is not None and kind == "uprobe" and hook.return_arg.type not in schema.INT_TYPES:
+        # A returned string is a slot of its own, read at return, after the
+        # arguments (where Tetragon's uprobe events put it).
+        if hook.return_arg.type != "string":
+            refuse(f"{hook.path}.returnArg.type", f"a uprobe's return value of type "
+                                                  f"{hook.return_arg.type} is not supported by tetrad yet "
+                                                  "(integers and string are)")
+        elif len(hook.args) >= enc.MAX_ARGS:
+            refuse(f"{hook.path}.args", f"a uprobe returning a string reads at most {enc.MAX_ARGS - 1} "
+                                        "arguments (its record holds the string too)")
+        else:
+            returned = ArgRead(enc.GA["ustr"], enc.RET_SRC, retval=True)
     for arg in hook.args:
         try:
-            reads.append(_read(hook, arg, kind, fields))
+            if kind == "rawtp":
+                reads.append(_raw_read(hook, arg, params))
+            elif kind == "usdt":
+                reads.append(_usdt_read(hook, arg, place))
+            else:
+                reads.append(_read(hook, arg, kind, fields))
         except PolicyError as err:
             problems += err.problems
+    if returned is not None:
+        reads.append(returned)
     if not problems:
         problems += _auto_ranges(hook, reads)
     if problems:
@@ -319,8 +498,9 @@ def compile_hook(policy: Policy, hook: Hook, facts: KernelFacts) -> CompiledHook
     overriding = kind == "kprobe" and "Override" in actions
     enforced = _enforced(policy, hook, kind, target, actions, facts)
     # A hook that leaves notes decides at entry: a note left at the exit
-    # would make the thread's next call fail.
-    retry = (kind == "syscall" and target.name not in _EXEC_SYSCALLS and not enforced
+    # would make the thread's next call fail. Not at the point of every
+    # syscall: execve's memory is gone at its exit.
+    retry = (kind == "syscall" and target.name not in _EXEC_SYSCALLS | {ANY_SYSCALL} and not enforced
              and any(r.kind in USER_MEMORY and not r.retcopy for r in reads))
     return CompiledHook(hook, target, tuple(reads), policy.name, policy.mode == "monitor",
                         policy.workloads, unreadable_match=policy.unreadable_match,
@@ -337,6 +517,9 @@ def _enforced(policy: Policy, hook: Hook, kind: str, target: Target, actions: se
     syscall's for Override on a syscall hook, spec.enforcers' for
     NotifyEnforcer."""
     out = []
+    if kind == "syscall" and "Override" in actions and target.name == ANY_SYSCALL:
+        raise PolicyError(policy.source, [(hook.path, "Override on every syscall (a generated_syscalls "
+                                                      "list) is not supported: list the syscalls")])
     if kind == "syscall" and "Override" in actions:
         try:
             out.append((target.function_name, facts.syscall_number(target.name)))
@@ -382,24 +565,57 @@ def _auto_ranges(hook: Hook, reads: list[ArgRead]) -> list[tuple[str, str]]:
     return problems
 
 
+ANY_SYSCALL = "*"               # the target name of a generated_syscalls hook
+
+
+def ftrace_hooks(hook: Hook, facts: KernelFacts) -> list[Hook]:
+    """A generated_ftrace hook as one kprobe per kernel function whose name
+    matches its pattern (searched, as Go's MatchString does). When the
+    functions cannot be listed here, the hook stays one, on `list:NAME`,
+    and needs the feature ftrace_functions (tetrad.policy.kernel)."""
+    try:
+        if facts.ftrace_functions is None:
+            raise OSError("not available")
+        functions = facts.ftrace_functions()
+    except OSError:
+        return [hook]
+    pattern = re.compile(hook.pattern)
+    names = sorted({f for f in functions if pattern.search(f)})
+    if not names:
+        raise PolicyError("", [(f"{hook.path}.call", f"no kernel function matches the pattern "
+                                                     f"{hook.pattern!r} of {hook.call}")])
+    if len(names) > limits.HOOKS:
+        raise PolicyError("", [(f"{hook.path}.call", f"the pattern {hook.pattern!r} of {hook.call} matches "
+                                                     f"{len(names)} kernel functions; at most "
+                                                     f"{limits.HOOKS} hooks in one policy")])
+    return [replace(hook, call=name, generated="", pattern="") for name in names]
+
+
 def compile_policy(policy: Policy, facts: KernelFacts) -> list[CompiledHook]:
     """All hooks of a policy, or PolicyError listing every hook's problems."""
     compiled, problems = [], []
-    for hook in policy.hooks:
+    for listed in policy.hooks:
         try:
-            compiled.append(compile_hook(policy, hook, facts))
-            # Every value fits its kernel field, and the hook fits an
-            # attach point on its own (what others there leave is the
-            # loader's to say).
-            PointTables(0).add(0, compiled[-1])
+            hooks = ftrace_hooks(listed, facts) if listed.generated == "ftrace" else [listed]
         except PolicyError as err:
-            problems += [(path or hook.path, reason) for path, reason in err.problems]
-        except Exception as err:
-            # A bug here must still be this policy's error, not the daemon's.
-            log.error("compiling %s of %s failed unexpectedly", hook.path, policy.source,
-                      exc_info=True)
-            problems.append((hook.path, f"internal error while compiling ({type(err).__name__}); "
-                                        "this is a bug in tetrad: please report it with the policy"))
+            problems += err.problems
+            continue
+        for hook in hooks:
+            try:
+                for place in usdt_places(hook, facts) if hook.kind == "usdt" else [None]:
+                    compiled.append(compile_hook(policy, hook, facts, place))
+                    # Every value fits its kernel field, and the hook fits an
+                    # attach point on its own (what others there leave is the
+                    # loader's to say).
+                    PointTables(0).add(0, compiled[-1])
+            except PolicyError as err:
+                problems += [(path or hook.path, reason) for path, reason in err.problems]
+            except Exception as err:
+                # A bug here must still be this policy's error, not the daemon's.
+                log.error("compiling %s of %s failed unexpectedly", hook.path, policy.source,
+                          exc_info=True)
+                problems.append((hook.path, f"internal error while compiling ({type(err).__name__}); "
+                                            "this is a bug in tetrad: please report it with the policy"))
     if problems:
         raise PolicyError(policy.source, problems)
     return compiled

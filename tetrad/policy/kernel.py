@@ -18,9 +18,11 @@ import functools
 import os
 from pathlib import Path
 
+from tetrad import elf
 from tetrad.bpf import features
+from tetrad.bpf.btf import BtfError, ValueType, vmlinux
 from tetrad.process.annotate import host_namespaces
-from tetrad.policy.compile import CompiledHook, KernelFacts, parse_tracepoint_format
+from tetrad.policy.compile import ANY_SYSCALL, CompiledHook, KernelFacts, parse_tracepoint_format
 from tetrad.sensors import offsets
 
 TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
@@ -41,23 +43,70 @@ def _host_namespaces() -> tuple[int, ...]:
     return host_namespaces()
 
 
+def raw_tracepoint_args(event: str) -> list[ValueType]:
+    """The TP_PROTO parameters of a raw tracepoint, from the kernel's BTF
+    (`btf_trace_<event>`: a pointer to a prototype whose first parameter is
+    the tracepoint's private data, not an argument). KeyError when there is
+    no such raw tracepoint."""
+    btf = vmlinux()
+    try:
+        params = btf.params(btf.find(f"btf_trace_{event}", "typedef"))
+    except BtfError as err:
+        raise KeyError(str(err)) from None
+    return [btf.value_type(type_id) for _, type_id in params[1:]]
+
+
+def usdt_probes(binary: str) -> list[elf.UsdtProbe]:
+    with elf.Binary(binary) as b:
+        return b.usdt_probes()
+
+
+def file_offset(binary: str, address: int) -> int:
+    with elf.Binary(binary) as b:
+        return b.file_offset(address)
+
+
+def ftrace_functions() -> list[str]:
+    """Kernel functions ftrace (and so kprobes) can attach to; OSError when
+    tracefs does not let us list them (lockdown, no ftrace)."""
+    for root in TRACEFS:
+        path = Path(root, "available_filter_functions")
+        if path.exists():
+            # "name [module]" per line; some kernels add an address first.
+            return [line.split()[-2] if line.rstrip().endswith("]") else line.split()[-1]
+                    for line in path.read_text().splitlines() if line.strip()]
+    raise FileNotFoundError(2, "no tracefs available_filter_functions")
+
+
 def kernel_facts() -> KernelFacts:
     arch = {"x86_64": "__x64_", "aarch64": "__arm64_"}.get(os.uname().machine, "")
-    return KernelFacts(arch_prefix=arch, tracepoint_fields=tracepoint_fields,
-                       host_ns=_host_namespaces())
+    raw = raw_tracepoint_args if features.get("btf").available else None
+    return KernelFacts(arch_prefix=arch, tracepoint_fields=tracepoint_fields, raw_tracepoint_args=raw,
+                       usdt_probes=usdt_probes, file_offset=file_offset,
+                       ftrace_functions=ftrace_functions, host_ns=_host_namespaces())
 
 
 def required_features(ch: CompiledHook) -> list[tuple[str, str]]:
     """(feature, why) pairs this hook needs from the kernel."""
     what = f"{ch.hook.path} ({ch.target.kind} {ch.target.function_name})"
     kind, ret = ch.target.kind, ch.has_return
-    need = {
-        "syscall": [("syscall_tracepoints", what)],
-        "tracepoint": [("tracepoints", what)],
-        "kprobe": [("kprobes", what)] + ([("kretprobes", f"{what} return")] if ret else []),
-        "lsm": [("lsm_active", what), ("lsm_loadable", what)],
-        "uprobe": [("uprobes", what)],
-    }[kind]
+    if ch.target.kind == "syscall" and ch.target.name == ANY_SYSCALL:
+        need = [("raw_syscalls", f"{what} (every syscall)")]
+    elif ch.target.kind == "kprobe" and ch.hook.generated == "ftrace":
+        # A generated_ftrace list this machine could not expand.
+        need = [("ftrace_functions", f"{what} (pattern {ch.hook.pattern!r})"), ("kprobes", what)]
+    else:
+        need = {
+            "syscall": [("syscall_tracepoints", what)],
+            "tracepoint": [("tracepoints", what)],
+            "rawtp": [("raw_tracepoints", what)],
+            "kprobe": [("kprobes", what)] + ([("kretprobes", f"{what} return")] if ret else []),
+            "lsm": [("lsm_active", what), ("lsm_loadable", what)],
+            "uprobe": [("uprobes", what)],
+            # Registers are read at their offsets in struct pt_regs, from BTF.
+            "usdt": [("uprobes", what)] + ([("btf", f"{what} arguments in registers")]
+                                            if any(a.reg for a in ch.target.usdt_args) else []),
+        }[kind]
     actions = {a.action for s in ch.hook.selectors for a in s.actions + s.return_actions}
     if ch.override_return:
         need.append(("override_return", f"{what} Override"))

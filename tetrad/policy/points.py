@@ -31,7 +31,10 @@ tracepoint, a uprobe) shares the point's tables (bpf/generic.h):
 - A selector is masks: caller bits that must hold and must not, argument
   bits that must hold and must not, its matchReturnArgs test, its actions.
 - A record carries the hook's own arguments, in its order: `argslot` maps
-  them to the point's slots.
+  them to the point's slots. A uprobe's returned string is one more slot
+  (GS_RETVAL, the point POINT_RETVAL), read at the return; its
+  matchReturnArgs are trie predicates like an argument's, decided there,
+  instead of the selector's integer `ret` test.
 
 Bits and slots are allocated stably: a hook added or removed leaves every
 other hook's bits, slots and trie values as they were, so the kernel can be
@@ -77,11 +80,11 @@ class ArgRead:
     signed: bool = False
     sizesrc: int | None = None  # argument holding a buffer's length
     retcopy: bool = False       # a buffer the call fills: read at return
-    retval: bool = False        # the return value (a sock): read at return
+    retval: bool = False        # the return value (a string, a sock): read at return
 
     @property
     def user(self) -> bool:
-        return self.kind in USER_MEMORY and not self.retcopy
+        return self.kind in USER_MEMORY and not self.retcopy and not self.retval
 
 
 class PointFull(PolicyError):
@@ -229,6 +232,9 @@ class PointTables:
         for ma in sel.match_args:
             arg = hook.arg(ma.index)
             yield _arg_pred(ma, slots[positions[ma.index]], arg.type)
+        if sel.match_return_args and _tested_as_slot(ch):
+            # A returned string: its slot, after the arguments'.
+            yield _arg_pred(sel.match_return_args[0], slots[len(hook.args)], hook.return_arg.type)
         if sel.match_binaries is not None:
             yield _binary_pred(sel.match_binaries)
         for mp in sel.match_pids:
@@ -291,6 +297,8 @@ class PointTables:
             point.flags |= enc.POINT_RETRY
         if any(e.ch.target.sysnr_field for e in self._hooks.values()):
             point.flags |= enc.POINT_SYSNR
+        if any(read.retval for read in self._slots):
+            point.flags |= enc.POINT_RETVAL
         hooks = {hook_id: self._hook_bytes(hook_id, e) for hook_id, e in self._hooks.items()}
         return Tables(bytes(point), hooks, self._entries())
 
@@ -325,7 +333,7 @@ class PointTables:
                     _set(out.neg if negated else out.pos, bit)
             out.chg = ((enc.SEL_NSCHG if sel.match_namespace_changes else 0)
                        | (enc.SEL_CAPCHG if sel.match_capability_changes else 0))
-            if sel.match_return_args:
+            if sel.match_return_args and not _tested_as_slot(ch):
                 ma = sel.match_return_args[0]
                 out.has_ret = 1
                 op = _NOT.get(ma.operator, ma.operator)
@@ -375,6 +383,12 @@ class PointTables:
 
 
 # ---- encodings ----------------------------------------------------------------
+
+def _tested_as_slot(ch) -> bool:
+    """Whether the hook's return value is a slot of its own (a returned
+    string, GS_RETVAL), tested by predicate bits like an argument, rather
+    than the integer `retval` a selector's `ret` test compares."""
+    return bool(ch.reads) and ch.reads[-1].retval
 
 def _set(words, bit: int) -> None:
     words[bit // 64] |= 1 << (bit % 64)

@@ -81,7 +81,10 @@ INT_OPS = {"Equal", "NotEqual", "Mask", "GreaterThan", "LessThan", "InRange", "N
 # InMap/NotInMap on integers: values (or list:NAME of a syscalls list) compiled
 # as Equal/NotEqual; syscall names become numbers when compiled for a machine.
 MAP_OPS = {"InMap": "Equal", "NotInMap": "NotEqual"}
-LIST_TYPES = {"syscalls"}                       # spec.lists kinds tetrad expands
+# spec.lists kinds: names of syscalls; every syscall; kernel functions whose
+# names match a pattern (from tracefs, when the policy is compiled).
+LIST_TYPES = {"syscalls", "generated_syscalls", "generated_ftrace"}
+GENERATED = {"generated_syscalls": "syscalls", "generated_ftrace": "ftrace"}
 LIST_PREFIX = "list:"
 STRING_OPS = {"Equal", "NotEqual", "Prefix", "NotPrefix", "Postfix", "NotPostfix"}
 ADDR_OPS = {"SAddr", "NotSAddr", "DAddr", "NotDAddr"}
@@ -105,10 +108,7 @@ PID_OPS = {"In", "NotIn"}
 SET_OPS = {"In", "NotIn"}               # namespaces, capabilities and their changes
 HOST_NS = "host_ns"                     # a matchNamespaces value: the host's, resolved at load
 NS_VALUES = 4                           # values per matchNamespaces entry (Tetragon's limit)
-UNSUPPORTED_SPEC = {
-    "usdts": "USDT probes", "fentries": "fentry hooks", "loader": "process_loader events",
-"selectorsMacros": "selector macros",
-}
+UNSUPPORTED_SPEC = {"fentries": "fentry hooks", "selectorsMacros": "selector macros"}
 KINDS = ("TracingPolicy", "TracingPolicyNamespaced")
 # A Kubernetes namespace name: a lower-case RFC 1123 DNS label.
 NAMESPACE_RE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
@@ -116,10 +116,14 @@ NAMESPACE_RE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 KERNEL_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")        # functions, LSM hooks
 TRACEFS_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")   # tracefs directory names
+USDT_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")          # what sys/sdt.h takes
+# binaryDigests algorithms and their lengths in hex digits (build-id: any).
+DIGEST_HEX = {"sha1": 40, "sha256": 64, "sha384": 96, "sha512": 128, "build-id": 0}
 
 # Ranges of the kernel fields numbers go into (tetrad/abi/generic.py).
 U16 = (0, (1 << 16) - 1)
 U32 = (0, (1 << 32) - 1)
+U64 = (0, (1 << 64) - 1)
 S32 = (-(1 << 31), (1 << 31) - 1)
 S64 = (-(1 << 63), (1 << 63) - 1)
 ANY64 = (-(1 << 63), (1 << 64) - 1)     # fits 64 bits as either signed or unsigned
@@ -135,7 +139,8 @@ FQDN_RE = re.compile(r"(?=.{1,253}\.?$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0
 # (the default: it matches every operator, so enforcement fails closed) or
 # "no-match" (it matches none). Either way the read is counted.
 UNREADABLE_ARGS = "unreadable-args"
-MAX_ARG_INDEX = {"kprobe": 5, "uprobe": 5, "lsm": 5, "tracepoint": 63}
+# A USDT probe's arguments: the first 8 of its note (G_MAX_ARGV).
+MAX_ARG_INDEX = {"kprobe": 5, "uprobe": 5, "lsm": 5, "tracepoint": 63, "rawtp": 5, "usdt": 7}
 
 
 @dataclass(frozen=True)
@@ -240,7 +245,7 @@ class Selector:
 
 @dataclass(frozen=True)
 class Hook:
-    """One hook of a policy. `kind` is kprobe, tracepoint, uprobe or lsm."""
+    """One hook of a policy. `kind` is kprobe, tracepoint, uprobe, usdt or lsm."""
 
     kind: str
     path: str                               # e.g. spec.kprobes[0]
@@ -250,12 +255,22 @@ class Hook:
     return_arg: ArgSpec | None = None
     args: tuple[ArgSpec, ...] = ()
     selectors: tuple[Selector, ...] = ()
-    binary: str = ""                        # uprobes
-    symbol: str = ""                        # uprobes
+    binary: str = ""                        # uprobes, usdts
+    symbol: str = ""                        # uprobes: "symbol" or "symbol+offset"; usdts: the name
     message: str = ""
     tags: tuple[str, ...] = ()
     raw: bool = False                       # raw tracepoint
     return_arg_action: str = ""             # TrackSock/UntrackSock on the returned sock
+    offset: int = 0                         # uprobes: a file offset (offsets), or past the symbol
+    address: int = 0                        # uprobes: a virtual address (addrs)
+    ref_ctr_offset: int = 0                 # uprobes: the semaphore's file offset (refCtrOffsets)
+    digests: tuple[str, ...] = ()           # uprobes: binaryDigests, "algorithm:hex"
+    ignore_digest: bool = False             # uprobes: ignore.digestVerificationFailure
+    ignore_missing: bool = False            # kprobes: ignore.callNotFound
+    provider: str = ""                      # usdts
+    loader: bool = False                    # spec.loader's hook: process_loader events
+    generated: str = ""                     # call is a generated list: "syscalls" or "ftrace"
+    pattern: str = ""                       # ... of kernel functions matching this
 
     def arg(self, index: int) -> ArgSpec | None:
         return next((a for a in self.args if a.index == index), None)
@@ -287,6 +302,18 @@ class Policy:
         return any(h.return_arg_action or any(a.action in SOCK_ACTIONS for s in h.selectors
                                                 for a in s.actions + s.return_actions)
                    for h in self.hooks)
+
+
+# spec.loader: true. Tetragon reports each executable mapping of a file (its
+# loader sensor reads perf's mmap records from a kprobe). tetrad hooks the
+# mmap syscall instead, where a file is mapped executable (PROT_EXEC, 4) and
+# the descriptor names a file (its path starts with "/"): what the dynamic
+# loader does for each library. Its events are process_loader.
+LOADER_HOOK = Hook(
+    kind="kprobe", path="spec.loader", call="sys_mmap", syscall=True, loader=True,
+    args=(ArgSpec(2, "int32", "prot"), ArgSpec(4, "fd", "fd")),
+    selectors=(Selector(match_args=(MatchArg(2, "Mask", ("4",), "spec.loader"),
+                                    MatchArg(4, "Prefix", ("/",), "spec.loader"))),))
 
 
 def arg_group(type_: str) -> str:
@@ -386,6 +413,7 @@ class _Checker:
         self.problems: list[tuple[str, str]] = []
         self.map_values = 0                  # values that take a kernel map entry
         self.lists: dict[str, tuple[str, ...]] = {}   # spec.lists: name -> syscall names
+        self.generated: dict[str, tuple[str, str]] = {}   # name -> (syscalls|ftrace, pattern)
         self.lists_refused = False           # a list was refused: list:NAME naming it is not
         self.enforcers: list[str] = []       # spec.enforcers' calls
 
@@ -979,19 +1007,28 @@ class _Checker:
 
     def named_lists(self, raw) -> None:
         """spec.lists: named lists of syscalls, for `call: list:NAME` and
-        InMap values. Tetragon's generated kinds (every syscall, ftrace
-        patterns) are refused by name."""
+        InMap values, and Tetragon's generated lists (every syscall, kernel
+        functions matching a pattern) for `call: list:NAME`, which the
+        compiler expands on the running kernel."""
         for i, entry in enumerate(self.seq(raw, "spec.lists")):
             where = f"spec.lists[{i}]"
-            entry = self.mapping(entry, where, {"name", "type", "values", "validated"}, "list")
+            entry = self.mapping(entry, where, {"name", "type", "values", "validated", "pattern"}, "list")
             name = self.text(entry.get("name"), f"{where}.name", max_chars=limits.NAME)
-            kind = entry.get("type")
-            if isinstance(kind, str) and kind in tetragon_fields.LIST_TYPES - LIST_TYPES:
-                self.fail(f"{where}.type", f"lists of type {kind} are not supported by tetrad yet")
-                kind = None
-            else:
-                kind = self.choice(kind, f"{where}.type", LIST_TYPES, "list type")
+            kind = self.choice(entry.get("type"), f"{where}.type", LIST_TYPES, "list type")
             self.flag(entry, "validated", where)
+            if kind in GENERATED:
+                pattern = self.list_pattern(entry, where, kind)
+                if entry.get("values") is not None:
+                    self.fail(f"{where}.values", f"a {kind} list makes its own values")
+                if name is None or pattern is None:
+                    self.lists_refused = True
+                elif name in self.lists or name in self.generated:
+                    self.fail(f"{where}.name", f"a second list named {describe(name)}")
+                else:
+                    self.generated[name] = (GENERATED[kind], pattern)
+                continue
+            if entry.get("pattern") is not None:
+                self.fail(f"{where}.pattern", "pattern is for generated_ftrace lists")
             values = []
             raw_values = self.values(entry.get("values"), f"{where}.values", limits.HOOKS) if kind else []
             for j, v in enumerate(raw_values):
@@ -1001,9 +1038,30 @@ class _Checker:
             if name is None or kind is None:
                 self.lists_refused = True
                 continue
-            if name in self.lists:
+            if name in self.lists or name in self.generated:
                 self.fail(f"{where}.name", f"a second list named {describe(name)}")
             self.lists[name] = tuple(values)
+
+    def list_pattern(self, entry: dict, where: str, kind: str) -> str | None:
+        """A generated_ftrace list's pattern, a regular expression over
+        kernel function names (generated_syscalls: "")."""
+        if kind == "generated_syscalls":
+            if entry.get("pattern") is not None:
+                self.fail(f"{where}.pattern", "pattern is for generated_ftrace lists")
+            return ""
+        if entry.get("pattern") is None:
+            self.fail(f"{where}.pattern", "a generated_ftrace list needs a pattern (a regular "
+                                          "expression over kernel function names)")
+            return None
+        pattern = self.text(entry["pattern"], f"{where}.pattern", max_chars=limits.SYMBOL)
+        if pattern is None:
+            return None
+        try:
+            re.compile(pattern)
+        except re.error as err:
+            self.fail(f"{where}.pattern", f"not a regular expression: {err}")
+            return None
+        return pattern
 
     def list_values(self, ref: str, path: str) -> list[str]:
         """The values of `list:NAME`; [] (and one error) when there is no
@@ -1011,6 +1069,9 @@ class _Checker:
         name = ref[len(LIST_PREFIX):]
         if name in self.lists:
             return list(self.lists[name])
+        if name in self.generated:
+            self.fail(path, f"list {describe(name)} is generated: only a kprobe's call can name it")
+            return []
         if not self.lists_refused:
             self.fail(path, f"no list named {describe(name)} in spec.lists")
         return []
@@ -1051,19 +1112,27 @@ class _Checker:
         allowed = {
             "kprobe": common | {"call", "syscall", "return", "returnArg", "returnArgAction", "ignore"},
             "tracepoint": common | {"subsystem", "event", "raw"},
-            "uprobe": common | {"path", "symbols", "ignore"},
+            "uprobe": common | {"path", "symbols", "offsets", "addrs", "refCtrOffsets", "return",
+                                "returnArg", "binaryDigests", "ignore"},
+            "usdt": common | {"path", "provider", "name"},
             "lsm": common | {"hook"},
         }[kind]
         raw = self.mapping(raw, path, allowed, kind)
         if raw.get("ignore") is not None and not isinstance(raw["ignore"], dict):
             self.fail(f"{path}.ignore", f"must be a mapping, not {kind_of(raw['ignore'])}")
+        ignore_missing = False
+        if kind == "kprobe" and isinstance(raw.get("ignore"), dict):
+            ignore = self.mapping(raw["ignore"], f"{path}.ignore", {"callNotFound"})
+            ignore_missing = self.flag(ignore, "callNotFound", f"{path}.ignore")
         broken: set = set()
         args_raw = self.seq(raw.get("args"), f"{path}.args")
         if len(args_raw) > MAX_ARGS:
             self.fail(f"{path}.args", f"{len(args_raw)} args; Tetragon allows at most {MAX_ARGS}")
             args_raw = []
-        # Tracepoint indexes count the fields of the tracepoint's format.
-        max_index = MAX_ARG_INDEX[kind]
+        # Tracepoint indexes count the fields of the tracepoint's format; a
+        # raw tracepoint's, its arguments (at most 6, as Tetragon reads).
+        raw_tp = kind == "tracepoint" and raw.get("raw") is True
+        max_index = MAX_ARG_INDEX["rawtp" if raw_tp else kind]
         args = [a for i, x in enumerate(args_raw)
                 if (a := self.arg(x, f"{path}.args[{i}]", max_index, broken))]
         by_index = {}
@@ -1111,10 +1180,15 @@ class _Checker:
         args = [a for a in args if a.type != NOP_TYPE]
         base = dict(kind=kind, path=path, args=tuple(args), selectors=selectors, message=message,
                     tags=tuple(tags), return_=return_, return_arg=return_arg,
-                    return_arg_action=ret_action)
+                    return_arg_action=ret_action, ignore_missing=ignore_missing)
         if kind == "kprobe":
             call = raw.get("call", "")
             if isinstance(call, str) and call.startswith(LIST_PREFIX):
+                if call[len(LIST_PREFIX):] in self.generated:
+                    # Expanded on the running kernel (tetrad/policy/compile.py).
+                    generated, pattern = self.generated[call[len(LIST_PREFIX):]]
+                    return [Hook(call=call, syscall=generated == "syscalls", generated=generated,
+                                 pattern=pattern, **base)]
                 # One hook per syscall of the list, as Tetragon attaches them.
                 return [Hook(call=c, syscall=True, **base)
                         for c in self.list_values(call, f"{path}.call")]
@@ -1153,17 +1227,91 @@ class _Checker:
         if binary is not None and not binary.startswith("/"):
             self.fail(f"{path}.path", f"{describe(binary)} is not an absolute path")
             binary = None
-        symbols = self.seq(raw.get("symbols"), f"{path}.symbols")
-        if not symbols:
-            self.fail(f"{path}.symbols", "at least one symbol is required")
+        if kind == "usdt":
+            return self.usdt(raw, path, binary, base)
+        return self.uprobe(raw, path, binary, base)
+
+    def uprobe(self, raw: dict, path: str, binary: str | None, base: dict) -> list[Hook]:
+        """One hook per symbol, offset or address, as Tetragon attaches them
+        (exactly one of the three lists), each with its refCtrOffsets entry."""
+        places = {key: self.seq(raw.get(key), f"{path}.{key}") for key in ("symbols", "offsets", "addrs")}
+        given = [key for key, values in places.items() if values]
+        if len(given) != 1:
+            self.fail(path, "a uprobe needs exactly one of symbols, offsets or addrs"
+                            + (f" (it has {', '.join(given)})" if given else ""))
+            return []
+        key = given[0]
+        ref_ctrs = [self.integer(v, f"{path}.refCtrOffsets[{i}]", U64, "a file offset", 0)
+                    for i, v in enumerate(self.seq(raw.get("refCtrOffsets"), f"{path}.refCtrOffsets"))]
+        if ref_ctrs and len(ref_ctrs) != len(places[key]):
+            self.fail(f"{path}.refCtrOffsets", f"{len(ref_ctrs)} entries for {len(places[key])} {key}; "
+                                               "one per probe, in their order")
+            ref_ctrs = []
+        digests = self.digests(raw.get("binaryDigests"), f"{path}.binaryDigests")
+        ignore = raw.get("ignore")
+        ignore_digest = False
+        if isinstance(ignore, dict):
+            ignore = self.mapping(ignore, f"{path}.ignore", {"digestVerificationFailure"})
+            ignore_digest = self.flag(ignore, "digestVerificationFailure", f"{path}.ignore")
+        common = dict(binary=binary, digests=digests, ignore_digest=ignore_digest, **base)
         hooks = []
-        for i, raw_symbol in enumerate(symbols):
-            symbol = self.text(raw_symbol, f"{path}.symbols[{i}]", max_chars=limits.SYMBOL)
-            if symbol == "":
-                self.fail(f"{path}.symbols[{i}]", "the symbol name is required")
-            elif symbol is not None and binary is not None:
-                hooks.append(Hook(binary=binary, symbol=symbol, call=symbol, **base))
+        for i, value in enumerate(places[key]):
+            where = f"{path}.{key}[{i}]"
+            ref_ctr = ref_ctrs[i] if ref_ctrs else 0
+            if key == "symbols":
+                symbol = self.text(value, where, max_chars=limits.SYMBOL)
+                if symbol == "":
+                    self.fail(where, "the symbol name is required")
+                    continue
+                if symbol is None:
+                    continue
+                name, plus, offset = symbol.partition("+")
+                try:
+                    extra = parse_int(offset) if plus else 0
+                except ValueError:
+                    extra = -1
+                if not name or not _in(extra, U64):
+                    self.fail(where, f"{describe(symbol)} is not a symbol or symbol+offset")
+                    continue
+                if binary is not None:
+                    hooks.append(Hook(symbol=symbol, call=symbol, offset=extra, ref_ctr_offset=ref_ctr,
+                                      **common))
+                continue
+            number = self.integer(value, where, U64, "a file offset" if key == "offsets" else "an address")
+            if number is not None and binary is not None:
+                place = {"offset": number} if key == "offsets" else {"address": number}
+                hooks.append(Hook(call=f"{number:#x}", ref_ctr_offset=ref_ctr, **place, **common))
         return hooks
+
+    def digests(self, raw, path: str) -> tuple[str, ...]:
+        """binaryDigests: "algorithm:hex" with one of Tetragon's algorithms."""
+        out = []
+        for i, value in enumerate(self.seq(raw, path)):
+            text = self.text(value, f"{path}[{i}]", max_chars=200)
+            if text is None:
+                continue
+            algorithm, _, digest = text.partition(":")
+            algorithm, digest = algorithm.strip().lower(), digest.strip().lower()
+            length = DIGEST_HEX.get(algorithm)
+            if length is None:
+                self.fail(f"{path}[{i}]", f"{describe(text)} is not ALGORITHM:HEX with an algorithm of "
+                                          f"{', '.join(sorted(DIGEST_HEX))}")
+            elif not re.fullmatch(r"[0-9a-f]+", digest) or not (
+                    len(digest) == length if length else len(digest) % 2 == 0 and 2 <= len(digest) <= 128):
+                self.fail(f"{path}[{i}]", f"{describe(text)}: {algorithm} is "
+                                          + (f"{length} hex digits" if length else "an even number of hex digits"))
+            else:
+                out.append(f"{algorithm}:{digest}")
+        return tuple(out)
+
+    def usdt(self, raw: dict, path: str, binary: str | None, base: dict) -> list[Hook]:
+        """A USDT probe by provider and name; which places in the binary it
+        has is read from its notes when the policy is compiled."""
+        provider = self.name(raw.get("provider", ""), f"{path}.provider", USDT_NAME_RE, "a USDT provider")
+        name = self.name(raw.get("name", ""), f"{path}.name", USDT_NAME_RE, "a USDT probe name")
+        if provider is None or name is None or binary is None:
+            return []
+        return [Hook(binary=binary, provider=provider, symbol=name, call=f"{provider}:{name}", **base)]
 
     # ---- the document --------------------------------------------------------------
 
@@ -1200,10 +1348,10 @@ class _Checker:
             elif entries:
                 for k, v in entries.items():
                     self.text(v, f"metadata.{key}.{path_key(k)}")
-        spec = self.mapping(doc.get("spec", {}), "spec", {"kprobes", "tracepoints", "uprobes", "lsmhooks",
+        spec = self.mapping(doc.get("spec", {}), "spec", {"kprobes", "tracepoints", "uprobes", "usdts", "lsmhooks",
                                                           "options", "containerSelector", "hostSelector",
                                                           "podSelector", "lists", "enforcers",
-                                                          *UNSUPPORTED_SPEC}, "spec")
+                                                          "loader", *UNSUPPORTED_SPEC}, "spec")
         for key, what in UNSUPPORTED_SPEC.items():
             if key in spec:
                 self.fail(f"spec.{key}", f"{what} are not supported by tetrad yet")
@@ -1228,7 +1376,7 @@ class _Checker:
         hooks = []
         count = 0
         for key, kind in (("kprobes", "kprobe"), ("tracepoints", "tracepoint"), ("uprobes", "uprobe"),
-                          ("lsmhooks", "lsm")):
+                          ("usdts", "usdt"), ("lsmhooks", "lsm")):
             entries = self.seq(spec.get(key), f"spec.{key}")
             count += len(entries)
             if count > limits.HOOKS:
@@ -1244,8 +1392,10 @@ class _Checker:
             self.fail("spec", f"{self.map_values} string, path, binary and address values; at most "
                               f"{limits.MAP_VALUES} per policy (they share kernel maps of "
                               f"{limits.KERNEL_MAP_ENTRIES} entries with other policies)")
+        if self.flag(spec, "loader", "spec"):
+            hooks.append(LOADER_HOOK)
         if not hooks and not self.problems:
-            self.fail("spec", "no hooks: add kprobes, tracepoints, uprobes or lsmhooks")
+            self.fail("spec", "no hooks: add kprobes, tracepoints, uprobes, usdts or lsmhooks")
         notifies = any(a.action == "NotifyEnforcer" for h in hooks for s in h.selectors
                        for a in s.actions + s.return_actions)
         if notifies and not self.enforcers and "enforcers" not in spec:

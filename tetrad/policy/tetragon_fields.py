@@ -29,6 +29,7 @@ FIELDS: dict[str, frozenset[str]] = {k: frozenset(v) for k, v in {
     "tracepoint": _HOOK_COMMON | {"subsystem", "event", "raw"},
     "uprobe": _HOOK_COMMON | {"path", "btfPath", "symbols", "offsets", "addrs", "refCtrOffsets",
                               "data", "return", "returnArg", "binaryDigests", "ignore"},
+    "usdt": _HOOK_COMMON | {"path", "btfPath", "provider", "name"},
     "lsm": _HOOK_COMMON | {"hook"},
     "arg": {"index", "type", "resolve", "sizeArgIndex", "returnCopy", "maxData", "label",
             "source", "btfType", "btfTypeModule"},

@@ -251,3 +251,16 @@ def cflags(offsets: dict[str, int] | None) -> list[str]:
     if offsets is None:
         return ["-DTETRAD_NO_BTF"]
     return [f"-D{macro}={value}" for macro, value in sorted(offsets.items())]
+
+
+@functools.cache
+def pt_regs_offsets(btf_path: str = "/sys/kernel/btf/vmlinux") -> dict[str, int]:
+    """Byte offset of each register in this kernel's struct pt_regs, by
+    member name (ax, di, r8, ...): where a USDT probe's arguments are read
+    (tetrad/elf.py names registers so). Empty without BTF."""
+    try:
+        btf = vmlinux(btf_path)
+        regs = btf.type(btf.find("pt_regs", "struct"))
+    except (OSError, KeyError, ValueError):
+        return {}
+    return {m.name: m.bit_offset // 8 for m in regs.members if m.name and not m.bit_offset % 8}

@@ -35,7 +35,7 @@ from tetrad.policy.kernel import kernel_facts, missing_features
 from tetrad.policy.schema import Policy, PolicyError
 from tetrad.sensors.enforcers import Enforcers
 from tetrad.sensors.generic import AttachError, Attachment, GenericPrograms
-from tetrad.sensors.targets import unresolved
+from tetrad.sensors.targets import check as check_targets
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +74,14 @@ class PolicyLoader:
     def load(self, policy: Policy) -> LoadedPolicy:
         started = time.monotonic()
         compiled = compile_policy(policy, kernel_facts())
-        missing = missing_features(compiled) + unresolved(compiled)
+        problems, skipped = check_targets(compiled)
+        missing = missing_features(compiled) + problems
         if missing:
             raise PolicyError(policy.source, missing)
+        for ch, why in skipped:
+            log.warning("policy %s: %s not attached: %s (the policy says to ignore that)",
+                        policy.name, ch.hook.path, why)
+        compiled = [ch for ch in compiled if all(ch is not s for s, _ in skipped)]
         log.info("loading policy %s from %s: %d hooks", policy.name, policy.source, len(compiled))
         loaded = LoadedPolicy(policy)
         ch = None
