@@ -467,10 +467,12 @@ static __always_inline void slot_sockaddr(struct g_slot *s, void *addr, s64 len,
 #define UNIX_PATH_MAX 108
 
 /* struct sockaddr_un (user or kernel memory): the family in `ival`, the
- * path in `data` as a string, so string predicates see it; an abstract name
- * (a leading NUL) is the name after that NUL, up to the next, marked
- * G_SLOT_ABSTRACT (events show it with Tetragon's leading '@'). */
-static __always_inline void slot_sockaddr_un(struct g_slot *s, void *addr, bool user)
+ * path in `data` as a string, so string predicates see it. An abstract name
+ * (a leading NUL) is marked G_SLOT_ABSTRACT (events show it with Tetragon's
+ * leading '@'); it is not NUL-terminated, so the caller's address length
+ * `len` (when the hook has one) bounds it: the bytes after it are whatever
+ * the caller's buffer held. Without a length it ends at the next NUL. */
+static __always_inline void slot_sockaddr_un(struct g_slot *s, void *addr, s64 len, bool user)
 {
 	u16 family = 0;
 	char first = 0;
@@ -484,6 +486,19 @@ static __always_inline void slot_sockaddr_un(struct g_slot *s, void *addr, bool 
 	if (!first) {
 		s->flags |= G_SLOT_ABSTRACT;
 		path++;
+		if (len > 0) {
+			/* family (2 bytes) and the leading NUL precede the name */
+			s64 n = len - 3;
+			if (n <= 0)
+				return;
+			if (n > UNIX_PATH_MAX - 1)
+				n = UNIX_PATH_MAX - 1;
+			if (read_mem(s->data, n & 127, path, user) < 0)
+				s->flags |= G_SLOT_ERROR;
+			else
+				s->len = n & 127;
+			return;
+		}
 	}
 	long n = user ? bpf_probe_read_user_str(s->data, UNIX_PATH_MAX, path)
 		      : bpf_probe_read_kernel_str(s->data, UNIX_PATH_MAX, path);
@@ -572,11 +587,11 @@ static __always_inline bool read_slot(void *ctx, struct g_scratch *sc, struct g_
 		return false;
 	}
 	if (kind == GA_USOCKADDR_UN) {
-		slot_sockaddr_un(s, (void *)v, true);
+		slot_sockaddr_un(s, (void *)v, arg_or(st, d->sizesrc, 0), true);
 		return (s->flags & G_SLOT_ERROR) && v;
 	}
 	if (kind == GA_KSOCKADDR_UN) {
-		slot_sockaddr_un(s, (void *)v, false);
+		slot_sockaddr_un(s, (void *)v, arg_or(st, d->sizesrc, 0), false);
 		return false;
 	}
 #ifndef TETRAD_NO_BTF
@@ -1472,7 +1487,7 @@ static __always_inline int finish(void *ctx, u32 lpoint, s64 retval)
 		else if (d->kind == GA_UBUF)
 			read_ubuf(s, v, s->ival);
 		else if (d->kind == GA_USOCKADDR_UN)
-			slot_sockaddr_un(s, (void *)v, true);
+			slot_sockaddr_un(s, (void *)v, arg_or(st, d->sizesrc, 0), true);
 		else    /* a sockaddr: its length argument is gone at exit */
 			slot_sockaddr(s, (void *)v, 0, true);
 		if (!(s->flags & G_SLOT_ERROR))

@@ -366,6 +366,17 @@ def test_skb_of_udp_datagrams(setup):
             six["args"][0]["skb_arg"]["len"]) == ("::1", y, 20 + 8 + 40 + 14)
 
 
+def connect_abstract_with_junk_after(name: str) -> None:
+    """connect(2) to an abstract unix name whose buffer goes on past the
+    length given: the name is the length's bytes, not up to a NUL."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    path = name.encode()
+    buf = ctypes.create_string_buffer(b"\x01\x00" + path + b"JUNK" * 8, 110)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+        if libc.connect(c.fileno(), buf, 2 + len(path)) != 0:
+            raise OSError(ctypes.get_errno(), "connect to the abstract name")
+
+
 def test_sockaddr_un_in_user_memory(setup):
     unix_dir = setup["unix_dir"]
     inside, outside = unix_dir / "in.sock", setup["work"] / f"out-{RUN}.sock"
@@ -377,9 +388,10 @@ def test_sockaddr_un_in_user_memory(setup):
         server.listen()
         servers.append(server)
     try:
-        for address in (str(inside), str(outside), abstract):
+        for address in (str(inside), str(outside)):
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
                 c.connect(address)
+        connect_abstract_with_junk_after(abstract)
     finally:
         for server in servers:
             server.close()

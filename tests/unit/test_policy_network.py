@@ -77,6 +77,16 @@ def test_socket_addresses_of_syscalls_are_user_memory_read_again_at_exit(type_, 
     assert ch.reads[0].kind == enc.GA[kind] and ch.reads[0].user and ch.retry
 
 
+@pytest.mark.parametrize("call,index,length", [("sys_connect", 1, 2), ("sys_bind", 1, 2),
+                                               ("sys_sendto", 4, 5), ("sys_accept", 1, None)])
+def test_a_syscalls_address_length_bounds_its_read(call, index, length):
+    """An abstract unix name is not NUL-terminated: where the syscall passes
+    the address's length, the kernel reads that many bytes and no more."""
+    [ch] = compiled(f"  kprobes:\n  - call: {call}\n    syscall: true\n    args:\n"
+                    f"    - index: {index}\n      type: sockaddr_un\n")
+    assert ch.reads[0].sizesrc == length
+
+
 @pytest.mark.parametrize("type_", ["sock", "skb", "socket", "net_device"])
 def test_kernel_structs_are_refused_on_syscalls(type_):
     got = problems(f"  kprobes:\n  - call: sys_connect\n    syscall: true\n    args:\n"

@@ -61,6 +61,9 @@ _KERNEL_TYPES = {"string": "kstr", "fd": "fd", "file": "file", "path": "path", "
                  "sockaddr_un": "ksockaddr_un", "net_device": "netdev"}
 # Types a tracepoint's pointer field can be given: the struct it points to.
 _POINTED = {"sock", "socket", "skb", "sockaddr", "sockaddr_un", "net_device"}
+# Syscalls that take a socket address and its length: (address index,
+# length index). An abstract unix name is bounded by the length alone.
+_SOCKADDR_LENGTHS = {"connect": (1, 2), "bind": (1, 2), "sendto": (4, 5)}
 # The C type a raw tracepoint argument must have for a struct-typed read.
 _RAW_POINTERS = {"file": "struct file *", "path": "struct path *", "sock": "struct sock *",
                  "linux_binprm": "struct linux_binprm *", "socket": "struct socket *",
@@ -182,8 +185,11 @@ def _read(hook: Hook, arg: ArgSpec, kind: str, fields: list[TracepointField] | N
         raise PolicyError("", [(f"{where}.type", f"type {arg.type} is not supported on {where_kind}")])
     if strategy == "ubuf" and arg.size_arg_index is None and not arg.return_copy:
         raise PolicyError("", [(f"{where}", "char_buf needs sizeArgIndex or returnCopy")])
-    return ArgRead(enc.GA[strategy], arg.index, 8, False, arg.size_arg_index,
-                   retcopy=arg.return_copy)
+    size_from = arg.size_arg_index
+    if size_from is None and kind == "syscall" and strategy in ("usockaddr", "usockaddr_un"):
+        addr_at, size_at = _SOCKADDR_LENGTHS.get(syscall_name(hook.call), (None, None))
+        size_from = size_at if arg.index == addr_at else None
+    return ArgRead(enc.GA[strategy], arg.index, 8, False, size_from, retcopy=arg.return_copy)
 
 
 def _raw_read(hook: Hook, arg: ArgSpec, params: list[ValueType]) -> ArgRead:
