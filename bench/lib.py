@@ -50,9 +50,11 @@ def build(name: str) -> Path:
 class Tetrad:
     """`tetrad run` as a subprocess writing JSON lines to a file."""
 
-    def __init__(self, workdir: Path, *args: str, journald: bool = False, socket: str = ""):
+    def __init__(self, workdir: Path, *args: str, journald: bool = False, socket: str = "",
+                 repo: Path = REPO):
         """With journald, events go to the journal instead of the file; with
-        a socket path, the local API listens there."""
+        a socket path, the local API listens there. `repo`: the checkout whose
+        tetrad runs (another version, to compare)."""
         self.export = workdir / "events.json"
         self.log = workdir / "tetrad.log"
         if self.export.exists():
@@ -64,7 +66,7 @@ class Tetrad:
             # Only the bench's own config: no /etc/tetragon or API.
             [sys.executable, "-m", "tetrad", "run", "--quiet", "--config-dir", str(workdir),
              "--policy-dir", "", "--socket", socket, *sink, *args],
-            cwd=REPO, stdout=subprocess.DEVNULL, stderr=self._log)
+            cwd=repo, stdout=subprocess.DEVNULL, stderr=self._log)
         deadline = time.monotonic() + 120
         while ": ready in " not in self.log.read_text():
             if self.proc.poll() is not None or time.monotonic() > deadline:

@@ -1,9 +1,12 @@
 /* execve_map.h - the kernel's table of live processes, keyed by tgid.
  *
- * Owned and written by process.c (exec, fork, exit) and seeded from /proc by
- * user space at start; policy programs read it (matchBinaries) after
- * declaring it with TETRAD_EXECVE_MAP_EXTERN. Mirrored by ExecEntry in
- * tetrad/abi/records.py.
+ * Owned and written by process.c (exec, fork, exit, and the exits of the
+ * syscalls that change credentials or namespaces) and seeded from /proc by
+ * user space at start; policy programs read it (matchBinaries,
+ * matchNamespaces, matchCapabilities and their *Changes) after declaring it
+ * with TETRAD_EXECVE_MAP_EXTERN. Mirrored by ExecEntry in
+ * tetrad/abi/records.py. Fields are only ever appended: policy programs
+ * read key, parent, bin_len and binary at their offsets.
  */
 #ifndef TETRAD_EXECVE_MAP_H
 #define TETRAD_EXECVE_MAP_H
@@ -28,6 +31,16 @@ struct tetrad_exec_entry {
 	__u32 bin_len;
 	__u32 pad;
 	char binary[TETRAD_BINARY_MAX]; /* resolved path, NUL terminated     */
+	/* Credentials and namespaces (tetrad_events.h). exec_state: as the
+	 * current image started: at exec; a child that has not exec'd runs
+	 * its parent's image and has its parent's; for a process older than
+	 * the daemon, what /proc showed at start-up. state: as they are now:
+	 * at exec, at fork the child's own (CLONE_NEW* included), then, while
+	 * user space follows changes, kept current at the exits of set*id,
+	 * capset, prctl, unshare and setns (bpf/process.c, "state", says when
+	 * and what can be missed). */
+	struct tetrad_proc_state exec_state;
+	struct tetrad_proc_state state;
 };
 
 #define TETRAD_EXECVE_MAP_EXTERN \

@@ -46,6 +46,8 @@
 #define G_MAX_IPREDS 32         /* integer predicates of one point          */
 #define G_WORDS 4               /* predicate bits of one point: 256         */
 #define G_POINT_HOOKS 16        /* hooks attached at one point              */
+#define G_MAX_SPREDS 16         /* credential/namespace predicates of a point */
+#define G_SPRED_VALUES 4        /* namespace inode numbers of one predicate  */
 #define G_STR_MAX 256           /* bytes of a string, path or buffer kept   */
 #define G_STR_MASK 255
 #define G_POSTFIX_MAX 128
@@ -77,6 +79,14 @@
 				 * the vector pointer (data[16]); `size` is the
 				 * kernel's ITER_IOVEC, `sizesrc` its ITER_UBUF */
 
+/* Network kinds (from 20). */
+#define GA_SKB 20               /* struct sk_buff *: its IP/TCP/UDP headers  */
+#define GA_SOCKET 21            /* struct socket *: its struct sock          */
+#define GA_KSOCKADDR 22         /* struct sockaddr * in kernel memory        */
+#define GA_USOCKADDR_UN 23      /* struct sockaddr_un * in user memory       */
+#define GA_KSOCKADDR_UN 24      /* struct sockaddr_un * in kernel memory     */
+#define GA_NETDEV 25            /* struct net_device *: its name             */
+
 /* Struct walk steps (g_op.code), run on the slot's value `v` before its kind
  * reads it (the walk: resolve:, btfType, a type's own members), then, for
  * GA_GATHER, from that value again (the gather: the fields a struct-typed
@@ -98,6 +108,7 @@
 #define GS_SIGNED 0x10          /* integer: sign-extend `size` bytes        */
 #define GS_RETCOPY 0x20         /* buffer: read at return, `retval` bytes   */
 #define GS_USER 0x40            /* in user memory: read again at sys_exit   */
+#define GS_RETVAL 0x80          /* the return value (a string, a sock): read at return */
 
 /* Slot flags (g_slot.flags), also in records. */
 #define G_SLOT_TRUNC 0x1
@@ -111,6 +122,7 @@
  * value read is 0 or empty, and the flags' high byte is the pointer's place
  * in the resolve path (G_SLOT_DEPTH_SHIFT). */
 #define G_SLOT_BADPTR 0x10
+#define G_SLOT_ABSTRACT 0x20    /* sockaddr_un: an abstract name (no file)  */
 #define G_SLOT_DEPTH_SHIFT 8
 
 /* Integer predicate operators (g_ipred.op). */
@@ -121,8 +133,9 @@
 #define G_OP_INRANGE 10         /* within any (lo, hi) pair                 */
 #define G_OP_SPORT 16           /* sock/sockaddr source port in a range     */
 #define G_OP_DPORT 18           /* ... destination port in a range          */
-#define G_OP_PROTOCOL 20        /* sock protocol equal                      */
-#define G_OP_FAMILY 21          /* sock/sockaddr family equal               */
+#define G_OP_PROTOCOL 20        /* sock/skb protocol in a range             */
+#define G_OP_FAMILY 21          /* sock/sockaddr family in a range          */
+#define G_OP_STATE 22           /* sock state in a range                    */
 
 /* Actions. */
 #define G_ACT_POST 1
@@ -132,6 +145,11 @@
 #define G_ACT_OVERRIDE 5
 #define G_ACT_FOLLOWFD 6
 #define G_ACT_UNFOLLOWFD 7
+#define G_ACT_TRACKSOCK 8       /* socktrack: the sock of argument `arg` -> this process */
+#define G_ACT_UNTRACKSOCK 9     /* ... forgotten                            */
+#define G_ACT_GETURL 10         /* done by user space when the record arrives */
+#define G_ACT_DNSLOOKUP 11
+#define G_ACT_NOTIFY 12         /* NotifyEnforcer: arg error, arg2 signal  */
 
 /* Hook flags. */
 #define G_HOOK_MONITOR 0x1      /* policy-mode monitor: enforcement elided  */
@@ -139,6 +157,7 @@
 #define G_HOOK_CGROUPS 0x4      /* only tasks in cgroups listed in cgroup_sel */
 #define G_HOOK_UNREADABLE_NOMATCH 0x8   /* an unreadable argument matches nothing */
 #define G_HOOK_RETURN 0x10      /* decided at return: matchReturnArgs, return actions */
+#define G_HOOK_RETSLOT 0x20     /* its last record slot is the return value (GS_RETVAL) */
 
 /* Point flags. */
 #define G_POINT_ACTIVE 0x1
@@ -147,11 +166,40 @@
 #define G_POINT_FORKS 0x8       /* ... with followForks: ancestors looked up */
 #define G_POINT_NSPID 0x10      /* ... with isNamespacePID                  */
 #define G_POINT_RETRY 0x20      /* user memory unreadable at entry is read at exit */
+#define G_POINT_STATE 0x40      /* some selector tests the caller's namespaces or
+				 * capabilities (the S_STATE stage runs) */
+#define G_POINT_BASE 0x80       /* ... their changes since the image started
+				 * (execve_map's exec_state is looked up) */
+
+/* State predicates (g_spred.kind): caller predicates on the task's
+ * namespaces and capabilities (struct tetrad_proc_state), read at the hook.
+ * `index` is the namespace (TETRAD_NS_*) or capability set (TETRAD_CAPS_*);
+ * with `userns` set (isNamespaceCapability), a capability predicate never
+ * holds in that user namespace (the host's). */
+#define G_SP_NS 1               /* ns[index] is one of vals                 */
+#define G_SP_CAPS_IN 2          /* caps[index] has a capability of mask     */
+#define G_SP_CAPS_NOTIN 3       /* ... has none of them                     */
+#define G_SP_NSCHG 4            /* a namespace whose bit is in mask differs
+				 * from the one the image started in         */
+#define G_SP_CAPCHG_IN 5        /* caps[index] changed in a capability of
+				 * mask since the image started              */
+#define G_SP_CAPCHG_NOTIN 6     /* ... changed, but in none of mask         */
+
+/* g_selector.chg: after the selector chose a call, the caller's present
+ * namespaces (capabilities) become the ones changes are counted from, so
+ * one change is reported once (as Tetragon does). */
+#define G_SEL_NSCHG 0x1
+#define G_SEL_CAPCHG 0x2
+#define G_POINT_SYSNR 0x100     /* raw_syscalls:sys_enter: `id` names the syscall
+				 * an enforce note is for */
+#define G_POINT_RETVAL 0x200     /* a slot is a return value (GS_RETVAL): its
+				 * tests are decided at return */
 
 /* Record flags (g_msg.flags). */
 #define G_MSG_MONITOR 0x1       /* the action was not enforced (monitor)    */
 #define G_MSG_RETURN 0x2        /* retval is set                            */
 
+/* A sock, socket, sk_buff or sockaddr, in a slot's data. */
 struct g_sockinfo {
 	__u16 family;
 	__u16 type;
@@ -161,6 +209,12 @@ struct g_sockinfo {
 	__u16 state;
 	__u8 saddr[16];
 	__u8 daddr[16];
+	__u32 mark;
+	__u32 priority;
+	__u32 hash;             /* skb */
+	__u64 cookie;           /* sock: its address, the socktrack key */
+	__u32 len;              /* skb */
+	__u32 pad;
 };
 
 struct g_slot {
@@ -201,24 +255,42 @@ struct g_ipred {
 	__s64 vals[G_MAX_VALUES];
 };
 
+struct g_spred {
+	__u8 kind;              /* G_SP_* */
+	__u8 index;
+	__u8 nvals;
+	__u8 bit;               /* its bit among the caller predicates */
+	__u32 userns;           /* isNamespaceCapability: the host's user ns */
+	__u64 mask;             /* capabilities, or namespaces (bit = TETRAD_NS_*) */
+	__u32 vals[G_SPRED_VALUES];
+};
+
 struct g_point {
 	__u32 flags;            /* G_POINT_* */
 	__u8 nslots;
 	__u8 npreds;            /* integer predicates */
 	__u8 nhooks;
-	__u8 pad;
+	__u8 nspreds;           /* state predicates */
 	struct g_slot_desc slot[G_MAX_SLOTS];
 	/* Predicates on each slot: G_WORDS words from slot * G_WORDS (one
 	 * dimension: bcc's view of a map value has no two-dimensional arrays). */
 	__u64 slot_bits[G_MAX_SLOTS * G_WORDS];
 	__u16 hooks[G_POINT_HOOKS];             /* hook ids */
 	struct g_ipred pred[G_MAX_IPREDS];
+	struct g_spred spred[G_MAX_SPREDS];
 	struct g_op ops[G_MAX_OPS];             /* the slots' steps (op_at) */
 };
 
+/* g_action.stack: stack traces a Post records (kernelStackTrace,
+ * userStackTrace): ids in `stacks`, read and removed by user space. */
+#define G_STACK_KERNEL 0x1
+#define G_STACK_USER 0x2
+#define G_NO_STACK (-65536)     /* g_msg.kstack/ustack: none was asked for */
+
 struct g_action {
 	__u8 action;
-	__u8 pad[3];
+	__u8 stack;             /* G_STACK_* (Post) */
+	__u8 pad[2];
 	__s32 arg;              /* argError, argSig, or argFd slot */
 	__u32 arg2;             /* argName slot */
 	__u32 rate_limit_s;
@@ -228,8 +300,10 @@ struct g_selector {
 	__u8 nact;
 	__u8 nret_act;
 	__u8 has_ret;
-	__u8 pad[5];
-	__u64 cpos;             /* caller predicates (matchBinaries, matchPIDs) that must hold */
+	__u8 chg;               /* G_SEL_* */
+	__u8 pad[4];
+	__u64 cpos;             /* caller predicates (matchBinaries, matchPIDs,
+				 * namespaces, capabilities) that must hold */
 	__u64 cneg;             /* ... that must not */
 	__u64 pos[G_WORDS];     /* argument predicates that must hold */
 	__u64 neg[G_WORDS];     /* ... that must not */
@@ -242,8 +316,11 @@ struct g_hook {
 	__u32 id;
 	__u32 flags;            /* G_HOOK_* */
 	__u8 nsel;
-	__u8 nargs;
-	__u8 pad[6];
+	__u8 nargs;             /* record slots (the return value's included) */
+	__u8 ret_action;        /* returnArgAction: G_ACT_TRACKSOCK/UNTRACKSOCK, or 0 */
+	__u8 sockargs;          /* record slots holding a sock (bit per slot) */
+	__u16 track;            /* its policy's socktrack scope; 0: none */
+	__u8 pad[2];
 	__u8 argslot[8];        /* the point's slot of each argument (nargs) */
 	struct g_selector sel[G_MAX_SEL];
 };
@@ -298,6 +375,45 @@ struct g_cgroup_key {
 	__u32 pad;
 };
 
+/* socktrack: a sock (by address) -> the process that owns it, per policy
+ * (`scope`: a policy's hooks share one, as Tetragon keeps a map per
+ * policy). Written by TrackSock/UntrackSock; a sock argument of a hook
+ * found here reports that process instead of the task the call runs in. */
+struct g_sock_key {
+	__u64 sk;
+	__u32 scope;
+	__u32 pad;
+};
+
+struct g_sock_owner {
+	__u32 pid;
+	__u32 tid;
+	__u64 ktime;            /* its exec_id's ktime (execve_map) */
+};
+
+/* usdt_specs: where each argument of a USDT probe is at the probe (its
+ * note's argument specs, tetrad/elf.py), per logical point: the program
+ * computes args[i] from them, then reads slots as for any uprobe. */
+#define G_USDT_NONE 0
+#define G_USDT_CONST 1          /* the value is `val`                       */
+#define G_USDT_REG 2            /* the register at byte `reg` of pt_regs    */
+#define G_USDT_DEREF 3          /* user memory at register `reg` + `val`    */
+#define G_USDT_SIB 4            /* ... at `reg` + register `idx` * scale + val */
+
+struct g_usdt_arg {
+	__u8 kind;              /* G_USDT_* */
+	__u8 size;              /* bytes: 1, 2, 4, 8 */
+	__u8 is_signed;
+	__u8 scale;
+	__u16 reg;              /* offsets in struct pt_regs */
+	__u16 idx;
+	__s64 val;
+};
+
+struct g_usdt {
+	struct g_usdt_arg arg[G_MAX_ARGV];
+};
+
 struct g_msg {
 	struct tetrad_msg_header hdr;
 	__u32 obj_id;           /* which compiled object (user space's id) */
@@ -310,7 +426,9 @@ struct g_msg {
 	__u8 action;
 	__u8 flags;             /* G_MSG_* */
 	__u8 nslots;
-	__u32 pad;
+	__s32 kstack;           /* stack ids in `stacks`; G_NO_STACK: none asked */
+	__s32 ustack;           /* for; other negatives: the kernel kept none */
+	__u32 nr;               /* the syscall's number, at syscall points */
 	struct g_slot slots[G_MAX_ARGS];
 };
 

@@ -4,9 +4,11 @@
  * Built once per BPF program type (-DG_PROG_TYPE) with the entries of the
  * kinds of call that type serves:
  *   G_TYPE_TP      g_sys_enter/g_sys_exit on syscalls:sys_{enter,exit}_*
- *                  (the point is found by syscall number), g_tp on other
- *                  tracepoints
- *   G_TYPE_KPROBE  g_kprobe/g_kretprobe on kprobes and uprobes
+ *                  (the point is found by syscall number), g_sys_any and
+ *                  g_sys_any_exit on raw_syscalls for hooks on every
+ *                  syscall, g_tp on other tracepoints
+ *   G_TYPE_KPROBE  g_kprobe/g_kretprobe on kprobes and uprobes, g_usdt on
+ *                  USDT probes (uprobes whose arguments come from usdt_specs)
  *   G_TYPE_LSM     g_lsm on BPF LSM hooks
  *   G_TYPE_RAWTP   g_rawtp on raw tracepoints
  * Entries other than the syscall ones are loaded once per attach point from
@@ -20,15 +22,23 @@
  *             per trie on the binary; matchPIDs: pid_sel); which hooks want
  *             the caller (active, cgroup scope, some selector's caller
  *             masks) -> `wanted`; none: done, no argument read
+ *   S_STATE   (G_POINT_STATE only) the caller's namespaces and capabilities
+ *             read and tested (state predicates), then `wanted` as above
  *   S_READ    one slot per run, each read once however many hooks use it;
  *             a slot with struct walk steps (resolve:, btfType, struct-
  *             typed arguments) runs S_STEPS first, which walks to its
  *             value and gathers its fields (generic.h GO_*)
  *   S_EVAL    predicates: one trie lookup per slot and trie, then the
  *             integer predicates -> `hits`
- *   S_SELECT  each wanted hook: its first selector whose masks hold
+ *   S_SELECT  each wanted hook: its first selector whose masks hold;
+ *             a return hook's choice waits for the return (`waiting`)
  *   S_ACT     the chosen selectors' actions (signal, override, post)
  * Nothing is reserved in the ring buffer before a selector matched.
+ *
+ * At a return, only the return hooks that waited act. Where a slot is the
+ * returned value itself (GS_RETVAL, a uprobe returning a string), its
+ * tests hold at entry until known (`later`); at the return it is read and
+ * S_EVAL and S_SELECT run again for those hooks.
  *
  * Arguments in user memory (strings, buffers, socket addresses) are read
  * with page faults disabled, so a read at syscall entry fails when the
@@ -49,6 +59,7 @@
 #include "generic.h"
 #include "shared_maps.h"
 #include "path_walk.h"
+#include "proc_state.h"
 
 #define G_TYPE_TP 1
 #define G_TYPE_KPROBE 2
@@ -60,14 +71,17 @@
 #define CK_TRACEPOINT 2         /* tracepoint record: fields at offsets     */
 #define CK_REGS 3               /* struct pt_regs (kprobe, uprobe)          */
 #define CK_ARRAY 4              /* u64 args[] (LSM, raw tracepoint)         */
+#define CK_USDT 5               /* struct pt_regs at a USDT probe: args from
+				 * the probe's specs (usdt_specs)           */
 
 /* Stages (indexes in `stages`). */
 #define S_READ 0
 #define S_EVAL 1
 #define S_SELECT 2
 #define S_ACT 3
-#define S_STEPS 4
-#define S_COUNT 5
+#define S_STATE 4
+#define S_STEPS 5
+#define S_COUNT 6
 
 #ifndef G_MAX_POINTS
 #define G_MAX_POINTS 128
@@ -81,8 +95,14 @@
 #ifndef G_PID_ENTRIES
 #define G_PID_ENTRIES 4096
 #endif
+#ifndef G_STACKS
+#define G_STACKS 1024
+#endif
 #ifndef G_CGROUP_ENTRIES
 #define G_CGROUP_ENTRIES 16384
+#endif
+#ifndef G_SOCKTRACK_ENTRIES
+#define G_SOCKTRACK_ENTRIES 32000
 #endif
 /* Syscall numbers are below 512 on every architecture we build for; user
  * space checks a number against the same size (INDEX_SIZE). */
@@ -110,9 +130,18 @@ BPF_TABLE("lru_hash", u64, u64, rate_limits, 8192);
 /* Written by user space as cgroups appear (tetrad/policy/cgroup_scope.py);
  * not preallocated: most hooks are not workload-scoped. */
 BPF_F_TABLE("hash", struct g_cgroup_key, u8, cgroup_sel, G_CGROUP_ENTRIES, BPF_F_NO_PREALLOC);
+/* One map for every program type (user space makes it and hands it to each
+ * object, as the process sensor's maps): TrackSock on a kprobe is seen by a
+ * tracepoint of the same policy. LRU, as Tetragon's: a policy that tracks
+ * socks it never untracks loses the oldest. */
+BPF_TABLE("lru_hash", struct g_sock_key, struct g_sock_owner, socktrack, G_SOCKTRACK_ENTRIES);
 #if G_PROG_TYPE == G_TYPE_TP
 /* Syscall number -> logical point (0: none). */
 BPF_ARRAY(sys_point, u32, G_INDEX_SIZE);
+#endif
+#if G_PROG_TYPE == G_TYPE_KPROBE
+/* Logical point -> its USDT probe's argument specs (generic.h). */
+BPF_ARRAY(usdt_specs, struct g_usdt, G_MAX_POINTS / 2);
 #endif
 
 /* What one call has gathered, from stage to stage; kept in `pending` while
@@ -122,6 +151,7 @@ struct g_state {
 	struct g_slot slots[G_MAX_SLOTS];
 	u64 hits[G_WORDS];
 	u64 unknown[G_WORDS];       /* predicates on unreadable slots */
+	u64 later[G_WORDS];         /* predicates on return values, at entry */
 	u64 callerhits;             /* caller predicates that hold */
 	u64 proc_ktime;
 	u64 cgroup_id;
@@ -131,10 +161,13 @@ struct g_state {
 	u32 point;                  /* the table this call uses (physical) */
 	u32 lpoint;                 /* its logical point: trie, pid and pending keys */
 	u32 ck;                     /* CK_* */
+	u32 nr;                     /* CK_SYSCALL: the syscall's number */
+	u32 sysnr;                  /* the syscall being entered, or TETRAD_ANY_SYSCALL */
 	u32 iter;                   /* S_READ: the next slot */
 	u32 wanted;                 /* hook positions whose caller filters pass */
 	u32 failed;                 /* slots in user memory unreadable at entry */
 	u32 acting;                 /* hook positions whose actions run now */
+	u32 waiting;                /* return hooks that chose a selector at entry */
 	s32 verdict;                /* the first action verdict (LSM, override) */
 	u64 stepped;                /* S_STEPS: the value of slot `iter` */
 	u64 step_base;              /* S_STEPS: the walked value (GO_BASE) */
@@ -143,9 +176,13 @@ struct g_state {
 	u8 at_return;
 	u8 deferred;                /* the whole call is decided at return */
 	u8 waits;                   /* a return hook chose a selector */
-	u8 has_stepped;             /* `stepped` is set (slot `iter`) */
-	u8 pad[4];
+	u8 has_stepped;             /* S_STEPS: `stepped` is set (slot `iter`) */
+	u8 shown;                   /* S_ACT: the event's action (run_actions) */
+	u8 enforcing;               /* ... and whether one enforced */
+	u8 stack;                   /* ... and the stacks its Post asked for */
+	u8 pad[1];
 	u8 sel[G_POINT_HOOKS];      /* selector chosen per hook position */
+	struct tetrad_proc_state cur;   /* S_STATE: the caller's, at this call */
 };
 
 struct g_scratch {
@@ -307,6 +344,9 @@ static __always_inline void slot_sock(struct g_slot *s, void *sk)
 	bpf_probe_read_kernel(&si->protocol, 2, (char *)sk + OFF_SOCK_PROTOCOL);
 	bpf_probe_read_kernel(&si->state, 1, (char *)sk + OFF_SOCK_STATE);
 	bpf_probe_read_kernel(&si->sport, 2, (char *)sk + OFF_SOCK_NUM);
+	bpf_probe_read_kernel(&si->mark, 4, (char *)sk + OFF_SOCK_MARK);
+	bpf_probe_read_kernel(&si->priority, 4, (char *)sk + OFF_SOCK_PRIORITY);
+	si->cookie = (u64)sk;
 	u16 dport = 0;
 	bpf_probe_read_kernel(&dport, 2, (char *)sk + OFF_SOCK_DPORT);
 	si->dport = (dport >> 8) | (dport << 8);
@@ -319,32 +359,163 @@ static __always_inline void slot_sock(struct g_slot *s, void *sk)
 	}
 	s->len = sizeof(*si);
 }
+
+#if defined(OFF_SOCKET_SK)
+/* struct socket: its sock (Tetragon's `socket` type reads the same). */
+static __always_inline void slot_socket(struct g_slot *s, void *sock)
+{
+	slot_sock(s, sock ? read_ptr((char *)sock + OFF_SOCKET_SK) : NULL);
+}
 #endif
 
-/* struct sockaddr from user memory: both ends of the slot get its address,
- * so S* and D* predicates both see it (connect names the peer, bind the
- * local end). */
-static __always_inline void slot_usockaddr(struct g_slot *s, void *uaddr, s64 len)
+#if defined(OFF_SKB_HEAD) && defined(OFF_SKB_NETWORK_HEADER) && defined(OFF_SKB_LEN) && \
+	defined(OFF_SKB_HASH) && defined(OFF_SKB_MARK) && defined(OFF_SKB_PRIORITY)
+#define G_HAS_SKB 1
+/* IPv6 extension headers skipped before the transport header. */
+#define G_IP6_EXTS 6
+
+/* struct sk_buff: the buffer's fields and, from its network header, the IP
+ * addresses and protocol and (TCP, UDP) ports. Anything but IPv4/IPv6 at
+ * the network header leaves family 0. */
+static __always_inline void slot_skb(struct g_slot *s, void *skb)
+{
+	struct g_sockinfo *si = (struct g_sockinfo *)s->data;
+	__builtin_memset(si, 0, sizeof(*si));
+	if (!skb) {
+		s->flags |= G_SLOT_ERROR;
+		return;
+	}
+	s->len = sizeof(*si);
+	bpf_probe_read_kernel(&si->len, 4, (char *)skb + OFF_SKB_LEN);
+	bpf_probe_read_kernel(&si->hash, 4, (char *)skb + OFF_SKB_HASH);
+	bpf_probe_read_kernel(&si->mark, 4, (char *)skb + OFF_SKB_MARK);
+	bpf_probe_read_kernel(&si->priority, 4, (char *)skb + OFF_SKB_PRIORITY);
+	char *head = read_ptr((char *)skb + OFF_SKB_HEAD);
+	u16 l3 = 0xffff;
+	bpf_probe_read_kernel(&l3, 2, (char *)skb + OFF_SKB_NETWORK_HEADER);
+	u8 first = 0;
+	if (!head || l3 == 0xffff || bpf_probe_read_kernel(&first, 1, head + l3) < 0)
+		return;
+	char *ip = head + l3;
+	u8 proto = 0;
+	u32 l4;
+	if (first >> 4 == 4) {
+		si->family = 2;
+		bpf_probe_read_kernel(&proto, 1, ip + 9);
+		bpf_probe_read_kernel(si->saddr, 4, ip + 12);
+		bpf_probe_read_kernel(si->daddr, 4, ip + 16);
+		l4 = (first & 0xf) * 4;
+	} else if (first >> 4 == 6) {
+		si->family = 10;
+		bpf_probe_read_kernel(si->saddr, 16, ip + 8);
+		bpf_probe_read_kernel(si->daddr, 16, ip + 24);
+		bpf_probe_read_kernel(&proto, 1, ip + 6);
+		l4 = 40;
+		/* Hop-by-hop, routing, fragment, authentication and destination
+		 * options headers: (next header, length) first. */
+#pragma clang loop unroll(disable)
+		for (int i = 0; i < G_IP6_EXTS; i++) {
+			u8 ext[2] = {};
+			if (proto != 0 && proto != 43 && proto != 44 && proto != 51 && proto != 60)
+				break;
+			if (bpf_probe_read_kernel(ext, 2, ip + (l4 & 0x3ff)) < 0) {
+				proto = 0;
+				break;
+			}
+			if (proto == 44)
+				l4 += 8;
+			else if (proto == 51)
+				l4 += (ext[1] + 2) * 4;
+			else
+				l4 += (ext[1] + 1) * 8;
+			proto = ext[0];
+		}
+	} else {
+		return;
+	}
+	si->protocol = proto;
+	if (proto == 6 /* TCP */ || proto == 17 /* UDP */) {
+		u16 ports[2] = {};
+		bpf_probe_read_kernel(ports, 4, ip + (l4 & 0x3ff));
+		si->sport = (ports[0] >> 8) | (ports[0] << 8);
+		si->dport = (ports[1] >> 8) | (ports[1] << 8);
+	}
+}
+#endif
+#endif
+
+/* user ? bpf_probe_read_user : bpf_probe_read_kernel (constant when inlined). */
+static __always_inline long read_mem(void *dst, u32 size, void *src, bool user)
+{
+	return user ? bpf_probe_read_user(dst, size, src) : bpf_probe_read_kernel(dst, size, src);
+}
+
+/* struct sockaddr (user or kernel memory): both ends of the slot get its
+ * address, so S* and D* predicates both see it (connect names the peer,
+ * bind the local end). */
+static __always_inline void slot_sockaddr(struct g_slot *s, void *addr, s64 len, bool user)
 {
 	struct g_sockinfo *si = (struct g_sockinfo *)s->data;
 	u16 port = 0;
 	__builtin_memset(si, 0, sizeof(*si));
-	if (!uaddr || bpf_probe_read_user(&si->family, 2, uaddr) < 0) {
+	if (!addr || read_mem(&si->family, 2, addr, user) < 0) {
 		s->flags |= G_SLOT_ERROR;
 		return;
 	}
 	s->ival = len;
 	if (si->family == 2 /* AF_INET */) {
-		bpf_probe_read_user(&port, 2, (char *)uaddr + 2);
-		bpf_probe_read_user(si->daddr, 4, (char *)uaddr + 4);
+		read_mem(&port, 2, (char *)addr + 2, user);
+		read_mem(si->daddr, 4, (char *)addr + 4, user);
 		__builtin_memcpy(si->saddr, si->daddr, 4);
 	} else if (si->family == 10 /* AF_INET6 */) {
-		bpf_probe_read_user(&port, 2, (char *)uaddr + 2);
-		bpf_probe_read_user(si->daddr, 16, (char *)uaddr + 8);
+		read_mem(&port, 2, (char *)addr + 2, user);
+		read_mem(si->daddr, 16, (char *)addr + 8, user);
 		__builtin_memcpy(si->saddr, si->daddr, 16);
 	}
 	si->dport = si->sport = (port >> 8) | (port << 8);
 	s->len = sizeof(*si);
+}
+
+#define UNIX_PATH_MAX 108
+
+/* struct sockaddr_un (user or kernel memory): the family in `ival`, the
+ * path in `data` as a string, so string predicates see it. An abstract name
+ * (a leading NUL) is marked G_SLOT_ABSTRACT (events show it with Tetragon's
+ * leading '@'); it is not NUL-terminated, so the caller's address length
+ * `len` (when the hook has one) bounds it: the bytes after it are whatever
+ * the caller's buffer held. Without a length it ends at the next NUL. */
+static __always_inline void slot_sockaddr_un(struct g_slot *s, void *addr, s64 len, bool user)
+{
+	u16 family = 0;
+	char first = 0;
+	if (!addr || read_mem(&family, 2, addr, user) < 0 ||
+	    read_mem(&first, 1, (char *)addr + 2, user) < 0) {
+		s->flags |= G_SLOT_ERROR;
+		return;
+	}
+	s->ival = family;
+	char *path = (char *)addr + 2;
+	if (!first) {
+		s->flags |= G_SLOT_ABSTRACT;
+		path++;
+		if (len > 0) {
+			/* family (2 bytes) and the leading NUL precede the name */
+			s64 n = len - 3;
+			if (n <= 0)
+				return;
+			if (n > UNIX_PATH_MAX - 1)
+				n = UNIX_PATH_MAX - 1;
+			if (read_mem(s->data, n & 127, path, user) < 0)
+				s->flags |= G_SLOT_ERROR;
+			else
+				s->len = n & 127;
+			return;
+		}
+	}
+	long n = user ? bpf_probe_read_user_str(s->data, UNIX_PATH_MAX, path)
+		      : bpf_probe_read_kernel_str(s->data, UNIX_PATH_MAX, path);
+	if (n > 0)
+		s->len = (n - 1) & G_STR_MASK;
 }
 
 /* A string read into a slot: its length without the NUL, truncation marked. */
@@ -455,10 +626,12 @@ static __always_inline bool read_slot(void *ctx, struct g_scratch *sc, struct g_
 			return (s->flags & G_SLOT_ERROR) && v;
 		}
 	} else {
-		v = raw_value(ctx, st, d);
 		s->flags = 0;
 		s->len = 0;
 		s->ival = 0;
+		if (d->flags & GS_RETVAL)
+			return false;           /* the return value: read at return */
+		v = raw_value(ctx, st, d);
 	}
 	if (kind == GA_INT) {
 		if (!(s->flags & G_SLOT_BADPTR))
@@ -515,14 +688,47 @@ static __always_inline bool read_slot(void *ctx, struct g_scratch *sc, struct g_
 		return (s->flags & G_SLOT_ERROR) && v;
 	}
 	if (kind == GA_USOCKADDR) {
-		slot_usockaddr(s, (void *)v, arg_or(st, d->sizesrc, 0));
+		slot_sockaddr(s, (void *)v, arg_or(st, d->sizesrc, 0), true);
 		return (s->flags & G_SLOT_ERROR) && v;
 	}
+	if (kind == GA_KSOCKADDR) {
+		slot_sockaddr(s, (void *)v, arg_or(st, d->sizesrc, 0), false);
+		return false;
+	}
+	if (kind == GA_USOCKADDR_UN) {
+		slot_sockaddr_un(s, (void *)v, arg_or(st, d->sizesrc, 0), true);
+		return (s->flags & G_SLOT_ERROR) && v;
+	}
+	if (kind == GA_KSOCKADDR_UN) {
+		slot_sockaddr_un(s, (void *)v, arg_or(st, d->sizesrc, 0), false);
+		return false;
+	}
 #ifndef TETRAD_NO_BTF
+	if (d->flags & GS_RETVAL)
+		return false;           /* read at return */
 	if (kind == GA_SOCK) {
 		slot_sock(s, (void *)v);
 		return false;
 	}
+#ifdef OFF_SOCKET_SK
+	if (kind == GA_SOCKET) {
+		slot_socket(s, (void *)v);
+		return false;
+	}
+#endif
+#ifdef G_HAS_SKB
+	if (kind == GA_SKB) {
+		slot_skb(s, (void *)v);
+		return false;
+	}
+#endif
+#ifdef OFF_NETDEV_NAME
+	if (kind == GA_NETDEV) {
+		/* char name[IFNAMSIZ] */
+		string_read(s, bpf_probe_read_kernel_str(s->data, 16, (char *)v + OFF_NETDEV_NAME));
+		return false;
+	}
+#endif
 	void *file = NULL, *dentry = NULL, *mnt = NULL;
 	if (kind == GA_FD) {
 		s->ival = (s32)v;
@@ -660,10 +866,13 @@ static __always_inline bool ipred_holds(struct g_slot *s, struct g_ipred *q)
 		op = G_OP_INRANGE;
 	} else if (op == G_OP_PROTOCOL) {
 		x = si->protocol;
-		op = G_OP_EQ;
+		op = G_OP_INRANGE;
 	} else if (op == G_OP_FAMILY) {
 		x = si->family;
-		op = G_OP_EQ;
+		op = G_OP_INRANGE;
+	} else if (op == G_OP_STATE) {
+		x = si->state;
+		op = G_OP_INRANGE;
 	}
 	return int_match(q, op, x);
 }
@@ -778,6 +987,47 @@ static __always_inline void wanted_hooks(struct g_state *st, struct g_point *p)
 	}
 }
 
+#if G_PROG_TYPE == G_TYPE_KPROBE
+/* A USDT probe's arguments into st->args, each as its note's spec says:
+ * a constant, a register, or user memory at a register plus a displacement
+ * (plus an index register times a scale), `size` bytes extended by sign. */
+static __always_inline void usdt_fetch(struct g_state *st, struct pt_regs *regs, u32 lpoint)
+{
+	struct g_usdt *u = usdt_specs.lookup(&lpoint);
+	if (!u)
+		return;
+#pragma clang loop unroll(disable)
+	for (u32 i = 0; i < G_MAX_ARGV; i++) {
+		struct g_usdt_arg *a = &u->arg[at(i, G_MAX_ARGV - 1)];
+		u8 kind = a->kind, size = a->size;
+		u64 v = 0, base = 0, idx = 0;
+		if (kind == G_USDT_CONST) {
+			v = a->val;
+		} else if (kind != G_USDT_NONE) {
+			bpf_probe_read_kernel(&base, sizeof(base), (char *)regs + (a->reg & 0x3f8));
+			if (kind == G_USDT_REG) {
+				v = base;
+			} else {
+				if (kind == G_USDT_SIB) {
+					bpf_probe_read_kernel(&idx, sizeof(idx), (char *)regs + (a->idx & 0x3f8));
+					base += idx * a->scale;
+				}
+				void *at_addr = (void *)(base + a->val);
+				if (size == 1)
+					bpf_probe_read_user(&v, 1, at_addr);
+				else if (size == 2)
+					bpf_probe_read_user(&v, 2, at_addr);
+				else if (size == 4)
+					bpf_probe_read_user(&v, 4, at_addr);
+				else
+					bpf_probe_read_user(&v, 8, at_addr);
+			}
+		}
+		st->args[at(i, G_MAX_ARGV - 1)] = extend(v, size, a->is_signed);
+	}
+}
+#endif
+
 /* The start of every call: the caller's predicates and the hooks that want
  * it; then, when some do, the raw values and the first stage. */
 static __always_inline int begin(void *ctx, u32 ck, u32 lpoint)
@@ -810,18 +1060,32 @@ static __always_inline int begin(void *ctx, u32 ck, u32 lpoint)
 		st->callerhits |= binary_bits(sc, lpoint);
 	if (p->flags & G_POINT_PIDS)
 		st->callerhits |= pid_bits(st, p, lpoint);
-	wanted_hooks(st, p);
-	if (!LAUNDER(st->wanted))
-		return 0;
+	bool state = p->flags & G_POINT_STATE;
+	if (!state) {
+		wanted_hooks(st, p);
+		if (!LAUNDER(st->wanted))
+			return 0;
+	}
 	st->failed = 0;
 	st->iter = 0;
 	st->has_stepped = 0;
-	if (ck == CK_SYSCALL)
+	st->nr = 0;
+	st->sysnr = TETRAD_ANY_SYSCALL;
+	if (!(ck == CK_SYSCALL) && (p->flags & G_POINT_SYSNR))
+		/* raw_syscalls:sys_enter as a tracepoint: its `id` follows the
+		 * 8 bytes of common fields. Through a helper, as below: g_tp
+		 * also attaches to records of 8 bytes. */
+		bpf_probe_read_kernel(&st->sysnr, sizeof(st->sysnr), (char *)ctx + 8);
+	if (ck == CK_SYSCALL) {
 		/* perf_call_bpf_enter: 8 bytes, the syscall number, then each
-		 * argument in 8 bytes. Through a helper: a direct read past the
-		 * syscall's own arguments would make the kernel refuse to attach
-		 * the program to a syscall with fewer (max_ctx_offset). */
+		 * argument in 8 bytes (raw_syscalls:sys_enter has the same
+		 * layout). Through a helper: a direct read past the syscall's
+		 * own arguments would make the kernel refuse to attach the
+		 * program to a syscall with fewer (max_ctx_offset). */
+		st->nr = *(u32 *)((char *)ctx + 8);     /* within every record */
+		st->sysnr = st->nr;
 		bpf_probe_read_kernel(st->args, 6 * sizeof(u64), (char *)ctx + 16);
+	}
 #if G_PROG_TYPE == G_TYPE_KPROBE
 	if (ck == CK_REGS) {
 		struct pt_regs *regs = ctx;
@@ -832,14 +1096,90 @@ static __always_inline int begin(void *ctx, u32 ck, u32 lpoint)
 		st->args[4] = PT_REGS_PARM5(regs);
 		st->args[5] = PT_REGS_PARM6(regs);
 	}
+	if (ck == CK_USDT)
+		usdt_fetch(st, ctx, lpoint);
 #endif
 	if (ck == CK_ARRAY)
 		/* Through a helper: the verifier refuses a direct read past the
 		 * hook's own arguments, which differ per attach point. */
 		bpf_probe_read_kernel(st->args, 6 * sizeof(u64), ctx);
+	if (state) {
+		stages.call(ctx, S_STATE);
+		return tail_missed(S_STATE);
+	}
 	stages.call(ctx, S_READ);
 	return tail_missed(S_READ);
 }
+
+/* ---- the caller's namespaces and capabilities ------------------------------------ */
+
+#ifdef TETRAD_HAVE_STATE
+/* Whether a state predicate holds for the caller (`st->cur`); `base` is
+ * its image's start (execve_map's exec_state), NULL when unknown: then no
+ * change predicate holds. */
+static __always_inline bool spred_holds(struct g_state *st, struct g_spred *q,
+					struct tetrad_proc_state *base)
+{
+	struct tetrad_proc_state *c = &st->cur;
+	u8 kind = q->kind;
+	if (kind == G_SP_NS) {
+		u32 ns = q->index;
+		if (ns >= TETRAD_NS_COUNT)
+			return false;
+		u32 inum = c->ns[at(ns, 15)];
+#pragma unroll
+		for (int j = 0; j < G_SPRED_VALUES; j++)
+			if (j < q->nvals && inum == q->vals[j])
+				return true;
+		return false;
+	}
+	if (kind == G_SP_NSCHG) {
+		if (!base)
+			return false;
+		bool changed = false;
+#pragma unroll
+		for (int j = 0; j < TETRAD_NS_COUNT; j++)
+			/* 0: the kernel has no such namespace, or it was not known */
+			if ((q->mask >> j & 1) && base->ns[j] && base->ns[j] != c->ns[j])
+				changed = true;
+		return changed;
+	}
+	/* isNamespaceCapability: never in the host's user namespace */
+	if (q->userns && c->ns[TETRAD_NS_USER] == q->userns)
+		return false;
+	u32 set = q->index;
+	if (set > TETRAD_CAPS_INHERITABLE)
+		return false;
+	set = at(set, 3);
+	u64 now = c->caps[set], mask = q->mask;
+	if (kind == G_SP_CAPS_IN)
+		return (now & mask) != 0;
+	if (kind == G_SP_CAPS_NOTIN)
+		return (now & mask) == 0;
+	if (!base)
+		return false;
+	u64 then = base->caps[set];
+	if (kind == G_SP_CAPCHG_IN)
+		return (then & mask) != (now & mask);
+	if (kind == G_SP_CAPCHG_NOTIN)
+		return (then & mask) == (now & mask) && then != now;
+	return false;
+}
+
+/* After a selector with matchNamespaceChanges/matchCapabilityChanges chose
+ * a call, changes count from what the caller has now. */
+static __always_inline void rebase(struct g_state *st, u8 chg)
+{
+	u32 tgid = st->pid;
+	struct tetrad_exec_entry *e = execve_map.lookup(&tgid);
+	if (!e)
+		return;
+	if (chg & G_SEL_NSCHG)
+		__builtin_memcpy(e->exec_state.ns, st->cur.ns, sizeof(st->cur.ns));
+	if (chg & G_SEL_CAPCHG)
+		__builtin_memcpy(e->exec_state.caps, st->cur.caps, sizeof(st->cur.caps));
+}
+#endif
 
 /* ---- selection ------------------------------------------------------------------ */
 
@@ -857,7 +1197,8 @@ static __always_inline bool masks_hold(struct g_state *st, struct g_selector *se
 		u64 known = st->hits[w] & ~unk;
 		u64 pos = sel->pos[w], neg = sel->neg[w];
 		bad |= known & neg;
-		bad |= pos & ~(known | (unk & ~strict));
+		/* A return value's tests hold until it is known. */
+		bad |= pos & ~(known | (unk & ~strict) | st->later[w]);
 		bad |= (pos | neg) & unk & strict;
 	}
 	return bad == 0;
@@ -888,6 +1229,56 @@ static __always_inline struct g_slot *arg_slot(struct g_state *st, struct g_hook
 	return &st->slots[h->argslot[at(j, 7)] & G_SLOT_MASK];
 }
 
+/* TrackSock (the sock at `sk` -> this process, in the hook's policy's
+ * scope) or UntrackSock. As Tetragon, a process not in execve_map is not
+ * recorded as an owner. */
+static __always_inline void track_sock(struct g_state *st, u32 scope, u64 sk, bool track)
+{
+	struct g_sock_key key = {};
+	if (!sk || !scope)
+		return;
+	key.sk = sk;
+	key.scope = scope;
+	if (!track) {
+		socktrack.delete(&key);
+		return;
+	}
+	if (!st->proc_ktime) {
+		u32 tgid = st->pid;
+		struct tetrad_exec_entry *e = execve_map.lookup(&tgid);
+		if (!e)
+			return;
+		st->proc_ktime = e->key.ktime;
+	}
+	struct g_sock_owner owner = {.pid = st->pid, .tid = st->tid, .ktime = st->proc_ktime};
+	socktrack.update(&key, &owner);
+}
+
+/* The record's process: the owner of a sock argument that the hook's
+ * policy tracks (the last such argument), as Tetragon reports network
+ * calls made in another task's context (softirq) for the process that owns
+ * the socket. */
+static __always_inline void sock_owner(struct g_msg *msg, struct g_hook *h)
+{
+	struct g_sock_key key = {};
+	key.scope = h->track;
+#pragma clang loop unroll(disable)
+	for (u32 j = 0; j < G_MAX_ARGS; j++) {
+		if (j >= BOUND(h->nargs))
+			break;
+		if (!(h->sockargs & (1u << j)))
+			continue;
+		struct g_sockinfo *si = (struct g_sockinfo *)msg->slots[j].data;
+		key.sk = si->cookie;
+		struct g_sock_owner *owner = socktrack.lookup(&key);
+		if (owner) {
+			msg->pid = owner->pid;
+			msg->tid = owner->tid;
+			msg->proc_ktime = owner->ktime;
+		}
+	}
+}
+
 static __always_inline bool rate_limited(struct g_state *st, struct g_hook *h, u32 sel, u32 seconds)
 {
 	/* Key: hook, selector, process and the first bytes of each argument. */
@@ -911,7 +1302,17 @@ static __always_inline bool rate_limited(struct g_state *st, struct g_hook *h, u
 }
 
 /* The record: the hook's own arguments, in its order. */
-static __always_inline void post(struct g_scratch *sc, struct g_hook *h, u8 sel, u8 action, u8 flags)
+#if G_PROG_TYPE == G_TYPE_TP || G_PROG_TYPE == G_TYPE_KPROBE
+/* Kernel and user stacks of kprobe and syscall hooks (Tetragon reports
+ * them on process_kprobe only). */
+BPF_STACK_TRACE(stacks, G_STACKS);
+#define G_HAS_STACKS 1
+#else
+#define G_HAS_STACKS 0
+#endif
+
+static __always_inline void post(void *ctx, struct g_scratch *sc, struct g_hook *h, u8 sel,
+				 u8 action, u8 flags, u8 stack)
 {
 	struct g_state *st = &sc->st;
 	struct g_msg *msg = &sc->out;
@@ -955,6 +1356,17 @@ static __always_inline void post(struct g_scratch *sc, struct g_hook *h, u8 sel,
 	msg->action = action;
 	msg->flags = flags;
 	msg->nslots = n;
+	msg->kstack = G_NO_STACK;
+	msg->ustack = G_NO_STACK;
+#if G_HAS_STACKS
+	if (stack & G_STACK_KERNEL)
+		msg->kstack = stacks.get_stackid(ctx, 0);
+	if (stack & G_STACK_USER)
+		msg->ustack = stacks.get_stackid(ctx, BPF_F_USER_STACK);
+#endif
+	if (h->track && h->sockargs)
+		sock_owner(msg, h);
+	msg->nr = st->nr;
 	if (events.ringbuf_output(msg, size, TETRAD_RB_FLAGS) < 0) {
 		if (stats)
 			__sync_fetch_and_add(&stats->dropped, 1);
@@ -965,13 +1377,35 @@ static __always_inline void post(struct g_scratch *sc, struct g_hook *h, u8 sel,
 
 /* Runs a chosen selector's actions; returns the LSM/override verdict (0 or
  * a negative errno). */
+/* A decision for the enforcer on the syscall this thread is entering (or,
+ * outside a syscall's entry, its next enforced one): bpf/enforcer.c.
+ * Never at a return: the syscall has run by then, and the note would hit
+ * the thread's next call instead. */
+static __always_inline void leave_note(struct g_state *st, struct g_hook *h, s32 error, u32 sig)
+{
+	if (st->at_return)
+		return;
+	struct tetrad_enforce_note note = {.error = error, .sig = sig, .nr = st->sysnr,
+					   .hook_id = h->id};
+	u64 id = (u64)st->pid << 32 | st->tid;
+	enforce_notes.update(&id, &note);
+}
+
 static __always_inline int run_actions(void *ctx, struct g_scratch *sc, struct g_hook *h, u8 sel,
 				       struct g_action *acts, u8 *nact, u8 msg_flags)
 {
+	struct g_state *st = &sc->st;
 	bool monitor = h->flags & G_HOOK_MONITOR;
 	bool do_post = true, limited = false;
 	int verdict = 0;
-	u8 shown = G_ACT_POST;
+
+	/* The event's action (the last that did something, an enforcing one
+	 * before any other) and whether one enforced, kept in map memory: as
+	 * registers, the verifier would walk the actions once per combination
+	 * of their values. */
+	LAUNDER(st->shown) = G_ACT_POST;
+	LAUNDER(st->enforcing) = 0;
+	LAUNDER(st->stack) = 0;
 
 #pragma clang loop unroll(disable)
 	for (u32 i = 0; i < G_MAX_ACTIONS; i++) {
@@ -982,28 +1416,52 @@ static __always_inline int run_actions(void *ctx, struct g_scratch *sc, struct g
 		if (action == G_ACT_NOPOST) {
 			do_post = false;
 		} else if (action == G_ACT_POST) {
+			LAUNDER(st->stack) |= a->stack;
 			if (a->rate_limit_s && rate_limited(&sc->st, h, sel, a->rate_limit_s)) {
 				do_post = false;
 				limited = true;
 			}
 		} else if (action == G_ACT_SIGKILL || action == G_ACT_SIGNAL) {
-			shown = action;
+			LAUNDER(st->shown) = action;
+			LAUNDER(st->enforcing) = 1;
 			if (!monitor)
 				bpf_send_signal(action == G_ACT_SIGKILL ? 9 : a->arg);
+		} else if (action == G_ACT_TRACKSOCK || action == G_ACT_UNTRACKSOCK) {
+			/* argSock: a position in the hook's arguments, a sock. */
+			struct g_sockinfo *si = (struct g_sockinfo *)arg_slot(st, h, a->arg)->data;
+			if (!LAUNDER(st->enforcing))
+				LAUNDER(st->shown) = action;
+			track_sock(st, h->track, si->cookie, action == G_ACT_TRACKSOCK);
+		} else if (action == G_ACT_GETURL || action == G_ACT_DNSLOOKUP) {
+			/* User space does it when the record comes. */
+			if (!LAUNDER(st->enforcing))
+				LAUNDER(st->shown) = action;
 		} else if (action == G_ACT_OVERRIDE) {
-			shown = action;
+			LAUNDER(st->shown) = action;
+			LAUNDER(st->enforcing) = 1;
 			if (!monitor) {
 				verdict = a->arg;
 #if G_PROG_TYPE == G_TYPE_KPROBE && defined(G_OVERRIDE_RETURN)
 				bpf_override_return(ctx, a->arg);
 #endif
+#if G_PROG_TYPE == G_TYPE_TP
+				/* A syscall hook: the enforcer on the syscall's
+				 * function returns the error. */
+				leave_note(&sc->st, h, a->arg, 0);
+#endif
 			}
+		} else if (action == G_ACT_NOTIFY) {
+			LAUNDER(st->shown) = action;
+			LAUNDER(st->enforcing) = 1;
+			if (!monitor)
+				leave_note(&sc->st, h, a->arg, a->arg2);
 		}
 		/* FollowFD/UnfollowFD: fds resolve from the fd table. */
 	}
+	bool enforcing = LAUNDER(st->enforcing);
 	struct g_hook_stats *stats = stats_of(h->id);
 	if (stats) {
-		if (shown != G_ACT_POST) {
+		if (enforcing) {
 			if (monitor)
 				__sync_fetch_and_add(&stats->monitored, 1);
 			else
@@ -1013,9 +1471,9 @@ static __always_inline int run_actions(void *ctx, struct g_scratch *sc, struct g
 			__sync_fetch_and_add(&stats->rate_limited, 1);
 	}
 	if (do_post) {
-		if (monitor && shown != G_ACT_POST)
+		if (monitor && enforcing)
 			msg_flags |= G_MSG_MONITOR;
-		post(sc, h, sel, shown, msg_flags);
+		post(ctx, sc, h, sel, LAUNDER(st->shown), msg_flags, LAUNDER(st->stack));
 	}
 	return verdict;
 }
@@ -1026,10 +1484,17 @@ static __always_inline int act(void *ctx, struct g_scratch *sc, struct g_hook *h
 {
 	bool ret = sc->st.at_return && (h->flags & G_HOOK_RETURN);
 	u8 flags = ret ? G_MSG_RETURN : 0;
+	if (ret && h->ret_action)
+		/* returnArgAction: the returned sock, whatever matchReturnArgs says. */
+		track_sock(&sc->st, h->track, sc->st.retval, h->ret_action == G_ACT_TRACKSOCK);
 	if (s == ALL_SEL)
 		/* No selector: no action, Post (h->nsel is 0 here). */
 		return run_actions(ctx, sc, h, 0, h->sel[0].act, &h->nsel, flags);
 	struct g_selector *sel = &h->sel[at(s, G_MAX_SEL - 1)];
+#ifdef TETRAD_HAVE_STATE
+	if (sel->chg)
+		rebase(&sc->st, sel->chg);
+#endif
 	if (ret) {
 		if (sel->has_ret && int_match(&sel->ret, sel->ret.op, sc->st.retval) ==
 		    (bool)sel->ret.negate)
@@ -1103,12 +1568,32 @@ static __always_inline int finish(void *ctx, u32 lpoint, s64 retval)
 			read_ubuf(s, v, retval);
 			continue;
 		}
+#ifndef TETRAD_NO_BTF
+		if ((d->flags & GS_RETVAL) && d->kind == GA_SOCK) {
+			/* A returned sock. */
+			s->flags = 0;
+			s->len = 0;
+			slot_sock(s, (void *)retval);
+			continue;
+		}
+#endif
+		if (d->flags & GS_RETVAL) {
+			/* A returned string (returnArg of a uprobe). */
+			s->flags = 0;
+			s->len = 0;
+			s->ival = retval;
+			if (d->kind == GA_USTR)
+				string_read(s, bpf_probe_read_user_str(s->data, G_STR_MAX, (void *)retval));
+			else if (d->kind == GA_KSTR)
+				string_read(s, bpf_probe_read_kernel_str(s->data, G_STR_MAX, (void *)retval));
+			continue;
+		}
 		if (!st->deferred || !(failed & (1u << i)))
 			continue;
 		/* Read again what was unreadable at entry: strings, buffers and
 		 * socket addresses (other kinds stay unreadable). */
 		u8 kind = d->kind;
-		if (kind != GA_USTR && kind != GA_UBUF && kind != GA_USOCKADDR) {
+		if (kind != GA_USTR && kind != GA_UBUF && kind != GA_USOCKADDR && kind != GA_USOCKADDR_UN) {
 			s->flags |= G_SLOT_ERROR;
 			continue;
 		}
@@ -1118,8 +1603,10 @@ static __always_inline int finish(void *ctx, u32 lpoint, s64 retval)
 			string_read(s, bpf_probe_read_user_str(s->data, G_STR_MAX, (void *)v));
 		else if (kind == GA_UBUF)
 			read_ubuf(s, v, s->ival);
+		else if (kind == GA_USOCKADDR_UN)
+			slot_sockaddr_un(s, (void *)v, arg_or(st, d->sizesrc, 0), true);
 		else    /* a sockaddr: its length argument is gone at exit */
-			slot_usockaddr(s, (void *)v, 0);
+			slot_sockaddr(s, (void *)v, 0, true);
 		if (!(s->flags & G_SLOT_ERROR))
 			failed &= ~(1u << i);
 		else
@@ -1136,14 +1623,14 @@ static __always_inline int finish(void *ctx, u32 lpoint, s64 retval)
 		stages.call(ctx, S_EVAL);
 		return tail_missed(S_EVAL);
 	}
-	st->acting = 0;
-#pragma clang loop unroll(disable)
-	for (u32 i = 0; i < G_POINT_HOOKS; i++) {
-		if (i >= BOUND(p->nhooks))
-			break;
-		if (st->sel[at(i, G_POINT_HOOKS - 1)] != NO_SEL)
-			LAUNDER(st->acting) |= 1u << i;
+	/* Only the return hooks that waited: the others acted at entry. */
+	if (p->flags & G_POINT_RETVAL) {
+		/* Tests on return values: select again, knowing them. */
+		st->wanted = st->waiting;
+		stages.call(ctx, S_EVAL);
+		return tail_missed(S_EVAL);
 	}
+	st->acting = st->waiting;
 	if (st->acting) {
 		stages.call(ctx, S_ACT);
 		return tail_missed(S_ACT);
@@ -1153,6 +1640,44 @@ static __always_inline int finish(void *ctx, u32 lpoint, s64 retval)
 #endif
 
 /* ---- stages --------------------------------------------------------------------- */
+
+/* S_STATE: the caller's namespaces and capabilities, as they are at this
+ * call, against the point's state predicates (caller bits); then the hooks
+ * that want the caller, as the entry does for points without them. */
+int g_caller(void *ctx)
+{
+	struct g_scratch *sc = get_scratch();
+	if (!sc)
+		return 0;
+	struct g_state *st = &sc->st;
+	u32 point = st->point;
+	struct g_point *p = points.lookup(&point);
+	if (!p)
+		return 0;
+#ifdef TETRAD_HAVE_STATE
+	read_proc_state((void *)bpf_get_current_task(), &st->cur);
+	struct tetrad_proc_state *base = NULL;
+	if (p->flags & G_POINT_BASE) {
+		u32 tgid = st->pid;
+		struct tetrad_exec_entry *e = execve_map.lookup(&tgid);
+		if (e)
+			base = &e->exec_state;
+	}
+#pragma clang loop unroll(disable)
+	for (u32 i = 0; i < G_MAX_SPREDS; i++) {
+		if (i >= BOUND(p->nspreds))
+			break;
+		struct g_spred *q = &p->spred[at(i, G_MAX_SPREDS - 1)];
+		if (spred_holds(st, q, base))
+			LAUNDER(st->callerhits) |= 1ULL << (q->bit & 63);
+	}
+#endif
+	wanted_hooks(st, p);
+	if (!LAUNDER(st->wanted))
+		return 0;
+	stages.call(ctx, S_READ);
+	return tail_missed(S_READ);
+}
 
 /* S_READ: slot `iter`, then the next; after the last, unreadable user
  * memory is deferred to the call's return (G_POINT_RETRY) or marked. */
@@ -1311,17 +1836,22 @@ int g_eval(void *ctx)
 		return 0;
 	__builtin_memset(st->hits, 0, sizeof(st->hits));
 	__builtin_memset(st->unknown, 0, sizeof(st->unknown));
+	__builtin_memset(st->later, 0, sizeof(st->later));
 #pragma clang loop unroll(disable)
 	for (u32 i = 0; i < G_MAX_SLOTS; i++) {
 		if (i >= BOUND(p->nslots))
 			break;
 		u32 k = at(i, G_SLOT_MASK);
 		struct g_slot *s = &st->slots[k];
+		u8 f = p->slot[k].flags;
+		if ((f & GS_RETVAL) && !st->at_return) {
+			or_bits(st->later, (struct g_bits *)&p->slot_bits[k * G_WORDS]);
+			continue;
+		}
 		if (s->flags & G_SLOT_UNREADABLE) {
 			or_bits(st->unknown, (struct g_bits *)&p->slot_bits[k * G_WORDS]);
 			continue;
 		}
-		u8 f = p->slot[k].flags;
 		u32 len = s->len & G_STR_MASK;
 		u32 lp = st->lpoint;
 		if (f & GS_FWD)
@@ -1365,7 +1895,7 @@ int g_select(void *ctx)
 		return 0;
 	/* Accumulated in map memory (see wanted_hooks). */
 	st->acting = 0;
-	st->waits = 0;
+	st->waiting = 0;
 #pragma clang loop unroll(disable)
 	for (u32 i = 0; i < G_POINT_HOOKS; i++) {
 		if (i >= BOUND(p->nhooks))
@@ -1383,12 +1913,12 @@ int g_select(void *ctx)
 		if (s == NO_SEL)
 			continue;
 		if ((h->flags & G_HOOK_RETURN) && !st->at_return)
-			LAUNDER(st->waits) = 1;
+			LAUNDER(st->waiting) |= 1u << i;
 		else
 			LAUNDER(st->acting) |= 1u << i;
 	}
 #if G_HAS_EXIT
-	if (LAUNDER(st->waits))
+	if (LAUNDER(st->waiting))
 		defer(st);
 #endif
 	if (LAUNDER(st->acting)) {
@@ -1465,6 +1995,18 @@ int g_tp(void *ctx)
 {
 	return begin(ctx, CK_TRACEPOINT, point_const());
 }
+
+/* Every syscall (a generated_syscalls list): raw_syscalls:sys_{enter,exit},
+ * whose records are laid out as syscalls:sys_{enter,exit}_*'s. */
+int g_sys_any(void *ctx)
+{
+	return begin(ctx, CK_SYSCALL, point_const());
+}
+
+int g_sys_any_exit(void *ctx)
+{
+	return finish(ctx, point_const(), *(s64 *)((char *)ctx + 16));
+}
 #elif G_PROG_TYPE == G_TYPE_KPROBE
 int g_kprobe(struct pt_regs *ctx)
 {
@@ -1474,6 +2016,11 @@ int g_kprobe(struct pt_regs *ctx)
 int g_kretprobe(struct pt_regs *ctx)
 {
 	return finish(ctx, point_const(), PT_REGS_RC(ctx));
+}
+
+int g_usdt(struct pt_regs *ctx)
+{
+	return begin(ctx, CK_USDT, point_const());
 }
 #elif G_PROG_TYPE == G_TYPE_LSM
 int g_lsm(unsigned long long *ctx)

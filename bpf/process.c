@@ -1,15 +1,18 @@
-/* process.c - the process lifecycle sensor: exec, fork, exit.
+/* process.c - the process lifecycle sensor: exec, fork, exit, and the
+ * credentials and namespaces of every process.
  *
  * Layout-independent by construction: everything that identifies a process
  * comes from tracepoint fields and BPF helpers, so it is right on any
  * kernel. The enrichments read kernel structs — the arguments (the new
  * image's argument area, mm->arg_start..arg_end), the binary's resolved
- * path and the cwd (walking dentries), and the login uid — and they use byte
+ * path and the cwd (walking dentries), the login uid, and the credentials
+ * and namespace inode numbers (bpf/proc_state.h) — and they use byte
  * offsets that user space computes from the running kernel's own BTF
  * (tetrad/sensors/offsets.py passes them as -DOFF_*), never the offsets of
  * whatever headers happen to be installed. Without BTF, TETRAD_NO_BTF is set:
  * paths are left to user space (flag noCWDSupport) and argv is read from the
- * caller's memory at syscall entry instead (see "argv").
+ * caller's memory at syscall entry instead (see "argv"); credentials and
+ * namespaces are then not tracked (TETRAD_HAVE_STATE unset).
  *
  * Hooks:
  *   sched:sched_process_exec            exec record; execve_map[tgid] updated
@@ -18,22 +21,32 @@
  *                                       clone record; its clone_flags tell
  *                                       threads from processes without
  *                                       reading task_struct (which
- *                                       sched_process_fork would need)
+ *                                       sched_process_fork would need). A raw
+ *                                       tracepoint where credentials are
+ *                                       tracked: it hands over the child's
+ *                                       task, whose new namespaces and
+ *                                       credentials (CLONE_NEW*) are read
+ *   syscalls:sys_exit_set*id, capset,   credentials/namespaces changed after
+ *     prctl, unshare, setns             exec: execve_map[tgid].state and a
+ *                                       state record (see "state"); attached
+ *                                       only when user space asks
  *   syscalls:sys_enter_exit_group/exit  exit code
  *   signal:signal_generate/deliver      death by signal (see exit_by_signal)
  *   sched:sched_process_exit            exit record when the group is dead
  *   cgroup:cgroup_mkdir/rmdir           cgroup v2 directories made/removed
  *
- * Policy programs write their records into the same ring buffer, match on
- * the binary of the current process (matchBinaries) from execve_map, and
- * read `shed`: their references to these maps are pointed at this
- * sensor's when they are loaded (shared_maps.h).
+ * Policy programs write their records into the same ring buffer and match
+ * on the binary, namespaces and capabilities of the current process from
+ * execve_map; they read `shed`: their references to these maps are pointed
+ * at this sensor's when they are loaded (shared_maps.h).
  */
 #include <uapi/linux/ptrace.h>
 #include <linux/sched.h>
 #include "tetrad_events.h"
 #include "execve_map.h"
+#include "shared_maps.h"
 #include "path_walk.h"
+#include "proc_state.h"
 
 #ifndef RINGBUF_PAGES
 #define RINGBUF_PAGES 2048          /* 8 MiB with 4 KiB pages */
@@ -54,6 +67,9 @@ BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
 BPF_TABLE("hash", u32, struct tetrad_exec_entry, execve_map, EXECVE_MAP_ENTRIES);
 /* Written by user space, read by policy programs (shared_maps.h). */
 BPF_ARRAY(shed, u32, 1);
+/* Not used here: owned here so that every policy program and enforcer
+ * shares one (shared_maps.h). */
+BPF_TABLE("lru_hash", u64, struct tetrad_enforce_note, enforce_notes, ENFORCE_NOTES);
 BPF_PERCPU_ARRAY(exec_heap, struct exec_scratch, 1);
 BPF_PERCPU_ARRAY(walk_heap, struct walk_scratch, 1);
 /* Never written: the zero value new execve_map entries start from. */
@@ -271,6 +287,12 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
 	m->flags |= TETRAD_F_NO_CWD;
 #endif
 
+#ifdef TETRAD_HAVE_STATE
+	read_proc_state((void *)bpf_get_current_task(), &m->state);
+#else
+	__builtin_memset(&m->state, 0, sizeof(m->state));
+#endif
+
 	unsigned short loc = args->data_loc_filename & 0xFFFF;
 	long fl = bpf_probe_read_kernel_str(&s->data[off & DATA_MASK], FILENAME_READ,
 					    (char *)args + loc);
@@ -305,6 +327,8 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
 	e->exit_code = 0;
 	e->sig_candidate = 0;
 	e->thread_code = 0;
+	__builtin_memcpy(&e->exec_state, &m->state, sizeof(m->state));
+	__builtin_memcpy(&e->state, &m->state, sizeof(m->state));
 #ifndef TETRAD_NO_BTF
 	{
 		u32 blen = m->exe_len;
@@ -329,21 +353,22 @@ emit:;
 
 /* ---- fork ----------------------------------------------------------------- */
 
-TRACEPOINT_PROBE(task, task_newtask)
+/* `task` is the child's task_struct where credentials are tracked (the raw
+ * tracepoint's argument), else NULL. */
+static __always_inline int on_fork(u32 child, u64 clone_flags, void *task)
 {
 	u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct tetrad_exec_entry *parent = execve_map.lookup(&tgid);
 	if (!parent)
 		return 0;   /* kernel threads, or a parent we never learned */
 
-	if (args->clone_flags & CLONE_THREAD_FLAG) {
+	if (clone_flags & CLONE_THREAD_FLAG) {
 #ifndef TETRAD_HAVE_GROUP_DEAD
 		__sync_fetch_and_add(&parent->threads, 1);
 #endif
 		return 0;
 	}
 
-	u32 child = args->pid;
 	if (execve_map.update(&child, parent) < 0) {
 		u32 zero = 0;
 		count(map_errors.lookup(&zero));
@@ -361,19 +386,126 @@ TRACEPOINT_PROBE(task, task_newtask)
 	c->exit_code = 0;
 	c->sig_candidate = 0;
 	c->thread_code = 0;
+	/* The child runs its parent's image: exec_state stays the parent's,
+	 * so a child made with CLONE_NEW* differs from it as it would after
+	 * unshare(). `state` is the child's own. */
+#ifdef TETRAD_HAVE_STATE
+	read_proc_state(task, &c->state);
+#endif
 
-	struct tetrad_msg_clone m = {};
-	fill_header(&m.hdr, TETRAD_OP_CLONE, sizeof(m));
-	c->key.ktime = m.hdr.ktime;
-	m.proc = c->key;
-	m.parent = c->parent;
-	m.flags = c->flags;
-	if (events.ringbuf_output(&m, sizeof(m), TETRAD_RB_FLAGS) < 0) {
+	struct tetrad_msg_clone *m = events.ringbuf_reserve(sizeof(struct tetrad_msg_clone));
+	if (!m) {
 		u32 op = TETRAD_OP_CLONE;
 		count(ringbuf_drops.lookup(&op));
+		return 0;
 	}
+	fill_header(&m->hdr, TETRAD_OP_CLONE, sizeof(*m));
+	c->key.ktime = m->hdr.ktime;
+	m->proc = c->key;
+	m->parent = c->parent;
+	m->flags = c->flags;
+	m->pad = 0;
+	__builtin_memcpy(&m->state, &c->state, sizeof(m->state));
+	events.ringbuf_submit(m, TETRAD_RB_FLAGS);
 	return 0;
 }
+
+#ifdef TETRAD_HAVE_STATE
+/* task_newtask(struct task_struct *task, unsigned long clone_flags) */
+RAW_TRACEPOINT_PROBE(task_newtask)
+{
+	void *task = (void *)ctx->args[0];
+	u32 child = 0;
+	bpf_probe_read_kernel(&child, sizeof(child), (char *)task + OFF_TASK_PID);
+	return on_fork(child, ctx->args[1], task);
+}
+#else
+TRACEPOINT_PROBE(task, task_newtask)
+{
+	return on_fork(args->pid, args->clone_flags, NULL);
+}
+#endif
+
+/* ---- state ------------------------------------------------------------------ *
+ *
+ * execve_map[tgid].state follows credentials and namespaces that change after
+ * exec while user space has follow_state attached: at the exit of each
+ * syscall that can change them, the calling thread's values are read again;
+ * when they differ from what the entry holds, the entry is updated and a
+ * state record tells user space (the process's later events carry the new
+ * values). Without it, `state` is as at the last exec or fork. A fork reads
+ * the child's own (clone flags CLONE_NEW*), an exec starts over (setuid
+ * binaries, file capabilities, the time namespace for children becoming
+ * the task's).
+ *
+ * What following misses (execve_map.state stays as last seen until the next
+ * exec or the next of these syscalls in the process):
+ *   - 32-bit compat syscalls (x86 int 0x80, ia32 setuid32, ...): syscall
+ *     tracepoints do not fire for them;
+ *   - changes not made by these syscalls: credentials another task's
+ *     keyctl(KEYCTL_SESSION_TO_PARENT) installs, LSM-specific changes;
+ *   - per-thread differences: credentials belong to threads; the entry holds
+ *     those of the thread that changed last (glibc changes all threads);
+ *   - failed reads (a kernel page that cannot be read): the entry keeps
+ *     its previous values.
+ * Fields that are not tracked at all: supplementary groups, the bounding
+ * and ambient capability sets.
+ */
+#ifdef TETRAD_HAVE_STATE
+BPF_PERCPU_ARRAY(state_heap, struct tetrad_proc_state, 1);
+
+static __always_inline bool same_state(struct tetrad_proc_state *a, struct tetrad_proc_state *b)
+{
+	u64 *x = (u64 *)a, *y = (u64 *)b;
+	u64 diff = 0;
+#pragma unroll
+	for (int i = 0; i < sizeof(*a) / 8; i++)
+		diff |= x[i] ^ y[i];
+	return diff == 0;
+}
+
+static __always_inline int refresh_state(int syscall)
+{
+	u64 pid_tgid = bpf_get_current_pid_tgid();
+	u32 tgid = pid_tgid >> 32;
+	u32 zero = 0;
+	struct tetrad_exec_entry *e = execve_map.lookup(&tgid);
+	struct tetrad_proc_state *s = state_heap.lookup(&zero);
+	if (!e || !s)
+		return 0;
+	read_proc_state((void *)bpf_get_current_task(), s);
+	if (same_state(s, &e->state))
+		return 0;
+	__builtin_memcpy(&e->state, s, sizeof(*s));
+
+	struct tetrad_msg_state *m = events.ringbuf_reserve(sizeof(struct tetrad_msg_state));
+	if (!m) {
+		u32 op = TETRAD_OP_STATE;
+		count(ringbuf_drops.lookup(&op));
+		return 0;
+	}
+	fill_header(&m->hdr, TETRAD_OP_STATE, sizeof(*m));
+	m->proc = e->key;
+	m->tid = (u32)pid_tgid;
+	m->syscall = syscall;
+	__builtin_memcpy(&m->state, s, sizeof(*s));
+	events.ringbuf_submit(m, TETRAD_RB_FLAGS);
+	return 0;
+}
+
+/* Attached by user space, on demand, to syscalls:sys_exit_* of the
+ * syscalls above (tetrad/sensors/process.py, STATE_SYSCALLS): a syscall
+ * tracepoint costs every syscall of the system a little once one is in
+ * use. All sys_exit_* records start alike; where their fields are comes
+ * from tracefs (-DSYS_EXIT_NR). A failed call changed nothing and is
+ * found equal. */
+#ifdef SYS_EXIT_NR
+int follow_state(void *ctx)
+{
+	return refresh_state(*(int *)((char *)ctx + SYS_EXIT_NR));
+}
+#endif
+#endif
 
 /* ---- exit status ---------------------------------------------------------- */
 

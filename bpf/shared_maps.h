@@ -15,15 +15,31 @@
  *                process cache needs every one), and records user space
  *                would drop anyway cost it nothing. Enforcement does not
  *                depend on it.
+ *   enforce_notes  a decision to make a syscall fail, by thread (pid_tgid):
+ *                written by a policy program (NotifyEnforcer, or Override on
+ *                a syscall hook, whose tracepoint cannot change the call's
+ *                result), taken by the enforcer program on the syscall's
+ *                function (bpf/enforcer.c), which returns the error.
  */
 #ifndef TETRAD_SHARED_MAPS_H
 #define TETRAD_SHARED_MAPS_H
 
 #include "execve_map.h"
 
+struct tetrad_enforce_note {
+	__s32 error;            /* returned by the syscall instead of running it */
+	__u32 sig;              /* sent to the thread first, when not 0 */
+	__u32 nr;               /* the syscall it is for; ~0: the next one enforced */
+	__u32 hook_id;          /* the policy hook that decided (user space's id) */
+};
+
+#define ENFORCE_NOTES 8192
+#define TETRAD_ANY_SYSCALL 0xffffffff
+
 #define TETRAD_SHARED_MAPS                                                     \
 	BPF_RINGBUF_OUTPUT(events, 1);                                         \
 	BPF_TABLE("hash", u32, struct tetrad_exec_entry, execve_map, EXECVE_MAP_ENTRIES); \
-	BPF_ARRAY(shed, u32, 1)
+	BPF_ARRAY(shed, u32, 1);                                               \
+	BPF_TABLE("lru_hash", u64, struct tetrad_enforce_note, enforce_notes, ENFORCE_NOTES)
 
 #endif

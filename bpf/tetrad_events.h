@@ -16,6 +16,7 @@
 #define TETRAD_OP_CLONE 3
 #define TETRAD_OP_CGROUP_MKDIR 4
 #define TETRAD_OP_CGROUP_RMDIR 5
+#define TETRAD_OP_STATE 6
 
 /* Ring buffer records never wake the reader: waking it for each record
  * costs an inter-processor interrupt and a context switch per event on the
@@ -59,6 +60,59 @@ struct tetrad_msg_header {
 	__u64 ktime;       /* bpf_ktime_get_ns() when the record was made */
 };
 
+/* ---- credentials and namespaces ------------------------------------------- *
+ *
+ * What Tetragon's `process.cap`, `process.ns` and `process.process_credentials`
+ * report, and what matchNamespaces/matchCapabilities (and their *Changes)
+ * compare against. Read from the task by bpf/proc_state.h at exec, fork and
+ * the exits of the syscalls that change them. Ids are the kernel's (as seen
+ * from the initial user namespace), as in Tetragon.
+ */
+
+/* Indices of tetrad_proc_state.ns: Tetragon's ns_* order. */
+#define TETRAD_NS_UTS 0
+#define TETRAD_NS_IPC 1
+#define TETRAD_NS_MNT 2
+#define TETRAD_NS_PID 3
+#define TETRAD_NS_PID_FOR_CHILDREN 4
+#define TETRAD_NS_NET 5
+#define TETRAD_NS_TIME 6
+#define TETRAD_NS_TIME_FOR_CHILDREN 7
+#define TETRAD_NS_CGROUP 8
+#define TETRAD_NS_USER 9
+#define TETRAD_NS_COUNT 10
+
+/* Indices of tetrad_proc_state.caps: Tetragon's caps_* order. */
+#define TETRAD_CAPS_PERMITTED 0
+#define TETRAD_CAPS_EFFECTIVE 1
+#define TETRAD_CAPS_INHERITABLE 2
+
+/* tetrad_proc_state.known: which parts hold values. A part not known is
+ * zero (no BTF; a process from /proc has no securebits or user_ns). */
+#define TETRAD_STATE_CREDS      0x1 /* uid .. fsgid, caps                   */
+#define TETRAD_STATE_NS         0x2 /* ns[]; 0 where the kernel lacks a type */
+#define TETRAD_STATE_SECUREBITS 0x4
+#define TETRAD_STATE_USER_NS    0x8 /* user_ns_level, _owner, _group        */
+
+struct tetrad_proc_state {
+	__u32 known;                    /* TETRAD_STATE_*                      */
+	__u32 securebits;
+	__u32 uid;
+	__u32 gid;
+	__u32 suid;
+	__u32 sgid;
+	__u32 euid;
+	__u32 egid;
+	__u32 fsuid;
+	__u32 fsgid;
+	__u64 caps[3];                  /* TETRAD_CAPS_*: bit n = capability n */
+	__s32 user_ns_level;            /* 0: the initial user namespace       */
+	__u32 user_ns_owner;            /* uid and gid that made it            */
+	__u32 user_ns_group;
+	__u32 ns[TETRAD_NS_COUNT];      /* inode numbers, TETRAD_NS_*          */
+	__u32 pad;
+};
+
 /* Identity of a process as in Tetragon's exec_id: pid + ktime of its exec
  * (or of its fork, for a clone that has not exec'd). */
 struct tetrad_proc_key {
@@ -81,6 +135,7 @@ struct tetrad_msg_exec {
 	__u16 exe_len;                  /* binary path components, leaf first  */
 	__u16 cwd_len;                  /* cwd components, leaf first          */
 	__u16 filename_len;             /* path as given to execve             */
+	struct tetrad_proc_state state; /* as the new image starts             */
 	/* data[]: args | exe | cwd | filename */
 };
 
@@ -103,6 +158,17 @@ struct tetrad_msg_clone {
 	struct tetrad_proc_key parent;
 	__u32 flags;
 	__u32 pad;
+	struct tetrad_proc_state state; /* the child's, new namespaces included */
+};
+
+/* A process's credentials or namespaces changed after its exec (setuid,
+ * capset, unshare, setns, ...): the new values, for its later events. */
+struct tetrad_msg_state {
+	struct tetrad_msg_header hdr;
+	struct tetrad_proc_key proc;
+	__u32 tid;                      /* the thread that changed             */
+	__s32 syscall;                  /* whose exit saw the change           */
+	struct tetrad_proc_state state;
 };
 
 /* A cgroup v2 directory made or removed. Policies scoped to containers

@@ -20,14 +20,16 @@ cmd=${1:-}; shift || true
 case $cmd in run|test) ;; *) sed -n '2,6p' "$0" >&2; exit 2;; esac
 
 RUNTIME_PKGS=(python3 python3-bpfcc python3-systemd python3-watchdog python3-toml
-              python3-psutil python3-sdnotify python3-yaml python3-prometheus-client)
+              python3-psutil python3-sdnotify python3-yaml python3-prometheus-client
+              python3-pyelftools)
 # The tests also start a real Prometheus, rsyslogd and bash-completion, and
 # build a wheel into a venv (pip, setuptools, wheel, venv); they drive
 # containerd's CRI (grpcio, protobuf), check that the committed CRI modules
-# are what protoc and grpc_tools make of their .proto, and serve TLS (openssl).
+# are what protoc and grpc_tools make of their .proto, serve TLS (openssl),
+# and build a program with USDT probes (gcc, sys/sdt.h).
 TEST_PKGS=(python3-pytest python3-hypothesis python3-grpcio python3-protobuf podman runc busybox-static
            containerd prometheus rsyslog bash-completion python3-pip python3-setuptools python3-wheel
-           python3-venv protobuf-compiler python3-grpc-tools openssl)
+           python3-venv protobuf-compiler python3-grpc-tools openssl gcc systemtap-sdt-dev)
 KVER=$(uname -r)
 
 missing_pkgs() {

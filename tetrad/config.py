@@ -27,6 +27,7 @@ import toml
 from tetrad.paths import shipped_etc_dir
 from tetrad.plugins import KNOWN, PluginError, PluginRegistry
 from tetrad.process.redaction import Redaction
+from tetrad.useractions import parse_server
 
 ETC = Path("/etc/tetragon")
 
@@ -40,6 +41,8 @@ class ProcessConfig:
     cache_size: int = 65536
     ringbuf_pages: int = 2048
     execve_map_entries: int = 32768
+    enable_process_cred: bool = False
+    enable_process_ns: bool = False
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,13 @@ class ServerConfig:
 
 
 @dataclass(frozen=True)
+class ActionsConfig:
+    """The selector actions the daemon performs itself (tetrad/useractions.py)."""
+    dns_server: str = "1.1.1.1:53"          # DnsLookup asks it (Tetragon's)
+    timeout: str = "5s"                     # per GetUrl request or DnsLookup query
+
+
+@dataclass(frozen=True)
 class Config:
     node_name: str = ""
     log_level: str = "info"
@@ -84,6 +94,7 @@ class Config:
     export: ExportConfig = ExportConfig()
     journald: JournaldConfig = JournaldConfig()
     server: ServerConfig = ServerConfig()
+    actions: ActionsConfig = ActionsConfig()
     # Installed plugins whose table is present: name -> its config dataclass.
     plugins: dict = field(default_factory=dict)
     sources: tuple = ()            # files read, in order (for `tetra status`)
@@ -150,9 +161,14 @@ def _merge(target, data: dict, source: str, prefix: str = ""):
         if check and not check(value):
             hint = _HINTS.get(dotted, "")
             raise ConfigError(f"{source}: {dotted} = {value!r} is out of range{': ' + hint if hint else ''}")
-        if dotted in ("stats_interval", "export.rotation_interval"):
+        if dotted in ("stats_interval", "export.rotation_interval", "actions.timeout"):
             try:
                 parse_duration(value)
+            except ValueError as err:
+                raise ConfigError(f"{source}: {dotted}: {err}") from None
+        if dotted == "actions.dns_server":
+            try:
+                parse_server(value)
             except ValueError as err:
                 raise ConfigError(f"{source}: {dotted}: {err}") from None
         changes[key] = value

@@ -43,18 +43,23 @@ from tetrad.events.policy import HookPlan
 from tetrad.libc import libc
 from tetrad.observer import Backpressure, Observer, Reader
 from tetrad.pipeline import PolicyEvents, ProcessEvents
+from tetrad.useractions import UserActions
 from tetrad.policy import registry as reg
 from tetrad.policy import workloads
 from tetrad.policy.cgroup_scope import CgroupScope
 from tetrad.policy.directory import PolicyDirectory, PolicyFiles
 from tetrad.policy.registry import PolicyRegistry
 from tetrad.policy.watch import DirectoryWatcher
+from tetrad.process.annotate import Annotator, host_namespaces
 from tetrad.process.cache import ProcessCache
 from tetrad.process.procfs import ProcfsScanner
 from tetrad.process.redaction import Redaction
+from tetrad.sensors import bpfobject
+from tetrad.sensors.enforcers import Enforcers
 from tetrad.sensors.generic import SHARED_MAPS, GenericPrograms
 from tetrad.sensors.policies import PolicyLoader
 from tetrad.sensors.process import ProcessSensor, ProcessSensorConfig
+from tetrad.sensors.stacks import Stacks
 from tetrad.sensors.teardown import close_tracepoints
 from tetrad.service.metrics import MetricsServer
 from tetrad.service.notify import Notifier
@@ -97,6 +102,10 @@ class DaemonConfig:
     socket_path: str = ""                  # local API; "" for none
     metrics_address: str = ""              # host:port for Prometheus; "" for none
     redaction: Redaction = Redaction()     # secrets hidden in arguments (process cache)
+    enable_process_cred: bool = False      # events carry cap, process_credentials
+    enable_process_ns: bool = False        # events carry ns
+    dns_server: str = "1.1.1.1:53"         # DnsLookup actions ask it
+    action_timeout_s: float = 5.0          # per GetUrl request or DnsLookup query
 
 
 def losses(stats: dict) -> dict[str, int]:
@@ -118,6 +127,13 @@ def losses(stats: dict) -> dict[str, int]:
         "unknown_hook": stats.get("policy_records_unknown_hook", 0),
         "api_client_slow": sum(s.get("client_drops", 0) for s in sinks),
     }
+
+
+def annotator(config: DaemonConfig) -> Annotator:
+    """What events say of credentials and namespaces; is_host compares with
+    pid 1's namespaces, read once here."""
+    cred, ns = config.enable_process_cred, config.enable_process_ns
+    return Annotator(cred, ns, host_namespaces() if cred or ns else ())
 
 
 def release_free_memory() -> None:
@@ -149,7 +165,7 @@ class Daemon:
         self.pods = next((p.pods for p in self.plugins if p.pods is not None), NO_PODS)
         self.clock = KtimeClock()
         self.cache = ProcessCache(config.node_name, self.clock, capacity=config.process_cache_size,
-                                  redaction=config.redaction)
+                                  redaction=config.redaction, annotator=annotator(config))
         self.streams = EventStreams(config.node_name)
         self.sinks = SinkDispatcher(sinks + [self.streams], capacity=config.sink_queue_size,
                                     clock=self.clock)
@@ -162,6 +178,8 @@ class Daemon:
         self.registry: PolicyRegistry | None = None
         self.process_events: ProcessEvents | None = None
         self.policy_events: PolicyEvents | None = None
+        self.stacks: Stacks | None = None
+        self.user_actions = UserActions(config.dns_server, config.action_timeout_s)
         self.files: PolicyFiles | None = None
         self.directory: PolicyDirectory | None = None
         self.watcher: DirectoryWatcher | None = None
@@ -190,21 +208,30 @@ class Daemon:
         log.info("kernel: %s", features.summary_line())
 
         sensor = self.sensor
-        programs = GenericPrograms(lambda: {name: sensor.bpf[name.encode()].map_fd for name in SHARED_MAPS},
-                                   self.config.bpf_cache)
+
+        def shared() -> dict[str, int]:
+            return {name: sensor.bpf[name.encode()].map_fd for name in SHARED_MAPS}
+        programs = GenericPrograms(shared, self.config.bpf_cache)
+        enforcers = Enforcers(shared, bpfobject.Cache(self.config.bpf_cache))
         # The programs nearly every policy set needs compile (or come from
         # the cache) in a child process while the process sensor compiles.
         programs.begin("syscall")
         with self.notify.busy(COMPILE_EXTEND_S, "compiling the process sensor"):
             self.sensor.load()
+        # Events carry credentials and namespaces: follow their changes after
+        # exec too (a few ns on every syscall while on; bpf/process.c).
+        self.sensor.follow_state_changes(self.config.enable_process_cred
+                                         or self.config.enable_process_ns)
         self.containers = ContainerResolver(pods=self.pods)
         scope = CgroupScope(self.containers, programs, self.containers.cgroup2_mount)
-        self.loader = PolicyLoader(programs, scope, prepare=HookPlan, progress=self._progress)
+        self.loader = PolicyLoader(programs, enforcers, scope, prepare=HookPlan, progress=self._progress)
         self.registry = PolicyRegistry(self.loader, admit=workloads.admission(self.pods.enabled))
         self.process_events = ProcessEvents(self.cache, self.clock, self.sinks.emit, self.containers)
         self.process_events.cgroup_listeners.append(scope.on_record)
         loader = self.loader
-        self.policy_events = PolicyEvents(self.cache, self.clock, self.sinks.emit, lambda: loader.hooks)
+        self.stacks = Stacks(programs.stack_map)
+        self.policy_events = PolicyEvents(self.cache, self.clock, self.sinks.emit, lambda: loader.hooks,
+                                          self.stacks, self.user_actions)
         for events in (self.process_events, self.policy_events):
             for op, decoder, handler in events.routes():
                 self.observer.register(op, decoder, handler)
@@ -415,6 +442,8 @@ class Daemon:
             "shedding": {"now": self.backpressure.shedding if self.backpressure else False,
                          "episodes": self.backpressure.episodes if self.backpressure else 0},
             "policy_records_unknown_hook": self.policy_events.unknown_hook if self.policy_events else 0,
+            # Stack traces asked for that the kernel did not keep (the event has none).
+            "stack_traces_lost": self.stacks.lost if self.stacks else 0,
             "ringbuf_drops": self.sensor.drops() if self.sensor.bpf else {},
             "policy_drops": policy_totals.get("dropped", 0),
             "policy_shed": policy_totals.get("shed", 0),
@@ -426,7 +455,8 @@ class Daemon:
             "sink_errors": self.sinks.errors,
             "sinks": self.sinks.per_sink(),
             "process_cache": {"size": cache.size, "capacity": cache.capacity,
-                              "misses": cache.misses, "evictions": cache.evictions},
+                              "misses": cache.misses, "evictions": cache.evictions,
+                              "state_misses": cache.state_misses},
             "containers": {k: getattr(self.containers, k, 0)
                            for k in ("lookups", "unresolved", "api_errors")},
             "policy_errors": (self.registry.errors if self.registry else 0)
@@ -436,6 +466,8 @@ class Daemon:
             "cgroup_scope": {"untracked": scope.untracked if scope else 0,
                              "map_full": scope.map_full if scope else 0},
             "plugins": {p.name: p.stats() for p in self.plugins},
+            # GetUrl/DnsLookup: requested, done (answered), failed, dropped (queue full).
+            "user_actions": dict(self.user_actions.counters),
         }
 
     def status(self) -> dict:
@@ -490,10 +522,13 @@ class Daemon:
             while time.monotonic() < until and self.observer.drain():
                 pass
         self.sinks.close(STOP_SINKS_S)
+        self.user_actions.close()
         final = self.stats_line()          # before unloading: it reads the policies' counters
         close_tracepoints([self.sensor.bpf], self.loader.tracepoint_fds() if self.loader else ())
         if self.loader is not None:
             self.loader.close()
+        if self.stacks is not None:
+            self.stacks.close()
         self.sensor.close()
         for plugin in self.plugins:
             plugin.close()

@@ -1,5 +1,5 @@
 """Records -> events, for every record the kernel sends: process records
--> cache -> events; policy records -> their hook and process -> events;
+-> cache -> events (state records only update the cache); policy records -> their hook and process -> events;
 cgroup records -> the container resolver and whoever else listens (policy
 scopes). Events then go to `emit` (filters and sinks, tetrad/sinks).
 
@@ -13,16 +13,16 @@ waiting: a record of a hook unloaded meanwhile is counted, not an error.
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Protocol
 
 from tetrad.abi.ops import ExitHow, Op
 from tetrad.decode import process as process_decode
-from tetrad.abi.generic import OP_GENERIC
+from tetrad.abi.generic import NO_STACK, OP_GENERIC
 from tetrad.decode.cgroup import CgroupRecord, decode_cgroup
 from tetrad.decode.generic import PolicyRecord, decode_policy
 from tetrad.decode.process import CloneRecord, ExecRecord, ExitRecord, ProcKey
 from tetrad.events.model import Event, exec_event, exit_event
-from tetrad.events.policy import policy_event
+from tetrad.events.policy import policy_event, user_actions
 from tetrad.timefmt import KtimeClock
 from tetrad.process.cache import ProcessCache
 
@@ -47,6 +47,7 @@ class ProcessEvents:
             (Op.EXEC, process_decode.decode_exec, self.on_exec),
             (Op.CLONE, process_decode.decode_clone, self.on_clone),
             (Op.EXIT, process_decode.decode_exit, self.on_exit),
+            (Op.STATE, process_decode.decode_state_record, self._cache.on_state),
             (Op.CGROUP_MKDIR, decode_cgroup, self.on_cgroup),
             (Op.CGROUP_RMDIR, decode_cgroup, self.on_cgroup),
         )
@@ -81,15 +82,26 @@ class ProcessEvents:
 HookTable = Callable[[], Mapping[tuple[int, int], tuple]]
 
 
+class StackFrames(Protocol):
+    """Stack ids of a record -> Tetragon's frames (tetrad/sensors/stacks.py)."""
+
+    def kernel(self, obj_id: int, stack_id: int) -> list[dict]: ...
+
+    def user(self, obj_id: int, stack_id: int, pid: int) -> list[dict]: ...
+
+
 class PolicyEvents:
     """Turns policy hook records into process_kprobe/tracepoint/lsm/uprobe
     events."""
 
-    def __init__(self, cache: ProcessCache, clock: KtimeClock, emit: Emit, hooks: HookTable):
+    def __init__(self, cache: ProcessCache, clock: KtimeClock, emit: Emit, hooks: HookTable,
+                 stacks: StackFrames | None = None, actions=None):
         self._cache = cache
         self._clock = clock
         self._emit = emit
         self._hooks = hooks
+        self._stacks = stacks
+        self._actions = actions          # UserActions (GetUrl, DnsLookup), or None
         self.unknown_hook = 0            # records of hooks unloaded since the kernel sent them
 
     def routes(self):
@@ -103,4 +115,14 @@ class PolicyEvents:
         process = self._cache.for_event(ProcKey(rec.pid, rec.proc_ktime) if rec.proc_ktime else None,
                                         rec.pid)
         parent = self._cache.get(process.parent_key)
-        self._emit(policy_event(rec, hook[1], self._clock.wall_ns(rec.ktime), process, parent))
+        stacks = {}
+        if self._stacks is not None:
+            if rec.kstack != NO_STACK:
+                stacks["kernel_stack_trace"] = self._stacks.kernel(rec.obj_id, rec.kstack)
+            if rec.ustack != NO_STACK:
+                stacks["user_stack_trace"] = self._stacks.user(rec.obj_id, rec.ustack, rec.pid)
+        self._emit(policy_event(rec, hook[1], self._clock.wall_ns(rec.ktime), process, parent, stacks))
+        if self._actions is not None and hook[1].user_actions:
+            todo = user_actions(rec, hook[1])
+            if todo:
+                self._actions.submit(todo)

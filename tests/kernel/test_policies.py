@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tetrad.bpf import unistd
+from tetrad.bpf import features, unistd
 from tetrad.policy.compile import compile_policy
 from tetrad.policy.kernel import kernel_facts
 from tetrad.policy.schema import parse
@@ -629,3 +629,40 @@ spec:
     assert f"NOT LOADABLE HERE {absent}" in out.stdout
     assert "no symbol 'no_such_symbol_here' in /bin/bash" in out.stdout
     assert "sys_enter_nosuchcall" in out.stdout
+
+
+def test_syscall_enforcement_is_loadable_exactly_where_the_kernel_can_fail_a_syscall(tmp_path):
+    """Override on a syscall hook and NotifyEnforcer need a fmod_ret program
+    or a kprobe override on the syscall's function: `policy check` says
+    loadable where the probe finds one (the guest), and names what is
+    missing where it does not (this CI machine). The enforcement itself is
+    tests/guest/test_enforcers_guest.py."""
+    policy = tmp_path / "deny.yaml"
+    policy.write_text(f"""apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: "deny"
+spec:
+  kprobes:
+  - call: "sys_openat"
+    syscall: true
+    args:
+    - index: 1
+      type: string
+    selectors:
+    - matchArgs:
+      - index: 1
+        operator: "Prefix"
+        values: ["{tmp_path}/denied/"]
+      matchActions:
+      - action: Override
+        argError: -13
+""")
+    out = subprocess.run([sys.executable, "-m", "tetrad", "policy", "check", str(policy)],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    if features.has_syscall_override().available:
+        assert out.returncode == 0 and "loadable on this kernel" in out.stdout, out.stdout + out.stderr
+    else:
+        assert out.returncode == 3, out.stdout + out.stderr
+        assert "Override needs making a syscall fail (fmod_ret, or a kprobe with " \
+               "bpf_override_return), which this kernel lacks" in out.stdout

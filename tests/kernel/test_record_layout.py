@@ -26,12 +26,15 @@ PAIRS = {
     "tetrad_msg_exec": records.MsgExec,
     "tetrad_msg_exit": records.MsgExit,
     "tetrad_msg_clone": records.MsgClone,
+    "tetrad_msg_state": records.MsgState,
+    "tetrad_proc_state": records.ProcState,
     "tetrad_exec_entry": records.ExecEntry,
     "g_sockinfo": encoding.SockInfo,
     "g_slot": encoding.Slot,
     "g_slot_desc": encoding.SlotDesc,
     "g_op": encoding.Op,
     "g_ipred": encoding.IPred,
+    "g_spred": encoding.SPred,
     "g_point": encoding.Point,
     "g_action": encoding.Action,
     "g_selector": encoding.Selector,
@@ -42,8 +45,12 @@ PAIRS = {
     "g_pid_key": encoding.PidKey,
     "g_pid_bits": encoding.PidBits,
     "g_cgroup_key": encoding.CgroupKey,
+    "g_sock_key": encoding.SockKey,
+    "g_sock_owner": encoding.SockOwner,
     "g_msg": encoding.Msg,
     "g_hook_stats": encoding.HookStats,
+    "g_usdt_arg": encoding.UsdtArg,
+    "g_usdt": encoding.Usdt,
 }
 # Read only through a decoder's struct format (no ctypes mirror).
 FORMAT_ONLY = ("tetrad_msg_cgroup",)
@@ -87,6 +94,10 @@ def fill(obj, counter) -> None:
             if issubclass(ctype._type_, ctypes.Structure):
                 for item in value:
                     fill(item, counter)
+            else:                                 # integer arrays
+                for i in range(len(value)):
+                    raw = bytes(next(counter) % 255 + 1 for _ in range(ctypes.sizeof(ctype._type_)))
+                    value[i] = int.from_bytes(raw, sys.byteorder)
         elif not isinstance(value, bytes):        # char arrays are set by each test
             raw = bytes(next(counter) % 255 + 1 for _ in range(ctypes.sizeof(ctype)))
             setattr(obj, name, int.from_bytes(raw, sys.byteorder))
@@ -105,6 +116,27 @@ def test_record_formats_match_compiled_structs(compiled):
     assert records.MSG_EXEC.size == sizeof("tetrad_msg_exec")
     assert records.MSG_EXIT.size == sizeof("tetrad_msg_exit")
     assert records.MSG_CLONE.size == sizeof("tetrad_msg_clone")
+    assert records.MSG_STATE.size == sizeof("tetrad_msg_state")
+    assert records.PROC_STATE.size == sizeof("tetrad_proc_state")
+
+
+def test_execve_map_entry_only_grows_at_its_end(compiled):
+    """Policy programs read key, parent, bin_len and binary at the offsets
+    they had before credentials and namespaces were appended."""
+    clang = compiled[b"layout_tetrad_exec_entry"].Leaf
+    assert (clang.key.offset, clang.parent.offset, clang.bin_len.offset, clang.binary.offset) == \
+        (0, 16, 56, 64)
+    assert clang.exec_state.offset == 320
+    assert clang.state.offset == 320 + ctypes.sizeof(records.ProcState)
+
+
+def assert_state(decoded, clang_state) -> None:
+    s = clang_state
+    assert decoded == process.ProcState(
+        known=s.known, securebits=s.securebits, uid=s.uid, gid=s.gid, suid=s.suid, sgid=s.sgid,
+        euid=s.euid, egid=s.egid, fsuid=s.fsuid, fsgid=s.fsgid, permitted=s.caps[0],
+        effective=s.caps[1], inheritable=s.caps[2], user_ns_level=s.user_ns_level,
+        user_ns_owner=s.user_ns_owner, user_ns_group=s.user_ns_group, ns=tuple(s.ns))
 
 
 def test_exec_format_reads_compiled_layout(compiled):
@@ -116,6 +148,7 @@ def test_exec_format_reads_compiled_layout(compiled):
         (m.hdr.ktime, m.pid, m.tid, m.uid, m.gid, m.auid, m.flags, m.cgroup_id)
     assert rec.parent == process.ProcKey(m.parent.pid, m.parent.ktime)
     assert (rec.argv, rec.exe, rec.cwd, rec.filename) == (("a", "b"), "exe", "/x", "f")
+    assert_state(rec.state, m.state)
 
 
 def test_exit_format_reads_compiled_layout(compiled):
@@ -135,6 +168,16 @@ def test_clone_format_reads_compiled_layout(compiled):
     assert (rec.ktime, rec.flags) == (m.hdr.ktime, m.flags)
     assert rec.proc == process.ProcKey(m.proc.pid, m.proc.ktime)
     assert rec.parent == process.ProcKey(m.parent.pid, m.parent.ktime)
+    assert_state(rec.state, m.state)
+
+
+def test_state_format_reads_compiled_layout(compiled):
+    m = clang_record(compiled, "tetrad_msg_state")
+    m.hdr.op = Op.STATE
+    rec = process.decode_state_record(bytes(m))
+    assert (rec.ktime, rec.tid, rec.syscall) == (m.hdr.ktime, m.tid, m.syscall)
+    assert rec.proc == process.ProcKey(m.proc.pid, m.proc.ktime)
+    assert_state(rec.state, m.state)
 
 
 def test_policy_record_format_reads_compiled_layout(compiled):

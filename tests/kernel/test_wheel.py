@@ -60,7 +60,7 @@ def test_wheel_holds_the_bpf_sources_and_default_config(venv):
     meta = zipfile.ZipFile(venv["wheel"]).read(next(n for n in names if n.endswith("/METADATA"))).decode()
     requires = {line.split(":", 1)[1].strip().replace("'", '"') for line in meta.splitlines()
                 if line.startswith("Requires-Dist:")}
-    assert {"watchdog", "toml", "psutil", "sdnotify", "PyYAML", "prometheus-client",
+    assert {"watchdog", "toml", "psutil", "sdnotify", "PyYAML", "prometheus-client", "pyelftools",
             'systemd-python ; extra == "journald"', 'grpcio ; extra == "cri"'} <= requires, requires
 
 

@@ -34,8 +34,8 @@ class BtfBuilder:
         self.count += 1
         return self.count
 
-    def int(self, name="int", size=4, bits=None, bit_offset=0):
-        encoding = (bit_offset << 16) | (size * 8 if bits is None else bits)
+    def int(self, name="int", size=4, bits=None, bit_offset=0, signed=False):
+        encoding = (int(signed) << 24) | (bit_offset << 16) | (size * 8 if bits is None else bits)
         return self._add("int", name, 0, size, struct.pack("<I", encoding))
 
     def ptr(self, to):

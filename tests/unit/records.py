@@ -4,12 +4,16 @@ written through the ctypes mirrors)."""
 import ctypes
 
 from tetrad.abi.ops import Op
-from tetrad.abi.records import MsgClone, MsgExec, MsgExit
+from tetrad.abi.records import MsgClone, MsgExec, MsgExit, MsgState
 
 
 def exec_bytes(*, pid, ktime, argv=(), exe="", cwd="", filename="", parent=(0, 0),
-               uid=0, gid=0, auid=0xFFFFFFFF, flags=1, tid=None, cgroup_id=0) -> bytes:
+               uid=0, gid=0, auid=0xFFFFFFFF, flags=1, tid=None, cgroup_id=0,
+               state=None) -> bytes:
+    """`state`: a tetrad.decode.process.ProcState, or None for none known."""
     m = MsgExec()
+    if state is not None:
+        m.state.fill(state)
     m.hdr.op = Op.EXEC
     m.hdr.ktime = ktime
     m.pid, m.tid = pid, pid if tid is None else tid
@@ -22,8 +26,10 @@ def exec_bytes(*, pid, ktime, argv=(), exe="", cwd="", filename="", parent=(0, 0
     return bytes(m) + b"".join(pieces)
 
 
-def clone_bytes(*, pid, ktime, parent=(0, 0), flags=0x800) -> bytes:
+def clone_bytes(*, pid, ktime, parent=(0, 0), flags=0x800, state=None) -> bytes:
     m = MsgClone()
+    if state is not None:
+        m.state.fill(state)
     m.hdr.op, m.hdr.ktime, m.hdr.size = Op.CLONE, ktime, ctypes.sizeof(m)
     m.proc.pid, m.proc.ktime = pid, ktime
     m.parent.pid, m.parent.ktime = parent
@@ -38,4 +44,14 @@ def exit_bytes(*, pid, ktime, proc_ktime, parent=(0, 0), how=1, code=0, tid=None
     m.parent.pid, m.parent.ktime = parent
     m.pid, m.tid = pid, pid if tid is None else tid
     m.how, m.code = how, code
+    return bytes(m)
+
+
+def state_bytes(*, pid, ktime, proc_ktime, state, tid=None, syscall=105) -> bytes:
+    m = MsgState()
+    m.hdr.op, m.hdr.ktime, m.hdr.size = Op.STATE, ktime, ctypes.sizeof(m)
+    m.proc.pid, m.proc.ktime = pid, proc_ktime
+    m.tid, m.syscall = pid if tid is None else tid, syscall
+    if state is not None:
+        m.state.fill(state)
     return bytes(m)

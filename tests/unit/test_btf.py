@@ -243,7 +243,6 @@ def test_module_btf_continues_the_kernels_ids_and_strings():
         vmlinux.type(alg)
 
 
-
 def test_enum_constants():
     b = BtfBuilder()
     small = b.enum("iter_type", [("ITER_UBUF", 0), ("ITER_IOVEC", 1), ("NEG", -1)])
@@ -254,3 +253,29 @@ def test_enum_constants():
     assert btf.enumerators(big) == {"X": 1 << 40}
     with pytest.raises(BtfError, match="not an enum"):
         btf.enumerators(number)
+
+
+def test_raw_tracepoint_prototypes_and_the_types_of_their_parameters():
+    """btf_trace_<event> is a typedef of a pointer to a prototype; the
+    parameters' types are told as C spells them, with width and sign."""
+    b = BtfBuilder()
+    void_ptr = b.ptr(0)
+    s32 = b.int("int", 4, signed=True)
+    pid_t = b.typedef("pid_t", s32)
+    char = b.int("char", 1, signed=True)
+    binprm = b.struct("linux_binprm", 64, [])
+    task = b.struct("task_struct", 64, [])
+    kind = b.enum("kind", [("A", 1)])
+    proto = b.func_proto(0, [("__data", void_ptr), ("p", b.ptr(task)), ("old_pid", pid_t),
+                             ("bprm", b.ptr(binprm)), ("name", b.ptr(b.const(char))), ("k", kind)])
+    b.typedef("btf_trace_sched_process_exec", b.ptr(proto))
+    btf = Btf.from_bytes(b.build())
+    params = btf.params(btf.find("btf_trace_sched_process_exec", "typedef"))
+    assert [p.name for p in params] == ["__data", "p", "old_pid", "bprm", "name", "k"]
+    types = [btf.value_type(p.type_id) for p in params]
+    assert [(t.kind, t.size, t.signed, t.c_type) for t in types] == [
+        ("ptr", 8, False, "void *"), ("ptr", 8, False, "struct task_struct *"),
+        ("int", 4, True, "int"), ("ptr", 8, False, "struct linux_binprm *"),
+        ("ptr", 8, False, "char *"), ("enum", 4, False, "enum kind")]
+    with pytest.raises(BtfError, match="not a function"):
+        btf.params(binprm)

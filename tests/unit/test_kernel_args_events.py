@@ -113,7 +113,7 @@ def test_capabilities_and_capability_sets():
 def test_strings_and_paths_of_struct_members():
     ev = event("vfs_something", arg(0, "net_device") + arg(1, "kiocb") + arg(2, "dentry"),
                [(0, b"lo", 0), (0, b"/tmp/x", 0), (0, b"/x", 0)])
-    assert ev["args"] == [{"string_arg": "lo"}, {"file_arg": {"path": "/tmp/x"}},
+    assert ev["args"] == [{"net_dev_arg": {"name": "lo"}}, {"file_arg": {"path": "/tmp/x"}},
                           {"path_arg": {"path": "/x"}}]
 
 

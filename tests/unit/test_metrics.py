@@ -36,6 +36,7 @@ def snapshot() -> dict:
                                    "lost_lines": 0, "backlog": 0}},
             "process_cache": {"size": 10, "capacity": 64, "misses": 1, "evictions": 0},
             "containers": {"lookups": 5, "unresolved": 1, "api_errors": 0},
+            "user_actions": {"requested": 3, "done": 2, "failed": 1, "dropped": 0},
             "losses": {"ringbuf_full": 11, "shed": 3, "queue_full": 8},
         },
         "latency": {"jsonfile": {"bounds_s": list(LATENCY_BUCKETS_S),
@@ -68,6 +69,7 @@ def test_series_carry_tetragon_names_and_the_snapshot_values():
     assert got[("tetrad_sink_counts_total", (("counter", "rotations"), ("sink", "jsonfile")))] == 2
     assert got[("tetrad_policy_user_memory_reads_total",
                 (("outcome", "unreadable"), ("policy", "files")))] == 5
+    assert got[("tetrad_user_actions_total", (("result", "failed"),))] == 1
     assert got[("tetragon_build_info", (("version", metrics.__version__),))] == 1
     assert got[("process_open_fds", ())] > 0            # the process's own series too
 

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from tetrad.abi import generic as enc
+from tetrad.bpf.btf import ValueType
 from tetrad.policy.compile import (KernelFacts, compile_policy, parse_tracepoint_format,
                                    syscall_name)
 from tetrad.policy.points import ArgRead
@@ -140,7 +141,21 @@ def test_what_cannot_be_compiled_is_refused_with_the_path():
 """, "t.yaml"), FACTS)
     got = dict(info.value.problems)
     assert "user-space" in got["spec.kprobes[0].args[0].type"]
-    assert "lsmhooks" in got["spec.kprobes[0].selectors[0]"]
+    # Override on a syscall hook is made by the enforcer: not a problem here
+    assert "spec.kprobes[0].selectors[0]" not in got
+
+
+def test_override_on_a_uprobe_is_refused():
+    with pytest.raises(PolicyError) as info:
+        compile_policy(parse(HEAD + """  uprobes:
+  - path: /usr/bin/true
+    symbols: [main]
+    selectors:
+    - matchActions:
+      - action: Override
+        argError: -1
+""", "t.yaml"), FACTS)
+    assert "a uprobe cannot change what the call returns" in str(info.value)
 
 
 def test_kernel_hooks_read_kernel_values():
@@ -193,10 +208,147 @@ def test_syscall_names(call, name):
 
 
 SHIPPED = sorted((Path(__file__).parents[2] / "etc").glob("*/*.yaml"))
+COMMON = """\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
+\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;
+\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;
+\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;
+"""
+# The tracepoints the examples hook, as 6.1 and 6.18 describe them (their
+# first fields, which the examples use, are the same on both).
+FORMATS = {
+    ("sock", "inet_sock_set_state"): COMMON + """\tfield:const void * skaddr;\toffset:8;\tsize:8;\tsigned:0;
+\tfield:int oldstate;\toffset:16;\tsize:4;\tsigned:1;
+\tfield:int newstate;\toffset:20;\tsize:4;\tsigned:1;
+""",
+    ("net", "net_dev_queue"): COMMON + """\tfield:void * skbaddr;\toffset:8;\tsize:8;\tsigned:0;
+\tfield:unsigned int len;\toffset:16;\tsize:4;\tsigned:0;
+\tfield:__data_loc char[] name;\toffset:20;\tsize:4;\tsigned:0;
+""",
+}
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_every_shipped_policy_parses_and_compiles(path):
     """The policies installed by default and the examples in the docs."""
     policy = parse(path.read_bytes(), str(path))
-    assert compile_policy(policy, FACTS)
+    facts = KernelFacts(arch_prefix="__x64_",
+                        tracepoint_fields=lambda s, e: parse_tracepoint_format(FORMATS[(s, e)]))
+    assert compile_policy(policy, facts)
+
+
+RAW_PARAMS = {"sched_process_exec": [ValueType("ptr", 8, False, "struct task_struct *"),
+                                     ValueType("int", 4, True, "int"),
+                                     ValueType("ptr", 8, False, "struct linux_binprm *")]}
+
+
+def raw_facts() -> KernelFacts:
+    def params(event):
+        return RAW_PARAMS[event]             # KeyError: no such raw tracepoint
+    return KernelFacts(raw_tracepoint_args=params)
+
+
+def raw_tp(args: str, event: str = "sched_process_exec") -> str:
+    return f"""  tracepoints:
+  - subsystem: sched
+    event: {event}
+    raw: true
+    args:
+{args}"""
+
+
+def test_raw_tracepoint_arguments_are_its_prototypes_typed_from_btf():
+    [ch] = compile_policy(parse(HEAD + raw_tp("""    - index: 2
+      type: linux_binprm
+    - index: 1
+    - index: 0
+      type: uint64
+"""), "t.yaml"), raw_facts())
+    assert (ch.target.kind, ch.target.name) == ("rawtp", "sched/sched_process_exec")
+    # Kernel values by argument index; `auto` takes the parameter's width and sign.
+    # linux_binprm is walked to its file with BTF offsets (none here: tests/unit/
+    # test_policy_args.py has the steps).
+    assert ch.reads == (ArgRead(enc.GA["none"], 2), ArgRead(enc.GA["int"], 1, 4, True),
+                        ArgRead(enc.GA["int"], 0, 8, False))
+    assert ch.needs_btf
+
+
+@pytest.mark.parametrize("args,event,problem", [
+    ("    - index: 3\n      type: int\n", "sched_process_exec",
+     "raw tracepoint sched/sched_process_exec has 3 arguments"),
+    ("    - index: 0\n      type: linux_binprm\n", "sched_process_exec",
+     "is struct task_struct *, not struct linux_binprm *"),
+    ("    - index: 1\n      type: string\n", "sched_process_exec", "not a string"),
+    ("    - index: 0\n      type: int\n", "no_such_event", "no raw tracepoint no_such_event"),
+])
+def test_raw_tracepoint_arguments_that_do_not_fit_are_refused(args, event, problem):
+    with pytest.raises(PolicyError) as err:
+        compile_policy(parse(HEAD + raw_tp(args, event), "t.yaml"), raw_facts())
+    assert problem in str(err.value)
+
+
+def test_raw_tracepoint_indexes_stop_at_5_as_in_tetragon():
+    with pytest.raises(PolicyError, match=r"args\[0\].index: .*out of range 0..5"):
+        parse(HEAD + raw_tp("    - index: 6\n      type: int\n"), "t.yaml")
+
+
+GENERATED = """  lists:
+  - name: every
+    type: generated_syscalls
+  - name: ksys
+    type: generated_ftrace
+    pattern: "^ksys_(read|write)$"
+  kprobes:
+  - call: "list:every"
+  - call: "list:ksys"
+"""
+
+
+def test_generated_lists_expand_on_the_kernel_they_are_compiled_for():
+    facts = KernelFacts(arch_prefix="__x64_",
+                        ftrace_functions=lambda: ["ksys_read", "ksys_write", "ksys_readahead", "vfs_read"])
+    compiled = compile_policy(parse(HEAD + GENERATED, "t.yaml"), facts)
+    assert [(c.target.kind, c.target.name, c.target.function_name) for c in compiled] == [
+        ("syscall", "*", "__x64_sys_*"),          # one point on raw_syscalls for every syscall
+        ("kprobe", "ksys_read", "ksys_read"), ("kprobe", "ksys_write", "ksys_write")]
+    assert not compiled[0].retry
+
+
+def test_a_generated_ftrace_list_that_cannot_be_listed_stays_one_hook_needing_it():
+    def unreadable():
+        raise PermissionError(1, "Operation not permitted")
+    compiled = compile_policy(parse(HEAD + GENERATED, "t.yaml"), KernelFacts(ftrace_functions=unreadable))
+    assert [(c.target.kind, c.target.name, c.hook.generated) for c in compiled][1:] == [
+        ("kprobe", "list:ksys", "ftrace")]
+    with pytest.raises(PolicyError, match="no kernel function matches"):
+        compile_policy(parse(HEAD + GENERATED, "t.yaml"), KernelFacts(ftrace_functions=lambda: ["vfs_read"]))
+    many = [f"ksys_read{i}" for i in range(40)]
+    with pytest.raises(PolicyError, match="matches 40 kernel functions"):
+        compile_policy(parse(HEAD + GENERATED.replace("(read|write)$", "read"), "t.yaml"),
+                       KernelFacts(ftrace_functions=lambda: many))
+
+
+def test_a_uprobe_returning_a_string_reads_it_into_a_slot_after_its_arguments():
+    text = """  uprobes:
+  - path: /bin/bash
+    symbols: [readline]
+    return: true
+    returnArg:
+      index: 0
+      type: string
+    args:
+    - index: 0
+      type: string
+    selectors:
+    - matchReturnArgs:
+      - index: 0
+        operator: Prefix
+        values: ["sudo"]
+"""
+    ch = one(text)
+    assert ch.reads == (ArgRead(enc.GA["ustr"], 0), ArgRead(enc.GA["ustr"], enc.RET_SRC, retval=True))
+    many = text.replace("    args:\n    - index: 0\n      type: string\n",
+                        "    args:\n" + "".join(f"    - index: {i}\n      type: int\n" for i in range(5)))
+    with pytest.raises(PolicyError, match="reads at most 4 arguments"):
+        one(many)
+    with pytest.raises(PolicyError, match="of type file is not supported"):
+        one(text.replace("      type: string\n    args", "      type: file\n    args"))

@@ -13,15 +13,20 @@ from tetrad.decode.generic import decode_policy
 from tetrad.decode.process import DecodeError
 from tetrad.events.policy import HookPlan, policy_event
 from tetrad.abi import generic as enc
+from tetrad.bpf import unistd
 from tetrad.policy.compile import KernelFacts, TracepointField, compile_policy
 from tetrad.policy.schema import parse
+from tetrad.elf import UsdtArg, UsdtProbe
 from tests.unit.events import process
 
 HEAD = 'apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: "{name}"\nspec:\n'
 FIELDS = [TracepointField("__syscall_nr", "int", 8, 4, True, False, False),
           TracepointField("dfd", "int", 16, 8, True, False, False),
           TracepointField("filename", "const char *", 24, 8, False, False, True)]
-FACTS = KernelFacts(arch_prefix="__x64_", tracepoint_fields=lambda subsys, event: FIELDS)
+PROBE = UsdtProbe("app", "req", 0x1234, 0x3018, (UsdtArg("reg", 8, True, reg="di"),
+                                                 UsdtArg("deref", 2, False, reg="bp", value=-8)))
+FACTS = KernelFacts(arch_prefix="__x64_", tracepoint_fields=lambda subsys, event: FIELDS,
+                    usdt_probes=lambda binary: [PROBE])
 T0 = 1_700_000_000_123_456_789
 
 WRITE = """  kprobes:
@@ -124,6 +129,38 @@ RETURN_ACTIONS = """  kprobes:
       matchActions:
       - action: Sigkill
 """
+UPROBE_RETURN = """  uprobes:
+  - path: /usr/bin/bash
+    symbols: ["readline+4"]
+    return: true
+    returnArg:
+      index: 0
+      type: int64
+    args:
+    - index: 0
+      type: int
+"""
+UPROBE_OFFSET = """  uprobes:
+  - path: /usr/bin/bash
+    offsets: [4096]
+    refCtrOffsets: [12312]
+"""
+USDT = """  usdts:
+  - path: /usr/bin/app
+    provider: app
+    name: req
+    message: "a request"
+    tags: ["app"]
+    args:
+    - index: 0
+    - index: 1
+"""
+EVERY_SYSCALL = """  lists:
+  - name: all
+    type: generated_syscalls
+  kprobes:
+  - call: "list:all"
+"""
 LSM = """  lsmhooks:
   - hook: file_open
     args:
@@ -146,13 +183,14 @@ def sockinfo(family, saddr: bytes, daddr: bytes, sport=0, dport=0, type_=1, prot
 
 
 def record(slots=(), *, ktime=5_000, action=1, flags=0, retval=0, pid=4242, proc_ktime=77,
-           obj_id=3, hook_id=2, tid=4243, selector=0) -> bytes:
+           obj_id=3, hook_id=2, tid=4243, selector=0, nr=0) -> bytes:
     """A policy record as the kernel writes it: the fixed part and only
     `len(slots)` slots; each slot is (ival, data, flags)."""
     m = enc.Msg()
     m.hdr.op, m.hdr.ktime, m.hdr.cpu = enc.OP_GENERIC, ktime, 1
     m.obj_id, m.hook_id, m.pid, m.tid, m.proc_ktime = obj_id, hook_id, pid, tid, proc_ktime
     m.retval, m.selector, m.action, m.flags, m.nslots = retval, selector, action, flags, len(slots)
+    m.nr = nr
     for i, (ival, data, sflags) in enumerate(slots):
         m.slots[i].ival, m.slots[i].len, m.slots[i].flags = ival, len(data), sflags
         ctypes.memmove(ctypes.addressof(m.slots[i]) + enc.Slot.data.offset, data, len(data))
@@ -204,6 +242,11 @@ CASES = {
     "tracepoint fields typed by their format": (
         TRACEPOINT_AUTO, "", record([(-(1 << 32) + 257, b"", 0), (-100, b"", 0)])),
     "uprobe": (UPROBE, "", record([])),
+    "uprobe return value": (UPROBE_RETURN, "", record([(7, b"", 0)], flags=enc.MSG_RETURN, retval=-42)),
+    "uprobe by offset, with a semaphore": (UPROBE_OFFSET, "", record([])),
+    "usdt": (USDT, "", record([(-3, b"", 0), (65535, b"", 0)])),
+    "every syscall, each named": (EVERY_SYSCALL, "", record([], nr=0)),
+    "loader": ("  loader: true\n", "", record([(5, b"", 0), (3, b"/usr/lib/libc.so.6", 0)])),
     "lsm": (LSM, "", record([(0, b"/etc/shadow", enc.SLOT_PATH_TRUNC)])),
     "unreadable string, labelled": (
         WRITE, "", record([(3, b"/tmp/x", enc.SLOT_UNREADABLE), (0, b"", enc.SLOT_ERROR | enc.SLOT_UNREADABLE),
@@ -252,9 +295,10 @@ EXPECTED = {
     'entry action run at return': ('process_kprobe',
          '"function_name":"__x64_sys_lseek","args":[{"int_arg":5556}],"return":{"int_arg":0},"a'
          'ction":"KPROBE_ACTION_SIGKILL","return_action":"KPROBE_ACTION_POST","policy_name":"p"'),
+    # no address shown for a family that is not IPv4/IPv6 (Tetragon's "invalid IP")
     'sockaddr, unknown family': ('process_kprobe',
-         '"function_name":"__x64_sys_connect","args":[{"sockaddr_arg":{"family":"99","addr":"1.2'
-         '.3.4","port":1}}],"action":"KPROBE_ACTION_POST","policy_name":"p"'),
+         '"function_name":"__x64_sys_connect","args":[{"sockaddr_arg":{"family":"99","port":1}}'
+         '],"action":"KPROBE_ACTION_POST","policy_name":"p"'),
     # What the policy would have done; its counters say it was not done.
     'monitor mode': ('process_kprobe',
          '"function_name":"__x64_sys_connect","args":[{"sockaddr_arg":{"family":"AF_INET","addr"'
@@ -276,6 +320,22 @@ EXPECTED = {
     'uprobe': ('process_uprobe',
          '"path":"/usr/bin/bash","symbol":"readline","action":"KPROBE_ACTION_POST","policy_name"'
          ':"p"'),
+    # Tetragon merges the return value into the args, last.
+    'uprobe return value': ('process_uprobe',
+         '"path":"/usr/bin/bash","symbol":"readline+4","args":[{"int_arg":7},{"long_arg":"-42"}],'
+         '"action":"KPROBE_ACTION_POST","policy_name":"p"'),
+    'uprobe by offset, with a semaphore': ('process_uprobe',
+         '"path":"/usr/bin/bash","offset":"4096","ref_ctr_offset":"12312","action":"KPROBE_ACTI'
+         'ON_POST","policy_name":"p"'),
+    'usdt': ('process_usdt',
+         '"path":"/usr/bin/app","provider":"app","name":"req","args":[{"long_arg":"-3"},{"uint_ar'
+         'g":65535}],"action":"KPROBE_ACTION_POST","policy_name":"p","message":"a request","tags'
+         '":["app"]'),
+    'every syscall, each named': ('process_kprobe',
+         '"function_name":"__x64_sys_' + unistd.names().get(0, "0") + '","action":"KPROBE_ACTION_POST","p'
+         'olicy_name":"p"'),
+    # spec.loader: the mapped file's path (Tetragon's buildid: none here).
+    'loader': ('process_loader', '"path":"/usr/lib/libc.so.6"'),
     'lsm': ('process_lsm',
          '"function_name":"file_open","args":[{"file_arg":{"path":"/etc/shadow"}}],"action":"KPR'
          'OBE_ACTION_POST","policy_name":"p"'),
@@ -310,7 +370,8 @@ def test_record_fields():
     rec = decode_policy(record([(7, b"ab\0c", 3)], ktime=11, action=4, flags=3, retval=-1,
                                pid=5, proc_ktime=6, obj_id=9, hook_id=8, tid=10))
     assert (rec.ktime, rec.obj_id, rec.hook_id, rec.pid, rec.tid, rec.proc_ktime, rec.retval,
-            rec.selector, rec.action, rec.flags) == (11, 9, 8, 5, 10, 6, -1, 0, 4, 3)
+            rec.selector, rec.action, rec.flags, rec.nr) == (11, 9, 8, 5, 10, 6, -1, 0, 4, 3, 0)
+    assert decode_policy(record([], nr=257)).nr == 257
     assert rec.monitor and rec.has_return
     [slot] = rec.slots
     assert (slot.ival, slot.data, slot.flags) == (7, b"ab\0c", 3)

@@ -130,14 +130,12 @@ def test_every_kubernetes_metadata_field_is_accepted():
 
 
 @pytest.mark.parametrize("where, text, path", [
-    ("uprobe return", '  uprobes:\n  - path: /bin/true\n    symbols: [main]\n    return: true\n',
-     "spec.uprobes[0].return"),
+    ("uprobe btfPath", '  uprobes:\n  - path: /bin/true\n    symbols: [main]\n    btfPath: /b\n',
+     "spec.uprobes[0].btfPath"),
     ("source", '  kprobes:\n  - call: "x"\n    args:\n    - index: 0\n      type: int\n'
      "      source: current_task\n", "spec.kprobes[0].args[0].source"),
-    ("argSock", '  kprobes:\n  - call: "x"\n    selectors:\n    - matchActions:\n'
-     "      - action: Post\n        argSock: 0\n", "spec.kprobes[0].selectors[0].matchActions[0].argSock"),
-    ("argFqdn", '  kprobes:\n  - call: "x"\n    selectors:\n    - matchActions:\n'
-     "      - action: Post\n        argFqdn: a.b\n", "spec.kprobes[0].selectors[0].matchActions[0].argFqdn"),
+    ("argIndex", '  kprobes:\n  - call: "x"\n    selectors:\n    - matchActions:\n'
+     "      - action: Post\n        argIndex: 0\n", "spec.kprobes[0].selectors[0].matchActions[0].argIndex"),
     ("nodeSelector", '  nodeSelector: {}\n  kprobes:\n  - call: "x"\n', "spec.nodeSelector"),
 ])
 def test_tetragon_fields_tetrad_lacks_are_named_as_not_yet_supported(where, text, path):
@@ -194,11 +192,22 @@ def test_in_map_on_a_syscall_id_takes_the_lists_numbers():
     assert tables.bits(sel.neg) == 1 << m.bit and tables.bits(sel.pos) == 0
 
 
-def test_lists_tetrad_cannot_expand_and_names_it_does_not_know_are_refused():
+def test_generated_lists_are_kept_for_the_compiler_and_names_it_does_not_know_are_refused():
     generated = doc("  lists:\n  - name: all\n    type: generated_syscalls\n"
-                    '  kprobes:\n  - call: "list:all"\n')
-    assert problems(generated) == {
-        "spec.lists[0].type": "lists of type generated_syscalls are not supported by tetrad yet"}
+                    "  - name: ksys\n    type: generated_ftrace\n    pattern: '^ksys_*'\n"
+                    '  kprobes:\n  - call: "list:all"\n  - call: "list:ksys"\n')
+    assert [(h.call, h.syscall, h.generated, h.pattern) for h in parse(generated).hooks] == [
+        ("list:all", True, "syscalls", ""), ("list:ksys", False, "ftrace", "^ksys_*")]
+    bad = problems(doc("  lists:\n  - name: f\n    type: generated_ftrace\n"
+                       "  - name: g\n    type: generated_ftrace\n    pattern: '(x'\n"
+                       "  - name: s\n    type: generated_syscalls\n    values: [sys_dup]\n"
+                       '  kprobes:\n  - call: "sys_dup"\n    args:\n    - index: 0\n      type: int\n'
+                       "    selectors:\n    - matchArgs:\n      - index: 0\n        operator: InMap\n"
+                       '        values: ["list:s"]\n'))
+    assert "needs a pattern" in bad["spec.lists[0].pattern"]
+    assert "not a regular expression" in bad["spec.lists[1].pattern"]
+    assert "makes its own values" in bad["spec.lists[2].values"]
+    assert "is generated" in bad["spec.kprobes[0].selectors[0].matchArgs[0].values[0]"]
     missing = problems(doc(LISTS + '  kprobes:\n  - call: "list:other"\n'))
     assert missing == {"spec.kprobes[0].call": "no list named 'other' in spec.lists"}
 
@@ -214,3 +223,10 @@ def test_a_uprobe_with_several_symbols_is_one_hook_per_symbol():
     p = parse(doc("  uprobes:\n  - path: /usr/bin/bash\n    symbols: [readline, main]\n"))
     assert [(h.binary, h.symbol) for h in p.hooks] == [("/usr/bin/bash", "readline"),
                                                         ("/usr/bin/bash", "main")]
+
+
+def test_ignore_call_not_found_is_kept_on_the_hook_and_other_keys_are_refused():
+    p = parse(doc('  kprobes:\n  - call: "sys_dup"\n    ignore:\n      callNotFound: true\n'))
+    assert p.hooks[0].ignore_missing
+    got = problems(doc('  kprobes:\n  - call: "sys_dup"\n    ignore:\n      callNotFund: true\n'))
+    assert "unknown field" in got["spec.kprobes[0].ignore.callNotFund"]

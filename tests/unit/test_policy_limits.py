@@ -136,8 +136,9 @@ def test_a_wrong_type_is_that_fields_error():
         f"{s}.matchPIDs[0].values[0]": "a list is not a number; an integer is expected",
         f"{s}.matchPIDs[0].followForks": "must be true or false, not 'yes'",
         f"{s}.matchBinaries[0].values[0]": "must be a string, not a mapping",
-        f"{s}.matchActions[0].action": "action must be a string, one of FollowFD, NoPost, Override, "
-                                       "Post, Sigkill, Signal, UnfollowFD; not a mapping",
+        f"{s}.matchActions[0].action": "action must be a string, one of DnsLookup, FollowFD, GetUrl, "
+                                       "NoPost, NotifyEnforcer, Override, Post, Sigkill, Signal, "
+                                       "TrackSock, UnfollowFD, UntrackSock; not a mapping",
     }
 
 
@@ -155,9 +156,9 @@ def test_no_coercion_where_a_string_belongs():
 
 def test_one_mistake_is_reported_once():
     """An argument of an unknown type does not also fail the matchArgs
-    naming it (Tetragon's `skb` made 14 problems of one)."""
+    naming it (Tetragon's `skb` made 14 problems of one, when tetrad had no skb)."""
     text = doc("  kprobes:\n" + kprobe(
-        "    args:\n    - index: 1\n      type: skb\n    selectors:\n    - matchArgs:\n"
+        "    args:\n    - index: 1\n      type: const_buf\n    selectors:\n    - matchArgs:\n"
         "      - index: 1\n        operator: Protocol\n        values: [IPPROTO_TCP]\n"
         "    - matchArgs:\n      - index: 1\n        operator: DAddr\n        values: [10.0.0.0/8]\n",
         call="ip_output").replace("syscall: true", "syscall: false"))

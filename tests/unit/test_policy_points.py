@@ -302,3 +302,29 @@ def test_a_point_refuses_what_it_cannot_hold_and_stays_as_it_was():
         ints.add(6, openat("".join(f'    - matchArgs:\n      - index: 0\n        operator: Equal\n'
                                    f'        values: ["{100 + j}"]\n' for j in range(5)), "i6"))
     assert ints.tables() == before
+
+
+def test_a_returned_string_is_a_slot_read_at_return_tested_by_trie_bits():
+    [ch] = hooks_of("""  uprobes:
+  - path: /bin/bash
+    symbols: [readline]
+    return: true
+    returnArg:
+      index: 0
+      type: string
+    selectors:
+    - matchReturnArgs:
+      - index: 0
+        operator: Prefix
+        values: ["sudo"]
+""")
+    pt = PointTables(LPOINT)
+    pt.add(0, ch)
+    t = pt.tables()
+    point = enc.Point.from_buffer_copy(t.point)
+    assert point.flags & enc.POINT_RETVAL and point.nslots == 1
+    assert point.slot[0].flags == enc.GS_RETVAL | enc.GS_FWD and point.slot[0].src == enc.RET_SRC
+    sel = enc.Hook.from_buffer_copy(t.hooks[0]).sel[0]
+    assert sel.has_ret == 0 and sel.pos[0] == 1          # a trie bit, not the integer test
+    [(key, _)] = t.entries["str_fwd"].items()
+    assert enc.LpmStrKey.from_buffer_copy(key).data == b"sudo"

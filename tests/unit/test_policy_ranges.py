@@ -137,8 +137,10 @@ def test_unsigned_64_bit_ordering_stays_below_2_63():
 @pytest.mark.parametrize("op,value,reason", [
     ("DPort", "65536", "65536 is not a port (0..65535)"),
     ("SPort", "1:70000", "70000 is not a port (0..65535)"),
-    ("Protocol", "256", "256 is not an IP protocol number (0..255)"),
     ("Family", "65536", "65536 is out of range 0..65535"),
+    ("Family", "AF_BOGUS", "'AF_BOGUS' is not a name Tetragon knows for Family, a number or a range "
+                           "low:high"),
+    ("Family", "10:2", "range '10:2' is empty"),
 ])
 def test_network_values(op, value, reason):
     text = HEAD + f"""  kprobes:

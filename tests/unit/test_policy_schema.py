@@ -82,10 +82,11 @@ def test_tetragon_limits():
 
 
 def test_refuses_what_tetrad_does_not_implement_by_name():
-    text = HEAD + "  fentries: []\n  kprobes:\n  - call: f\n    selectors:\n    - matchNamespaces: []\n"
+    text = HEAD + "  fentries: []\n  kprobes:\n  - call: f\n    selectors:\n    - matchParentBinaries: []\n"
     got = dict(problems(text))
     assert "fentry hooks are not supported" in got["spec.fentries"]
-    assert "matchNamespaces" in got["spec.kprobes[0].selectors[0].matchNamespaces"]
+    assert got["spec.kprobes[0].selectors[0].matchParentBinaries"] == \
+        "matchParentBinaries is not supported by tetrad yet"
 
 
 def test_values_are_checked_per_operator():

@@ -8,7 +8,7 @@ import pytest
 from tetrad.decode.cgroup import CgroupRecord
 from tetrad.abi import generic as enc
 from tetrad.policy.cgroup_scope import CgroupScope, ScopeFull
-from tetrad.policy.compile import CompiledHook
+from tetrad.policy.compile import CompiledHook, Target
 from tetrad.policy.schema import PolicyError, parse
 from tetrad.policy.workloads import Requirement, Workloads, repo_of
 from tests.unit import tables
@@ -191,9 +191,10 @@ def test_describe_pod_scopes():
 
 def test_scoped_hook_sets_the_kernel_flag():
     p = parse(HEAD + "  hostSelector: {}\n" + HOOK, "t.yaml")
-    ch = CompiledHook(p.hooks[0], None, (), "t", False, p.workloads)
+    target = Target("syscall", "lseek", function_name="__x64_sys_lseek")
+    ch = CompiledHook(p.hooks[0], target, (), "t", False, p.workloads)
     assert tables.hook_struct(ch).flags & enc.HOOK_CGROUPS
-    plain = CompiledHook(p.hooks[0], None, (), "t", False, None)
+    plain = CompiledHook(p.hooks[0], target, (), "t", False, None)
     assert not tables.hook_struct(plain).flags & enc.HOOK_CGROUPS
 
 

@@ -12,6 +12,7 @@ class Op(enum.IntEnum):
     CLONE = 3
     CGROUP_MKDIR = 4
     CGROUP_RMDIR = 5
+    STATE = 6
 
 
 class ExitHow(enum.IntEnum):

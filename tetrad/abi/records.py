@@ -19,13 +19,22 @@ import struct
 HEADER = struct.Struct("=8xQ")
 # struct tetrad_proc_key inside a record: pid, pad, ktime.
 _KEY = "I4xQ"
+# struct tetrad_proc_state: known, securebits, uid, gid, suid, sgid, euid,
+# egid, fsuid, fsgid, caps[3] (permitted, effective, inheritable),
+# user_ns_level, user_ns_owner, user_ns_group, ns[10], pad. Records embed it
+# at the end of their fixed part; the formats below skip it and the decoders
+# read it from there with PROC_STATE.
+PROC_STATE = struct.Struct("=10I3QiII10I4x")
+_SKIP_STATE = f"{PROC_STATE.size}x"
 # struct tetrad_msg_exec without its data: header, parent, pid, tid, uid, gid,
-# auid, flags, cgroup_id, args_len, exe_len, cwd_len, filename_len.
-MSG_EXEC = struct.Struct("=8xQ" + _KEY + "IIIIIIQHHHH")
+# auid, flags, cgroup_id, args_len, exe_len, cwd_len, filename_len, (state).
+MSG_EXEC = struct.Struct("=8xQ" + _KEY + "IIIIIIQHHHH" + _SKIP_STATE)
 # struct tetrad_msg_exit: header, proc, parent, pid, tid, how, code, cgroup_id.
 MSG_EXIT = struct.Struct("=8xQ" + _KEY + _KEY + "IIIIQ")
-# struct tetrad_msg_clone: header, proc, parent, flags, pad.
-MSG_CLONE = struct.Struct("=8xQ" + _KEY + _KEY + "I4x")
+# struct tetrad_msg_clone: header, proc, parent, flags, pad, (state).
+MSG_CLONE = struct.Struct("=8xQ" + _KEY + _KEY + "I4x" + _SKIP_STATE)
+# struct tetrad_msg_state: header, proc, tid, syscall, (state).
+MSG_STATE = struct.Struct("=8xQ" + _KEY + "Ii" + _SKIP_STATE)
 CGROUP_PATH_MAX = 512           # TETRAD_CGROUP_PATH_MAX
 # struct tetrad_msg_cgroup up to its path: header (only op is read), id,
 # level, path_len, pad.
@@ -52,6 +61,42 @@ class ProcKey(ctypes.Structure):
     ]
 
 
+NS_COUNT = 10                   # TETRAD_NS_COUNT
+
+
+class ProcState(ctypes.Structure):
+    """struct tetrad_proc_state: credentials and namespace inode numbers."""
+
+    _fields_ = [
+        ("known", ctypes.c_uint32),
+        ("securebits", ctypes.c_uint32),
+        ("uid", ctypes.c_uint32),
+        ("gid", ctypes.c_uint32),
+        ("suid", ctypes.c_uint32),
+        ("sgid", ctypes.c_uint32),
+        ("euid", ctypes.c_uint32),
+        ("egid", ctypes.c_uint32),
+        ("fsuid", ctypes.c_uint32),
+        ("fsgid", ctypes.c_uint32),
+        ("caps", ctypes.c_uint64 * 3),
+        ("user_ns_level", ctypes.c_int32),
+        ("user_ns_owner", ctypes.c_uint32),
+        ("user_ns_group", ctypes.c_uint32),
+        ("ns", ctypes.c_uint32 * NS_COUNT),
+        ("pad", ctypes.c_uint32),
+    ]
+
+    _SAME_NAMES = ("known", "securebits", "uid", "gid", "suid", "sgid", "euid", "egid", "fsuid",
+                   "fsgid", "user_ns_level", "user_ns_owner", "user_ns_group")
+
+    def fill(self, state) -> None:
+        """Set from a decoded state (tetrad.decode.process.ProcState)."""
+        for name in self._SAME_NAMES:
+            setattr(self, name, getattr(state, name))
+        self.caps[:] = (state.permitted, state.effective, state.inheritable)
+        self.ns[:] = state.ns
+
+
 class MsgExec(ctypes.Structure):
     """Fixed part of an exec record; `data` (args|exe|cwd|filename) follows."""
 
@@ -69,6 +114,7 @@ class MsgExec(ctypes.Structure):
         ("exe_len", ctypes.c_uint16),
         ("cwd_len", ctypes.c_uint16),
         ("filename_len", ctypes.c_uint16),
+        ("state", ProcState),
     ]
 
 
@@ -92,6 +138,17 @@ class MsgClone(ctypes.Structure):
         ("parent", ProcKey),
         ("flags", ctypes.c_uint32),
         ("pad", ctypes.c_uint32),
+        ("state", ProcState),
+    ]
+
+
+class MsgState(ctypes.Structure):
+    _fields_ = [
+        ("hdr", MsgHeader),
+        ("proc", ProcKey),
+        ("tid", ctypes.c_uint32),
+        ("syscall", ctypes.c_int32),
+        ("state", ProcState),
     ]
 
 
@@ -113,4 +170,6 @@ class ExecEntry(ctypes.Structure):
         ("bin_len", ctypes.c_uint32),
         ("pad", ctypes.c_uint32),
         ("binary", ctypes.c_char * BINARY_MAX),
+        ("exec_state", ProcState),
+        ("state", ProcState),
     ]

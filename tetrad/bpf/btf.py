@@ -49,7 +49,7 @@ _KIND_IDS = {name: kind_id for kind_id, name in enumerate(KINDS) if kind_id}
 # Bytes after the 12-byte record: a fixed part, plus vlen items of a size.
 _FIXED = (0, 4, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 4, 0, 0)
 _ITEM = (0, 0, 0, 0, 12, 12, 8, 0, 0, 0, 0, 0, 0, 8, 0, 12, 0, 0, 0, 12)
-_STRUCT, _UNION, _INT, _ARRAY, _PTR = 4, 5, 1, 3, 2
+_STRUCT, _UNION, _INT, _ARRAY, _PTR, _ENUM, _FUNC_PROTO, _ENUM64 = 4, 5, 1, 3, 2, 6, 13, 19
 _LOOK_THROUGH = frozenset({8, 9, 10, 11, 18})   # typedef, volatile, const, restrict, type_tag
 _SIZED = frozenset({1, 4, 5, 6, 15, 16, 19})    # size_or_type is a size in bytes
 POINTER_SIZE = 8                                # BTF does not record it; 64-bit hosts only
@@ -79,6 +79,19 @@ class BtfType:
     name: str
     size_or_type: int         # size in bytes, or the id of the type referred to
     members: tuple[Member, ...] = ()       # structs and unions only
+
+
+@dataclass(frozen=True, slots=True)
+class ValueType:
+    """What a value of a BTF type is, as a reader of its bytes needs it:
+    `kind` after typedefs and qualifiers ("int", "ptr", "enum", "struct"...),
+    its size, whether an integer is signed, and the type as C spells it
+    ("struct linux_binprm *", "char *", "unsigned int")."""
+
+    kind: str
+    size: int
+    signed: bool = False
+    c_type: str = ""
 
 
 @functools.cache
@@ -313,6 +326,36 @@ class Btf:
         except (KeyError, BtfError):
             return False
         return True
+
+    def value_type(self, type_id: int) -> ValueType:
+        """How a value of this type reads (see ValueType)."""
+        resolved = self._resolve(type_id)
+        if not resolved:
+            return ValueType("void", 0, c_type="void")
+        data, pos, _, info, size_or_type = self._record(resolved)
+        kind_id = (info >> 24) & 0x1F
+        if kind_id == _PTR:
+            return ValueType("ptr", POINTER_SIZE, c_type=self._spelling(resolved))
+        if kind_id == _INT:
+            encoding = _U32.unpack_from(data, pos + 12)[0]
+            return ValueType("int", size_or_type, bool((encoding >> 24) & 1), self._spelling(resolved))
+        if kind_id in (_ENUM, _ENUM64):
+            return ValueType("enum", size_or_type, bool(info >> 31), self._spelling(resolved))
+        return ValueType(KINDS[kind_id], self.size_of(resolved) if kind_id in _SIZED else 0,
+                         c_type=self._spelling(resolved))
+
+    def _spelling(self, type_id: int) -> str:
+        """A type's name as C spells it, through typedefs and qualifiers
+        ("struct file", "char", "void", "int *")."""
+        resolved = self._resolve(type_id)
+        if not resolved:
+            return "void"
+        t = self.type(resolved)
+        if t.kind == "ptr":
+            return f"{self._spelling(t.size_or_type)} *"
+        if t.kind in ("struct", "union", "enum"):
+            return f"{t.kind} {t.name}".rstrip()
+        return t.name or t.kind
 
     def size_of(self, type_id: int) -> int:
         """Size in bytes of a type, through typedefs and qualifiers."""

@@ -19,10 +19,13 @@ from pathlib import Path
 
 from tetrad.bpf import syscall as sc
 from tetrad.bpf.btf import Btf, vmlinux
+from tetrad.sensors.offsets import OffsetsUnavailable, state_offsets
 
 TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 KPROBE_TARGET = b"do_sys_openat2"
 LSM_HOOK = "file_open"
+# The syscall functions' prefix (their BTF names), by machine.
+SYSCALL_PREFIX = {"x86_64": "__x64_", "aarch64": "__arm64_"}.get(os.uname().machine, "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +99,33 @@ def has_syscall_tracepoints() -> Feature:
 @functools.cache
 def has_raw_syscalls() -> Feature:
     return _named("raw_syscalls", _attach_tracepoint("raw_syscalls", "sys_enter"))
+
+
+@functools.cache
+def has_raw_tracepoints() -> Feature:
+    try:
+        with sc.prog_load(sc.PROG_RAW_TRACEPOINT, sc.RETURN_ZERO) as prog, \
+                sc.raw_tracepoint_open(prog, b"sched_process_exec"):
+            pass
+        return Feature("raw_tracepoints", True, "attached a program to raw tracepoint sched_process_exec")
+    except OSError as err:
+        return Feature("raw_tracepoints", False, f"raw tracepoint sched_process_exec: {_errname(err)} "
+                                                 f"{err.strerror}")
+
+
+@functools.cache
+def has_ftrace_functions() -> Feature:
+    for root in TRACEFS:
+        path = Path(root, "available_filter_functions")
+        try:
+            with open(path) as f:
+                f.readline()
+            return Feature("ftrace_functions", True, f"{path} readable")
+        except FileNotFoundError:
+            continue
+        except OSError as err:
+            return Feature("ftrace_functions", False, f"{path}: {_errname(err)} {err.strerror}")
+    return Feature("ftrace_functions", False, "no available_filter_functions in tracefs")
 
 
 def _pmu_probe(name: str, pmu: str, target: bytes, offset: int, retprobe: bool) -> Feature:
@@ -219,6 +249,39 @@ def has_fentry() -> Feature:
                      KPROBE_TARGET.decode(), False)
 
 
+@functools.cache
+def has_proc_state() -> Feature:
+    """Whether a task's credentials and namespaces can be read at a hook:
+    every struct member bpf/proc_state.h follows is in this kernel's BTF."""
+    try:
+        found = state_offsets()
+    except OffsetsUnavailable as err:
+        return Feature("proc_state", False, str(err))
+    return Feature("proc_state", True, f"{len(found)} offsets of cred, nsproxy and user_namespace from BTF")
+
+
+@functools.cache
+def has_fmod_ret() -> Feature:
+    # A fmod_ret program may only attach where the kernel allows errors to
+    # be injected: the verifier checks it at load.
+    return _btf_prog("fmod_ret", sc.PROG_TRACING, sc.ATTACH_MODIFY_RETURN,
+                     f"{SYSCALL_PREFIX}sys_dup", False)
+
+
+@functools.cache
+def has_syscall_override() -> Feature:
+    """Either way of making a syscall fail (Override on a syscall hook,
+    NotifyEnforcer): a fmod_ret program on the syscall's function, else a
+    kprobe with bpf_override_return."""
+    fmod, override, kprobes = has_fmod_ret(), has_override_return(), has_kprobes()
+    if fmod.available:
+        return Feature("syscall_override", True, f"fmod_ret: {fmod.detail}")
+    if override.available and kprobes.available:
+        return Feature("syscall_override", True, f"kprobe override: {override.detail}")
+    return Feature("syscall_override", False, f"no fmod_ret ({fmod.detail}) and no kprobe "
+                                              f"override ({override.detail}; {kprobes.detail})")
+
+
 def uts_release(header_text: str) -> str | None:
     """The UTS_RELEASE string of include/generated/utsrelease.h."""
     for line in header_text.splitlines():
@@ -242,24 +305,30 @@ def matching_headers() -> Feature:
                                               "struct offsets come from BTF")
 
 
-PROBES = (has_btf, has_tracepoints, has_syscall_tracepoints, has_raw_syscalls, has_kprobes,
-          has_kretprobes, has_uprobes, lsm_active, lsm_loadable, has_fentry, has_override_return,
-          has_ringbuf, has_send_signal, matching_headers)
+PROBES = (has_btf, has_tracepoints, has_syscall_tracepoints, has_raw_syscalls, has_raw_tracepoints,
+          has_ftrace_functions, has_kprobes, has_kretprobes, has_uprobes, lsm_active, lsm_loadable,
+          has_fentry, has_fmod_ret, has_override_return, has_syscall_override, has_ringbuf,
+          has_send_signal, has_proc_state, matching_headers)
 
 DESCRIPTIONS = {
     "btf": "kernel BTF (/sys/kernel/btf/vmlinux)",
     "tracepoints": "tracepoints",
     "syscall_tracepoints": "syscall tracepoints (syscalls:*)",
     "raw_syscalls": "raw syscall tracepoints",
+    "raw_tracepoints": "raw tracepoints",
+    "ftrace_functions": "the list of kernel functions ftrace can attach to",
     "kprobes": "kprobes",
     "kretprobes": "kretprobes",
     "uprobes": "uprobes",
     "lsm_active": "the BPF LSM (bpf in /sys/kernel/security/lsm)",
     "lsm_loadable": "loadable BPF LSM programs",
     "fentry": "fentry programs",
+    "fmod_ret": "fmod_ret programs on syscall functions (error injection)",
     "override_return": "bpf_override_return (error injection)",
+    "syscall_override": "making a syscall fail (fmod_ret, or a kprobe with bpf_override_return)",
     "ringbuf": "BPF ring buffers",
     "send_signal": "bpf_send_signal",
+    "proc_state": "task credentials and namespaces readable from BTF offsets",
     "matching_headers": "kernel headers matching the running kernel",
 }
 _BY_NAME = {p.__name__.removeprefix("has_"): p for p in PROBES}

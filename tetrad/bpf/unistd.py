@@ -80,6 +80,16 @@ def table() -> tuple[dict[str, int], tuple[str, ...]]:
     return numbers, tuple(read)
 
 
+@functools.cache
+def names() -> dict[int, str]:
+    """Number -> name of the native ABI's syscalls (of two names for one
+    number, the first in sorted order)."""
+    out: dict[int, str] = {}
+    for name, nr in sorted(table()[0].items()):
+        out.setdefault(nr, name)
+    return out
+
+
 def number(name: str) -> int:
     numbers, read = table()
     if name in numbers:

@@ -52,6 +52,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--export-rate-limit", type=int, metavar="PER_MINUTE",
                      help="events per minute written to the export file (-1: unlimited)")
     run.add_argument("--no-journald", action="store_true", help="do not write events to journald")
+    run.add_argument("--enable-process-cred", action="store_true",
+                     help="events carry each process's capabilities (cap) and credentials "
+                          "(process_credentials), as Tetragon's flag of that name")
+    run.add_argument("--enable-process-ns", action="store_true",
+                     help="events carry each process's namespaces (ns), as Tetragon's flag "
+                          "of that name")
     run.add_argument("--quiet", action="store_true",
                      help="do not print compact events on standard output")
     run.add_argument("--node-name", help="node name in events and exec_ids (default: hostname)")

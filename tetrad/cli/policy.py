@@ -5,7 +5,7 @@ with one link, at most 1 MiB, strict UTF-8), validates it with the
 daemon's schema and limits and compiles it; reading tracepoint formats is
 the only access to the host. Run as root, it also asks what the daemon's
 loader asks before loading (tetrad.policy.kernel.missing_features and
-tetrad.sensors.targets.unresolved): whether this kernel has every feature
+tetrad.sensors.targets.check): whether this kernel has every feature
 the policy needs and whether its syscalls, tracepoints and uprobe symbols
 exist here, naming each one that does not.
 
@@ -31,7 +31,7 @@ from tetrad.policy import schema, source, workloads
 from tetrad.policy.compile import compile_policy
 from tetrad.policy.kernel import kernel_facts, missing_features
 from tetrad.policy.schema import PolicyError
-from tetrad.sensors.targets import unresolved
+from tetrad.sensors.targets import check as check_targets
 
 OK, INVALID, NOT_HERE = 0, 1, 3
 
@@ -52,7 +52,8 @@ def check_file(path: str, as_root: bool) -> tuple[int, str]:
                          f"(its policy is valid: {summary})")
     if not as_root:
         return OK, f"OK {path}: {summary} (run as root to ask this kernel)"
-    missing = missing_features(compiled) + unresolved(compiled)
+    problems, skipped = check_targets(compiled)
+    missing = missing_features(compiled) + problems
     if policy.workloads is not None and policy.workloads.needs_pods \
             and "kubernetes" not in PluginRegistry.installed().names():
         # Installed, the daemon uses it if [kubernetes] enabled = true (its drop-in's default).
@@ -60,7 +61,8 @@ def check_file(path: str, as_root: bool) -> tuple[int, str]:
     if missing:
         return NOT_HERE, (f"NOT LOADABLE HERE {path}: {summary}; "
                           + "; ".join(f"{where}: {why}" for where, why in missing))
-    return OK, f"OK {path}: {summary}; loadable on this kernel"
+    left_out = "".join(f"; {ch.hook.path} left out (as its ignore says): {why}" for ch, why in skipped)
+    return OK, f"OK {path}: {summary}; loadable on this kernel{left_out}"
 
 
 def run(args) -> int:

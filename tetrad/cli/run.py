@@ -34,6 +34,10 @@ def overrides(args) -> dict:
         layer["node_name"] = args.node_name
     if args.policy_dir is not None:
         layer["policies"] = {"dir": args.policy_dir}
+    process = {key: True for key in ("enable_process_cred", "enable_process_ns")
+               if getattr(args, key)}
+    if process:
+        layer["process"] = process
     if args.export_file is not None:
         export["file"] = args.export_file
     if args.export_file_max_size_mb is not None:
@@ -95,7 +99,11 @@ def daemon_config(config: cfg.Config, extra_policies: list[str]) -> DaemonConfig
         bpf_cache=config.policies.bpf_cache,
         socket_path=config.server.socket,
         metrics_address=config.server.metrics_address,
-        redaction=config.redaction_filters)
+        redaction=config.redaction_filters,
+        enable_process_cred=config.process.enable_process_cred,
+        enable_process_ns=config.process.enable_process_ns,
+        dns_server=config.actions.dns_server,
+        action_timeout_s=cfg.parse_duration(config.actions.timeout))
 
 
 def run(args) -> int:

@@ -40,6 +40,9 @@ class PolicyRecord:
     action: int
     flags: int
     slots: tuple[Slot, ...]
+    kstack: int = enc.NO_STACK  # stack ids (kernelStackTrace, userStackTrace); other
+    ustack: int = enc.NO_STACK  # negatives: asked for, the kernel kept none
+    nr: int = 0                 # the syscall's number (syscall points)
 
     @property
     def monitor(self) -> bool:
@@ -63,7 +66,7 @@ def decode_policy(buf: bytes) -> PolicyRecord:
     if len(buf) < _SLOTS_AT:
         raise DecodeError(f"policy record of {len(buf)} bytes, need at least {_SLOTS_AT}")
     (ktime, obj_id, hook_id, pid, tid, proc_ktime, retval, selector, action, flags,
-     nslots) = _unpack_msg(buf)
+     nslots, kstack, ustack, nr) = _unpack_msg(buf)
     n = min(nslots, _MAX_ARGS)
     if len(buf) < _SLOTS_AT + n * SLOT_SIZE:
         raise DecodeError(f"policy record of {len(buf)} bytes is short for {n} slots")
@@ -77,4 +80,4 @@ def decode_policy(buf: bytes) -> PolicyRecord:
         slots.append(Slot(ival, buf[start:start + min(length, _STR_MAX)], slot_flags))
         at += SLOT_SIZE
     return PolicyRecord(ktime, obj_id, hook_id, pid, tid, proc_ktime, retval, selector, action,
-                        flags, tuple(slots))
+                        flags, tuple(slots), kstack, ustack, nr)

@@ -1,6 +1,7 @@
 """Process sensor records: raw ring buffer bytes -> plain frozen dataclasses.
 
-Owns the arrow "ring buffer -> decode" for exec, clone and exit records.
+Owns the arrow "ring buffer -> decode" for exec, clone, exit and state
+records (credentials and namespaces, struct tetrad_proc_state).
 Pure: no kernel, no cache; the observer calls `decode()` for each record and
 the process cache consumes the results.
 
@@ -13,10 +14,11 @@ clang with these formats, so a field moved in the header fails there.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from tetrad.abi.ops import ExitHow, Op
-from tetrad.abi.records import HEADER, MSG_CLONE, MSG_EXEC, MSG_EXIT
+from tetrad.abi.records import HEADER, MSG_CLONE, MSG_EXEC, MSG_EXIT, MSG_STATE, PROC_STATE
 
 
 class DecodeError(ValueError):
@@ -29,6 +31,52 @@ class ProcKey:
 
     pid: int
     ktime: int
+
+
+# Bits of ProcState.known (TETRAD_STATE_* in bpf/tetrad_events.h).
+STATE_CREDS = 0x1
+STATE_NS = 0x2
+STATE_SECUREBITS = 0x4
+STATE_USER_NS = 0x8
+# ProcState.ns, in Tetragon's order (TETRAD_NS_*; proto field names).
+NAMESPACES = ("uts", "ipc", "mnt", "pid", "pid_for_children", "net", "time",
+              "time_for_children", "cgroup", "user")
+
+
+@dataclass(frozen=True, slots=True)
+class ProcState:
+    """A process's credentials and namespace inode numbers (struct
+    tetrad_proc_state). Ids are the kernel's, as seen from the initial user
+    namespace; `known` says which parts hold values (STATE_*). Hashable:
+    processes share a few states, which are decoded and rendered once."""
+
+    known: int
+    securebits: int
+    uid: int
+    gid: int
+    suid: int
+    sgid: int
+    euid: int
+    egid: int
+    fsuid: int
+    fsgid: int
+    permitted: int
+    effective: int
+    inheritable: int
+    user_ns_level: int
+    user_ns_owner: int
+    user_ns_group: int
+    ns: tuple[int, ...]          # inode numbers in NAMESPACES order; 0 unknown
+
+
+@functools.lru_cache(maxsize=4096)
+def decode_state(raw: bytes) -> ProcState | None:
+    """A struct tetrad_proc_state; None when the kernel knew nothing (no BTF).
+    Memoized on the bytes: most processes share their parent's state."""
+    values = PROC_STATE.unpack(raw)
+    if not values[0]:
+        return None
+    return ProcState(*values[:16], ns=values[16:26])
 
 
 # Records are not frozen (ProcKey is: it is a dict key): building a frozen
@@ -49,6 +97,7 @@ class ExecRecord:
     exe: str
     cwd: str
     filename: str
+    state: ProcState | None = None
 
 
 @dataclass(slots=True)
@@ -57,6 +106,18 @@ class CloneRecord:
     proc: ProcKey
     parent: ProcKey | None
     flags: int
+    state: ProcState | None = None
+
+
+@dataclass(slots=True)
+class StateRecord:
+    """Credentials or namespaces of a process changed after its exec."""
+
+    ktime: int
+    proc: ProcKey
+    tid: int
+    syscall: int
+    state: ProcState | None
 
 
 @dataclass(slots=True)
@@ -82,6 +143,12 @@ def _key(pid: int, ktime: int) -> ProcKey | None:
 
 
 _EXEC_SIZE = MSG_EXEC.size
+_STATE_SIZE = PROC_STATE.size
+
+
+def _state_at_end(buf: bytes, fixed: int) -> ProcState | None:
+    """The state that ends a record's fixed part of `fixed` bytes."""
+    return decode_state(bytes(buf[fixed - _STATE_SIZE:fixed]))
 
 
 def decode_exec(buf: bytes) -> ExecRecord:
@@ -111,6 +178,7 @@ def decode_exec(buf: bytes) -> ExecRecord:
         exe=_text(data[end_args:end_exe]),
         cwd=_text(data[end_exe:end_cwd]),
         filename=_text(data[end_cwd:end_file]),
+        state=_state_at_end(buf, _EXEC_SIZE),
     )
 
 
@@ -119,7 +187,15 @@ def decode_clone(buf: bytes) -> CloneRecord:
         raise DecodeError(f"clone record of {len(buf)} bytes")
     ktime, pid, pktime, ppid, parent_ktime, flags = MSG_CLONE.unpack_from(buf)
     return CloneRecord(ktime=ktime, proc=ProcKey(pid, pktime), parent=_key(ppid, parent_ktime),
-                       flags=flags)
+                       flags=flags, state=_state_at_end(buf, MSG_CLONE.size))
+
+
+def decode_state_record(buf: bytes) -> StateRecord:
+    if len(buf) < MSG_STATE.size:
+        raise DecodeError(f"state record of {len(buf)} bytes")
+    ktime, pid, pktime, tid, syscall = MSG_STATE.unpack_from(buf)
+    return StateRecord(ktime=ktime, proc=ProcKey(pid, pktime), tid=tid, syscall=syscall,
+                       state=_state_at_end(buf, MSG_STATE.size))
 
 
 def decode_exit(buf: bytes) -> ExitRecord:
@@ -132,11 +208,12 @@ def decode_exit(buf: bytes) -> ExitRecord:
                       how=ExitHow(how), code=code, cgroup_id=cgroup_id)
 
 
-DECODERS = {Op.EXEC: decode_exec, Op.CLONE: decode_clone, Op.EXIT: decode_exit}
+DECODERS = {Op.EXEC: decode_exec, Op.CLONE: decode_clone, Op.EXIT: decode_exit,
+            Op.STATE: decode_state_record}
 _HEADER_SIZE = HEADER.size
 
 
-def decode(buf: bytes) -> ExecRecord | CloneRecord | ExitRecord:
+def decode(buf: bytes) -> ExecRecord | CloneRecord | ExitRecord | StateRecord:
     """Decode one process sensor record by its op code."""
     if len(buf) < _HEADER_SIZE:
         raise DecodeError(f"record of {len(buf)} bytes is shorter than a header")

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 from typing import Callable
 
 from tetrad.bpf import unistd
@@ -294,17 +293,7 @@ def syscall_name(args: list) -> str:
         return "unknown"
     if abi != NATIVE_ABI:
         return "unknown"
-    names = _syscall_names()
-    return q(names.get(number, "unknown"))
-
-
-@functools.cache
-def _syscall_names() -> dict[int, str]:
-    numbers, _ = unistd.table()
-    names: dict[int, str] = {}
-    for name, number in sorted(numbers.items()):
-        names.setdefault(number, name)
-    return names
+    return q(unistd.names().get(number, "unknown"))
 
 
 def _tracepoint(body: dict, node: str) -> str:

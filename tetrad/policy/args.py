@@ -4,17 +4,21 @@ for the BTF it is handed.
 Owns the arrow "argument spec -> slot read" of compiling a hook
 (tetrad/policy/compile.py calls `arg_read` once per argument):
 
-- Where the value lives decides the read: syscall and uprobe arguments
-  (and syscall tracepoint fields) are user-space values; kprobe, LSM and
-  raw tracepoint arguments, and pointer fields of other tracepoints, are
-  kernel values.
+- Where the value lives decides the read: syscall, uprobe and USDT
+  arguments (and syscall tracepoint fields) are user-space values;
+  kprobe, LSM and raw tracepoint arguments, and pointer fields of other
+  tracepoints, are kernel values. A raw tracepoint's argument must have
+  the C type (its TP_PROTO parameter's, from BTF) its policy type reads.
 - A kernel value can be walked first: `resolve: a.b[2].c` follows members
   and pointers from the argument's type (the hook's BTF prototype, a
   tracepoint field's declared type, or `btfType`, a cast to a named struct,
   found in `btfTypeModule`'s BTF when given), tetrad/policy/btfwalk.py.
-- Struct-typed arguments are kernel structs read by the same steps:
-  linux_binprm (its file), kiocb (its file), net_device (its name) and
-  filename (its string) reach a member first; cred, user_namespace,
+- Network types (sock, socket, skb, sockaddr, sockaddr_un, net_device)
+  are read by the programs' own code at -DOFF_* offsets; a syscall's
+  socket address takes its length from the syscall's length argument.
+- Struct-typed arguments are kernel structs read by steps: linux_binprm
+  (its file), kiocb (its file) and filename (its string) reach a member
+  first; cred, user_namespace,
   bpf_attr, bpf_prog, bpf_map, perf_event, module and load_info gather
   the fields Tetragon shows into the slot (tetrad/abi/argstructs.py);
   capability and the kernel_cap_t family are integers; an iov_iter gathers
@@ -33,12 +37,12 @@ type on a hook kind that has no such values) is a PolicyError.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from tetrad.abi import argstructs
 from tetrad.abi import generic as enc
-from tetrad.bpf.btf import Btf, BtfError
+from tetrad.bpf.btf import Btf, BtfError, ValueType
 from tetrad.policy import btfwalk, schema
 from tetrad.policy.btfwalk import Step, Unresolvable, Value
 from tetrad.policy.points import ArgRead
@@ -48,26 +52,30 @@ INT_SIZES = schema.INT_WIDTHS         # (bytes, signed) by argument type
 BtfSource = Callable[[str], Btf]      # module name ("" for vmlinux) -> its BTF
 
 # Where the value lives, by hook kind.
-USER_KINDS = {"syscall", "uprobe"}
+USER_KINDS = {"syscall", "uprobe", "usdt"}
 KERNEL_KINDS = {"kprobe", "lsm", "rawtp", "tracepoint"}
 
 _USER_TYPES = {"string": "ustr", "char_buf": "ubuf", "fd": "fd", "sockaddr": "usockaddr",
-               "char_iovec": "iovec"}
+               "sockaddr_un": "usockaddr_un", "char_iovec": "iovec"}
 # Kernel values read without a walk of their own (offsets of their members
 # are the programs' own, -DOFF_*).
 _KERNEL_TYPES = {"string": "kstr", "fd": "fd", "file": "file", "path": "path", "sock": "sock",
-                 "dentry": "dentry"}
+                 "dentry": "dentry", "socket": "socket", "skb": "skb", "sockaddr": "ksockaddr",
+                 "sockaddr_un": "ksockaddr_un", "net_device": "netdev"}
+# Syscalls that take a socket address and its length: (address index,
+# length index). An abstract unix name is bounded by the length alone.
+_SOCKADDR_LENGTHS = {"connect": (1, 2), "bind": (1, 2), "sendto": (4, 5)}
 # Kernel structs reached through a member first: (struct, member, kind).
 _MEMBER_TYPES = {"linux_binprm": ("struct linux_binprm", "file", "file"),
                  "kiocb": ("struct kiocb", "ki_filp", "file"),
-                 "net_device": ("struct net_device", "name", "kstr"),
                  "filename": ("struct filename", "name", "kstr")}
 CAP_TYPES = {"kernel_cap_t", "cap_inheritable", "cap_permitted", "cap_effective"}
 GATHER_TYPES = set(argstructs.LAYOUTS)
 ITER_TYPE = "iov_iter"
 # The struct an argument of each type points at (checked against BTF).
 EXPECTED = {"file": "struct file", "path": "struct path", "dentry": "struct dentry",
-            "sock": "struct sock",
+            "sock": "struct sock", "socket": "struct socket", "skb": "struct sk_buff",
+            "sockaddr": "struct sockaddr", "net_device": "struct net_device",
             **{t: s for t, (s, _, _) in _MEMBER_TYPES.items()},
             **{t: layout.struct for t, layout in argstructs.LAYOUTS.items()},
             ITER_TYPE: argstructs.ITER.struct}
@@ -95,15 +103,21 @@ class Read:
 
 
 def arg_read(hook: Hook, arg: ArgSpec, kind: str, fields: list[TracepointField] | None,
-             btf: BtfSource | None) -> Read:
+             btf: BtfSource | None, params: list[ValueType] | None = None) -> Read:
     """How the kernel reads `arg` of `hook` (attached as `kind`: syscall,
-    kprobe, lsm, tracepoint, rawtp, uprobe). When this kernel cannot serve
-    it, a read that does nothing stands in and `unmet` says why. `btf`
-    None: no BTF to compute offsets from (the "btf" feature is then
-    missing). PolicyError for what no kernel could do."""
+    kprobe, lsm, tracepoint, rawtp, uprobe, usdt). `fields`: a tracepoint's
+    format; `params`: a raw tracepoint's TP_PROTO parameters. When this
+    kernel cannot serve it, a read that does nothing stands in and `unmet`
+    says why. `btf` None: no BTF to compute offsets from (the "btf" feature
+    is then missing). PolicyError for what no kernel could do."""
     where = arg.where or f"{hook.path}.args[{hook.args.index(arg)}]"
     src, field = arg.index, None
     user = kind in USER_KINDS
+    if kind == "rawtp":
+        assert params is not None
+        if arg.index >= len(params):
+            raise PolicyError("", [(f"{where}.index", f"raw tracepoint {hook.call} has {len(params)} "
+                                                      "arguments (its TP_PROTO)")])
     if kind == "tracepoint":
         assert fields is not None
         if arg.index >= len(fields):
@@ -124,13 +138,17 @@ def arg_read(hook: Hook, arg: ArgSpec, kind: str, fields: list[TracepointField] 
         raise PolicyError("", [(where, "resolve and btfType walk kernel structs: kprobe, LSM and raw "
                                        "tracepoint arguments, and pointer fields of tracepoints (this "
                                        "argument is a user-space value)")])
+    walked = bool(arg.resolve or arg.btf_type or arg.type in _MEMBER_TYPES or arg.type in GATHER_TYPES
+                  or arg.type == ITER_TYPE)
+    if kind == "rawtp" and not (arg.resolve or arg.btf_type):
+        plain = _raw_read(hook, arg, params[arg.index], where)
+        if not walked:
+            return Read(plain)
     if arg.type in INT_SIZES and not arg.resolve and not arg.btf_type:
         size, signed = INT_SIZES[arg.type]
         return Read(ArgRead(enc.GA["int"], src, size, signed))
-    walked = bool(arg.resolve or arg.btf_type or arg.type in _MEMBER_TYPES or arg.type in GATHER_TYPES
-                  or arg.type == ITER_TYPE)
     if user and arg.type != "bpf_attr":
-        return Read(_user_read(arg, src, where, kind))
+        return Read(_user_read(hook, arg, src, where, kind))
     if not user and not walked:
         return Read(_kernel_read(arg, src, where))
     if btf is None:
@@ -165,12 +183,42 @@ def _tracepoint_plain(arg: ArgSpec, f: TracepointField, user: bool) -> ArgRead |
     return None
 
 
-def _user_read(arg: ArgSpec, src: int, where: str, kind: str) -> ArgRead:
+def _raw_read(hook: Hook, arg: ArgSpec, param: ValueType, where: str) -> ArgRead | None:
+    """A raw tracepoint's argument read as it is (None: a struct-typed
+    argument that is walked); its parameter's C type must suit the policy's
+    type."""
+    t = arg.type
+    is_a = f"argument {arg.index} of raw tracepoint {hook.call} is {param.c_type}"
+    if t in schema.INT_TYPES or t == "capability":
+        if param.kind not in ("int", "enum", "ptr"):
+            raise PolicyError("", [(f"{where}.type", f"{is_a}" + (": give it a type" if t == "auto"
+                                                                   else ", not an integer"))])
+        if t == "auto":
+            return ArgRead(enc.GA["int"], arg.index, param.size, param.signed)
+    elif t in EXPECTED and param.c_type != f"{EXPECTED[t]} *":
+        raise PolicyError("", [(f"{where}.type", f"{is_a}, not {EXPECTED[t]} * (type {t})")])
+    elif t == "string" and param.c_type not in ("char *", "const char *"):
+        raise PolicyError("", [(f"{where}.type", f"{is_a}, not a string (char *)")])
+    elif t == "fd" and param.kind != "int":
+        raise PolicyError("", [(f"{where}.type", f"{is_a}, not a file descriptor")])
+    if t in INT_SIZES:
+        size, signed = INT_SIZES[t]
+        return ArgRead(enc.GA["int"], arg.index, size, signed)
+    if t in _MEMBER_TYPES or t in GATHER_TYPES or t == ITER_TYPE:
+        return None
+    return _kernel_read(arg, arg.index, where)
+
+
+def _user_read(hook: Hook, arg: ArgSpec, src: int, where: str, kind: str) -> ArgRead:
     strategy = _USER_TYPES.get(arg.type)
     if strategy is None:
         hooks = "syscall arguments" if kind in ("syscall", "tracepoint") else f"{kind} arguments"
         raise PolicyError("", [(f"{where}.type", f"type {arg.type} is not supported on {hooks} "
                                                  "(user-space values)")])
+    if arg.size_arg_index is None and kind == "syscall" and strategy in ("usockaddr", "usockaddr_un"):
+        addr_at, size_at = _SOCKADDR_LENGTHS.get(schema.syscall_name(hook.call), (None, None))
+        if arg.index == addr_at:
+            arg = replace(arg, size_arg_index=size_at)
     return _sized(arg, strategy, src, where)
 
 

@@ -30,8 +30,12 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
+import urllib.parse
+from dataclasses import replace
 from dataclasses import dataclass, field
 
+from tetrad.abi import state as proc_state
+from tetrad import netnames
 from tetrad.policy import btfwalk, document, limits, source, tetragon_fields
 from tetrad.policy import workloads as workload_scope
 from tetrad.policy.errors import PolicyError, describe, kind_of, path_key
@@ -66,9 +70,13 @@ INT_TYPES = set(INT_WIDTHS)
 # (read through a kernel_cap_t pointer).
 CAP_WIDTHS = {"capability": (4, True), "kernel_cap_t": (8, False), "cap_inheritable": (8, False),
               "cap_permitted": (8, False), "cap_effective": (8, False)}
-STRING_TYPES = {"string", "char_buf", "data_loc", "filename", "net_device", "char_iovec", "iov_iter"}
+STRING_TYPES = {"string", "char_buf", "data_loc", "filename", "char_iovec", "iov_iter"}
 PATH_TYPES = {"fd", "file", "path", "linux_binprm", "dentry", "kiocb"}
-NET_TYPES = {"sock", "sockaddr"}
+# Network types. sock, socket (its sock) and skb have both ends of a
+# connection; sockaddr one address (tetrad lets S* and D* operators both see
+# it); sockaddr_un a family and a path; net_device a name (a string).
+SOCK_TYPES = {"sock", "socket"}
+NET_TYPES = SOCK_TYPES | {"skb", "sockaddr", "sockaddr_un", "net_device"}
 # Kernel structs shown whole (tetrad/abi/argstructs.py): no operator applies.
 STRUCT_TYPES = {"cred", "user_namespace", "bpf_attr", "bpf_prog", "bpf_map", "perf_event",
                 "module", "load_info"}
@@ -81,23 +89,34 @@ INT_OPS = {"Equal", "NotEqual", "Mask", "GreaterThan", "LessThan", "InRange", "N
 # InMap/NotInMap on integers: values (or list:NAME of a syscalls list) compiled
 # as Equal/NotEqual; syscall names become numbers when compiled for a machine.
 MAP_OPS = {"InMap": "Equal", "NotInMap": "NotEqual"}
-LIST_TYPES = {"syscalls"}                       # spec.lists kinds tetrad expands
+# spec.lists kinds: names of syscalls; every syscall; kernel functions whose
+# names match a pattern (from tracefs, when the policy is compiled).
+LIST_TYPES = {"syscalls", "generated_syscalls", "generated_ftrace"}
+GENERATED = {"generated_syscalls": "syscalls", "generated_ftrace": "ftrace"}
 LIST_PREFIX = "list:"
 STRING_OPS = {"Equal", "NotEqual", "Prefix", "NotPrefix", "Postfix", "NotPostfix"}
 ADDR_OPS = {"SAddr", "NotSAddr", "DAddr", "NotDAddr"}
 PORT_OPS = {"SPort", "NotSPort", "DPort", "NotDPort"}
-NET_OPS = ADDR_OPS | PORT_OPS | {"Protocol", "Family"}
+# Privileged ports (0..1023); they take no values.
+PRIV_OPS = {"SPortPriv", "NotSPortPriv", "DPortPriv", "NotDPortPriv"}
+# Protocol, Family and State: a name or a number, or a range of numbers.
+NAMED_OPS = {"Protocol", "Family", "State"}
+NET_OPS = ADDR_OPS | PORT_OPS | PRIV_OPS | NAMED_OPS
 OPS_BY_GROUP = {"int": INT_OPS, "string": STRING_OPS, "path": STRING_OPS, "net": NET_OPS,
-                "struct": set()}
+                "sockaddr": NET_OPS - {"Protocol", "State"},
+                "sockaddr_un": STRING_OPS | {"Family"}, "struct": set()}
 ORDER_OPS = {"GreaterThan", "LessThan", "InRange", "NotInRange"}
-ACTIONS = {"Post", "NoPost", "Sigkill", "Signal", "Override", "FollowFD", "UnfollowFD"}
-ENFORCING_ACTIONS = {"Sigkill", "Signal", "Override"}
+ACTIONS = {"Post", "NoPost", "Sigkill", "Signal", "Override", "FollowFD", "UnfollowFD",
+           "TrackSock", "UntrackSock", "GetUrl", "DnsLookup", "NotifyEnforcer"}
+SOCK_ACTIONS = {"TrackSock", "UntrackSock"}     # socket tracking (argSock, returnArgAction)
+USER_ACTIONS = {"GetUrl", "DnsLookup"}           # done by the daemon when the event comes
+ENFORCING_ACTIONS = {"Sigkill", "Signal", "Override", "NotifyEnforcer"}
 BINARY_OPS = {"In", "NotIn", "Prefix", "NotPrefix", "Postfix", "NotPostfix"}
 PID_OPS = {"In", "NotIn"}
-UNSUPPORTED_SPEC = {
-    "usdts": "USDT probes", "fentries": "fentry hooks", "loader": "process_loader events",
-"enforcers": "NotifyEnforcer", "selectorsMacros": "selector macros",
-}
+SET_OPS = {"In", "NotIn"}               # namespaces, capabilities and their changes
+HOST_NS = "host_ns"                     # a matchNamespaces value: the host's, resolved at load
+NS_VALUES = 4                           # values per matchNamespaces entry (Tetragon's limit)
+UNSUPPORTED_SPEC = {"fentries": "fentry hooks", "selectorsMacros": "selector macros"}
 KINDS = ("TracingPolicy", "TracingPolicyNamespaced")
 # A Kubernetes namespace name: a lower-case RFC 1123 DNS label.
 NAMESPACE_RE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
@@ -105,22 +124,32 @@ NAMESPACE_RE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 KERNEL_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")        # functions, LSM hooks
 TRACEFS_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")   # tracefs directory names
+USDT_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")          # what sys/sdt.h takes
+SYSCALL_PREFIX = re.compile(r"^(__x64_|__arm64_|__ia32_)?sys_")
+# binaryDigests algorithms and their lengths in hex digits (build-id: any).
+DIGEST_HEX = {"sha1": 40, "sha256": 64, "sha384": 96, "sha512": 128, "build-id": 0}
 
 # Ranges of the kernel fields numbers go into (tetrad/abi/generic.py).
 U16 = (0, (1 << 16) - 1)
 U32 = (0, (1 << 32) - 1)
+U64 = (0, (1 << 64) - 1)
 S32 = (-(1 << 31), (1 << 31) - 1)
 S64 = (-(1 << 63), (1 << 63) - 1)
 ANY64 = (-(1 << 63), (1 << 64) - 1)     # fits 64 bits as either signed or unsigned
 MAX_ERRNO = 4095
 SIGNALS = (1, 64)
-PROTOCOLS = (0, 255)
+NAMED_RANGES = {"Protocol": U16, "Family": U16, "State": (0, 255)}
+URL_CHARS = 2048                # argUrl
+FQDN_CHARS = 253                # argFqdn (RFC 1035)
+FQDN_RE = re.compile(r"(?=.{1,253}\.?$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)"
+                     r"(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?")
 # tetrad's own option (not Tetragon's): what an argument in user memory that
 # cannot be read (at entry, nor at syscall exit) does to a selector: "match"
 # (the default: it matches every operator, so enforcement fails closed) or
 # "no-match" (it matches none). Either way the read is counted.
 UNREADABLE_ARGS = "unreadable-args"
-MAX_ARG_INDEX = {"kprobe": 5, "uprobe": 5, "lsm": 5, "tracepoint": 63}
+# A USDT probe's arguments: the first 8 of its note (G_MAX_ARGV).
+MAX_ARG_INDEX = {"kprobe": 5, "uprobe": 5, "lsm": 5, "tracepoint": 63, "rawtp": 5, "usdt": 7}
 BTF_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")       # a struct (btfType)
 MODULE_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")  # a kernel module (btfTypeModule)
 
@@ -167,6 +196,36 @@ class MatchBinaries:
 
 
 @dataclass(frozen=True)
+class MatchNamespace:
+    """The caller's namespace of one type is (In) or is not (NotIn) one of
+    `values`: inode numbers, or HOST_NS."""
+    namespace: int                      # tetrad.abi.state.NAMESPACES index
+    operator: str
+    values: tuple[int | str, ...]
+
+
+@dataclass(frozen=True)
+class MatchNamespaceChanges:
+    """In: one of these namespaces differs from the one the caller's image
+    started in; NotIn: one not listed does."""
+    operator: str
+    namespaces: frozenset[int]
+
+
+@dataclass(frozen=True)
+class MatchCapabilities:
+    """The caller's capability set `cap_set` has (In) or lacks (NotIn) any
+    capability of `mask`; with `namespace_capability`, only outside the
+    host's user namespace. For MatchCapabilityChanges: the set changed in
+    these capabilities (In) or only in others (NotIn) since the image
+    started."""
+    cap_set: int                        # tetrad.abi.state.CAP_SETS index
+    operator: str
+    namespace_capability: bool
+    mask: int
+
+
+@dataclass(frozen=True)
 class Action:
     action: str
     arg_error: int = 0
@@ -174,6 +233,11 @@ class Action:
     arg_fd: int = 0
     arg_name: int = 0
     rate_limit_s: int = 0
+    arg_sock: int = 0           # TrackSock/UntrackSock: a sock argument's place in Hook.args
+    arg_url: str = ""           # GetUrl
+    arg_fqdn: str = ""          # DnsLookup
+    kernel_stack: bool = False          # Post: kernelStackTrace
+    user_stack: bool = False            # Post: userStackTrace
 
 
 @dataclass(frozen=True)
@@ -184,11 +248,21 @@ class Selector:
     match_binaries: MatchBinaries | None = None
     actions: tuple[Action, ...] = ()
     return_actions: tuple[Action, ...] = ()
+    match_namespaces: tuple[MatchNamespace, ...] = ()
+    match_namespace_changes: MatchNamespaceChanges | None = None
+    match_capabilities: tuple[MatchCapabilities, ...] = ()
+    match_capability_changes: tuple[MatchCapabilities, ...] = ()
+
+    @property
+    def reads_state(self) -> bool:
+        """Whether the caller's credentials or namespaces are tested."""
+        return bool(self.match_namespaces or self.match_namespace_changes
+                    or self.match_capabilities or self.match_capability_changes)
 
 
 @dataclass(frozen=True)
 class Hook:
-    """One hook of a policy. `kind` is kprobe, tracepoint, uprobe or lsm."""
+    """One hook of a policy. `kind` is kprobe, tracepoint, uprobe, usdt or lsm."""
 
     kind: str
     path: str                               # e.g. spec.kprobes[0]
@@ -198,11 +272,22 @@ class Hook:
     return_arg: ArgSpec | None = None
     args: tuple[ArgSpec, ...] = ()
     selectors: tuple[Selector, ...] = ()
-    binary: str = ""                        # uprobes
-    symbol: str = ""                        # uprobes
+    binary: str = ""                        # uprobes, usdts
+    symbol: str = ""                        # uprobes: "symbol" or "symbol+offset"; usdts: the name
     message: str = ""
     tags: tuple[str, ...] = ()
     raw: bool = False                       # raw tracepoint
+    return_arg_action: str = ""             # TrackSock/UntrackSock on the returned sock
+    offset: int = 0                         # uprobes: a file offset (offsets), or past the symbol
+    address: int = 0                        # uprobes: a virtual address (addrs)
+    ref_ctr_offset: int = 0                 # uprobes: the semaphore's file offset (refCtrOffsets)
+    digests: tuple[str, ...] = ()           # uprobes: binaryDigests, "algorithm:hex"
+    ignore_digest: bool = False             # uprobes: ignore.digestVerificationFailure
+    ignore_missing: bool = False            # kprobes: ignore.callNotFound
+    provider: str = ""                      # usdts
+    loader: bool = False                    # spec.loader's hook: process_loader events
+    generated: str = ""                     # call is a generated list: "syscalls" or "ftrace"
+    pattern: str = ""                       # ... of kernel functions matching this
 
     def arg(self, index: int) -> ArgSpec | None:
         return next((a for a in self.args if a.index == index), None)
@@ -233,11 +318,39 @@ class Policy:
     # Option unreadable-args: whether an argument in user memory that cannot
     # be read matches ("match", the default) or not ("no-match").
     unreadable_match: bool = True
+    # spec.enforcers: the syscalls NotifyEnforcer makes fail, as named there
+    # (sys_dup, __ia32_sys_dup; lists expanded).
+    enforcers: tuple[str, ...] = ()
 
     @property
     def enforces(self) -> bool:
         return any(a.action in ENFORCING_ACTIONS for h in self.hooks for s in h.selectors
                    for a in s.actions + s.return_actions)
+
+    @property
+    def tracks_socks(self) -> bool:
+        """Some hook tracks socks (TrackSock/UntrackSock, returnArgAction):
+        the policy's hooks then report a tracked sock's owner."""
+        return any(h.return_arg_action or any(a.action in SOCK_ACTIONS for s in h.selectors
+                                                for a in s.actions + s.return_actions)
+                   for h in self.hooks)
+
+
+# spec.loader: true. Tetragon reports each executable mapping of a file (its
+# loader sensor reads perf's mmap records from a kprobe). tetrad hooks the
+# mmap syscall instead, where a file is mapped executable (PROT_EXEC, 4) and
+# the descriptor names a file (its path starts with "/"): what the dynamic
+# loader does for each library. Its events are process_loader.
+LOADER_HOOK = Hook(
+    kind="kprobe", path="spec.loader", call="sys_mmap", syscall=True, loader=True,
+    args=(ArgSpec(2, "int32", "prot"), ArgSpec(4, "fd", "fd")),
+    selectors=(Selector(match_args=(MatchArg(2, "Mask", ("4",), "spec.loader", 0),
+                                    MatchArg(4, "Prefix", ("/",), "spec.loader", 1))),))
+
+
+def syscall_name(call: str) -> str:
+    """sys_openat, __x64_sys_openat -> openat"""
+    return SYSCALL_PREFIX.sub("", call)
 
 
 def arg_group(type_: str) -> str:
@@ -245,6 +358,10 @@ def arg_group(type_: str) -> str:
         return "string"
     if type_ in PATH_TYPES:
         return "path"
+    if type_ == "net_device":
+        return "string"
+    if type_ in ("sockaddr", "sockaddr_un"):
+        return type_
     if type_ in NET_TYPES:
         return "net"
     if type_ in STRUCT_TYPES:
@@ -308,15 +425,15 @@ def parse_duration(value) -> int:
     return int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
 
 
-def protocol_number(value: str) -> int:
-    names = {"IPPROTO_TCP": 6, "IPPROTO_UDP": 17, "IPPROTO_ICMP": 1, "IPPROTO_ICMPV6": 58,
-             "IPPROTO_RAW": 255, "IPPROTO_SCTP": 132}
-    return names[value] if value in names else parse_int(value)
-
-
-def family_number(value: str) -> int:
-    names = {"AF_UNIX": 1, "AF_INET": 2, "AF_INET6": 10, "AF_NETLINK": 16, "AF_PACKET": 17}
-    return names[value] if value in names else parse_int(value)
+def named_range(op: str, value: str) -> tuple[int, int]:
+    """A Protocol, Family or State value as a range: Tetragon's name of one
+    (IPPROTO_UDP, AF_INET6, TCP_LISTEN), a number, or "low:high"."""
+    table = {"Protocol": "protocol", "Family": "family", "State": "state"}[op]
+    found = netnames.number(table, value)
+    if found is not None:
+        return found, found
+    lo, _, hi = value.partition(":")
+    return parse_int(lo), parse_int(hi or lo)
 
 
 def _in(value: int, bounds: tuple[int, int]) -> bool:
@@ -335,7 +452,9 @@ class _Checker:
         self.problems: list[tuple[str, str]] = []
         self.map_values = 0                  # values that take a kernel map entry
         self.lists: dict[str, tuple[str, ...]] = {}   # spec.lists: name -> syscall names
+        self.generated: dict[str, tuple[str, str]] = {}   # name -> (syscalls|ftrace, pattern)
         self.lists_refused = False           # a list was refused: list:NAME naming it is not
+        self.enforcers: list[str] = []       # spec.enforcers' calls
 
     def fail(self, path: str, reason: str) -> None:
         self.problems.append((path, reason))
@@ -546,7 +665,17 @@ class _Checker:
         if op is None:
             return None
         op = {"GT": "GreaterThan", "LT": "LessThan"}.get(op, op)
-        in_maps = spec.group in ("string", "path") or op in ADDR_OPS
+        if op == "State" and spec.type not in SOCK_TYPES:
+            self.fail(f"{path}.operator", f"State applies to sock and socket arguments, not {spec.type} "
+                                          "(Tetragon's never matches there)")
+            return None
+        if op in PRIV_OPS:
+            if raw.get("values"):
+                self.fail(f"{path}.values", f"{op} takes no values (it means ports 0..1023)")
+                return None
+            return MatchArg(index, op, (), path, pos)
+        in_maps = spec.group in ("string", "path") or op in ADDR_OPS or (
+            spec.group == "sockaddr_un" and op in STRING_OPS)
         limit = None if in_maps or op in MAP_OPS else limits.VALUES
         where = f"{path}.values"
         values = []
@@ -560,7 +689,7 @@ class _Checker:
         if op in MAP_OPS and len(values) > limits.VALUES:
             self.fail(where, f"{len(values)} values; InMap on an integer holds at most "
                              f"{limits.VALUES} (a selector's kernel entry)")
-        if spec.group in ("string", "path") or op in ADDR_OPS:
+        if in_maps:
             self.map_values += len(values)
         return MatchArg(index, op, tuple(values), path, pos)
 
@@ -621,13 +750,18 @@ class _Checker:
                         raise ValueError(self._out_of_range(number, bounds, spec, op))
                 if lo_i > hi_i:
                     raise ValueError(f"range {describe(text)} is empty")
-            elif op == "Protocol":
-                if not _in(number := protocol_number(text), PROTOCOLS):
-                    raise ValueError(f"{describe(number)} is not an IP protocol number "
-                                     f"({_range_text(PROTOCOLS)})")
-            elif op == "Family":
-                if not _in(number := family_number(text), U16):
-                    raise ValueError(f"{describe(number)} is out of range {_range_text(U16)}")
+            elif op in NAMED_OPS:
+                try:
+                    lo_i, hi_i = named_range(op, text)
+                except ValueError:
+                    raise ValueError(f"{describe(text)} is not a name Tetragon knows for {op}, a number "
+                                     "or a range low:high") from None
+                bounds = NAMED_RANGES[op]
+                for number in (lo_i, hi_i):
+                    if not _in(number, bounds):
+                        raise ValueError(f"{describe(number)} is out of range {_range_text(bounds)}")
+                if lo_i > hi_i:
+                    raise ValueError(f"range {describe(text)} is empty")
             elif spec.group == "int":
                 bounds = int_range(spec.type, op)
                 if not _in(number := parse_int(text), bounds):
@@ -654,14 +788,23 @@ class _Checker:
 
     def action(self, raw, path: str, kind: str) -> Action | None:
         raw = self.mapping(raw, path, {"action", "argError", "argSig", "argFd", "argName",
+                                       "argSock", "argUrl", "argFqdn",
                                        "rateLimit", "rateLimitScope", "kernelStackTrace",
                                        "userStackTrace", "imaHash"}, "action")
         name = self.choice(raw.get("action"), f"{path}.action", ACTIONS, "action")
         if name is None:
             return None
-        for unsupported in ("kernelStackTrace", "userStackTrace", "imaHash", "rateLimitScope"):
+        for unsupported in ("imaHash", "rateLimitScope"):
             if raw.get(unsupported):
                 self.fail(f"{path}.{unsupported}", f"{unsupported} is not supported by tetrad yet")
+        stacks = {key: self.flag(raw, key, path) for key in ("kernelStackTrace", "userStackTrace")}
+        for key, wanted in stacks.items():
+            if wanted and name != "Post":
+                self.fail(f"{path}.{key}", f"{key} applies to Post only")
+            elif wanted and kind != "kprobe":
+                # Tetragon's events carry stacks on process_kprobe only.
+                self.fail(f"{path}.{key}", f"{key} applies to kprobes (and syscall hooks) only; "
+                                           f"this is a {kind}")
         if name == "Override":
             # A BPF LSM program may return 0 or a negative errno; a kprobe
             # override any small value (Tetragon's examples use 1).
@@ -673,11 +816,18 @@ class _Checker:
             arg_error = self.integer(raw.get("argError"), f"{path}.argError", bounds, why, 0)
             if arg_error == 0 and raw.get("argError") is not None and not self._failed(f"{path}.argError"):
                 self.fail(f"{path}.argError", "0 overrides nothing; use an errno such as -1 for EPERM")
+        elif name == "NotifyEnforcer":
+            # What the syscall returns instead of running: an errno, as Override.
+            arg_error = self.integer(raw.get("argError"), f"{path}.argError", (-MAX_ERRNO, -1),
+                                     "a negative errno, e.g. -1 for EPERM", 0)
         else:
             arg_error = self.integer(raw.get("argError"), f"{path}.argError", S32, "", 0)
         arg_sig = self.integer(raw.get("argSig"), f"{path}.argSig", SIGNALS, "a signal number", 0)
         if name == "Signal" and raw.get("argSig") is None:
             self.fail(f"{path}.argSig", "Signal needs argSig, a signal number 1..64")
+        if name == "NotifyEnforcer" and raw.get("argError") is None and raw.get("argSig") is None:
+            self.fail(path, "NotifyEnforcer needs argError (the error the syscall returns), "
+                            "argSig (a signal sent to the caller) or both")
         slots = (0, MAX_ARG_INDEX[kind])
         arg_fd = self.integer(raw.get("argFd"), f"{path}.argFd", slots, "an argument index", 0)
         arg_name = self.integer(raw.get("argName"), f"{path}.argName", slots, "an argument index", 0)
@@ -694,7 +844,53 @@ class _Checker:
                                                f"{_range_text(U32)} (the kernel keeps seconds in "
                                                "32 bits)")
                 rate = 0
-        return Action(name, arg_error or 0, arg_sig or 0, arg_fd or 0, arg_name or 0, rate)
+        arg_sock = self.integer(raw.get("argSock"), f"{path}.argSock", slots,
+                                "the position of a sock argument in args", 0)
+        arg_url = arg_fqdn = ""
+        if name == "GetUrl":
+            arg_url = self.url(raw.get("argUrl"), f"{path}.argUrl")
+        elif "argUrl" in raw:
+            self.fail(f"{path}.argUrl", "argUrl applies to GetUrl only")
+        if name == "DnsLookup":
+            arg_fqdn = self.fqdn(raw.get("argFqdn"), f"{path}.argFqdn")
+        elif "argFqdn" in raw:
+            self.fail(f"{path}.argFqdn", "argFqdn applies to DnsLookup only")
+        return Action(name, arg_error or 0, arg_sig or 0, arg_fd or 0, arg_name or 0, rate,
+                      arg_sock or 0, arg_url, arg_fqdn, kernel_stack=stacks["kernelStackTrace"],
+                      user_stack=stacks["userStackTrace"])
+
+    def url(self, value, path: str) -> str:
+        """GetUrl's argUrl: an http or https URL with a host."""
+        if value is None:
+            self.fail(path, "GetUrl needs argUrl, the http:// or https:// URL to request")
+            return ""
+        text = self.text(value, path, max_chars=URL_CHARS)
+        if text is None:
+            return ""
+        try:
+            parts = urllib.parse.urlsplit(text)
+            parts.port                      # raises on a port that is not a number
+        except ValueError:
+            parts = None
+        if (parts is None or parts.scheme not in ("http", "https") or not parts.hostname
+                or any(c.isspace() or not c.isprintable() for c in text)):
+            self.fail(path, f"{describe(text)} is not an http:// or https:// URL with a host")
+            return ""
+        return text
+
+    def fqdn(self, value, path: str) -> str:
+        """DnsLookup's argFqdn: a domain name (letters, digits, '-', '_',
+        labels of 1..63 characters, 253 in all)."""
+        if value is None:
+            self.fail(path, "DnsLookup needs argFqdn, the domain name to look up")
+            return ""
+        text = self.text(value, path, max_chars=FQDN_CHARS + 1)
+        if text is None:
+            return ""
+        if not FQDN_RE.fullmatch(text):
+            self.fail(path, f"{describe(text)} is not a domain name")
+            return ""
+        return text
 
     def match_pids(self, raw, where: str) -> MatchPIDs | None:
         m = self.mapping(raw, where, {"operator", "values", "followForks", "isNamespacePID"}, "matchPIDs")
@@ -729,10 +925,72 @@ class _Checker:
         self.map_values += len(values)
         return MatchBinaries(op, tuple(values)) if op else None
 
+    def match_namespace(self, raw, where: str) -> MatchNamespace | None:
+        m = self.mapping(raw, where, {"namespace", "operator", "values"}, "matchNamespaces")
+        ns = self.choice_nocase(m.get("namespace"), f"{where}.namespace", proc_state.NAMESPACES,
+                                "namespace", ("Uts", "Ipc", "Mnt", "Pid", "PidForChildren", "Net",
+                                              "Time", "TimeForChildren", "Cgroup", "User"))
+        op = self.choice(m.get("operator"), f"{where}.operator", SET_OPS, "operator")
+        values: list[int | str] = []
+        for j, v in enumerate(self.values(m.get("values"), f"{where}.values", NS_VALUES)):
+            if v == HOST_NS:
+                values.append(HOST_NS)
+                continue
+            why = 'a namespace inode number (as `lsns` shows) or "host_ns"'
+            try:
+                parse_int(v)
+            except ValueError:
+                self.fail(f"{where}.values[{j}]", f"{describe(v)} is not {why}")
+                continue
+            inum = self.integer(v, f"{where}.values[{j}]", U32, why)
+            if inum is not None:
+                values.append(inum)
+        return MatchNamespace(ns, op, tuple(values)) if ns is not None and op else None
+
+    def match_namespace_changes(self, raw, where: str) -> MatchNamespaceChanges | None:
+        m = self.mapping(raw, where, {"operator", "values"}, "matchNamespaceChanges")
+        op = self.choice(m.get("operator"), f"{where}.operator", SET_OPS, "operator")
+        namespaces = set()
+        for j, v in enumerate(self.values(m.get("values"), f"{where}.values", None)):
+            ns = self.choice_nocase(v, f"{where}.values[{j}]", proc_state.NAMESPACES, "namespace",
+                                    ("Uts", "Ipc", "Mnt", "Pid", "PidForChildren", "Net", "Time",
+                                     "TimeForChildren", "Cgroup", "User"))
+            if ns is not None:
+                namespaces.add(ns)
+        return MatchNamespaceChanges(op, frozenset(namespaces)) if op and namespaces else None
+
+    def match_capabilities(self, raw, where: str, what: str) -> MatchCapabilities | None:
+        m = self.mapping(raw, where, {"type", "operator", "isNamespaceCapability", "values"}, what)
+        cap_set = self.choice_nocase(m.get("type", "Effective"), f"{where}.type", proc_state.CAP_SETS,
+                                     "capability set", ("Effective", "Inheritable", "Permitted"))
+        op = self.choice(m.get("operator"), f"{where}.operator", SET_OPS, "operator")
+        ns_cap = self.flag(m, "isNamespaceCapability", where)
+        mask = 0
+        for j, v in enumerate(self.values(m.get("values"), f"{where}.values", None)):
+            number = proc_state.capability_number(v) if isinstance(v, str) else None
+            if number is None:
+                self.fail(f"{where}.values[{j}]", f"{describe(v)} is not a capability "
+                                                  "(CAP_CHOWN, CAP_SYS_ADMIN, ...: capabilities(7))")
+                continue
+            mask |= 1 << number
+        return MatchCapabilities(cap_set, op, ns_cap, mask) if cap_set is not None and op and mask else None
+
+    def choice_nocase(self, value, path: str, names: tuple[str, ...], what: str,
+                      shown: tuple[str, ...]) -> int | None:
+        """The index in `names` (lower case) of a name given in any case, as
+        Tetragon reads namespace and capability set names; None and a
+        problem naming the `shown` spellings otherwise."""
+        if isinstance(value, str) and value.lower() in names:
+            return names.index(value.lower())
+        self.fail(path, f"unknown {what} {describe(value)} (one of {', '.join(shown)})")
+        return None
+
     def selector(self, raw, path: str, hook_args: _HookArgs,
                  return_arg: ArgSpec | None, kind: str, broken: set) -> Selector:
         raw = self.mapping(raw, path, {"label", "matchArgs", "matchReturnArgs", "matchPIDs",
-                                       "matchBinaries", "matchActions", "matchReturnActions"},
+                                       "matchBinaries", "matchActions", "matchReturnActions",
+                                       "matchNamespaces", "matchNamespaceChanges",
+                                       "matchCapabilities", "matchCapabilityChanges"},
                            "selector")
         if raw.get("label") is not None:
             self.text(raw["label"], f"{path}.label", max_chars=limits.LABEL)
@@ -759,12 +1017,54 @@ class _Checker:
             self.fail(f"{path}.matchBinaries", "at most one entry per selector (Tetragon's limit)")
         for i, m in enumerate(raw_bins[:1]):
             binaries = self.match_binaries(m, f"{path}.matchBinaries[{i}]")
-        actions = self._actions(raw.get("matchActions"), f"{path}.matchActions", kind)
-        ret_actions = self._actions(raw.get("matchReturnActions"), f"{path}.matchReturnActions", kind)
+        actions = self._sock_args(self._actions(raw.get("matchActions"), f"{path}.matchActions", kind),
+                                  f"{path}.matchActions", hook_args)
+        ret_actions = self._sock_args(self._actions(raw.get("matchReturnActions"),
+                                                    f"{path}.matchReturnActions", kind),
+                                      f"{path}.matchReturnActions", hook_args)
         if ret_actions and return_arg is None and "return" not in broken:
             self.fail(f"{path}.matchReturnActions", "needs `return: true` and `returnArg`")
+        raw_ns = self.seq(raw.get("matchNamespaces"), f"{path}.matchNamespaces")
+        if len(raw_ns) > len(proc_state.NAMESPACES):
+            self.fail(f"{path}.matchNamespaces", f"{len(raw_ns)} entries; at most "
+                                                 f"{len(proc_state.NAMESPACES)}, one per namespace type")
+            raw_ns = []
+        namespaces = [n for i, m in enumerate(raw_ns)
+                      if (n := self.match_namespace(m, f"{path}.matchNamespaces[{i}]"))]
+        ns_changes = None
+        raw_nc = self.seq(raw.get("matchNamespaceChanges"), f"{path}.matchNamespaceChanges")
+        if len(raw_nc) > 1:
+            self.fail(f"{path}.matchNamespaceChanges", "at most one entry (Tetragon's limit)")
+        for i, m in enumerate(raw_nc[:1]):
+            ns_changes = self.match_namespace_changes(m, f"{path}.matchNamespaceChanges[{i}]")
+        caps = [c for i, m in enumerate(self.seq(raw.get("matchCapabilities"), f"{path}.matchCapabilities"))
+                if (c := self.match_capabilities(m, f"{path}.matchCapabilities[{i}]", "matchCapabilities"))]
+        cap_changes = [c for i, m in enumerate(self.seq(raw.get("matchCapabilityChanges"),
+                                                        f"{path}.matchCapabilityChanges"))
+                       if (c := self.match_capabilities(m, f"{path}.matchCapabilityChanges[{i}]",
+                                                        "matchCapabilityChanges"))]
         return Selector(tuple(match_args), tuple(return_args), tuple(pids), binaries,
-                        tuple(actions), tuple(ret_actions))
+                        tuple(actions), tuple(ret_actions), tuple(namespaces), ns_changes,
+                        tuple(caps), tuple(cap_changes))
+
+    def _sock_args(self, actions: list[Action], path: str, hook_args: _HookArgs) -> list[Action]:
+        """TrackSock/UntrackSock: argSock is a position in the hook's args
+        (as Tetragon counts it), which must be a sock or socket; the action
+        keeps that argument's place in Hook.args (its record slot: nop
+        arguments are not there, and an index may appear more than once)."""
+        out = []
+        for i, a in enumerate(actions):
+            if a.action in SOCK_ACTIONS:
+                arg = hook_args.by_pos.get(a.arg_sock)
+                if arg is None or arg.type not in SOCK_TYPES:
+                    what = f"argument {a.arg_sock} is of type {arg.type}" if arg else \
+                        f"there is no argument {a.arg_sock}"
+                    self.fail(f"{path}[{i}].argSock", f"{a.action} needs argSock, the position in args "
+                                                      f"of a sock or socket argument; {what}")
+                    continue
+                a = replace(a, arg_sock=hook_args.pos(arg))
+            out.append(a)
+        return out
 
     def _actions(self, raw, path: str, kind: str) -> list[Action]:
         raw = self.seq(raw, path)
@@ -773,21 +1073,46 @@ class _Checker:
             return []
         return [a for i, x in enumerate(raw) if (a := self.action(x, f"{path}[{i}]", kind))]
 
+    def enforcer_calls(self, raw) -> None:
+        """spec.enforcers: the syscalls NotifyEnforcer actions make fail
+        (Tetragon's `calls`, syscall names or list:NAME)."""
+        for i, entry in enumerate(self.seq(raw, "spec.enforcers")):
+            where = f"spec.enforcers[{i}]"
+            entry = self.mapping(entry, where, {"calls"}, "enforcer")
+            calls = self.values(entry.get("calls"), f"{where}.calls", None)
+            for j, v in enumerate(calls):
+                path = f"{where}.calls[{j}]"
+                if isinstance(v, str) and v.startswith(LIST_PREFIX):
+                    self.enforcers += [c for c in self.list_values(v, path) if c not in self.enforcers]
+                    continue
+                call = self.name(v, path, KERNEL_NAME_RE, "a syscall name")
+                if call is not None and call not in self.enforcers:
+                    self.enforcers.append(call)
+
     def named_lists(self, raw) -> None:
         """spec.lists: named lists of syscalls, for `call: list:NAME` and
-        InMap values. Tetragon's generated kinds (every syscall, ftrace
-        patterns) are refused by name."""
+        InMap values, and Tetragon's generated lists (every syscall, kernel
+        functions matching a pattern) for `call: list:NAME`, which the
+        compiler expands on the running kernel."""
         for i, entry in enumerate(self.seq(raw, "spec.lists")):
             where = f"spec.lists[{i}]"
-            entry = self.mapping(entry, where, {"name", "type", "values", "validated"}, "list")
+            entry = self.mapping(entry, where, {"name", "type", "values", "validated", "pattern"}, "list")
             name = self.text(entry.get("name"), f"{where}.name", max_chars=limits.NAME)
-            kind = entry.get("type")
-            if isinstance(kind, str) and kind in tetragon_fields.LIST_TYPES - LIST_TYPES:
-                self.fail(f"{where}.type", f"lists of type {kind} are not supported by tetrad yet")
-                kind = None
-            else:
-                kind = self.choice(kind, f"{where}.type", LIST_TYPES, "list type")
+            kind = self.choice(entry.get("type"), f"{where}.type", LIST_TYPES, "list type")
             self.flag(entry, "validated", where)
+            if kind in GENERATED:
+                pattern = self.list_pattern(entry, where, kind)
+                if entry.get("values") is not None:
+                    self.fail(f"{where}.values", f"a {kind} list makes its own values")
+                if name is None or pattern is None:
+                    self.lists_refused = True
+                elif name in self.lists or name in self.generated:
+                    self.fail(f"{where}.name", f"a second list named {describe(name)}")
+                else:
+                    self.generated[name] = (GENERATED[kind], pattern)
+                continue
+            if entry.get("pattern") is not None:
+                self.fail(f"{where}.pattern", "pattern is for generated_ftrace lists")
             values = []
             raw_values = self.values(entry.get("values"), f"{where}.values", limits.HOOKS) if kind else []
             for j, v in enumerate(raw_values):
@@ -797,9 +1122,30 @@ class _Checker:
             if name is None or kind is None:
                 self.lists_refused = True
                 continue
-            if name in self.lists:
+            if name in self.lists or name in self.generated:
                 self.fail(f"{where}.name", f"a second list named {describe(name)}")
             self.lists[name] = tuple(values)
+
+    def list_pattern(self, entry: dict, where: str, kind: str) -> str | None:
+        """A generated_ftrace list's pattern, a regular expression over
+        kernel function names (generated_syscalls: "")."""
+        if kind == "generated_syscalls":
+            if entry.get("pattern") is not None:
+                self.fail(f"{where}.pattern", "pattern is for generated_ftrace lists")
+            return ""
+        if entry.get("pattern") is None:
+            self.fail(f"{where}.pattern", "a generated_ftrace list needs a pattern (a regular "
+                                          "expression over kernel function names)")
+            return None
+        pattern = self.text(entry["pattern"], f"{where}.pattern", max_chars=limits.SYMBOL)
+        if pattern is None:
+            return None
+        try:
+            re.compile(pattern)
+        except re.error as err:
+            self.fail(f"{where}.pattern", f"not a regular expression: {err}")
+            return None
+        return pattern
 
     def list_values(self, ref: str, path: str) -> list[str]:
         """The values of `list:NAME`; [] (and one error) when there is no
@@ -807,6 +1153,9 @@ class _Checker:
         name = ref[len(LIST_PREFIX):]
         if name in self.lists:
             return list(self.lists[name])
+        if name in self.generated:
+            self.fail(path, f"list {describe(name)} is generated: only a kprobe's call can name it")
+            return []
         if not self.lists_refused:
             self.fail(path, f"no list named {describe(name)} in spec.lists")
         return []
@@ -826,6 +1175,20 @@ class _Checker:
             return None
         return text
 
+    def return_arg_action(self, raw: dict, path: str, return_: bool, return_arg: ArgSpec | None) -> str:
+        """returnArgAction: Post (the default) or TrackSock/UntrackSock on
+        the returned sock; "" for Post."""
+        value = raw.get("returnArgAction")
+        if value is None:
+            return ""
+        action = self.choice(value, f"{path}.returnArgAction", {"Post"} | SOCK_ACTIONS, "returnArgAction")
+        if action in SOCK_ACTIONS:
+            if not return_ or return_arg is None or return_arg.type != "sock":
+                self.fail(f"{path}.returnArgAction", f"{action} needs `return: true` and a returnArg of "
+                                                     "type sock")
+            return action
+        return ""
+
     def hook(self, raw, kind: str, path: str) -> list[Hook]:
         """The hooks of one entry: one, or one per syscall of a `list:NAME`
         call, or one per uprobe symbol, as Tetragon attaches them."""
@@ -833,19 +1196,27 @@ class _Checker:
         allowed = {
             "kprobe": common | {"call", "syscall", "return", "returnArg", "returnArgAction", "ignore"},
             "tracepoint": common | {"subsystem", "event", "raw"},
-            "uprobe": common | {"path", "symbols", "ignore"},
+            "uprobe": common | {"path", "symbols", "offsets", "addrs", "refCtrOffsets", "return",
+                                "returnArg", "binaryDigests", "ignore"},
+            "usdt": common | {"path", "provider", "name"},
             "lsm": common | {"hook"},
         }[kind]
         raw = self.mapping(raw, path, allowed, kind)
         if raw.get("ignore") is not None and not isinstance(raw["ignore"], dict):
             self.fail(f"{path}.ignore", f"must be a mapping, not {kind_of(raw['ignore'])}")
+        ignore_missing = False
+        if kind == "kprobe" and isinstance(raw.get("ignore"), dict):
+            ignore = self.mapping(raw["ignore"], f"{path}.ignore", {"callNotFound"})
+            ignore_missing = self.flag(ignore, "callNotFound", f"{path}.ignore")
         broken: set = set()
         args_raw = self.seq(raw.get("args"), f"{path}.args")
         if len(args_raw) > MAX_ARGS:
             self.fail(f"{path}.args", f"{len(args_raw)} args; Tetragon allows at most {MAX_ARGS}")
             args_raw = []
-        # Tracepoint indexes count the fields of the tracepoint's format.
-        max_index = MAX_ARG_INDEX[kind]
+        # Tracepoint indexes count the fields of the tracepoint's format; a
+        # raw tracepoint's, its arguments (at most 6, as Tetragon reads).
+        raw_tp = kind == "tracepoint" and raw.get("raw") is True
+        max_index = MAX_ARG_INDEX["rawtp" if raw_tp else kind]
         # An index may appear more than once (several members of one struct
         # argument, each resolved): matchArgs `index` names the first.
         by_pos = {i: a for i, x in enumerate(args_raw)
@@ -878,8 +1249,7 @@ class _Checker:
         if not return_:
             return_arg = None       # Tetragon ignores returnArg without `return: true`
             broken.discard("return")
-        if raw.get("returnArgAction") not in (None, "Post"):
-            self.fail(f"{path}.returnArgAction", "only Post is supported (TrackSock/UntrackSock are not)")
+        ret_action = self.return_arg_action(raw, path, return_, return_arg)
         sel_raw = self.seq(raw.get("selectors"), f"{path}.selectors")
         if len(sel_raw) > MAX_SELECTORS:
             self.fail(f"{path}.selectors", f"{len(sel_raw)} selectors; Tetragon allows at most {MAX_SELECTORS}")
@@ -899,10 +1269,16 @@ class _Checker:
                 tags.append(tag)
         message = self.optional_text(raw, "message", path, limits.MESSAGE)
         base = dict(kind=kind, path=path, args=tuple(hook_args.kept), selectors=selectors, message=message,
-                    tags=tuple(tags), return_=return_, return_arg=return_arg)
+                    tags=tuple(tags), return_=return_, return_arg=return_arg,
+                    return_arg_action=ret_action, ignore_missing=ignore_missing)
         if kind == "kprobe":
             call = raw.get("call", "")
             if isinstance(call, str) and call.startswith(LIST_PREFIX):
+                if call[len(LIST_PREFIX):] in self.generated:
+                    # Expanded on the running kernel (tetrad/policy/compile.py).
+                    generated, pattern = self.generated[call[len(LIST_PREFIX):]]
+                    return [Hook(call=call, syscall=generated == "syscalls", generated=generated,
+                                 pattern=pattern, **base)]
                 # One hook per syscall of the list, as Tetragon attaches them.
                 return [Hook(call=c, syscall=True, **base)
                         for c in self.list_values(call, f"{path}.call")]
@@ -915,6 +1291,9 @@ class _Checker:
                 syscall = call.startswith(("sys_", "__x64_sys_", "__arm64_sys_"))
             else:
                 syscall = self.flag(raw, "syscall", path)
+            if syscall and ret_action:
+                self.fail(f"{path}.returnArgAction", f"{ret_action} tracks the struct sock * a kernel "
+                                                     "function returns; a syscall returns a number")
             return [Hook(call=call, syscall=syscall, **base)]
         if kind == "tracepoint":
             subsystem = self.name(raw.get("subsystem", ""), f"{path}.subsystem", TRACEFS_NAME_RE,
@@ -938,17 +1317,91 @@ class _Checker:
         if binary is not None and not binary.startswith("/"):
             self.fail(f"{path}.path", f"{describe(binary)} is not an absolute path")
             binary = None
-        symbols = self.seq(raw.get("symbols"), f"{path}.symbols")
-        if not symbols:
-            self.fail(f"{path}.symbols", "at least one symbol is required")
+        if kind == "usdt":
+            return self.usdt(raw, path, binary, base)
+        return self.uprobe(raw, path, binary, base)
+
+    def uprobe(self, raw: dict, path: str, binary: str | None, base: dict) -> list[Hook]:
+        """One hook per symbol, offset or address, as Tetragon attaches them
+        (exactly one of the three lists), each with its refCtrOffsets entry."""
+        places = {key: self.seq(raw.get(key), f"{path}.{key}") for key in ("symbols", "offsets", "addrs")}
+        given = [key for key, values in places.items() if values]
+        if len(given) != 1:
+            self.fail(path, "a uprobe needs exactly one of symbols, offsets or addrs"
+                            + (f" (it has {', '.join(given)})" if given else ""))
+            return []
+        key = given[0]
+        ref_ctrs = [self.integer(v, f"{path}.refCtrOffsets[{i}]", U64, "a file offset", 0)
+                    for i, v in enumerate(self.seq(raw.get("refCtrOffsets"), f"{path}.refCtrOffsets"))]
+        if ref_ctrs and len(ref_ctrs) != len(places[key]):
+            self.fail(f"{path}.refCtrOffsets", f"{len(ref_ctrs)} entries for {len(places[key])} {key}; "
+                                               "one per probe, in their order")
+            ref_ctrs = []
+        digests = self.digests(raw.get("binaryDigests"), f"{path}.binaryDigests")
+        ignore = raw.get("ignore")
+        ignore_digest = False
+        if isinstance(ignore, dict):
+            ignore = self.mapping(ignore, f"{path}.ignore", {"digestVerificationFailure"})
+            ignore_digest = self.flag(ignore, "digestVerificationFailure", f"{path}.ignore")
+        common = dict(binary=binary, digests=digests, ignore_digest=ignore_digest, **base)
         hooks = []
-        for i, raw_symbol in enumerate(symbols):
-            symbol = self.text(raw_symbol, f"{path}.symbols[{i}]", max_chars=limits.SYMBOL)
-            if symbol == "":
-                self.fail(f"{path}.symbols[{i}]", "the symbol name is required")
-            elif symbol is not None and binary is not None:
-                hooks.append(Hook(binary=binary, symbol=symbol, call=symbol, **base))
+        for i, value in enumerate(places[key]):
+            where = f"{path}.{key}[{i}]"
+            ref_ctr = ref_ctrs[i] if ref_ctrs else 0
+            if key == "symbols":
+                symbol = self.text(value, where, max_chars=limits.SYMBOL)
+                if symbol == "":
+                    self.fail(where, "the symbol name is required")
+                    continue
+                if symbol is None:
+                    continue
+                name, plus, offset = symbol.partition("+")
+                try:
+                    extra = parse_int(offset) if plus else 0
+                except ValueError:
+                    extra = -1
+                if not name or not _in(extra, U64):
+                    self.fail(where, f"{describe(symbol)} is not a symbol or symbol+offset")
+                    continue
+                if binary is not None:
+                    hooks.append(Hook(symbol=symbol, call=symbol, offset=extra, ref_ctr_offset=ref_ctr,
+                                      **common))
+                continue
+            number = self.integer(value, where, U64, "a file offset" if key == "offsets" else "an address")
+            if number is not None and binary is not None:
+                place = {"offset": number} if key == "offsets" else {"address": number}
+                hooks.append(Hook(call=f"{number:#x}", ref_ctr_offset=ref_ctr, **place, **common))
         return hooks
+
+    def digests(self, raw, path: str) -> tuple[str, ...]:
+        """binaryDigests: "algorithm:hex" with one of Tetragon's algorithms."""
+        out = []
+        for i, value in enumerate(self.seq(raw, path)):
+            text = self.text(value, f"{path}[{i}]", max_chars=200)
+            if text is None:
+                continue
+            algorithm, _, digest = text.partition(":")
+            algorithm, digest = algorithm.strip().lower(), digest.strip().lower()
+            length = DIGEST_HEX.get(algorithm)
+            if length is None:
+                self.fail(f"{path}[{i}]", f"{describe(text)} is not ALGORITHM:HEX with an algorithm of "
+                                          f"{', '.join(sorted(DIGEST_HEX))}")
+            elif not re.fullmatch(r"[0-9a-f]+", digest) or not (
+                    len(digest) == length if length else len(digest) % 2 == 0 and 2 <= len(digest) <= 128):
+                self.fail(f"{path}[{i}]", f"{describe(text)}: {algorithm} is "
+                                          + (f"{length} hex digits" if length else "an even number of hex digits"))
+            else:
+                out.append(f"{algorithm}:{digest}")
+        return tuple(out)
+
+    def usdt(self, raw: dict, path: str, binary: str | None, base: dict) -> list[Hook]:
+        """A USDT probe by provider and name; which places in the binary it
+        has is read from its notes when the policy is compiled."""
+        provider = self.name(raw.get("provider", ""), f"{path}.provider", USDT_NAME_RE, "a USDT provider")
+        name = self.name(raw.get("name", ""), f"{path}.name", USDT_NAME_RE, "a USDT probe name")
+        if provider is None or name is None or binary is None:
+            return []
+        return [Hook(binary=binary, provider=provider, symbol=name, call=f"{provider}:{name}", **base)]
 
     # ---- the document --------------------------------------------------------------
 
@@ -985,14 +1438,15 @@ class _Checker:
             elif entries:
                 for k, v in entries.items():
                     self.text(v, f"metadata.{key}.{path_key(k)}")
-        spec = self.mapping(doc.get("spec", {}), "spec", {"kprobes", "tracepoints", "uprobes", "lsmhooks",
+        spec = self.mapping(doc.get("spec", {}), "spec", {"kprobes", "tracepoints", "uprobes", "usdts", "lsmhooks",
                                                           "options", "containerSelector", "hostSelector",
-                                                          "podSelector", "lists",
-                                                          *UNSUPPORTED_SPEC}, "spec")
+                                                          "podSelector", "lists", "enforcers",
+                                                          "loader", *UNSUPPORTED_SPEC}, "spec")
         for key, what in UNSUPPORTED_SPEC.items():
             if key in spec:
                 self.fail(f"spec.{key}", f"{what} are not supported by tetrad yet")
         self.named_lists(spec.get("lists"))
+        self.enforcer_calls(spec.get("enforcers"))
         workloads, problems = workload_scope.parse(spec, namespace)
         self.problems += problems
         mode = "enforce"
@@ -1012,7 +1466,7 @@ class _Checker:
         hooks = []
         count = 0
         for key, kind in (("kprobes", "kprobe"), ("tracepoints", "tracepoint"), ("uprobes", "uprobe"),
-                          ("lsmhooks", "lsm")):
+                          ("usdts", "usdt"), ("lsmhooks", "lsm")):
             entries = self.seq(spec.get(key), f"spec.{key}")
             count += len(entries)
             if count > limits.HOOKS:
@@ -1028,8 +1482,18 @@ class _Checker:
             self.fail("spec", f"{self.map_values} string, path, binary and address values; at most "
                               f"{limits.MAP_VALUES} per policy (they share kernel maps of "
                               f"{limits.KERNEL_MAP_ENTRIES} entries with other policies)")
+        if self.flag(spec, "loader", "spec"):
+            hooks.append(LOADER_HOOK)
         if not hooks and not self.problems:
-            self.fail("spec", "no hooks: add kprobes, tracepoints, uprobes or lsmhooks")
+            self.fail("spec", "no hooks: add kprobes, tracepoints, uprobes, usdts or lsmhooks")
+        notifies = any(a.action == "NotifyEnforcer" for h in hooks for s in h.selectors
+                       for a in s.actions + s.return_actions)
+        if notifies and not self.enforcers and "enforcers" not in spec:
+            self.fail("spec.enforcers", "NotifyEnforcer needs spec.enforcers: the syscalls "
+                                        "(calls) it makes fail")
+        elif self.enforcers and not notifies:
+            self.fail("spec.enforcers", "no hook has a NotifyEnforcer action: these syscalls "
+                                        "would never fail")
         return name or "", mode, hooks, workloads, unreadable == "match"
 
 
@@ -1049,4 +1513,5 @@ def parse(data: str | bytes, source_name: str = "<policy>") -> Policy:
                                              "please report it with the policy")]) from err
     if checker.problems:
         raise PolicyError(source_name, checker.problems)
-    return Policy(name, source_name, mode, tuple(hooks), workloads, unreadable_match)
+    return Policy(name, source_name, mode, tuple(hooks), workloads, unreadable_match,
+                  tuple(checker.enforcers))

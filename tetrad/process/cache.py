@@ -15,6 +15,13 @@ miss; the event still carries the exec_id computed from the key.
 Arguments are redacted here (tetrad.process.redaction), once per exec and
 per /proc entry, so no event or sink ever holds the clear text; a clone
 shares its parent's redacted text.
+
+Credentials and namespaces come with exec and clone records and the /proc
+scan; a state record (a change after exec: setuid, unshare, ...) replaces
+the live process with a copy holding the new values, so the events that
+follow (its policy events, its exit, its children's `parent`) carry them
+and the events made before keep theirs. The Annotator renders them into
+Tetragon's JSON fields once per distinct state.
 """
 
 from __future__ import annotations
@@ -23,8 +30,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from tetrad.abi.ops import ProcFlag, flag_names
-from tetrad.decode.process import CloneRecord, ExecRecord, ExitRecord, ProcKey
+from tetrad.decode.process import (CloneRecord, ExecRecord, ExitRecord, ProcKey, ProcState,
+                                   StateRecord)
 from tetrad.timefmt import KtimeClock
+from tetrad.process.annotate import Annotator
 from tetrad.process.exec_id import exec_id
 from tetrad.process.model import Process, binary_path, join_arguments
 from tetrad.process.redaction import Redaction
@@ -46,6 +55,7 @@ class ProcfsEntry:
     binary: str
     argv: tuple[str, ...]
     cgroup: str = ""           # cgroup v2 path ("0::" line of /proc/PID/cgroup)
+    state: ProcState | None = None   # credentials and namespaces, as /proc shows them
 
 
 @dataclass(slots=True)
@@ -54,13 +64,16 @@ class CacheStats:
     capacity: int
     misses: int
     evictions: int
+    state_misses: int = 0      # state records of processes not (or no longer) live
 
 
 class ProcessCache:
     def __init__(self, node_name: str, clock: KtimeClock, capacity: int = 65536,
-                 retired_capacity: int = 8192, redaction: Redaction = Redaction()):
+                 retired_capacity: int = 8192, redaction: Redaction = Redaction(),
+                 annotator: Annotator = Annotator()):
         self._node = node_name
         self._redact = redaction.apply
+        self._annotate = annotator
         self._clock = clock
         self._capacity = capacity
         self._retired_capacity = retired_capacity
@@ -68,6 +81,7 @@ class ProcessCache:
         self._retired: OrderedDict[ProcKey, Process] = OrderedDict()
         self.misses = 0
         self.evictions = 0
+        self.state_misses = 0
 
     # ---- lookups ---------------------------------------------------------
 
@@ -105,7 +119,7 @@ class ProcessCache:
 
     def stats(self) -> CacheStats:
         return CacheStats(len(self._live) + len(self._retired), self._capacity,
-                          self.misses, self.evictions)
+                          self.misses, self.evictions, self.state_misses)
 
     # ---- updates from the sensor ----------------------------------------
 
@@ -135,14 +149,29 @@ class ProcessCache:
             parent_exec_id=self._exec_id(parent_key),
             parent_key=parent_key,
             cgroup_id=rec.cgroup_id,
+            state=rec.state,
+            annotation=self._annotate(rec.state),
         )
         self._install(proc)
         return proc, parent
 
     def on_clone(self, rec: CloneRecord) -> Process:
         parent = self.get(rec.parent)
-        proc = self._from_parent(rec.proc, parent, rec.parent, rec.flags)
+        proc = self._from_parent(rec.proc, parent, rec.parent, rec.flags, rec.state)
         self._install(proc)
+        return proc
+
+    def on_state(self, rec: StateRecord) -> Process | None:
+        """New credentials or namespaces of a live process: a copy of it
+        with them takes its place (None, counted, if it is not live)."""
+        proc = self._live.get(rec.proc.pid)
+        if proc is None or proc.key != rec.proc:
+            self.state_misses += 1
+            return None
+        if rec.state == proc.state:
+            return proc
+        proc = proc.with_state(rec.state, self._annotate(rec.state))
+        self._live[proc.pid] = proc
         return proc
 
     def on_exit(self, rec: ExitRecord) -> tuple[Process, Process | None]:
@@ -176,6 +205,8 @@ class ProcessCache:
             start_time_ns=entry.start_time_ns,
             parent_exec_id=self._exec_id(parent_key),
             parent_key=parent_key,
+            state=entry.state,
+            annotation=self._annotate(entry.state),
         )
         self._install(proc)
         return proc
@@ -186,9 +217,13 @@ class ProcessCache:
         return exec_id(self._node, key.ktime, key.pid) if key and key.ktime else ""
 
     def _from_parent(self, key: ProcKey, parent: Process | None,
-                     parent_key: ProcKey | None, flags: int) -> Process:
-        """A process that has not exec'd runs its parent's image."""
+                     parent_key: ProcKey | None, flags: int,
+                     state: ProcState | None = None) -> Process:
+        """A process that has not exec'd runs its parent's image; its own
+        credentials and namespaces when the kernel said, else its parent's."""
         flags |= ProcFlag.CLONE
+        if state is None and parent is not None:
+            state = parent.state
         return Process(
             exec_id=exec_id(self._node, key.ktime, key.pid),
             key=key,
@@ -205,6 +240,8 @@ class ProcessCache:
             parent_exec_id=self._exec_id(parent_key),
             parent_key=parent_key,
             cgroup_id=parent.cgroup_id if parent else 0,
+            state=state,
+            annotation=self._annotate(state),
         )
 
     def _install(self, proc: Process) -> None:

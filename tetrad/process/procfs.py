@@ -7,6 +7,13 @@ execve_map entry, so its later events and exit name it and its parent.
 Identity: Tetragon's exec_id for such a process uses its start time from
 /proc/<pid>/stat (clock ticks since boot) in nanoseconds, which is also what
 the kernel side is told, so the exit record finds the same key.
+
+Credentials come from /proc/<pid>/status (ids as the daemon's user
+namespace sees them: the kernel's own ids when the daemon runs in the
+initial one) and namespaces from /proc/<pid>/ns, as Tetragon reads them;
+/proc shows neither the securebits nor the owner and depth of the user
+namespace, which these processes therefore lack (also in the kernel's
+execve_map). Their values "at exec" are those of the scan.
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ from dataclasses import dataclass
 
 import psutil
 
+from tetrad.decode.process import STATE_CREDS, STATE_NS, ProcState
+from tetrad.process.annotate import read_namespaces
 from tetrad.process.cache import ProcfsEntry
 
 log = logging.getLogger(__name__)
@@ -47,6 +56,25 @@ def start_ticks(stat_line: str) -> int:
     return int(fields[19])
 
 
+def state_from_status(status: str, ns: tuple[int, ...]) -> ProcState:
+    """Credentials from the text of /proc/PID/status (Uid:/Gid: real,
+    effective, saved, filesystem; CapInh/CapPrm/CapEff in hex) and the
+    namespaces' inode numbers."""
+    fields = {}
+    for line in status.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key in ("Uid", "Gid", "CapInh", "CapPrm", "CapEff"):
+            fields[key] = value.split()
+    uid, euid, suid, fsuid = (int(v) for v in fields["Uid"][:4])
+    gid, egid, sgid, fsgid = (int(v) for v in fields["Gid"][:4])
+    caps = {k: int(fields[k][0], 16) for k in ("CapInh", "CapPrm", "CapEff")}
+    return ProcState(known=STATE_CREDS | (STATE_NS if any(ns) else 0), securebits=0,
+                     uid=uid, gid=gid, suid=suid, sgid=sgid, euid=euid, egid=egid,
+                     fsuid=fsuid, fsgid=fsgid, permitted=caps["CapPrm"],
+                     effective=caps["CapEff"], inheritable=caps["CapInh"],
+                     user_ns_level=0, user_ns_owner=0, user_ns_group=0, ns=ns)
+
+
 class ProcfsScanner:
     """Reads /proc; `proc_root` and clocks are injectable for tests."""
 
@@ -71,7 +99,7 @@ class ProcfsScanner:
         for pid in psutil.pids():
             try:
                 entry, nthreads = self._entry(pid, ktimes)
-            except (psutil.Error, OSError, ValueError, IndexError) as err:
+            except (psutil.Error, OSError, ValueError, IndexError, KeyError) as err:
                 log.debug("skipping pid %d in /proc scan: %s", pid, err)
                 skipped += 1
                 continue
@@ -106,18 +134,20 @@ class ProcfsScanner:
                 cgroup = cgroup_v2_path(self._read(pid, "cgroup"))
             except OSError:
                 cgroup = ""
+            state = state_from_status(self._read(pid, "status"), read_namespaces(pid, self._root))
             entry = ProcfsEntry(
                 pid=pid,
                 ktime=ktime,
                 start_time_ns=self._boot_wall_ns + ktime,
                 ppid=ppid,
                 parent_ktime=ktimes.get(ppid, 0),
-                uid=proc.uids().real,
-                gid=proc.gids().real,
+                uid=state.uid,
+                gid=state.gid,
                 auid=auid,
                 cwd=cwd,
                 binary=proc.exe(),
                 argv=tuple(proc.cmdline()),
                 cgroup=cgroup,
+                state=state,
             )
             return entry, proc.num_threads()

@@ -23,7 +23,11 @@ verifier pass, not a compile.
 
 Only this module writes policy maps. Programs share the process sensor's
 ring buffer, execve_map and shed map (bpf/shared_maps.h): `shared` gives
-their descriptors.
+their descriptors. The objects of every program type share one socktrack
+map, which this module makes: a policy's TrackSock on a kprobe is seen by
+its tracepoint. Each policy that tracks socks has a scope of its own in it
+(`track_scope`), as Tetragon keeps a map per policy; its entries go when
+the policy unloads.
 """
 
 from __future__ import annotations
@@ -42,12 +46,12 @@ from bcc.libbcc import lib
 
 from tetrad.abi import generic as enc
 from tetrad.bpf import syscall as bpf_syscall
-from tetrad.policy.compile import CompiledHook, Target
+from tetrad.policy.compile import ANY_SYSCALL, CompiledHook, Target
 from tetrad.policy.errors import PolicyError
 from tetrad.policy.points import PointTables
 from tetrad.sensors import bpfobject
 from tetrad.sensors import offsets as struct_offsets
-from tetrad.sensors.targets import INDEX_SIZE, TargetMissing, syscall_key
+from tetrad.sensors.targets import INDEX_SIZE, TargetMissing, digest_mismatch, syscall_key
 
 log = logging.getLogger(__name__)
 
@@ -56,22 +60,33 @@ MAX_HOOKS = 256                 # per object (G_MAX_HOOKS)
 CGROUP_ENTRIES = 16384          # per object: (cgroup, hook) pairs of scoped hooks
 TRIE_ENTRIES = 16384            # per trie (G_TRIE_ENTRIES)
 PID_ENTRIES = 4096              # pid_sel (G_PID_ENTRIES)
+SOCKTRACK_ENTRIES = 32000       # socktrack (G_SOCKTRACK_ENTRIES), Tetragon's: ~3 MB of kernel memory
+SOCKTRACK_SCOPES = 65535        # g_hook.track is a u16; 0 is none
 BPF_MAP_TYPE_PROG_ARRAY = 3
+BPF_MAP_TYPE_LRU_HASH = 9
 
 # Program types (G_PROG_TYPE) and the hook kinds each serves.
 TYPE_TP, TYPE_KPROBE, TYPE_LSM, TYPE_RAWTP = 1, 2, 3, 4
 TYPE_OF_KIND = {"syscall": TYPE_TP, "tracepoint": TYPE_TP, "kprobe": TYPE_KPROBE,
-                "uprobe": TYPE_KPROBE, "lsm": TYPE_LSM, "rawtp": TYPE_RAWTP}
+                "uprobe": TYPE_KPROBE, "usdt": TYPE_KPROBE, "lsm": TYPE_LSM, "rawtp": TYPE_RAWTP}
 BCC_TYPE = {TYPE_TP: BPF.TRACEPOINT, TYPE_KPROBE: BPF.KPROBE, TYPE_LSM: BPF.LSM,
             TYPE_RAWTP: BPF.RAW_TRACEPOINT}
 TYPE_NAMES = {TYPE_TP: "syscall and tracepoint", TYPE_KPROBE: "kprobe and uprobe", TYPE_LSM: "LSM",
               TYPE_RAWTP: "raw tracepoint"}
-STAGES = ("g_read", "g_eval", "g_select", "g_act", "g_steps")      # S_READ .. S_STEPS
-ENTRY = {"tracepoint": "g_tp", "kprobe": "g_kprobe", "uprobe": "g_kprobe", "lsm": "g_lsm",
-         "rawtp": "g_rawtp"}
+STAGES = ("g_read", "g_eval", "g_select", "g_act", "g_caller", "g_steps")     # S_READ .. S_STEPS
+ENTRY = {"tracepoint": "g_tp", "kprobe": "g_kprobe", "uprobe": "g_kprobe", "usdt": "g_usdt",
+         "lsm": "g_lsm", "rawtp": "g_rawtp"}
 EXIT = {"kprobe": "g_kretprobe", "uprobe": "g_kretprobe"}
 # The process sensor's maps the policy programs use (bpf/shared_maps.h).
-SHARED_MAPS = ("events", "execve_map", "shed")
+SHARED_MAPS = ("events", "execve_map", "shed", "enforce_notes")
+# libbcc's bpf_attach_uprobe takes a semaphore offset (ref_ctr_offset) last,
+# which the ctypes prototype bcc's Python declares leaves out: this copy of
+# the function has the whole prototype, so the kernel never gets a stray
+# value there.
+_attach_uprobe = lib["bpf_attach_uprobe"]
+_attach_uprobe.restype = ctypes.c_int
+_attach_uprobe.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p,
+                           ctypes.c_uint64, ctypes.c_int, ctypes.c_uint32]
 
 
 class AttachError(Exception):
@@ -183,11 +198,13 @@ class GenericPrograms:
         self._objects: dict[int, HookObject] = {}
         self._compiling: dict[int, bpfobject.Compilation] = {}
         self._points: dict[tuple, AttachPoint] = {}
+        self._socktrack: bpf_syscall.Fd | None = None
+        self._free_scopes = list(range(1, SOCKTRACK_SCOPES + 1))
         offsets = struct_offsets.policy_offsets()
         self._cflags = [f"-I{bpfobject.source().parent}", f"-DG_MAX_POINTS={MAX_POINTS}",
                         f"-DG_MAX_HOOKS={MAX_HOOKS}", f"-DG_INDEX_SIZE={INDEX_SIZE}",
                         f"-DG_CGROUP_ENTRIES={CGROUP_ENTRIES}", f"-DG_TRIE_ENTRIES={TRIE_ENTRIES}",
-                        f"-DG_PID_ENTRIES={PID_ENTRIES}"]
+                        f"-DG_PID_ENTRIES={PID_ENTRIES}", f"-DG_SOCKTRACK_ENTRIES={SOCKTRACK_ENTRIES}"]
         self._cflags += struct_offsets.cflags(offsets or None)
         self._cflags += [f"-D{k}={v}" for k, v in sorted(offsets.items()) if k.startswith("SIZEOF_")]
 
@@ -205,17 +222,19 @@ class GenericPrograms:
 
     # ---- hooks ----------------------------------------------------------------
 
-    def add(self, ch: CompiledHook) -> Attachment:
+    def add(self, ch: CompiledHook, track: int = 0) -> Attachment:
         """Add a hook at its point: tables written, point attached. A
         workload-scoped hook then runs for no cgroup until they are listed
-        (scope_cgroup). On failure nothing of this hook stays in the kernel."""
+        (scope_cgroup). `track`: its policy's socktrack scope (track_scope)
+        when the policy tracks socks. On failure nothing of this hook stays
+        in the kernel."""
         obj = self._object(TYPE_OF_KIND[ch.target.kind])
         point = self._point(obj, ch.target)
         if not obj.free_hooks:
             raise AttachError(f"{MAX_HOOKS} policy hooks of this kind are loaded, the most tetrad holds")
         hook_id = obj.free_hooks.pop(0)
         try:
-            point.tables.add(hook_id, ch)
+            point.tables.add(hook_id, ch, track)
         except PolicyError as err:
             obj.free_hooks.insert(0, hook_id)
             self._drop_if_empty(point)
@@ -246,6 +265,42 @@ class GenericPrograms:
             if att.hook_id not in att.obj.free_hooks:
                 att.obj.free_hooks.append(att.hook_id)
 
+    # ---- socket tracking ---------------------------------------------------------
+
+    def track_scope(self) -> int:
+        """A socktrack scope for one loaded policy that tracks socks."""
+        if not self._free_scopes:
+            raise AttachError(f"{SOCKTRACK_SCOPES} policies track sockets, the most tetrad holds")
+        return self._free_scopes.pop(0)
+
+    def release_scope(self, scope: int) -> None:
+        """The policy of `scope` is gone: its entries go (a sock it tracked
+        and never untracked would otherwise name its owner to the next
+        policy given the scope)."""
+        if self._socktrack is not None:
+            fd, size = self._socktrack.fd, ctypes.sizeof(enc.SockKey)
+            key, after = ctypes.create_string_buffer(size), ctypes.create_string_buffer(size)
+            gone, first = [], True
+            while lib.bpf_get_next_key(fd, None if first else key, after) == 0:
+                if enc.SockKey.from_buffer_copy(after.raw).scope == scope:
+                    gone.append(after.raw)
+                ctypes.memmove(key, after, size)
+                first = False
+            for raw in gone:
+                lib.bpf_delete_elem(fd, ctypes.create_string_buffer(raw, size))
+        if scope not in self._free_scopes:
+            self._free_scopes.append(scope)
+
+    def _shared_maps(self) -> dict[str, int]:
+        if self._socktrack is None:
+            try:
+                self._socktrack = bpf_syscall.map_create(
+                    BPF_MAP_TYPE_LRU_HASH, ctypes.sizeof(enc.SockKey), ctypes.sizeof(enc.SockOwner),
+                    SOCKTRACK_ENTRIES, 0, "socktrack")
+            except OSError as err:
+                raise AttachError(f"cannot create the socket tracking map: {err.strerror}") from None
+        return {**self._shared(), "socktrack": self._socktrack.fd}
+
     # ---- points ---------------------------------------------------------------
 
     def _object(self, prog_type: int) -> HookObject:
@@ -253,12 +308,12 @@ class GenericPrograms:
         if obj is None:
             self.begin(next(k for k, t in TYPE_OF_KIND.items() if t == prog_type))
             compilation = self._compiling.pop(prog_type)
-            obj = HookObject(prog_type, compilation, self._shared())
+            obj = HookObject(prog_type, compilation, self._shared_maps())
             self._objects[prog_type] = obj
         return obj
 
     def _point(self, obj: HookObject, target: Target) -> AttachPoint:
-        key = (obj.prog_type, target.kind, target.name, target.binary)
+        key = (obj.prog_type, *target.key)
         point = self._points.get(key)
         if point is None:
             if not obj.free_points:
@@ -282,6 +337,8 @@ class GenericPrograms:
         if point.phys:
             obj.bpf.update("point_ref", _u32(point.lpoint), _u32(0))
             obj.bpf.update("points", _u32(point.phys), bytes(ctypes.sizeof(enc.Point)))
+        if point.target.kind == "usdt":
+            obj.bpf.update("usdt_specs", _u32(point.lpoint), bytes(ctypes.sizeof(enc.Usdt)))
         self._apply_entries(point, {})
         self._clear_hooks(point, set())
         self._points = {k: p for k, p in self._points.items() if p is not point}
@@ -355,6 +412,14 @@ class GenericPrograms:
         hook there needs one (return probe, second read at sys_exit)."""
         obj, t = point.obj, point.target
         needs_exit = ch.has_return or ch.retry
+        if t.kind == "syscall" and t.name == ANY_SYSCALL:
+            if not point.attached:
+                self._tracepoint(point, self._copy(point, "g_sys_any"), "raw_syscalls", "sys_enter")
+                point.attached = True
+            if needs_exit and not point.exit_attached:
+                self._tracepoint(point, self._copy(point, "g_sys_any_exit"), "raw_syscalls", "sys_exit")
+                point.exit_attached = True
+            return
         if t.kind == "syscall":
             if point.syscall_nr is None:
                 try:
@@ -375,8 +440,16 @@ class GenericPrograms:
                 self._tracepoint(point, fd, *t.name.split("/", 1))
             elif t.kind == "kprobe":
                 self._kprobe(point, fd, t.name, ret=False)
-            elif t.kind == "uprobe":
-                self._uprobe(point, fd, t.binary, t.name, ret=False)
+            elif t.kind in ("uprobe", "usdt"):
+                if t.kind == "usdt":
+                    obj.bpf.update("usdt_specs", _u32(point.lpoint), usdt_specs(t))
+                self._uprobe(point, fd, t, ch.hook.digests, ret=False)
+            elif t.kind == "rawtp":
+                link = lib.bpf_attach_raw_tracepoint(fd, t.name.split("/", 1)[1].encode())
+                if link < 0:
+                    raise AttachError(f"cannot attach to raw tracepoint {t.name.split('/', 1)[1]}: "
+                                      f"{os.strerror(ctypes.get_errno())}")
+                point.links.append(Link("link", link))
             elif t.kind == "lsm":
                 link = lib.bpf_attach_lsm(fd)
                 if link < 0:
@@ -390,7 +463,7 @@ class GenericPrograms:
             if t.kind == "kprobe":
                 self._kprobe(point, fd, t.name, ret=True)
             else:
-                self._uprobe(point, fd, t.binary, t.name, ret=True)
+                self._uprobe(point, fd, t, ch.hook.digests, ret=True)
             point.exit_attached = True
 
     @staticmethod
@@ -412,15 +485,34 @@ class GenericPrograms:
         point.links.append(Link("kprobe", fd, ev))
 
     @staticmethod
-    def _uprobe(point: AttachPoint, prog: int, binary: str, symbol: str, ret: bool) -> None:
+    def _uprobe(point: AttachPoint, prog: int, t: Target, digests: tuple[str, ...], ret: bool) -> None:
+        """A uprobe at the target's symbol (plus its offset) or file offset,
+        with its semaphore. The binary is opened once: its digests are
+        checked on that file and the probe attached to it (through
+        /proc/self/fd), so a binary replaced in between is never probed."""
+        what = f"{t.binary}:{t.function_name}"
+        if t.ref_ctr_offset >= 1 << 32:
+            raise AttachError(f"{what}: semaphore offset {t.ref_ctr_offset:#x} beyond what the kernel takes")
         try:
-            path, addr = BPF._check_path_symbol(binary.encode(), symbol.encode(), None, -1)
-        except Exception as err:  # bcc raises plain Exception for a symbol it cannot find
-            raise AttachError(f"uprobe {binary}:{symbol}: {err}") from None
-        ev = b"tetrad_%d_%s_0x%x" % (os.getpid(), b"r" if ret else b"p", addr)
-        fd = lib.bpf_attach_uprobe(prog, int(ret), ev, path, addr, -1)
+            with open(t.binary, "rb") as f:
+                mismatch = digest_mismatch(f, digests, t.binary)
+                if mismatch:
+                    raise AttachError(mismatch)
+                opened = f"/proc/self/fd/{f.fileno()}".encode()
+                addr = t.offset
+                if t.kind == "uprobe" and t.name:
+                    try:
+                        _, addr = BPF._check_path_symbol(opened, t.name.encode(), None, -1)
+                    except Exception as err:  # bcc raises plain Exception for a symbol it cannot find
+                        raise AttachError(f"uprobe {what}: {err}") from None
+                    addr += t.offset
+                # Unique per point: two binaries may have a probe at one offset.
+                ev = b"tetrad_%d_%s_%d_0x%x" % (os.getpid(), b"r" if ret else b"p", point.lpoint, addr)
+                fd = _attach_uprobe(prog, int(ret), ev, opened, addr, -1, t.ref_ctr_offset)
+        except OSError as err:
+            raise AttachError(f"cannot open uprobe binary {t.binary}: {err.strerror}") from None
         if fd < 0:
-            raise AttachError(f"cannot attach a {'uretprobe' if ret else 'uprobe'} to {binary}:{symbol}: "
+            raise AttachError(f"cannot attach a {'uretprobe' if ret else 'uprobe'} to {what}: "
                               f"{os.strerror(ctypes.get_errno())}")
         point.links.append(Link("uprobe", fd, ev))
 
@@ -481,6 +573,12 @@ class GenericPrograms:
                 setattr(total, name, getattr(total, name) + getattr(cpu_value, name))
         return total
 
+    def stack_map(self, obj_id: int) -> int | None:
+        """The `stacks` map of a program object (kprobe and syscall hooks
+        have one), for tetrad/sensors/stacks.py."""
+        obj = self._objects.get(obj_id)
+        return obj.bpf.fds.get("stacks") if obj is not None else None
+
     def tracepoint_fds(self) -> list[int]:
         """Every tracepoint attachment's perf event, handed over for closing
         all at once at stop (sensors/teardown.py)."""
@@ -501,6 +599,26 @@ class GenericPrograms:
         for compilation in self._compiling.values():
             compilation.cancel()
         self._compiling.clear()
+        if self._socktrack is not None:
+            self._socktrack.close()
+            self._socktrack = None
+
+
+def usdt_specs(t: Target) -> bytes:
+    """A USDT probe's argument specs as the kernel reads them (struct
+    g_usdt), registers at their offsets in this kernel's struct pt_regs."""
+    regs = struct_offsets.pt_regs_offsets()
+    u = enc.Usdt()
+    for i, arg in enumerate(t.usdt_args[:enc.MAX_ARGV]):
+        a = u.arg[i]
+        a.kind, a.size, a.is_signed, a.scale = enc.USDT_KINDS[arg.kind], arg.size, arg.signed, arg.scale
+        a.val = arg.value
+        try:
+            a.reg = regs[arg.reg] if arg.reg else 0
+            a.idx = regs[arg.index] if arg.index else 0
+        except KeyError as err:
+            raise AttachError(f"{t.binary}:{t.name}: this kernel's struct pt_regs has no {err}") from None
+    return bytes(u)
 
 
 def _u32(value: int) -> bytes:

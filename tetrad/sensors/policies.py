@@ -33,8 +33,9 @@ from tetrad.policy.cgroup_scope import CgroupScope, ScopeFull
 from tetrad.policy.compile import CompiledHook, compile_policy
 from tetrad.policy.kernel import kernel_facts, missing_features
 from tetrad.policy.schema import Policy, PolicyError
+from tetrad.sensors.enforcers import Enforcers
 from tetrad.sensors.generic import AttachError, Attachment, GenericPrograms
-from tetrad.sensors.targets import unresolved
+from tetrad.sensors.targets import check as check_targets
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,9 @@ HookKey = tuple[int, int]            # (program id, hook id), as records carry t
 class LoadedPolicy:
     policy: Policy
     hooks: list[tuple[CompiledHook, Attachment]] = field(default_factory=list)
+    enforcers: list[str] = field(default_factory=list)     # syscall functions acquired
     load_seconds: float = 0.0
+    track: int = 0                  # its socktrack scope, when it tracks socks
 
     @property
     def name(self) -> str:
@@ -57,9 +60,10 @@ class LoadedPolicy:
 
 
 class PolicyLoader:
-    def __init__(self, programs: GenericPrograms, scope: CgroupScope,
+    def __init__(self, programs: GenericPrograms, enforcers: Enforcers, scope: CgroupScope,
                  prepare: Callable[[CompiledHook], object], progress: Progress | None = None):
         self._programs = programs
+        self._enforcers = enforcers
         self.scope = scope
         self._prepare = prepare
         self._progress = progress or (lambda what: contextlib.nullcontext())
@@ -70,22 +74,33 @@ class PolicyLoader:
     def load(self, policy: Policy) -> LoadedPolicy:
         started = time.monotonic()
         compiled = compile_policy(policy, kernel_facts())
-        missing = missing_features(compiled) + unresolved(compiled)
+        problems, skipped = check_targets(compiled)
+        missing = missing_features(compiled) + problems
         if missing:
             raise PolicyError(policy.source, missing)
+        for ch, why in skipped:
+            log.warning("policy %s: %s not attached: %s (the policy says to ignore that)",
+                        policy.name, ch.hook.path, why)
+        compiled = [ch for ch in compiled if all(ch is not s for s, _ in skipped)]
         log.info("loading policy %s from %s: %d hooks", policy.name, policy.source, len(compiled))
         loaded = LoadedPolicy(policy)
         ch = None
         try:
+            if policy.tracks_socks:
+                loaded.track = self._programs.track_scope()
             for ch in compiled:
                 with self._progress(f"loading policy {policy.name} ({ch.hook.path})"):
-                    att = self._programs.add(ch)
+                    # The enforcers first: a note must never wait for one.
+                    for function, nr in ch.enforced:
+                        self._enforcers.acquire(function, nr)
+                        loaded.enforcers.append(function)
+                    att = self._programs.add(ch, loaded.track)
                 loaded.hooks.append((ch, att))
                 if ch.workloads is not None:
                     self.scope.track(ch, att)
         except (AttachError, ScopeFull) as err:
             self._detach(loaded)
-            raise PolicyError(policy.source, [(ch.hook.path, str(err))]) from None
+            raise PolicyError(policy.source, [(ch.hook.path if ch else "spec", str(err))]) from None
         except BaseException:
             self._detach(loaded)
             raise
@@ -114,6 +129,12 @@ class PolicyLoader:
             self.scope.untrack(att)
             self._programs.remove(att)
         loaded.hooks.clear()
+        for function in loaded.enforcers:
+            self._enforcers.release(function)
+        loaded.enforcers.clear()
+        if loaded.track:
+            self._programs.release_scope(loaded.track)
+            loaded.track = 0
 
     def _publish(self) -> None:
         table = {}
@@ -149,4 +170,5 @@ class PolicyLoader:
         caller has closed their tracepoints together: sensors/teardown.py)."""
         self._loaded.clear()
         self.hooks = {}
+        self._enforcers.close()
         self._programs.close()

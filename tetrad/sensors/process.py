@@ -1,8 +1,9 @@
 """The process lifecycle sensor: loads bpf/process.c and seeds its map.
 
-Owns the arrow "kernel hooks -> ring buffer" for exec, clone and exit. One of
-the two modules allowed to import bcc (with tetrad.observer). The BPF side
-and its guarantees are described in bpf/process.c.
+Owns the arrow "kernel hooks -> ring buffer" for exec, clone, exit and
+changes of credentials and namespaces. One of the two modules allowed to
+import bcc (with tetrad.observer). The BPF side and its guarantees are
+described in bpf/process.c.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ log = logging.getLogger(__name__)
 
 BPF_NOEXIST = 1
 TRACEFS_ROOTS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
+# Syscalls after which credentials and namespaces are read again while
+# following changes (bpf/process.c, "state").
+STATE_SYSCALLS = ("setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid",
+                  "setfsuid", "setfsgid", "capset", "prctl", "unshare", "setns")
 
 
 @dataclass(frozen=True)
@@ -36,16 +41,25 @@ class ProcessSensorConfig:
     execve_map_entries: int = 32768
 
 
-def tracepoint_has_field(category: str, event: str, field: str) -> bool:
-    """Whether a tracepoint's format (tracefs) has `field`; kernels differ."""
+def tracepoint_field_offset(category: str, event: str, field: str) -> int | None:
+    """Where a tracepoint's record (tracefs format) has `field`; None when it
+    has none: kernels differ."""
     for root in TRACEFS_ROOTS:
         try:
             text = Path(root, "events", category, event, "format").read_text()
         except OSError:
             continue
-        return any(line.split(";")[0].split()[-1:] == [field]
-                   for line in text.splitlines() if "field:" in line)
-    return False
+        for line in text.splitlines():
+            parts = [p.strip() for p in line.split(";")]
+            if parts[0].startswith("field:") and parts[0].split()[-1:] == [field]:
+                return int(parts[1].removeprefix("offset:"))
+        return None
+    return None
+
+
+def tracepoint_has_field(category: str, event: str, field: str) -> bool:
+    """Whether a tracepoint's format (tracefs) has `field`; kernels differ."""
+    return tracepoint_field_offset(category, event, field) is not None
 
 
 class ProcessSensor:
@@ -55,6 +69,9 @@ class ProcessSensor:
         self._config = config
         self.bpf: BPF | None = None
         self.walks_kernel_paths = False
+        self.tracks_state = False          # credentials and namespaces
+        self.follows_state = False         # ... and their changes after exec
+        self.can_follow_state = False
         self.load_seconds = 0.0
 
     def cflags(self) -> list[str]:
@@ -71,6 +88,21 @@ class ProcessSensor:
             offsets = None
         self.walks_kernel_paths = offsets is not None
         flags += struct_offsets.cflags(offsets)
+        if offsets is not None:
+            try:
+                state = struct_offsets.state_offsets()
+            except struct_offsets.OffsetsUnavailable as err:
+                log.warning("credentials and namespaces are not tracked: %s", err)
+            else:
+                flags += struct_offsets.cflags(state)
+                self.tracks_state = True
+                nr = tracepoint_field_offset("syscalls", "sys_exit_setuid", "__syscall_nr")
+                if nr is None:
+                    log.warning("changes of credentials and namespaces after exec cannot be "
+                                "followed: no syscalls:sys_exit_setuid tracepoint")
+                else:
+                    flags.append(f"-DSYS_EXIT_NR={nr}")
+                self.can_follow_state = nr is not None
         if tracepoint_has_field("sched", "sched_process_exit", "group_dead"):
             flags.append("-DTETRAD_HAVE_GROUP_DEAD")
         return flags
@@ -84,6 +116,25 @@ class ProcessSensor:
         self.bpf = BPF(src_file=str(self.source()).encode(), cflags=self.cflags())
         self.load_seconds = time.monotonic() - started
         log.info("process sensor attached in %.2fs", self.load_seconds)
+
+    def follow_state_changes(self, on: bool) -> None:
+        """Attach (or detach) the programs that read credentials and
+        namespaces again after the syscalls that change them, so execve_map's
+        `state` and events follow them after exec. Off, `state` is as at the
+        last exec or fork. Costs every syscall of the system a few ns while
+        attached (a syscall exit tracepoint in use; shared with policies that
+        hook syscall exits)."""
+        if not self.can_follow_state or on == self.follows_state:
+            return
+        for name in STATE_SYSCALLS:
+            tp = f"syscalls:sys_exit_{name}".encode()
+            if on:
+                self.bpf.attach_tracepoint(tp=tp, fn_name=b"follow_state")
+            else:
+                self.bpf.detach_tracepoint(tp=tp)
+        self.follows_state = on
+        log.info("credential and namespace changes after exec are %s",
+                 "followed" if on else "not followed")
 
     def seed(self, scan: ScanResult) -> int:
         """Tell the kernel about processes that predate it; returns how many
@@ -102,6 +153,9 @@ class ProcessSensor:
             raw = os.fsencode(entry.binary)[: len(value.binary) - 1]
             value.binary = raw
             value.bin_len = len(raw)
+            if entry.state is not None and self.tracks_state:
+                value.exec_state.fill(entry.state)
+                value.state.fill(entry.state)
             if _update_noexist(table, entry.pid, value):
                 written += 1
         return written

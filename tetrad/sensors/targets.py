@@ -1,10 +1,13 @@
 """Whether each hook's target exists on this machine: the syscall (its
-tracepoint and its number), the uprobe's binary and symbol. bcc side (it
-resolves symbols the way attach_uprobe will).
+tracepoint and its number), the uprobe's binary and symbol, and that the
+binary is the one its binaryDigests name. bcc side (it resolves symbols the
+way attach_uprobe will).
 
 One code path for `tetrad policy check` and the daemon's loader, so check
-never says "loadable" for a policy the daemon refuses: both ask
-`unresolved()`, next to tetrad.policy.kernel.missing_features().
+never says "loadable" for a policy the daemon refuses: both ask `check()`
+(or `unresolved()`), next to tetrad.policy.kernel.missing_features(). The
+daemon verifies digests again on the file it attaches to
+(sensors/generic.py), so a binary replaced in between is not probed.
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ from pathlib import Path
 
 from bcc.libbcc import bcc_symbol, bcc_symbol_option, lib
 
+from tetrad import elf
 from tetrad.bpf import unistd
-from tetrad.policy.compile import CompiledHook
+from tetrad.bpf.btf import vmlinux
+from tetrad.policy.compile import ANY_SYSCALL, CompiledHook, usdt_missing
 
 TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 INDEX_SIZE = 512                # demux keys a policy program holds (G_INDEX_SIZE)
@@ -57,15 +62,90 @@ def resolve_symbol(binary: str, symbol: str) -> None:
     lib.bcc_procutils_free(sym.module)
 
 
+def digest_mismatch(fileobj, digests: tuple[str, ...], binary: str) -> str:
+    """Why an open binary matches none of a uprobe's binaryDigests ("" when
+    one matches, or there are none)."""
+    if not digests:
+        return ""
+    seen = {}
+    for entry in digests:
+        algorithm, _, want = entry.partition(":")
+        if algorithm not in seen:
+            try:
+                seen[algorithm] = elf.digest(fileobj, algorithm)
+            except ValueError as err:
+                seen[algorithm] = f"unreadable ({err})"
+        if seen[algorithm] == want:
+            return ""
+    found = ", ".join(f"{a}:{d}" for a, d in seen.items())
+    return (f"{binary} matches none of the policy's binaryDigests ({found}); the uprobe is not "
+            "attached to a binary the policy was not written for")
+
+
+def kernel_function_known(name: str) -> bool:
+    """Whether the kernel's BTF has the function (what Tetragon asks for
+    ignore.callNotFound); True when there is no BTF to ask."""
+    try:
+        vmlinux().find(name, "func")
+    except KeyError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _check(ch: CompiledHook, digests: dict[str, str]) -> str:
+    """Why this hook's target is missing here ("" when it is not)."""
+    t = ch.target
+    try:
+        if t.kind == "syscall" and t.name != ANY_SYSCALL:
+            syscall_key(t.name)
+        elif t.kind == "kprobe" and ch.hook.ignore_missing and not kernel_function_known(t.name):
+            raise TargetMissing(f"no kernel function {t.name} in this kernel's BTF")
+        elif t.kind in ("uprobe", "usdt"):
+            if t.kind == "uprobe" and t.name:
+                resolve_symbol(t.binary, t.name)
+            elif not os.path.isfile(t.binary):
+                raise TargetMissing(f"{t.kind} binary {t.binary} does not exist (or is not a regular file)")
+            if t.kind == "usdt":
+                try:
+                    with elf.Binary(t.binary) as b:
+                        missing = usdt_missing(ch.hook, b.usdt_probes())
+                except ValueError as err:
+                    missing = str(err)
+                if missing:
+                    raise TargetMissing(missing)
+            if ch.hook.digests:
+                key = f"{t.binary}\0{chr(0).join(ch.hook.digests)}"
+                if key not in digests:
+                    with open(t.binary, "rb") as f:
+                        digests[key] = digest_mismatch(f, ch.hook.digests, t.binary)
+                if digests[key]:
+                    raise TargetMissing(digests[key])
+    except TargetMissing as err:
+        return str(err)
+    except OSError as err:
+        return f"cannot read {t.binary}: {err.strerror}"
+    return ""
+
+
+def check(compiled: list[CompiledHook]) -> tuple[list[tuple[str, str]], list[tuple[CompiledHook, str]]]:
+    """(problems, skipped): (hook path, reason) for every hook whose target
+    is missing here, and the hooks left out instead, with why (Tetragon then
+    loads the rest): uprobes whose binary fails its digests when the policy
+    says ignore.digestVerificationFailure, kprobes and syscalls missing here
+    when it says ignore.callNotFound."""
+    problems, skipped, digests = [], [], {}
+    for ch in compiled:
+        reason = _check(ch, digests)
+        if reason and ((ch.hook.ignore_digest and "binaryDigests" in reason)
+                       or (ch.hook.ignore_missing and ch.target.kind in ("kprobe", "syscall"))):
+            skipped.append((ch, reason))
+        elif reason:
+            problems.append((ch.hook.path, reason))
+    return problems, skipped
+
+
 def unresolved(compiled: list[CompiledHook]) -> list[tuple[str, str]]:
     """(hook path, reason) for every hook whose target is missing here."""
-    problems = []
-    for ch in compiled:
-        try:
-            if ch.target.kind == "syscall":
-                syscall_key(ch.target.name)
-            elif ch.target.kind == "uprobe":
-                resolve_symbol(ch.target.binary, ch.target.name)
-        except TargetMissing as err:
-            problems.append((ch.hook.path, str(err)))
-    return problems
+    return check(compiled)[0]

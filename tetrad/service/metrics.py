@@ -139,6 +139,10 @@ def families(snapshot: dict) -> Iterator[Metric]:
                    "runtime API calls that failed.", ("result",),
                    [(("looked_up",), containers["lookups"]), (("unresolved",), containers["unresolved"]),
                     (("api_error",), containers["api_errors"])])
+    yield _counter("tetrad_user_actions_total",
+                   "GetUrl and DnsLookup actions: requested, done (answered), failed, dropped "
+                   "(their queue was full).", ("result",),
+                   [((k,), n) for k, n in sorted(stats.get("user_actions", {}).items())])
     yield _counter("tetrad_api_requests_total",
                    "Local API connections, and those refused (busy, not root), timed out, malformed "
                    "or failed.", ("result",), [((k,), n) for k, n in sorted(stats.get("api", {}).items())])

@@ -1,0 +1,128 @@
+"""kernelStackTrace and userStackTrace on Post, on the real kernel: a syscall
+hook's event carries the kernel path into the syscall and the caller's
+user frames, symbolized, in Tetragon's shape (the harness checks every line
+against its schema); a Post without them carries none.
+
+The caller is a small C program of this test (built with -O0 and frame
+pointers): its user stack must show libc's lseek first, then its main, by
+name, in the program's file. User
+frames are named from the process's mappings when the record is read: the
+caller stays alive a moment for that; one that has exited by then has
+addresses only (tetrad/sensors/stacks.py).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+
+import pytest
+
+from tests.kernel.daemon_harness import DaemonProcess
+
+pytestmark = pytest.mark.kernel
+
+RUN = uuid.uuid4().hex[:8]
+OFFSET = 13_000_000 + (int(RUN, 16) % 1_000_000) * 2
+
+CALLER = r"""
+#include <stdlib.h>
+#include <unistd.h>
+__attribute__((noinline)) void tetrad_stack_caller(long offset)
+{
+	lseek(-1, offset, SEEK_SET);
+}
+int main(int argc, char **argv)
+{
+	tetrad_stack_caller(atol(argv[1]));
+	sleep(atoi(argv[2]));
+	return 0;
+}
+"""
+
+POLICY = """apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: "{name}"
+spec:
+  kprobes:
+  - call: "sys_lseek"
+    syscall: true
+    args:
+    - index: 1
+      type: long
+    selectors:
+    - matchArgs:
+      - index: 1
+        operator: Equal
+        values: ["{offset}"]
+      matchActions:
+      - action: Post
+{stacks}"""
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    work = tmp_path_factory.mktemp("stacks")
+    os.chmod(work, 0o755)
+    (work / "caller.c").write_text(CALLER)
+    caller = work / f"stack-caller-{RUN}"
+    subprocess.run(["gcc", "-O0", "-fno-omit-frame-pointer", "-o", str(caller), str(work / "caller.c")],
+                   check=True)
+    (work / "with.yaml").write_text(POLICY.format(
+        name=f"stacks-{RUN}", offset=OFFSET,
+        stacks="        kernelStackTrace: true\n        userStackTrace: true\n"))
+    (work / "without.yaml").write_text(POLICY.format(name=f"plain-{RUN}", offset=OFFSET + 1, stacks=""))
+    daemon = DaemonProcess(work, "--policy", str(work / "with.yaml"), "--policy", str(work / "without.yaml"))
+    yield daemon, caller
+    if daemon.proc.poll() is None:
+        daemon.stop()
+
+
+def hits(daemon, name: str) -> list[dict]:
+    return [e["process_kprobe"] for e in daemon.sync()
+            if "process_kprobe" in e and e["process_kprobe"]["policy_name"] == name]
+
+
+def hit(daemon, name: str, before: int = 0) -> dict:
+    """The one event of the policy since `before` of them."""
+    [event] = hits(daemon, name)[before:]
+    return event
+
+
+def test_kernel_and_user_stacks_are_symbolized(setup):
+    daemon, caller = setup
+    proc = subprocess.Popen([str(caller), str(OFFSET), "30"])
+    try:
+        event = hit(daemon, f"stacks-{RUN}")
+    finally:
+        proc.kill()
+        proc.wait()
+    kernel = event["kernel_stack_trace"]
+    assert all(int(f["address"]) >= 1 << 63 for f in kernel)          # kernel half
+    symbols = [f.get("symbol", "") for f in kernel]
+    assert "do_syscall_64" in symbols, symbols
+    user = event["user_stack_trace"]
+    assert "lseek" in user[0].get("symbol", ""), user
+    assert "libc" in user[0].get("module", ""), user
+    # libc's lseek keeps no frame pointer: unwinding by frame pointers goes
+    # from it to the frame of its caller's caller (main), as perf does
+    frame = next(f for f in user if f.get("symbol") == "main")
+    assert frame["module"] == str(caller) and int(frame.get("offset", "0")) > 0
+
+
+def test_a_post_without_stack_flags_carries_none(setup):
+    daemon, caller = setup
+    subprocess.run([str(caller), str(OFFSET + 1), "0"], check=True)
+    event = hit(daemon, f"plain-{RUN}")
+    assert "kernel_stack_trace" not in event and "user_stack_trace" not in event
+
+
+def test_a_caller_gone_when_its_record_is_read_keeps_its_frames_addresses(setup):
+    daemon, caller = setup
+    before = len(hits(daemon, f"stacks-{RUN}"))
+    subprocess.run([str(caller), str(OFFSET), "0"], check=True)
+    event = hit(daemon, f"stacks-{RUN}", before)
+    assert event["user_stack_trace"] and all("address" in f for f in event["user_stack_trace"])
+    assert "do_syscall_64" in [f.get("symbol") for f in event["kernel_stack_trace"]]
