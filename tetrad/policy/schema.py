@@ -584,10 +584,12 @@ class _Checker:
             broken.add(index)
             return None
         label = self.optional_text(raw, "label", path, limits.LABEL)
-        size_arg = self.integer(raw.get("sizeArgIndex"), f"{path}.sizeArgIndex", (1, max_index + 1),
-                                "it counts from 1")
-        if size_arg is not None:
+        size_arg = self.integer(raw.get("sizeArgIndex"), f"{path}.sizeArgIndex", (0, max_index + 1),
+                                "it counts from 1; 0 is unset")
+        if size_arg:
             size_arg -= 1       # Tetragon's documented quirk: sizeArgIndex counts from 1
+        else:
+            size_arg = None     # 0 is Tetragon's default: no size argument
         max_data = self.flag(raw, "maxData", path)
         if max_data and type_ not in ("char_buf", "char_iovec", "iov_iter"):
             self.fail(f"{path}.maxData", "maxData applies to char_buf, char_iovec and iov_iter arguments")
