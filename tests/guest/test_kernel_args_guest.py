@@ -338,7 +338,7 @@ def test_kernel_function_arguments_file_buffer_dentry_device_and_iov_iter(daemon
              for h in hits(events, "process_kprobe", "g-io", "security_inode_follow_link")]
     assert links and all(p.endswith(f"/link-{RUN}") and str(link).endswith(p) for p in links)
     devices = [h["args"][0] for h in hits(events, "process_kprobe", "g-io", "dev_hard_start_xmit")]
-    assert devices and all(dev == {"string_arg": "lo"} for dev in devices)
+    assert devices and all(dev == {"net_dev_arg": {"name": "lo"}} for dev in devices)
     # the message's iov_iter (resolved from struct msghdr): the datagram
     sent = [h["args"][0] for h in hits(events, "process_kprobe", "g-io", "sock_sendmsg")]
     assert {"bytes_arg": base64.b64encode(datagram).decode()} in sent, sent

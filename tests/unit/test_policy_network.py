@@ -148,6 +148,22 @@ def test_argsock_names_a_sock_argument_by_its_position():
     assert "there is no argument 3" in got["spec.kprobes[0].selectors[0].matchActions[0].argSock"]
 
 
+def test_argsock_names_the_sock_when_its_index_appears_twice():
+    """An index may repeat (a struct argument and a member resolved from
+    it): the record slot written for TrackSock is the sock's own."""
+    args = ("    - index: 0\n      type: sock\n"
+            "    - index: 0\n      type: uint32\n      resolve: sk_mark\n")
+    sel = "    - matchActions:\n      - action: TrackSock\n        argSock: 0\n"
+    [hook] = policy(kprobe(args, sel)).hooks
+    assert hook.selectors[0].actions[0].arg_sock == 0
+    [ch] = compiled(kprobe(args, sel))
+    tables = PointTables(1)
+    tables.add(0, ch)
+    [raw] = tables.tables().hooks.values()
+    h = enc.Hook.from_buffer_copy(raw)
+    assert (h.sel[0].act[0].action, h.sel[0].act[0].arg) == (enc.ACTIONS["TrackSock"], 0)
+
+
 RET_SOCK = "    return: true\n    returnArg:\n      index: 0\n      type: {type}\n{action}"
 
 
@@ -250,7 +266,7 @@ def test_tracking_fills_the_hook_for_the_kernel():
     assert (h.track, h.ret_action, h.nargs) == (9, enc.ACTIONS["UntrackSock"], 3)
     assert h.sockargs == 0b110                      # the sock argument and the returned sock
     assert h.flags & enc.HOOK_RETSLOT and h.flags & enc.HOOK_RETURN
-    assert (h.sel[0].act[0].action, h.sel[0].act[0].arg) == (enc.ACTIONS["TrackSock"], 1)
+    assert (h.sel[0].act[0].action, h.sel[0].act[0].arg) == (enc.ACTIONS["TrackSock"], 0)
     ret = p.slot[h.argslot[2]]
     assert (ret.kind, ret.flags & enc.GS_RETVAL) == (enc.GA["sock"], enc.GS_RETVAL)
     # A policy that tracks nothing: no lookups at post.
