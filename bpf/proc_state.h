@@ -28,8 +28,14 @@
 
 #ifdef TETRAD_HAVE_STATE
 
-/* Field `off` of a block read from `start` into a u64 array. */
-#define STATE_FIELD(buf, start, off, type) (*(type *)((char *)(buf) + ((off) - (start))))
+/* Field `off` of a block read from `start` into a u64 array. Copied, not
+ * loaded through a cast: a field may sit at any multiple of its own
+ * alignment (kernel_cap_t is u32[2] before 6.3), and older verifiers (6.1)
+ * refuse a misaligned load from the stack. */
+#define STATE_FIELD(buf, start, off, type) ({                               \
+	type _field;                                                        \
+	__builtin_memcpy(&_field, (char *)(buf) + ((off) - (start)), sizeof(_field)); \
+	_field; })
 
 static __always_inline u32 ns_inum(void *ns, u32 inum_off)
 {

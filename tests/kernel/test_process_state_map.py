@@ -178,3 +178,28 @@ def test_processes_older_than_the_sensor_get_what_proc_shows(sensor):
     e = entry(sensor, os.getpid())
     assert e.state.known == e.exec_state.known == STATE_CREDS | STATE_NS
     assert as_view(e.state) == as_view(e.exec_state) == kernel_view(os.getpid())
+
+
+def test_the_sensor_loads_with_a_cred_layout_from_before_6_3(monkeypatch):
+    """Before 6.3 kernel_cap_t is u32[2]: the capability sets sit at 4-byte
+    aligned offsets (Debian 12's 6.1: 44, 52, 60). The verifier refuses a
+    misaligned 8-byte load from the stack; the sensor must copy the fields.
+    The values read here are wrong (this kernel's layout differs); only
+    the program's acceptance is tested."""
+    from tetrad.sensors import offsets
+    from tetrad.sensors.process import ProcessSensor
+    real = offsets.state_offsets
+
+    def before_6_3():
+        layout = dict(real())
+        layout.update(OFF_CRED_CAP_INHERITABLE=44, OFF_CRED_CAP_PERMITTED=52,
+                      OFF_CRED_CAP_EFFECTIVE=60)
+        return layout
+
+    monkeypatch.setattr(offsets, "state_offsets", before_6_3)
+    s = ProcessSensor()
+    try:
+        s.load()
+        assert s.tracks_state
+    finally:
+        s.close()
