@@ -266,7 +266,7 @@ def test_tracking_fills_the_hook_for_the_kernel():
     assert (h.track, h.ret_action, h.nargs) == (9, enc.ACTIONS["UntrackSock"], 3)
     assert h.sockargs == 0b110                      # the sock argument and the returned sock
     assert h.flags & enc.HOOK_RETSLOT and h.flags & enc.HOOK_RETURN
-    assert (h.sel[0].act[0].action, h.sel[0].act[0].arg) == (enc.ACTIONS["TrackSock"], 0)
+    assert (h.sel[0].act[0].action, h.sel[0].act[0].arg) == (enc.ACTIONS["TrackSock"], 1)
     ret = p.slot[h.argslot[2]]
     assert (ret.kind, ret.flags & enc.GS_RETVAL) == (enc.GA["sock"], enc.GS_RETVAL)
     # A policy that tracks nothing: no lookups at post.
