@@ -4,7 +4,7 @@ import struct
 
 import pytest
 
-from tetrad.bpf.btf import Btf, BtfError
+from tetrad.bpf.btf import Btf, BtfError, ValueType
 from tests.unit.btfgen import BtfBuilder
 
 
@@ -237,10 +237,23 @@ def test_module_btf_continues_the_kernels_ids_and_strings():
     assert module.find("sock", "struct") == sock               # found in the base
     assert module.describe(module.member(alg, "sk")[1].type_id) == "struct sock *"
     assert module.type(sock).name == "sock"
+    assert module.value_type(module.member(alg, "sk")[1].type_id).c_type == "struct sock *"
     with pytest.raises(KeyError):
         vmlinux.find("sockaddr_alg_new", "struct")
     with pytest.raises(BtfError, match="out of range"):
         vmlinux.type(alg)
+
+
+def test_value_types_of_base_types_through_a_module():
+    """A module's BTF reads a kernel type's record, its int encoding
+    included, in the kernel's data."""
+    base = BtfBuilder()
+    s16 = base.int("short", 2, signed=True)
+    vmlinux = Btf.from_bytes(base.build())
+    mod = BtfBuilder(base=base)
+    mod.struct("m", 8, [("a", mod.int("unsigned int", 4), 0), ("b", s16, 32)])
+    module = Btf.from_bytes(mod.build(), base=vmlinux)
+    assert module.value_type(s16) == ValueType("int", 2, True, "short")
 
 
 def test_enum_constants():
