@@ -8,7 +8,7 @@ OUT=${1:?usage: run.sh OUT_DIR}
 VM=${TETRAD_VM_DIR:-$HERE/../shared/vm}
 [ -x "$VM/ci-run.sh" ] || { echo "guest harness not found at $VM (set TETRAD_VM_DIR)" >&2; exit 125; }
 # Packages the guest needs beyond the harness's list (part of its image cache key).
-export EXTRA_PKGS=${EXTRA_PKGS:-"gcc libc6-dev systemtap-sdt-dev python3-pyelftools python3-yaml python3-pytest python3-hypothesis bpftool podman runc busybox-static python3-grpcio python3-protobuf containerd python3-prometheus-client prometheus rsyslog bash-completion python3-venv python3-pip python3-setuptools python3-wheel"}
+export EXTRA_PKGS=${EXTRA_PKGS:-"gcc libc6-dev systemtap-sdt-dev python3-pyelftools python3-yaml python3-pytest python3-hypothesis bpftool podman runc busybox-static python3-grpcio python3-protobuf python3-prometheus-client rsyslog bash-completion python3-venv python3-pip python3-setuptools python3-wheel"}
 
 STAGE=$(mktemp -d /tmp/tetrad-guest-stage.XXXXXX)
 trap 'rm -rf "$STAGE"' EXIT

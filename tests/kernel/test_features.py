@@ -36,6 +36,10 @@ def test_probe_all_matches_this_kernels_expected_features():
     expected = expectations()
     unknown = set(expected) - set(results)
     assert not unknown, f"TETRAD_EXPECT_FEATURES names unknown features {unknown}"
+    # A run that states its kernel states all of it: a new feature probe
+    # is added to .ci/run and tests/guest/inside.sh with what each kernel has.
+    unstated = set(results) - set(expected) if expected else set()
+    assert not unstated, f"TETRAD_EXPECT_FEATURES does not say whether this kernel has {sorted(unstated)}"
     wrong = {n: results[n].detail for n, want in expected.items() if results[n].available != want}
     assert not wrong, f"probe disagrees with the expected features: {wrong}"
 

@@ -172,8 +172,9 @@ FEATURES = {
         "        isNamespaceCapability: true\n        values: [CAP_SETUID]\n"),
     "Post (`rateLimit`), NoPost": syscall(actions("- action: Post", "  rateLimit: 1m")),
     "Sigkill, Signal": syscall(actions("- action: Signal", "  argSig: 10")),
-    "`kernelStackTrace`, `userStackTrace` on kprobes": syscall(
-        actions("- action: Post", "  kernelStackTrace: true", "  userStackTrace: true")),
+    "`userStackTrace` on kprobes and syscall hooks": syscall(
+        actions("- action: Post", "  userStackTrace: true")),
+    "`kernelStackTrace` on syscall hooks": syscall(actions("- action: Post", "  kernelStackTrace: true")),
     "Override on lsmhooks": lsm(actions("- action: Override", "  argError: -1")),
     "Override on kernel functions": kernel_fn(selectors=actions("- action: Override", "  argError: -1"),
                                               call="security_file_open"),

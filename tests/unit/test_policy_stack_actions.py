@@ -7,6 +7,7 @@ import pytest
 from tetrad.abi import generic as enc
 from tetrad.policy.compile import KernelFacts, compile_policy
 from tetrad.policy.errors import PolicyError
+from tetrad.policy.kernel import required_features
 from tetrad.policy.schema import parse
 from tests.unit.tables import hook_struct
 
@@ -45,3 +46,14 @@ def test_post_with_both_stacks_sets_both_flags():
 def test_stacks_where_tetragon_has_none_are_refused(text, expected):
     with pytest.raises(PolicyError, match=expected.replace("(", r"\(").replace(")", r"\)")):
         parse(text, "s.yaml")
+
+
+def test_a_kernel_stack_on_a_syscall_hook_needs_the_kernel_to_give_one_there():
+    """Syscall hooks run at the entry tracepoint, where some kernels (6.1)
+    refuse kernel stacks: such a policy is refused there, naming why."""
+    [kernel] = compile_policy(parse(SYSCALL.format(action="Post", flags="        kernelStackTrace: true\n"),
+                                    "s.yaml"), KernelFacts())
+    assert dict(required_features(kernel))["syscall_kernel_stacks"].endswith("kernelStackTrace")
+    [user] = compile_policy(parse(SYSCALL.format(action="Post", flags="        userStackTrace: true\n"),
+                                  "s.yaml"), KernelFacts())
+    assert "syscall_kernel_stacks" not in dict(required_features(user))

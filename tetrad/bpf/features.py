@@ -199,6 +199,42 @@ def has_send_signal() -> Feature:
 
 
 @functools.cache
+def has_syscall_kernel_stacks() -> Feature:
+    """Whether bpf_get_stackid() gives a kernel stack at a syscall's entry
+    tracepoint (where syscall hooks run): some kernels (Debian 12's 6.1)
+    hand such programs the caller's user registers, and the kernel stack
+    is refused with EFAULT. A program on syscalls:sys_enter_getppid, for
+    this process only, records what it got."""
+    name = "syscall_kernel_stacks"
+    try:
+        tp_id = _tracepoint_id("syscalls", "sys_enter_getppid")
+        with sc.map_create(sc.MAP_STACK_TRACE, 4, 8 * 127, 16) as stacks, \
+                sc.map_create(sc.MAP_ARRAY, 4, 8, 1) as result:
+            insns = (sc.mov_reg(6, 1)
+                     + sc.load_map_fd(2, stacks.fd) + sc.mov_reg(1, 6) + sc.mov_imm(3, 0)
+                     + sc.call(sc.HELPER_GET_STACKID)
+                     + sc.store_reg64(10, -8, 0) + sc.store_imm32(10, -12, 0)
+                     + sc.load_map_fd(1, result.fd)
+                     + sc.mov_reg(2, 10) + sc.add_imm(2, -12)
+                     + sc.mov_reg(3, 10) + sc.add_imm(3, -8)
+                     + sc.mov_imm(4, 0) + sc.call(sc.HELPER_MAP_UPDATE_ELEM)
+                     + sc.RETURN_ZERO)
+            with sc.perf_event_open(sc.PERF_TYPE_TRACEPOINT, tp_id, this_process=True) as ev, \
+                    sc.prog_load(sc.PROG_TRACEPOINT, insns, log_size=4096) as prog:
+                sc.attach_perf_event(ev, prog)
+                os.getppid()
+            got = int.from_bytes(sc.map_lookup(result, bytes(4), 8), "little", signed=True)
+    except OSError as err:
+        return Feature(name, False, f"syscalls:sys_enter_getppid: {_errname(err)} {err.strerror}")
+    if got == 0:
+        return Feature(name, False, "the probe program did not run")
+    if got < 0:
+        what = errno.errorcode.get(-got, str(-got))
+        return Feature(name, False, f"bpf_get_stackid() at syscalls:sys_enter_getppid: {what}")
+    return Feature(name, True, "bpf_get_stackid() gave a kernel stack at syscalls:sys_enter_getppid")
+
+
+@functools.cache
 def has_override_return() -> Feature:
     insns = sc.mov_imm(2, 0) + sc.call(sc.HELPER_OVERRIDE_RETURN) + sc.RETURN_ZERO
     return _helper_loads("override_return", sc.PROG_KPROBE, insns, "bpf_override_return")
@@ -308,7 +344,7 @@ def matching_headers() -> Feature:
 PROBES = (has_btf, has_tracepoints, has_syscall_tracepoints, has_raw_syscalls, has_raw_tracepoints,
           has_ftrace_functions, has_kprobes, has_kretprobes, has_uprobes, lsm_active, lsm_loadable,
           has_fentry, has_fmod_ret, has_override_return, has_syscall_override, has_ringbuf,
-          has_send_signal, has_proc_state, matching_headers)
+          has_send_signal, has_syscall_kernel_stacks, has_proc_state, matching_headers)
 
 DESCRIPTIONS = {
     "btf": "kernel BTF (/sys/kernel/btf/vmlinux)",
@@ -328,6 +364,7 @@ DESCRIPTIONS = {
     "syscall_override": "making a syscall fail (fmod_ret, or a kprobe with bpf_override_return)",
     "ringbuf": "BPF ring buffers",
     "send_signal": "bpf_send_signal",
+    "syscall_kernel_stacks": "kernel stacks at syscall tracepoints",
     "proc_state": "task credentials and namespaces readable from BTF offsets",
     "matching_headers": "kernel headers matching the running kernel",
 }

@@ -18,11 +18,11 @@ import struct
 _SYSCALLS = {"x86_64": {"bpf": 321, "perf_event_open": 298},
              "aarch64": {"bpf": 280, "perf_event_open": 241}}
 
-BPF_MAP_CREATE, BPF_PROG_LOAD, BPF_RAW_TRACEPOINT_OPEN = 0, 5, 17
-MAP_RINGBUF = 27
+BPF_MAP_CREATE, BPF_MAP_LOOKUP_ELEM, BPF_PROG_LOAD, BPF_RAW_TRACEPOINT_OPEN = 0, 1, 5, 17
+MAP_ARRAY, MAP_STACK_TRACE, MAP_RINGBUF = 2, 7, 27
 PROG_KPROBE, PROG_TRACEPOINT, PROG_RAW_TRACEPOINT, PROG_TRACING, PROG_LSM = 2, 5, 17, 26, 29
 ATTACH_TRACE_FENTRY, ATTACH_MODIFY_RETURN, ATTACH_LSM_MAC = 24, 26, 27
-HELPER_OVERRIDE_RETURN, HELPER_SEND_SIGNAL = 58, 109
+HELPER_MAP_UPDATE_ELEM, HELPER_GET_STACKID, HELPER_OVERRIDE_RETURN, HELPER_SEND_SIGNAL = 2, 27, 58, 109
 PERF_TYPE_TRACEPOINT = 2
 PERF_FLAG_FD_CLOEXEC = 8
 PERF_EVENT_IOC_SET_BPF = 0x40042408
@@ -76,6 +76,27 @@ def insn(code: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> b
     return struct.pack("<BBhi", code, (src << 4) | dst, off, imm)
 
 
+def mov_reg(dst: int, src: int) -> bytes:
+    return insn(0xBF, dst=dst, src=src)          # BPF_ALU64 | BPF_MOV | BPF_X
+
+
+def add_imm(reg: int, imm: int) -> bytes:
+    return insn(0x07, dst=reg, imm=imm)          # BPF_ALU64 | BPF_ADD | BPF_K
+
+
+def store_reg64(base: int, off: int, src: int) -> bytes:
+    return insn(0x7B, dst=base, src=src, off=off)    # BPF_STX | BPF_MEM | BPF_DW
+
+
+def store_imm32(base: int, off: int, imm: int) -> bytes:
+    return insn(0x62, dst=base, off=off, imm=imm)    # BPF_ST | BPF_MEM | BPF_W
+
+
+def load_map_fd(reg: int, fd: int) -> bytes:
+    """The two-slot ld_imm64 that the verifier turns into the map's address."""
+    return insn(0x18, dst=reg, src=1, imm=fd) + insn(0)     # BPF_PSEUDO_MAP_FD
+
+
 def mov_imm(reg: int, imm: int) -> bytes:
     return insn(0xB7, dst=reg, imm=imm)          # BPF_ALU64 | BPF_MOV | BPF_K
 
@@ -100,6 +121,16 @@ def map_create(map_type: int, key_size: int, value_size: int, max_entries: int,
     raw = name.encode()[:15]
     attr[28:28 + len(raw)] = raw        # map_name (after inner_map_fd and numa_node)
     return _bpf(BPF_MAP_CREATE, attr)
+
+
+def map_lookup(m: Fd, key: bytes, value_size: int) -> bytes:
+    key_buf = ctypes.create_string_buffer(key, len(key))
+    value = ctypes.create_string_buffer(value_size)
+    attr = bytearray(32)
+    struct.pack_into("<IIQQ", attr, 0, m.fd, 0, ctypes.addressof(key_buf), ctypes.addressof(value))
+    buf = (ctypes.c_char * len(attr)).from_buffer(attr)
+    _call("bpf", ctypes.c_int(BPF_MAP_LOOKUP_ELEM), buf, ctypes.c_uint(len(attr)))
+    return value.raw
 
 
 def prog_load(prog_type: int, insns: bytes, *, expected_attach_type: int = 0,
@@ -142,12 +173,16 @@ def raw_tracepoint_open(prog: Fd, name: bytes | None = None) -> Fd:
     return _bpf(BPF_RAW_TRACEPOINT_OPEN, attr)
 
 
-def perf_event_open(pmu_type: int, config: int, config1: int = 0, config2: int = 0) -> Fd:
+def perf_event_open(pmu_type: int, config: int, config1: int = 0, config2: int = 0,
+                    this_process: bool = False) -> Fd:
+    """A system-wide event on CPU 0, or (this_process) one on this process
+    on any CPU."""
     attr = bytearray(128)
     struct.pack_into("<IIQ", attr, 0, pmu_type, len(attr), config)
     struct.pack_into("<QQ", attr, 56, config1, config2)
     buf = (ctypes.c_char * len(attr)).from_buffer(attr)
-    return Fd(_call("perf_event_open", buf, ctypes.c_int(-1), ctypes.c_int(0),
+    pid, cpu = (0, -1) if this_process else (-1, 0)
+    return Fd(_call("perf_event_open", buf, ctypes.c_int(pid), ctypes.c_int(cpu),
                     ctypes.c_int(-1), ctypes.c_ulong(PERF_FLAG_FD_CLOEXEC)))
 
 

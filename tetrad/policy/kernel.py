@@ -139,6 +139,9 @@ def required_features(ch: CompiledHook) -> list[tuple[str, str]]:
         uses = sorted(types & STRUCT_TYPES) + (["isNamespacePID"] if ns_pid else []) + \
             (["struct walks"] if ch.needs_btf else [])
         need.append(("btf", f"{what} {'/'.join(uses)}"))
+    if kind == "syscall" and any(a.kernel_stack for s in ch.hook.selectors for a in s.actions):
+        # Syscall hooks run at the syscall's entry tracepoint.
+        need.append(("syscall_kernel_stacks", f"{what} kernelStackTrace"))
     if any(s.reads_state for s in ch.hook.selectors):
         # The caller's credentials and namespaces are read at struct offsets.
         need.append(("proc_state", f"{what} namespace/capability selectors"))
