@@ -2,7 +2,7 @@
  *
  * bpf_d_path() is only allowed in a few hook types; tracepoints and kprobes
  * must walk dentries themselves. Struct fields are read at byte offsets
- * from the running kernel's BTF (-DOFF_*, tetrad/sensors/offsets.py), so
+ * from the running kernel's BTF (-DOFF_*, tetrad.bpf.offsets.py), so
  * the walk is right even when the installed headers are for another kernel.
  * Used by the process sensor (binary, cwd) and policy programs (file, path,
  * fd arguments). Without BTF (TETRAD_NO_BTF) nothing here is defined.

@@ -2,7 +2,7 @@
  *
  * No helper or tracepoint field gives these (bpf_get_current_uid_gid() has
  * only the real uid and gid), so they are read from the task's structs at
- * byte offsets from the running kernel's BTF (tetrad/sensors/offsets.py,
+ * byte offsets from the running kernel's BTF (tetrad.bpf.offsets.py,
  * STATE_FIELDS), never from the installed headers. The offsets come as
  * -DOFF_* macros; TETRAD_HAVE_STATE says they all were found. Groups of
  * fields that sit close together are read with one bpf_probe_read_kernel()

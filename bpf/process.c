@@ -8,7 +8,7 @@
  * path and the cwd (walking dentries), the login uid, and the credentials
  * and namespace inode numbers (bpf/proc_state.h) — and they use byte
  * offsets that user space computes from the running kernel's own BTF
- * (tetrad/sensors/offsets.py passes them as -DOFF_*), never the offsets of
+ * (tetrad.bpf.offsets.py passes them as -DOFF_*), never the offsets of
  * whatever headers happen to be installed. Without BTF, TETRAD_NO_BTF is set:
  * paths are left to user space (flag noCWDSupport) and argv is read from the
  * caller's memory at syscall entry instead (see "argv"); credentials and

@@ -129,6 +129,25 @@ def losses(stats: dict) -> dict[str, int]:
     }
 
 
+def status_text(rows: list[dict], lost: dict[str, int], rate: float) -> str:
+    """systemd's STATUS= line: policies, the event rate, and every kind of
+    loss that happened, by name."""
+    enabled = sum(1 for r in rows if r["state"] == "enabled")
+    failed = sum(1 for r in rows if r.get("error"))
+    kinds = ", ".join(f"{k} {n}" for k, n in lost.items() if n)
+    return (f"{enabled} policies loaded{f', {failed} with errors' if failed else ''}; "
+            f"{rate:.0f} events/s; {sum(lost.values())} lost{f' ({kinds})' if kinds else ''}")
+
+
+def stats_text(s: dict) -> str:
+    """The counters the daemon logs when it stops, every kind of loss among them."""
+    lost = " ".join(f"{k}={n}" for k, n in s["losses"].items())
+    return (f"records={s['records']} written={s['events_written']} "
+            f"ringbuf_drops={sum(s['ringbuf_drops'].values())} policy_drops={s['policy_drops']} "
+            f"policy_shed={s['policy_shed']} queue_drops={s['queue_drops']} {lost} "
+            f"cache={s['process_cache']['size']} misses={s['process_cache']['misses']}")
+
+
 def annotator(config: DaemonConfig) -> Annotator:
     """What events say of credentials and namespaces; is_host compares with
     pid 1's namespaces, read once here."""
@@ -483,21 +502,10 @@ class Daemon:
         at, records = self._last_records
         rate = (self.observer.received - records) / (now - at) if at and now > at else 0.0
         self._last_records = (now, self.observer.received)
-        rows = self.snapshot["policies"]
-        enabled = sum(1 for r in rows if r["state"] == "enabled")
-        failed = sum(1 for r in rows if r.get("error"))
-        lost = self.snapshot["stats"].get("losses", {})
-        kinds = ", ".join(f"{k} {n}" for k, n in lost.items() if n)
-        return (f"{enabled} policies loaded{f', {failed} with errors' if failed else ''}; "
-                f"{rate:.0f} events/s; {sum(lost.values())} lost{f' ({kinds})' if kinds else ''}")
+        return status_text(self.snapshot["policies"], self.snapshot["stats"].get("losses", {}), rate)
 
     def stats_line(self) -> str:
-        s = self.stats()
-        lost = " ".join(f"{k}={n}" for k, n in s["losses"].items())
-        return (f"records={s['records']} written={s['events_written']} "
-                f"ringbuf_drops={sum(s['ringbuf_drops'].values())} policy_drops={s['policy_drops']} "
-                f"policy_shed={s['policy_shed']} queue_drops={s['queue_drops']} {lost} "
-                f"cache={s['process_cache']['size']} misses={s['process_cache']['misses']}")
+        return stats_text(self.stats())
 
     # ---- stop ---------------------------------------------------------------------
 

@@ -61,7 +61,7 @@ def test_btf_offsets_agree_with_headers_where_headers_match():
     if not features.matching_headers().available:
         pytest.skip("headers do not match this kernel (checked in the guest)")
     from bcc import BPF
-    from tetrad.sensors.offsets import _FIELDS, struct_offsets
+    from tetrad.bpf.offsets import _FIELDS, struct_offsets
     public = {m: f for m, f in _FIELDS.items() if f[0] != "mount"}   # struct mount is private
     text = "#include <linux/fs.h>\n#include <linux/sched.h>\n#include <linux/mm_types.h>\n" \
            "#include <linux/fs_struct.h>\n#include <linux/dcache.h>\n#include <linux/mount.h>\n"

@@ -186,7 +186,7 @@ def test_the_sensor_loads_with_a_cred_layout_from_before_6_3(monkeypatch):
     misaligned 8-byte load from the stack; the sensor must copy the fields.
     The values read here are wrong (this kernel's layout differs); only
     the program's acceptance is tested."""
-    from tetrad.sensors import offsets
+    from tetrad.bpf import offsets
     from tetrad.sensors.process import ProcessSensor
     real = offsets.state_offsets
 

@@ -123,3 +123,38 @@ def test_room_is_the_emptiest_output():
     assert 50 - 30 <= d.room() <= 50      # b drained, a holds its 30 (one may be in hand)
     gate.set()
     d.close()
+
+
+def test_a_sink_stuck_in_a_write_is_not_closed_under_it():
+    """close() gives up waiting at its deadline, but the sink is closed by
+    its own worker once the write returns, never while it is writing."""
+    release = threading.Event()
+    overlaps = []
+
+    class Stuck(SlowSink):
+        writing = False
+
+        def write(self, event):
+            self.writing = True
+            release.wait(10)
+            self.writing = False
+
+        def close(self):
+            overlaps.append(self.writing)
+            self.closed.set()
+
+    sink = Stuck()
+    d = SinkDispatcher([sink], capacity=10)
+    d.start()
+    d.emit(Ev())
+    d.commit()
+    deadline = time.monotonic() + 5
+    while not sink.writing and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sink.writing
+    started = time.monotonic()
+    d.close(timeout=0.2)
+    assert time.monotonic() - started < 1.5
+    assert not sink.closed.is_set()            # still in write(): left alone
+    release.set()
+    assert sink.closed.wait(5) and overlaps == [False]

@@ -19,7 +19,7 @@ from tetrad.policy import kernel
 from tetrad.policy.compile import KernelFacts, TracepointField, compile_policy
 from tetrad.policy.points import PointTables
 from tetrad.policy.schema import PolicyError, parse
-from tetrad.sensors import offsets
+from tetrad.bpf import offsets
 from tetrad.useractions import UserAction
 from tests import tetragon_schema
 from tests.unit.events import process

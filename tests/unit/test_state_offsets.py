@@ -1,4 +1,4 @@
-"""Offsets of credentials and namespaces from BTF (tetrad/sensors/offsets.py,
+"""Offsets of credentials and namespaces from BTF (tetrad.bpf.offsets.py,
 resolve_state): the macros bpf/proc_state.h reads, the blocks it reads at
 once, the optional namespace types, and clear refusals, on kernel-like
 shapes built type by type (no kernel)."""
@@ -9,7 +9,7 @@ import pytest
 
 from tests.unit.btfgen import BtfBuilder
 from tetrad.bpf.btf import Btf
-from tetrad.sensors.offsets import OffsetsUnavailable, resolve_state
+from tetrad.bpf.offsets import OffsetsUnavailable, resolve_state
 
 
 def kernel(time_ns=True, cgroup_ns=True, cap_size=8, user_ns_at=144, drop=()) -> Btf:

@@ -1,7 +1,7 @@
 """A reader for the kernel's BTF: struct layouts of the running kernel.
 
 Used to learn the byte offsets of the few kernel struct fields our BPF code
-follows (tetrad/sensors/offsets.py) and the BTF ids of kernel functions
+follows (tetrad.bpf.offsets.py) and the BTF ids of kernel functions
 (the LSM/fentry feature probes in tetrad/bpf/features.py). Pure Python, no
 bcc; anyone may import it.
 

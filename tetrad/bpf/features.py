@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tetrad.bpf import syscall as sc
 from tetrad.bpf.btf import Btf, vmlinux
-from tetrad.sensors.offsets import OffsetsUnavailable, state_offsets
+from tetrad.bpf.offsets import OffsetsUnavailable, state_offsets
 
 TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 KPROBE_TARGET = b"do_sys_openat2"

@@ -26,7 +26,7 @@ from tetrad.bpf import features
 from tetrad.bpf.btf import Btf, BtfError, ValueType, vmlinux
 from tetrad.process.annotate import host_namespaces
 from tetrad.policy.compile import ANY_SYSCALL, CompiledHook, KernelFacts, parse_tracepoint_format
-from tetrad.sensors import offsets
+from tetrad.bpf import offsets
 
 TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 BTF_DIR = Path("/sys/kernel/btf")

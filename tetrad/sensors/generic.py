@@ -50,7 +50,7 @@ from tetrad.policy.compile import ANY_SYSCALL, CompiledHook, Target
 from tetrad.policy.errors import PolicyError
 from tetrad.policy.points import PointTables
 from tetrad.sensors import bpfobject
-from tetrad.sensors import offsets as struct_offsets
+from tetrad.bpf import offsets as struct_offsets
 from tetrad.sensors.targets import INDEX_SIZE, TargetMissing, digest_mismatch, syscall_key
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ from tetrad.abi.ops import Op, ProcFlag
 from tetrad.abi.records import ExecEntry
 from tetrad.paths import bpf_dir
 from tetrad.process.procfs import ScanResult
-from tetrad.sensors import offsets as struct_offsets
+from tetrad.bpf import offsets as struct_offsets
 
 log = logging.getLogger(__name__)
 
