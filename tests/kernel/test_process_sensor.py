@@ -100,8 +100,11 @@ def _sleeper(m: str, setup: str = "import time") -> subprocess.Popen:
     """A python3 that runs `setup`, says so, then sleeps: a signal sent
     after this returns finds it past start-up (a fixed delay did not, on a
     loaded machine: SIGINT landed while `site` ran and was swallowed)."""
+    # A shell's background job starts with SIGINT ignored, and Python then
+    # keeps it so: the sleeper takes the default action, whoever ran us.
     proc = subprocess.Popen([PY, "-c", f"{setup}; print('ready', flush=True); time.sleep(60) # {m}"],
-                            stdout=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert proc.stdout.readline() == "ready\n"
     return proc
 
