@@ -86,6 +86,7 @@ class Config:
     node_name: str = ""
     log_level: str = "info"
     queue_size: int = 65536
+    queue_mb: int = 64
     stats_interval: str = "60s"
     # Compiled at load from a list of tables (see tetrad.process.redaction).
     redaction_filters: Redaction = Redaction()
@@ -107,6 +108,7 @@ class Config:
 _CHECKS = {
     "log_level": lambda v: v in ("debug", "info", "warning", "error"),
     "queue_size": lambda v: 16 <= v <= 10_000_000,
+    "queue_mb": lambda v: 1 <= v <= 65536,
     "process.cache_size": lambda v: 1024 <= v <= 10_000_000,
     "process.ringbuf_pages": lambda v: v >= 16 and v & (v - 1) == 0,
     "process.execve_map_entries": lambda v: 1024 <= v <= 4_000_000,

@@ -94,6 +94,7 @@ class DaemonConfig:
     node_name: str = field(default_factory=socket.gethostname)
     process_cache_size: int = 65536
     sink_queue_size: int = 65536
+    sink_queue_bytes: int = 64 << 20
     stats_interval_s: float = 60.0
     sensor: ProcessSensorConfig = ProcessSensorConfig()
     policy_files: tuple[str, ...] = ()     # loaded at start, in order (--policy)
@@ -187,6 +188,7 @@ class Daemon:
                                   redaction=config.redaction, annotator=annotator(config))
         self.streams = EventStreams(config.node_name)
         self.sinks = SinkDispatcher(sinks + [self.streams], capacity=config.sink_queue_size,
+                                    capacity_bytes=config.sink_queue_bytes,
                                     clock=self.clock)
         self.sensor = ProcessSensor(config.sensor)
         self.observer = Observer(OP_NAMES)

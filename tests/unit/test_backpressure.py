@@ -83,8 +83,13 @@ class SlowSink:
         self.closed.set()
 
 
+class Proc:
+    arguments = ""
+
+
 class Ev:
     kind = "process_exec"
+    process, parent, fields = Proc(), None, {}
 
 
 def test_close_gives_up_on_a_slow_sink_at_the_deadline_and_counts_what_it_lost():

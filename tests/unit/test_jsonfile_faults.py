@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tetrad.sinks import jsonfile
-from tetrad.sinks.dispatch import SinkWorker
+from tetrad.sinks.dispatch import SinkWorker, queued_bytes
 from tetrad.sinks.jsonfile import JsonLinesSink
 from tests.unit.events import event
 
@@ -211,7 +211,8 @@ def test_a_full_disk_without_backups_counts_each_lost_line_once_and_never_as_wri
     blocker = fill(fs)
     worker = SinkWorker(sink, capacity=1000)
     worker.start()
-    worker.offer([event(pid=pid) for pid in range(200)])
+    batch = [event(pid=pid) for pid in range(200)]
+    worker.offer(batch, [queued_bytes(e) for e in batch])
     deadline = time.monotonic() + 10
     while worker.backlog and time.monotonic() < deadline:
         time.sleep(0.02)

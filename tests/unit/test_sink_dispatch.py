@@ -1,9 +1,14 @@
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from tetrad.sinks.dispatch import LATENCY_BUCKETS_S, SinkDispatcher
+from tetrad.sinks.dispatch import ARG_BYTES, EVENT_BYTES, LATENCY_BUCKETS_S, SinkDispatcher, queued_bytes
 from tetrad.timefmt import KtimeClock
+
+
+@dataclass(frozen=True)
+class Proc:
+    arguments: str = ""
 
 
 @dataclass(frozen=True)
@@ -11,6 +16,9 @@ class Ev:
     n: int
     kind: str = "process_exec"
     time_ns: int = 0                 # wall-clock ns of the kernel's timestamp
+    process: Proc = Proc()
+    parent: Proc | None = None
+    fields: dict = field(default_factory=dict, compare=False)
 
 
 class ListSink:
@@ -59,6 +67,31 @@ def test_full_queue_drops_and_counts_without_blocking():
     gate.set()
     d.close()
     assert sink.got == [Ev(i) for i in range(5)]
+
+
+def test_an_events_size_counts_its_command_lines_and_arguments():
+    assert queued_bytes(Ev(0)) == EVENT_BYTES
+    big = Ev(0, process=Proc("a" * 4096), parent=Proc("p" * 1000), fields={"args": [{}, {}]})
+    assert queued_bytes(big) == EVENT_BYTES + 4096 + 1000 + 2 * ARG_BYTES
+
+
+def test_the_queue_is_bounded_by_bytes_too_and_room_says_so():
+    """Exec events with long command lines fill the byte budget long before
+    the count: what does not fit is dropped and counted, in order."""
+    gate = threading.Event()
+    sink = ListSink(gate=gate)
+    size = EVENT_BYTES + 4000
+    d = SinkDispatcher([sink], capacity=1000, capacity_bytes=10 * size)
+    assert d.room() == 10 * size // EVENT_BYTES        # at the smallest size, while empty
+    d.start()
+    events = [Ev(i, process=Proc("x" * 4000)) for i in range(25)]
+    for e in events:
+        d.emit(e)
+    d.commit()
+    assert d.dropped == 15 and d.room() == 0
+    gate.set()
+    d.close()
+    assert sink.got == events[:10]
 
 
 def test_failing_sink_is_counted_and_others_still_get_events():

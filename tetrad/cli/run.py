@@ -91,6 +91,7 @@ def daemon_config(config: cfg.Config, extra_policies: list[str]) -> DaemonConfig
         node_name=config.node,
         process_cache_size=config.process.cache_size,
         sink_queue_size=config.queue_size,
+        sink_queue_bytes=config.queue_mb << 20,
         stats_interval_s=cfg.parse_duration(config.stats_interval),
         sensor=ProcessSensorConfig(ringbuf_pages=config.process.ringbuf_pages,
                                    execve_map_entries=config.process.execve_map_entries),

@@ -6,8 +6,11 @@ buffer fills and records are lost where nobody can see them. Events are
 collected per batch of records (`emit`) and handed over as one batch
 (`commit`, also as soon as BATCH_MAX events are waiting) to every sink's
 own worker, so a slow sink (journald under load, a full disk) costs only
-its own events: each worker lets at most `capacity` events wait, drops the
-rest and counts them. A sink that raises is counted and keeps receiving
+its own events: each worker lets at most `capacity` events, and at most
+`capacity_bytes` of their estimated memory (`queued_bytes`), wait, drops
+the rest and counts them. Counting alone would not bound memory: an exec's
+event holds its command line (up to 4 KiB, and its parent's), and 65,536
+of them stalled behind journald would be half a gigabyte. A sink that raises is counted and keeps receiving
 later events. Batches, not single events, cross the thread boundary: one
 lock round trip per batch keeps the reader's cost per event low.
 
@@ -39,6 +42,25 @@ from tetrad.events.model import Event
 from tetrad.timefmt import KtimeClock
 
 log = logging.getLogger(__name__)
+
+
+# Estimated bytes of Python objects a queued event holds beyond its
+# strings (the event, its fields dict, their small values; measured with
+# bench/queue_memory), and per argument of a policy event (a slot's 256
+# bytes of data at most, as a dict with its key).
+EVENT_BYTES = 1024
+ARG_BYTES = 512
+
+
+def queued_bytes(event: Event) -> int:
+    """What queueing `event` may cost in memory, erring high: its process's
+    and parent's command lines count in full though the process cache may
+    share them."""
+    size = EVENT_BYTES + len(event.process.arguments)
+    if event.parent is not None:
+        size += len(event.parent.arguments)
+    args = event.fields.get("args")
+    return size + ARG_BYTES * len(args) if args else size
 
 
 class Sink(Protocol):
@@ -85,15 +107,18 @@ class SinkWorker:
     """One sink, its queue of batches and its thread."""
 
     def __init__(self, sink: Sink, capacity: int, after: "SinkWorker | None" = None,
-                 latency: LatencyHistogram | None = None, clock: KtimeClock | None = None):
+                 latency: LatencyHistogram | None = None, clock: KtimeClock | None = None,
+                 capacity_bytes: int = 64 << 20):
         self.sink = sink
         self.capacity = capacity
+        self.capacity_bytes = capacity_bytes
         self.latency = latency or LatencyHistogram()
         # Wall-clock ns of CLOCK_MONOTONIC's zero, as event times were made.
         self._wall_offset = (clock or KtimeClock()).wall_ns(0)
         self._after = after              # the retired worker of the same sink, if any
-        self._batches: deque[list[Event]] = deque()
+        self._batches: deque[tuple[list[Event], int]] = deque()     # (events, their bytes)
         self._pending = 0
+        self._pending_bytes = 0
         self._cond = threading.Condition()
         self._closing = False
         self._abandon = False
@@ -110,21 +135,38 @@ class SinkWorker:
         """Its sink is closed (or its thread never ran)."""
         return not self._thread.is_alive() and (self._thread.ident is not None or self._closing)
 
-    def offer(self, batch: list[Event]) -> None:
+    def offer(self, batch: list[Event], sizes: list[int]) -> None:
+        """Queue what fits of `batch` (`sizes`: queued_bytes of each), in
+        order; the rest is dropped and counted."""
         if not getattr(self.sink, "active", True):
             return                  # e.g. the API stream with nobody listening
         with self._cond:
             if self._closing:
                 self.dropped += len(batch)
                 return
-            room = self.capacity - self._pending
-            if len(batch) > room:
-                self.dropped += len(batch) - max(room, 0)
-                batch = batch[:max(room, 0)]
+            fit = min(len(batch), max(self.capacity - self._pending, 0))
+            room_bytes = self.capacity_bytes - self._pending_bytes
+            taken = 0
+            for i in range(fit):
+                if taken + sizes[i] > room_bytes:
+                    fit = i
+                    break
+                taken += sizes[i]
+            if fit < len(batch):
+                self.dropped += len(batch) - fit
+                batch = batch[:fit]
             if batch:
-                self._batches.append(batch)
+                self._batches.append((batch, taken))
                 self._pending += len(batch)
+                self._pending_bytes += taken
                 self._cond.notify()
+
+    def room(self) -> int:
+        """Events that could still be queued, by count and by bytes (at the
+        queued events' mean size)."""
+        by_count = self.capacity - self._pending
+        mean = max(EVENT_BYTES, self._pending_bytes // self._pending) if self._pending else EVENT_BYTES
+        return min(by_count, (self.capacity_bytes - self._pending_bytes) // mean)
 
     @property
     def backlog(self) -> int:
@@ -162,13 +204,14 @@ class SinkWorker:
                 if self._abandon:
                     self.dropped += self._pending
                     self._batches.clear()
-                    self._pending = 0
+                    self._pending = self._pending_bytes = 0
                 if not self._batches:
                     break
-                batch = self._batches.popleft()
+                batch, size = self._batches.popleft()
             self._write(batch)
             with self._cond:
                 self._pending -= len(batch)
+                self._pending_bytes -= size
                 idle = not self._batches
             if idle:
                 self._call(self.sink.flush)
@@ -231,8 +274,10 @@ class SinkWorker:
 
 
 class SinkDispatcher:
-    def __init__(self, sinks: list[Sink], capacity: int = 65536, clock: KtimeClock | None = None):
+    def __init__(self, sinks: list[Sink], capacity: int = 65536, clock: KtimeClock | None = None,
+                 capacity_bytes: int = 64 << 20):
         self._capacity = capacity
+        self._capacity_bytes = capacity_bytes
         self._clock = clock or KtimeClock()
         # One histogram per sink name for the life of the process: a
         # reload's new worker goes on counting where the old one stopped.
@@ -248,7 +293,7 @@ class SinkDispatcher:
 
     def _worker(self, sink: Sink, after: SinkWorker | None = None) -> SinkWorker:
         latency = self._latency.setdefault(sink.name, LatencyHistogram())
-        return SinkWorker(sink, self._capacity, after, latency, self._clock)
+        return SinkWorker(sink, self._capacity, after, latency, self._clock, self._capacity_bytes)
 
     def start(self) -> None:
         for w in self._workers:
@@ -270,11 +315,13 @@ class SinkDispatcher:
         self._batch = []
         self.emitted += len(batch)
         by_kind = self.by_kind
+        sizes = []
         for event in batch:
             by_kind[event.kind] = by_kind.get(event.kind, 0) + 1
+            sizes.append(queued_bytes(event))
         with self._lock:
             for w in self._workers:
-                w.offer(batch)
+                w.offer(batch, sizes)
 
     def replace(self, sinks: list[Sink]) -> None:
         """Swap in new sinks (config reload) without waiting: events
@@ -294,7 +341,7 @@ class SinkDispatcher:
     def room(self) -> int:
         """Events the emptiest output could still queue (optional and
         inactive sinks aside); -1 when there is no such output."""
-        rooms = [w.capacity - w.backlog for w in self._workers
+        rooms = [w.room() for w in self._workers
                  if not getattr(w.sink, "optional", False) and getattr(w.sink, "active", True)]
         return max(rooms, default=-1)
 
