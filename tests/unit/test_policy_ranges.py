@@ -230,7 +230,28 @@ def test_arg_indexes():
         parse(text, "t.yaml")
     assert dict(info.value.problems) == {
         "spec.kprobes[0].args[0].index": "6 is out of range 0..5 (the arguments a hook can read)",
-        "spec.kprobes[0].args[1].sizeArgIndex": "7 is out of range 1..6 (it counts from 1)"}
+        "spec.kprobes[0].args[1].sizeArgIndex": "7 is out of range 0..6 (it counts from 1; 0 is unset)"}
+
+
+def test_size_arg_index_0_is_unset_as_in_tetragon():
+    """Tetragon counts sizeArgIndex from 1 and its default is 0: a policy
+    that writes 0 has no size argument (not argument -1, not an error)."""
+    def hook(extra: str):
+        return HEAD + f"""  kprobes:
+  - call: sys_read
+    syscall: true
+    args:
+    - index: 1
+      type: char_buf
+      sizeArgIndex: 0
+{extra}"""
+    [h] = parse(hook("      returnCopy: true\n"), "t.yaml").hooks
+    assert h.args[0].size_arg_index is None and h.args[0].return_copy
+    [ch] = compile_policy(parse(hook("      returnCopy: true\n"), "t.yaml"), KernelFacts())
+    assert ch.reads[0].sizesrc is None and ch.reads[0].retcopy
+    # Without returnCopy it is a char_buf with no size, as if sizeArgIndex were absent.
+    with pytest.raises(PolicyError, match="char_buf needs sizeArgIndex or returnCopy"):
+        compile_policy(parse(hook(""), "t.yaml"), KernelFacts())
 
 
 @settings(max_examples=300, deadline=None, database=None)

@@ -545,10 +545,12 @@ class _Checker:
             broken.add(index)
             return None
         label = self.optional_text(raw, "label", path, limits.LABEL)
-        size_arg = self.integer(raw.get("sizeArgIndex"), f"{path}.sizeArgIndex", (1, max_index + 1),
-                                "it counts from 1")
-        if size_arg is not None:
+        size_arg = self.integer(raw.get("sizeArgIndex"), f"{path}.sizeArgIndex", (0, max_index + 1),
+                                "it counts from 1; 0 is unset")
+        if size_arg:
             size_arg -= 1       # Tetragon's documented quirk: sizeArgIndex counts from 1
+        else:
+            size_arg = None     # 0 is Tetragon's default: no size argument
         if self.flag(raw, "maxData", path):
             self.fail(f"{path}.maxData", "maxData is not supported by tetrad (buffers are cut at 256 bytes)")
         return ArgSpec(index, type_, label, size_arg, self.flag(raw, "returnCopy", path))
