@@ -21,13 +21,14 @@ import uuid
 
 import pytest
 
-from tests.kernel.daemon_harness import DaemonProcess
+from tests.kernel.daemon_harness import DaemonProcess, wait_for
 from tetrad.bpf import features
 
 pytestmark = pytest.mark.kernel
 # Whether this kernel gives kernel stacks at syscall tracepoints (6.18 does,
 # Debian 12's 6.1 does not): kernelStackTrace on a syscall hook needs it.
 KERNEL_STACKS = features.has_syscall_kernel_stacks()
+TIME_FACTOR = float(os.environ.get("TETRAD_TIME_FACTOR", "1"))
 
 RUN = uuid.uuid4().hex[:8]
 OFFSET = 13_000_000 + (int(RUN, 16) % 1_000_000) * 2
@@ -103,6 +104,8 @@ def test_user_stack_is_symbolized(setup):
     daemon, caller = setup
     proc = subprocess.Popen([str(caller), str(OFFSET), "30"])
     try:
+        # The caller runs on its own: its lseek may come after a sync.
+        wait_for(lambda: hits(daemon, f"stacks-{RUN}"), 60 * TIME_FACTOR, "the caller's event")
         event = hit(daemon, f"stacks-{RUN}")
     finally:
         proc.kill()
