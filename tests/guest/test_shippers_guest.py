@@ -248,6 +248,6 @@ def test_export_lines_arrive_whole_none_lost_or_repeated_across_rotations(shippi
     if repeated:
         # Known defect (README, shipped config): after the package tests ran
         # in the same guest, imfile read renamed files again from their start
-        # (3 of 3 full guest runs; 0 of 2 runs of this module alone). Nothing
+        # (4 of 4 full guest runs; 0 of 2 runs of this module alone). Nothing
         # is lost and tetrad's files hold each line once (asserted above).
         pytest.xfail(f"imfile repeated {repeated} of {len(expected)} lines across the rotations")
