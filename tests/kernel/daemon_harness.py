@@ -27,6 +27,9 @@ from tests import tetragon_schema
 
 REPO = Path(__file__).resolve().parents[2]
 TRUE = os.path.realpath("/bin/true")
+# How much slower than native this machine runs (the guest under emulation
+# says ~20): every timeout of the kernel and guest tests is multiplied by it.
+TIME_FACTOR = float(os.environ.get("TETRAD_TIME_FACTOR", "1"))
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.05,
@@ -78,7 +81,7 @@ class DaemonProcess:
         self._events: list[dict] = []
         self._schema = tetragon_schema.LineChecker()
         # Compiling many policies under the guest's emulation takes minutes.
-        self._wait_for_log("tetrad: INFO: ready in ", timeout=120 * float(os.environ.get("TETRAD_TIME_FACTOR", "1")))
+        self._wait_for_log("tetrad: INFO: ready in ", timeout=120 * TIME_FACTOR)
 
     def _wait_for_log(self, text: str, timeout: float) -> str:
         deadline = time.monotonic() + timeout
@@ -133,7 +136,7 @@ class DaemonProcess:
         """SIGTERM the daemon; returns the counters of its final log line."""
         self.proc.send_signal(signal.SIGTERM)
         try:
-            self.proc.wait(timeout=60 * float(os.environ.get("TETRAD_TIME_FACTOR", "1")))
+            self.proc.wait(timeout=60 * TIME_FACTOR)
         except subprocess.TimeoutExpired:
             self.proc.kill()             # never leave a daemon (and its programs) behind
             self.proc.wait()

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from tests.kernel.daemon_harness import DaemonProcess, wait_for
+from tests.kernel.daemon_harness import TIME_FACTOR, DaemonProcess, wait_for
 from tests.policy_files import lseek_equal, put
 
 pytestmark = pytest.mark.kernel
@@ -17,7 +17,6 @@ pytestmark = pytest.mark.kernel
 RUN = uuid.uuid4().hex[:8]
 OFFSET = 7_000_000 + (int(RUN, 16) % 1_000_000) * 4
 COMPILED = "policy programs for syscall and tracepoint hooks compiled and loaded"
-TIME_FACTOR = float(os.environ.get("TETRAD_TIME_FACTOR", "1"))
 CACHED = "policy programs for syscall and tracepoint hooks taken from the cache and loaded"
 
 

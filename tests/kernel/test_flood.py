@@ -23,12 +23,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.kernel.daemon_harness import REPO, DaemonProcess, wait_for
+from tests.kernel.daemon_harness import TIME_FACTOR, REPO, DaemonProcess, wait_for
 from tests.policy_files import lseek_equal, put
 
 pytestmark = pytest.mark.kernel
 
-TIME_FACTOR = float(os.environ.get("TETRAD_TIME_FACTOR", "1"))
 CALLS = int(1_000_000 / TIME_FACTOR)
 RSS_LIMIT_MB = 300
 FLOOD_C = r"""

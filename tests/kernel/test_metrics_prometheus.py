@@ -25,13 +25,12 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.kernel.daemon_harness import REPO, DaemonProcess, wait_for
+from tests.kernel.daemon_harness import TIME_FACTOR, REPO, DaemonProcess, wait_for
 from tests.policy_files import lseek_equal, put
 
 pytestmark = pytest.mark.kernel
 
 RUN = uuid.uuid4().hex[:8]
-TIME_FACTOR = float(os.environ.get("TETRAD_TIME_FACTOR", "1"))
 OFFSET = 7_000_000 + (int(RUN, 16) % 1_000_000) * 16
 POLICY = f"prom-{RUN}"
 EXAMPLES = REPO / "etc" / "examples" / "prometheus"

@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from tests.kernel.daemon_harness import REPO, DaemonProcess, wait_for
+from tests.kernel.daemon_harness import TIME_FACTOR, REPO, DaemonProcess, wait_for
 from tests.policy_files import lseek_equal, put
 
 pytestmark = pytest.mark.kernel
@@ -21,7 +21,6 @@ pytestmark = pytest.mark.kernel
 RUN = uuid.uuid4().hex[:8]
 BASE = 9_000_000 + (int(RUN, 16) % 1_000_000) * 32
 POLICIES = 17
-TIME_FACTOR = float(os.environ.get("TETRAD_TIME_FACTOR", "1"))
 
 
 def lseek(offset: int) -> None:

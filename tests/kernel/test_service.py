@@ -24,7 +24,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.completion import complete, tetra_on_path
-from tests.kernel.daemon_harness import REPO, DaemonProcess, wait_for
+from tests.kernel.daemon_harness import TIME_FACTOR, REPO, DaemonProcess, wait_for
 from tests.policy_files import lseek_equal, put
 from tetrad.api.client import EXIT_BUSY, EXIT_UNREACHABLE
 from tetrad.api.server import ApiLimits
@@ -32,9 +32,6 @@ from tetrad.api.server import ApiLimits
 pytestmark = pytest.mark.kernel
 
 RUN = uuid.uuid4().hex[:8]
-# Deadlines hold on a native machine; the guest under software emulation
-# (no KVM) runs bcc ~20x slower and says so in TETRAD_TIME_FACTOR.
-TIME_FACTOR = float(os.environ.get("TETRAD_TIME_FACTOR", "1"))
 BASE = 5_000_000 + (int(RUN, 16) % 1_000_000) * 16
 METRICS_PORT = 20000 + int(RUN, 16) % 20000
 

@@ -21,14 +21,13 @@ import uuid
 
 import pytest
 
-from tests.kernel.daemon_harness import DaemonProcess, wait_for
+from tests.kernel.daemon_harness import TIME_FACTOR, DaemonProcess, wait_for
 from tetrad.bpf import features
 
 pytestmark = pytest.mark.kernel
 # Whether this kernel gives kernel stacks at syscall tracepoints (6.18 does,
 # Debian 12's 6.1 does not): kernelStackTrace on a syscall hook needs it.
 KERNEL_STACKS = features.has_syscall_kernel_stacks()
-TIME_FACTOR = float(os.environ.get("TETRAD_TIME_FACTOR", "1"))
 
 RUN = uuid.uuid4().hex[:8]
 OFFSET = 13_000_000 + (int(RUN, 16) % 1_000_000) * 2

@@ -38,7 +38,7 @@ from pathlib import Path
 import pytest
 
 from tetrad.events.policy import UNREADABLE as UNREADABLE_MESSAGE
-from tests.kernel.daemon_harness import DaemonProcess, execs, wait_for
+from tests.kernel.daemon_harness import TIME_FACTOR, DaemonProcess, execs, wait_for
 
 pytestmark = pytest.mark.kernel
 
@@ -137,8 +137,8 @@ def hits(events, policy_name: str) -> list[dict]:
 def run(binary: Path, *args) -> subprocess.CompletedProcess:
     # Emulated execs take ~36 ms (TETRAD_TIME_FACTOR in the guest): the
     # storm's 1,000 took more than 30 s there.
-    timeout = 30 * float(os.environ.get("TETRAD_TIME_FACTOR", "1"))
-    return subprocess.run([str(binary), *map(str, args)], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([str(binary), *map(str, args)], capture_output=True, text=True,
+                          timeout=30 * TIME_FACTOR)
 
 
 def counters(setup, policy_name: str) -> dict[str, int]:

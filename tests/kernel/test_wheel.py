@@ -19,12 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.kernel.daemon_harness import REPO, TRUE, wait_for
+from tests.kernel.daemon_harness import TIME_FACTOR, REPO, TRUE, wait_for
 
 pytestmark = pytest.mark.kernel
 
 PY = "/usr/bin/python3"          # Debian's: it has setuptools, venv and bcc
-TIME_FACTOR = float(os.environ.get("TETRAD_TIME_FACTOR", "1"))
 # Build artefacts and what is not the project's own.
 NOT_SOURCE = shutil.ignore_patterns(".git", "__pycache__", ".pytest_cache", "build", "dist",
                                     "*.egg-info")
