@@ -53,6 +53,10 @@
 #define G_POSTFIX_MAX 128
 #define G_LPM_STR 248           /* LPM keys hold at most 256 data bytes     */
 #define G_NO_SLOT 0xff
+#define G_MAX_OPS 64            /* struct walk steps of one point's slots   */
+#define G_OPS_MASK 63
+#define G_SLOT_OPS 16           /* steps of one slot: walk, then gather     */
+#define G_IOVEC_MAX 8           /* iovec entries of a char_iovec read       */
 
 /* How a slot's value is read (g_slot_desc.kind). */
 #define GA_NONE 0
@@ -64,16 +68,37 @@
 #define GA_PATH 6               /* struct path *                            */
 #define GA_SOCK 7               /* struct sock *                            */
 #define GA_USOCKADDR 8          /* struct sockaddr * in user memory         */
-#define GA_BINPRM 9             /* struct linux_binprm *                    */
+#define GA_GATHER 9             /* struct fields copied by steps (g_op)     */
 #define GA_KSTR 10              /* NUL-terminated string in kernel memory   */
 #define GA_DATALOC 11           /* tracepoint __data_loc string             */
-/* Network kinds from 20 (12..19 are left to struct-walk kinds). */
+#define GA_DENTRY 12            /* struct dentry *: path within its mount   */
+#define GA_IOVEC 13             /* struct iovec * in user memory, sizesrc entries */
+#define GA_BUF 14               /* bytes in user or kernel memory (kprobes) */
+#define GA_ITER 15              /* struct iov_iter: its first user buffer; S_STEPS
+				 * gathers iter_type (data[0]), count (data[8]) and
+				 * the vector pointer (data[16]); `size` is the
+				 * kernel's ITER_IOVEC, `sizesrc` its ITER_UBUF */
+
+/* Network kinds (from 20). */
 #define GA_SKB 20               /* struct sk_buff *: its IP/TCP/UDP headers  */
 #define GA_SOCKET 21            /* struct socket *: its struct sock          */
 #define GA_KSOCKADDR 22         /* struct sockaddr * in kernel memory        */
 #define GA_USOCKADDR_UN 23      /* struct sockaddr_un * in user memory       */
 #define GA_KSOCKADDR_UN 24      /* struct sockaddr_un * in kernel memory     */
 #define GA_NETDEV 25            /* struct net_device *: its name             */
+
+/* Struct walk steps (g_op.code), run on the slot's value `v` before its kind
+ * reads it (the walk: resolve:, btfType, a type's own members), then, for
+ * GA_GATHER, from that value again (the gather: the fields a struct-typed
+ * argument shows). Offsets come from the running kernel's BTF
+ * (tetrad/policy/btfwalk.py). */
+#define GO_DEREF 1              /* v = the pointer at v + off; NULL fails   */
+#define GO_LOAD 2               /* v = the `size` bytes at v + off          */
+#define GO_ADD 3                /* v += off                                 */
+#define GO_COPY 4               /* data[dst..] = the `size` bytes at v + off */
+#define GO_STR 5                /* data[dst..] = the string at v + off (size max) */
+#define GO_BASE 6               /* v = the walked value again               */
+#define GO_USER 0x80            /* flag: read user memory                   */
 
 /* g_slot_desc.flags: which lookups a slot's predicates need, and how it is read. */
 #define GS_FWD 0x01             /* string: Equal/Prefix trie (str_fwd)      */
@@ -93,7 +118,12 @@
  * the value is unknown. Every predicate on it holds, unless the hook has
  * G_HOOK_UNREADABLE_NOMATCH (policy option unreadable-args: no-match). */
 #define G_SLOT_UNREADABLE 0x8
+/* A pointer met while walking to the value was NULL or unreadable; the
+ * value read is 0 or empty, and the flags' high byte is the pointer's place
+ * in the resolve path (G_SLOT_DEPTH_SHIFT). */
+#define G_SLOT_BADPTR 0x10
 #define G_SLOT_ABSTRACT 0x20    /* sockaddr_un: an abstract name (no file)  */
+#define G_SLOT_DEPTH_SHIFT 8
 
 /* Integer predicate operators (g_ipred.op). */
 #define G_OP_EQ 1               /* any value equal                          */
@@ -198,10 +228,21 @@ struct g_slot {
 struct g_slot_desc {
 	__u8 kind;              /* GA_* */
 	__u8 flags;             /* GS_* */
-	__u8 size;              /* integer bytes */
+	__u8 size;              /* integer bytes; GA_GATHER: bytes gathered */
 	__u8 sizesrc;           /* argument holding a buffer's length, or G_NO_SLOT */
 	__u16 src;              /* argument index, or tracepoint field offset */
-	__u16 pad;
+	__u8 op_at;             /* its first step in the point's ops */
+	__u8 nwalk;             /* steps to its value */
+	__u8 ngather;           /* then steps gathering fields (GA_GATHER) */
+	__u8 pad[3];
+};
+
+struct g_op {
+	__u32 off;              /* bytes added to v */
+	__u8 code;              /* GO_* */
+	__u8 size;              /* bytes loaded, copied, or string maximum */
+	__u8 dst;               /* where in the slot's data (copy, string) */
+	__u8 depth;             /* its place in the resolve path (BADPTR) */
 };
 
 struct g_ipred {
@@ -237,6 +278,7 @@ struct g_point {
 	__u16 hooks[G_POINT_HOOKS];             /* hook ids */
 	struct g_ipred pred[G_MAX_IPREDS];
 	struct g_spred spred[G_MAX_SPREDS];
+	struct g_op ops[G_MAX_OPS];             /* the slots' steps (op_at) */
 };
 
 /* g_action.stack: stack traces a Post records (kernelStackTrace,

@@ -24,7 +24,10 @@
  *             masks) -> `wanted`; none: done, no argument read
  *   S_STATE   (G_POINT_STATE only) the caller's namespaces and capabilities
  *             read and tested (state predicates), then `wanted` as above
- *   S_READ    one slot per run, each read once however many hooks use it
+ *   S_READ    one slot per run, each read once however many hooks use it;
+ *             a slot with struct walk steps (resolve:, btfType, struct-
+ *             typed arguments) runs S_STEPS first, which walks to its
+ *             value and gathers its fields (generic.h GO_*)
  *   S_EVAL    predicates: one trie lookup per slot and trie, then the
  *             integer predicates -> `hits`
  *   S_SELECT  each wanted hook: its first selector whose masks hold;
@@ -77,7 +80,8 @@
 #define S_SELECT 2
 #define S_ACT 3
 #define S_STATE 4
-#define S_COUNT 5
+#define S_STEPS 5
+#define S_COUNT 6
 
 #ifndef G_MAX_POINTS
 #define G_MAX_POINTS 128
@@ -165,13 +169,18 @@ struct g_state {
 	u32 acting;                 /* hook positions whose actions run now */
 	u32 waiting;                /* return hooks that chose a selector at entry */
 	s32 verdict;                /* the first action verdict (LSM, override) */
+	u64 stepped;                /* S_STEPS: the value of slot `iter` */
+	u64 step_base;              /* S_STEPS: the walked value (GO_BASE) */
+	u32 step_dead;              /* S_STEPS: skipping to the next GO_BASE */
+	u32 pad0;
 	u8 at_return;
 	u8 deferred;                /* the whole call is decided at return */
 	u8 waits;                   /* a return hook chose a selector */
+	u8 has_stepped;             /* S_STEPS: `stepped` is set (slot `iter`) */
 	u8 shown;                   /* S_ACT: the event's action (run_actions) */
 	u8 enforcing;               /* ... and whether one enforced */
 	u8 stack;                   /* ... and the stacks its Post asked for */
-	u8 pad[2];
+	u8 pad[1];
 	u8 sel[G_POINT_HOOKS];      /* selector chosen per hook position */
 	struct tetrad_proc_state cur;   /* S_STATE: the caller's, at this call */
 };
@@ -299,15 +308,18 @@ static __always_inline void *fd_file(s64 fd)
 	return read_ptr(&array[fd]);
 }
 
-/* The path of (dentry, mnt) into sc->walk, relative to the task's root. */
-static __always_inline void walk_into(struct g_scratch *sc, void *dentry, void *mnt)
+/* The path of (dentry, mnt) into sc->walk, relative to the task's root;
+ * without a mount (a dentry argument), relative to the root of the
+ * dentry's file system: every read through the NULL mount fails, so the
+ * walk stops where the dentry is its own parent. */
+static __always_inline void walk_into(struct g_scratch *sc, void *dentry, void *mnt, bool need_mnt)
 {
 	u32 zero = 0;
 	struct g_slot *s = &sc->walk;
 	struct walk_scratch *w = walk_heap.lookup(&zero);
 	s->len = 0;
 	s->flags = 0;
-	if (!w || !dentry || !mnt) {
+	if (!w || !dentry || (need_mnt && !mnt)) {
 		s->flags = G_SLOT_ERROR;
 		return;
 	}
@@ -535,25 +547,95 @@ static __always_inline s64 arg_or(struct g_state *st, u8 index, s64 otherwise)
 	return index < G_MAX_ARGV ? (s64)st->args[index & (G_MAX_ARGV - 1)] : otherwise;
 }
 
+/* Bytes at `ptr` in user memory, or (a kprobe's char_buf, which may point
+ * either way) in kernel memory. */
+static __always_inline void read_buf(struct g_slot *s, u64 ptr, s64 want)
+{
+	u32 n = want < 0 ? 0 : (want > G_STR_MAX ? G_STR_MAX : want);
+	s->ival = want;
+	if (want > G_STR_MAX)
+		s->flags |= G_SLOT_TRUNC;
+	n &= G_STR_MAX * 2 - 1;
+	if (n && bpf_probe_read_user(s->data, n, (void *)ptr) < 0 &&
+	    bpf_probe_read_kernel(s->data, n, (void *)ptr) < 0)
+		s->flags |= G_SLOT_ERROR;
+	else
+		s->len = n;
+}
+
+/* The bytes of up to G_IOVEC_MAX entries of a struct iovec array in user
+ * memory, one after the other; ival: the bytes they hold in all. */
+static __always_inline void read_iovec(struct g_slot *s, u64 iov, s64 count)
+{
+	u32 pos = 0;
+	s64 total = 0;
+	if (count > G_IOVEC_MAX)
+		s->flags |= G_SLOT_TRUNC;
+#pragma clang loop unroll(disable)
+	for (u32 i = 0; i < G_IOVEC_MAX; i++) {
+		if (i >= count)
+			break;
+		u64 vec[2] = {};
+		if (bpf_probe_read_user(vec, sizeof(vec), (void *)(iov + 16 * i)) < 0) {
+			s->flags |= G_SLOT_ERROR;
+			break;
+		}
+		total += vec[1];
+		u32 room = G_STR_MAX - LAUNDER(pos);
+		u64 n = vec[1] < room ? vec[1] : room;
+		BARRIER_VAR(n);
+		n &= G_STR_MAX * 2 - 1;
+		if (n && bpf_probe_read_user(&s->data[pos & G_STR_MASK], n, (void *)vec[0]) < 0) {
+			s->flags |= G_SLOT_ERROR;
+			break;
+		}
+		LAUNDER(pos) += n;
+	}
+	if (total > pos)
+		s->flags |= G_SLOT_TRUNC;
+	s->ival = total;
+	s->len = LAUNDER(pos) & (G_STR_MAX * 2 - 1);
+}
+
+/* The raw value a slot starts from: the call's argument, or a tracepoint
+ * record's field. */
+static __always_inline u64 raw_value(void *ctx, struct g_state *st, struct g_slot_desc *d)
+{
+	u64 v = 0;
+	if (st->ck == CK_TRACEPOINT)
+		bpf_probe_read_kernel(&v, sizeof(v), (char *)ctx + d->src);
+	else
+		v = st->args[d->src & (G_MAX_ARGV - 1)];
+	return v;
+}
+
 /* Reads one slot. Returns whether a read of user memory failed (a NULL
  * pointer is no value to read, not an unreadable one). */
 static __always_inline bool read_slot(void *ctx, struct g_scratch *sc, struct g_slot_desc *d, u32 i)
 {
 	struct g_state *st = &sc->st;
 	struct g_slot *s = &st->slots[at(i, G_SLOT_MASK)];
-	u64 v = 0;
-	if (st->ck == CK_TRACEPOINT)
-		bpf_probe_read_kernel(&v, sizeof(v), (char *)ctx + d->src);
-	else
-		v = st->args[d->src & (G_MAX_ARGV - 1)];
 	u8 kind = d->kind;
-	s->flags = 0;
-	s->len = 0;
-	s->ival = 0;
-	if (d->flags & GS_RETVAL)
-		return false;           /* the return value: read at return */
+	u64 v;
+	if (st->has_stepped) {
+		/* S_STEPS walked to the value (flags: BADPTR) and gathered. */
+		v = st->stepped;
+		st->has_stepped = 0;
+		if (kind == GA_GATHER) {
+			s->len = d->size;
+			return (s->flags & G_SLOT_ERROR) && v;
+		}
+	} else {
+		s->flags = 0;
+		s->len = 0;
+		s->ival = 0;
+		if (d->flags & GS_RETVAL)
+			return false;           /* the return value: read at return */
+		v = raw_value(ctx, st, d);
+	}
 	if (kind == GA_INT) {
-		s->ival = extend(v, d->size, d->flags & GS_SIGNED);
+		if (!(s->flags & G_SLOT_BADPTR))
+			s->ival = extend(v, d->size, d->flags & GS_SIGNED);
 		return false;
 	}
 	if (kind == GA_USTR) {
@@ -576,6 +658,33 @@ static __always_inline bool read_slot(void *ctx, struct g_scratch *sc, struct g_
 			return false;           /* read at return */
 		}
 		read_ubuf(s, v, want);
+		return (s->flags & G_SLOT_ERROR) && v;
+	}
+	if (kind == GA_BUF) {
+		read_buf(s, v, arg_or(st, d->sizesrc, G_STR_MAX));
+		return false;
+	}
+	if (kind == GA_ITER) {
+		/* Tetragon's view of an iov_iter: an ITER_UBUF's buffer, or an
+		 * ITER_IOVEC's first vector; nothing of other kinds. */
+		u8 type = s->data[0];
+		u64 count = *(u64 *)&s->data[8], ptr = *(u64 *)&s->data[16];
+		s->len = 0;
+		if (s->flags & G_SLOT_BADPTR)
+			return false;
+		if (type == d->size) {
+			u64 vec[2] = {};
+			bpf_probe_read_kernel(vec, sizeof(vec), (void *)ptr);
+			ptr = vec[0];
+			count = vec[1];
+		} else if (type != d->sizesrc) {
+			return false;
+		}
+		read_ubuf(s, ptr, count);
+		return false;
+	}
+	if (kind == GA_IOVEC) {
+		read_iovec(s, v, arg_or(st, d->sizesrc, 1));
 		return (s->flags & G_SLOT_ERROR) && v;
 	}
 	if (kind == GA_USOCKADDR) {
@@ -626,11 +735,11 @@ static __always_inline bool read_slot(void *ctx, struct g_scratch *sc, struct g_
 		file = fd_file((s32)v);
 	} else if (kind == GA_FILE) {
 		file = (void *)v;
-	} else if (kind == GA_BINPRM) {
-		file = read_ptr((char *)v + OFF_BINPRM_FILE);
 	} else if (kind == GA_PATH) {
 		dentry = read_ptr((char *)v + OFF_PATH_DENTRY);
 		mnt = read_ptr((char *)v + OFF_PATH_MNT);
+	} else if (kind == GA_DENTRY) {
+		dentry = (void *)v;
 	} else {
 		return false;
 	}
@@ -638,9 +747,10 @@ static __always_inline bool read_slot(void *ctx, struct g_scratch *sc, struct g_
 		dentry = read_ptr((char *)file + OFF_FILE_F_PATH + OFF_PATH_DENTRY);
 		mnt = read_ptr((char *)file + OFF_FILE_F_PATH + OFF_PATH_MNT);
 	}
-	walk_into(sc, dentry, mnt);
+	u16 walked = s->flags & (G_SLOT_BADPTR | 0xff00);
+	walk_into(sc, dentry, mnt, kind != GA_DENTRY);
 	s->len = sc->walk.len;
-	s->flags = sc->walk.flags;
+	s->flags = sc->walk.flags | walked;
 	bpf_probe_read_kernel(s->data, G_STR_MAX, sc->walk.data);
 #endif
 	return false;
@@ -958,6 +1068,7 @@ static __always_inline int begin(void *ctx, u32 ck, u32 lpoint)
 	}
 	st->failed = 0;
 	st->iter = 0;
+	st->has_stepped = 0;
 	st->nr = 0;
 	st->sysnr = TETRAD_ANY_SYSCALL;
 	if (!(ck == CK_SYSCALL) && (p->flags & G_POINT_SYSNR))
@@ -1479,14 +1590,20 @@ static __always_inline int finish(void *ctx, u32 lpoint, s64 retval)
 		}
 		if (!st->deferred || !(failed & (1u << i)))
 			continue;
-		/* Read again what was unreadable at entry. */
+		/* Read again what was unreadable at entry: strings, buffers and
+		 * socket addresses (other kinds stay unreadable). */
+		u8 kind = d->kind;
+		if (kind != GA_USTR && kind != GA_UBUF && kind != GA_USOCKADDR && kind != GA_USOCKADDR_UN) {
+			s->flags |= G_SLOT_ERROR;
+			continue;
+		}
 		s->flags = 0;
 		s->len = 0;
-		if (d->kind == GA_USTR)
+		if (kind == GA_USTR)
 			string_read(s, bpf_probe_read_user_str(s->data, G_STR_MAX, (void *)v));
-		else if (d->kind == GA_UBUF)
+		else if (kind == GA_UBUF)
 			read_ubuf(s, v, s->ival);
-		else if (d->kind == GA_USOCKADDR_UN)
+		else if (kind == GA_USOCKADDR_UN)
 			slot_sockaddr_un(s, (void *)v, arg_or(st, d->sizesrc, 0), true);
 		else    /* a sockaddr: its length argument is gone at exit */
 			slot_sockaddr(s, (void *)v, 0, true);
@@ -1576,7 +1693,12 @@ int g_read(void *ctx)
 		return 0;
 	u32 i = st->iter;
 	if (i < p->nslots && i < G_MAX_SLOTS) {
-		if (read_slot(ctx, sc, &p->slot[at(i, G_SLOT_MASK)], i))
+		struct g_slot_desc *d = &p->slot[at(i, G_SLOT_MASK)];
+		if ((d->nwalk || d->ngather) && !st->has_stepped) {
+			stages.call(ctx, S_STEPS);
+			return tail_missed(S_STEPS);
+		}
+		if (read_slot(ctx, sc, d, i))
 			st->failed |= 1u << i;
 		st->iter = i + 1;
 		if (i + 1 < p->nslots) {
@@ -1608,6 +1730,96 @@ int g_read(void *ctx)
 	}
 	stages.call(ctx, S_EVAL);
 	return tail_missed(S_EVAL);
+}
+
+/* S_STEPS: the struct walk of slot `iter` (generic.h GO_*), then S_READ
+ * reads it. Steps [0, nwalk) walk from the raw value to the value its kind
+ * reads (`stepped`); a GA_GATHER slot's next ngather steps copy fields of
+ * what that value points at into its data (GO_BASE: from that value
+ * again). A NULL or unreadable pointer on the way stops the walk (BADPTR,
+ * the value 0, its depth in the resolve path in the flags) and, in a gather,
+ * skips the fields behind it up to the next GO_BASE. A user memory copy
+ * that fails marks the slot (G_SLOT_ERROR): it is then unreadable. */
+int g_steps(void *ctx)
+{
+	struct g_scratch *sc = get_scratch();
+	if (!sc)
+		return 0;
+	struct g_state *st = &sc->st;
+	u32 point = st->point;
+	struct g_point *p = points.lookup(&point);
+	u32 i = st->iter;
+	if (!p || i >= G_MAX_SLOTS)
+		return 0;
+	struct g_slot_desc *d = &p->slot[at(i, G_SLOT_MASK)];
+	struct g_slot *s = &st->slots[at(i, G_SLOT_MASK)];
+	s->flags = 0;
+	s->len = 0;
+	s->ival = 0;
+	if (d->kind == GA_GATHER || d->kind == GA_ITER)
+		__builtin_memset(s->data, 0, G_STR_MAX);
+	u32 nwalk = d->nwalk;
+	u32 n = nwalk + d->ngather;
+	u32 first = d->op_at;
+	/* In map memory: the verifier does not track them, so iterations
+	 * that differ only there are one state. */
+	st->stepped = raw_value(ctx, st, d);
+	st->step_base = 0;
+	st->step_dead = 0;
+#pragma clang loop unroll(disable)
+	for (u32 j = 0; j < G_SLOT_OPS; j++) {
+		if (j >= LAUNDER(n))
+			break;
+		if (j == LAUNDER(nwalk)) {
+			if (s->flags & G_SLOT_BADPTR)
+				break;
+			LAUNDER(st->step_base) = LAUNDER(st->stepped);
+		}
+		struct g_op *op = &p->ops[(first + j) & G_OPS_MASK];
+		u8 code = op->code;
+		bool user = code & GO_USER;
+		code &= ~GO_USER;
+		if (code == GO_BASE) {
+			LAUNDER(st->stepped) = LAUNDER(st->step_base);
+			LAUNDER(st->step_dead) = 0;
+			continue;
+		}
+		if (LAUNDER(st->step_dead))
+			continue;
+		void *src = (void *)(LAUNDER(st->stepped) + op->off);
+		if (code == GO_ADD) {
+			LAUNDER(st->stepped) = (u64)src;
+		} else if (code == GO_DEREF || code == GO_LOAD) {
+			u64 x = 0;
+			u32 size = op->size > 8 ? 8 : op->size;
+			long r = user ? bpf_probe_read_user(&x, size, src) : bpf_probe_read_kernel(&x, size, src);
+			if (r < 0 || (code == GO_DEREF && !x)) {
+				s->flags |= G_SLOT_BADPTR | (u16)op->depth << G_SLOT_DEPTH_SHIFT;
+				LAUNDER(st->step_dead) = 1;
+				x = 0;
+			}
+			LAUNDER(st->stepped) = x;
+		} else {
+			/* dst and size are below 256 and user space keeps dst +
+			 * size within the data; the verifier sees up to 510 bytes
+			 * from data, inside the scratch map value. */
+			char *dst = &s->data[op->dst];
+			u32 size = op->size;
+			long r = 0;
+			if (code == GO_COPY)
+				r = user ? bpf_probe_read_user(dst, size, src) : bpf_probe_read_kernel(dst, size, src);
+			else if (code == GO_STR)
+				r = user ? bpf_probe_read_user_str(dst, size, src)
+					 : bpf_probe_read_kernel_str(dst, size, src);
+			if (r < 0 && user)
+				s->flags |= G_SLOT_ERROR;
+		}
+	}
+	if (n > nwalk && !(s->flags & G_SLOT_BADPTR))
+		LAUNDER(st->stepped) = LAUNDER(st->step_base);
+	st->has_stepped = 1;
+	stages.call(ctx, S_READ);
+	return tail_missed(S_READ);
 }
 
 /* S_EVAL: hits, every predicate that holds; unknown, those on unreadable

@@ -32,6 +32,7 @@ PAIRS = {
     "g_sockinfo": encoding.SockInfo,
     "g_slot": encoding.Slot,
     "g_slot_desc": encoding.SlotDesc,
+    "g_op": encoding.Op,
     "g_ipred": encoding.IPred,
     "g_spred": encoding.SPred,
     "g_point": encoding.Point,

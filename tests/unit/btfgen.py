@@ -3,6 +3,8 @@
 Each method appends one type record in the layout of include/uapi/linux/btf.h
 and returns its type id, so tests can write kernel-like shapes without a
 kernel. Strings are not deduplicated (the parser must cope either way).
+`BtfBuilder(base=other)` builds split BTF on `other` (a kernel module's):
+its ids and string offsets continue the base's.
 """
 
 import struct
@@ -13,15 +15,16 @@ KIND = {"int": 1, "ptr": 2, "array": 3, "struct": 4, "union": 5, "enum": 6, "fwd
 
 
 class BtfBuilder:
-    def __init__(self):
-        self.strings = b"\0"
+    def __init__(self, base: "BtfBuilder | None" = None):
+        self.strings = b"" if base else b"\0"
         self.types = b""
-        self.count = 0
+        self.count = base.count if base else 0
+        self._str_base = len(base.strings) if base else 0
 
     def _str(self, name: str) -> int:
         if not name:
             return 0
-        off = len(self.strings)
+        off = self._str_base + len(self.strings)
         self.strings += name.encode() + b"\0"
         return off
 

@@ -4,7 +4,7 @@ import struct
 
 import pytest
 
-from tetrad.bpf.btf import Btf, BtfError
+from tetrad.bpf.btf import Btf, BtfError, ValueType
 from tests.unit.btfgen import BtfBuilder
 
 
@@ -185,6 +185,89 @@ def test_rejects_what_is_not_btf():
         Btf.from_bytes(bytes(bad))
 
 
+# ---- stepping through types (argument walks) -----------------------------------
+
+def test_function_parameters_through_funcs_typedefs_and_pointers():
+    b = BtfBuilder()
+    i32 = b.int()
+    cred = b.struct("cred", 8, [("uid", i32, 0)])
+    void_ptr = b.ptr(0)
+    proto = b.func_proto(i32, [("new", b.ptr(cred)), ("flags", i32)])
+    fn = b.func("commit_creds", proto)
+    tp = b.typedef("btf_trace_x", b.ptr(b.func_proto(0, [("", void_ptr), ("", b.ptr(cred))])))
+    btf = Btf.from_bytes(b.build())
+    assert [(p.name, btf.describe(p.type_id)) for p in btf.params(fn)] == \
+        [("new", "struct cred *"), ("flags", "int")]
+    assert [btf.describe(p.type_id) for p in btf.params(tp)] == ["void *", "struct cred *"]
+    with pytest.raises(BtfError, match="not a function"):
+        btf.params(cred)
+
+
+def test_kinds_arrays_ints_and_descriptions():
+    btf = kernelish()
+    dentry = btf.find("dentry", "struct")
+    bits, member = btf.member(dentry, "d_iname")
+    assert bits == 384 and btf.kind(member.type_id) == "array"
+    element, count = btf.array(member.type_id)
+    assert count == 8 and btf.describe(element) == "char"
+    assert btf.describe(member.type_id) == "char[8]"
+    assert btf.int_encoding(element) == (1, False)
+    assert btf.member(dentry, "nope") is None
+    root = btf.member(btf.find("fs_struct", "struct"), "root")[1].type_id
+    assert btf.kind(root) == "struct"                  # under typedef, volatile, const
+    assert btf.describe(root) == "path_t"
+    assert btf.describe(btf.member(btf.find("qstr", "struct"), "name")[1].type_id) == "const char *"
+    with pytest.raises(BtfError, match="not an array"):
+        btf.array(dentry)
+
+
+def test_module_btf_continues_the_kernels_ids_and_strings():
+    base = BtfBuilder()
+    u32 = base.int("unsigned int", 4)
+    sock = base.struct("sock", 8, [("sk_mark", u32, 0)])
+    vmlinux = Btf.from_bytes(base.build())
+    mod = BtfBuilder(base=base)
+    # a module type naming a kernel type, and a name the kernel has too
+    alg = mod.struct("sockaddr_alg_new", 96, [("salg_family", u32, 0),
+                                             ("sk", mod.ptr(sock), 64), ("sk_mark", u32, 128)])
+    module = Btf.from_bytes(mod.build(), base=vmlinux)
+    assert vmlinux.count == 2 and alg == 4 and module.count == 4    # its pointer is 3
+    assert module.find("sockaddr_alg_new", "struct") == alg
+    assert module.member_offset("sockaddr_alg_new", "sk_mark") == 16
+    assert module.find("sock", "struct") == sock               # found in the base
+    assert module.describe(module.member(alg, "sk")[1].type_id) == "struct sock *"
+    assert module.type(sock).name == "sock"
+    assert module.value_type(module.member(alg, "sk")[1].type_id).c_type == "struct sock *"
+    with pytest.raises(KeyError):
+        vmlinux.find("sockaddr_alg_new", "struct")
+    with pytest.raises(BtfError, match="out of range"):
+        vmlinux.type(alg)
+
+
+def test_value_types_of_base_types_through_a_module():
+    """A module's BTF reads a kernel type's record, its int encoding
+    included, in the kernel's data."""
+    base = BtfBuilder()
+    s16 = base.int("short", 2, signed=True)
+    vmlinux = Btf.from_bytes(base.build())
+    mod = BtfBuilder(base=base)
+    mod.struct("m", 8, [("a", mod.int("unsigned int", 4), 0), ("b", s16, 32)])
+    module = Btf.from_bytes(mod.build(), base=vmlinux)
+    assert module.value_type(s16) == ValueType("int", 2, True, "short")
+
+
+def test_enum_constants():
+    b = BtfBuilder()
+    small = b.enum("iter_type", [("ITER_UBUF", 0), ("ITER_IOVEC", 1), ("NEG", -1)])
+    big = b.enum64("big", [("X", 1 << 40)])
+    number = b.int()
+    btf = Btf.from_bytes(b.build())
+    assert btf.enumerators(small) == {"ITER_UBUF": 0, "ITER_IOVEC": 1, "NEG": -1}
+    assert btf.enumerators(big) == {"X": 1 << 40}
+    with pytest.raises(BtfError, match="not an enum"):
+        btf.enumerators(number)
+
+
 def test_raw_tracepoint_prototypes_and_the_types_of_their_parameters():
     """btf_trace_<event> is a typedef of a pointer to a prototype; the
     parameters' types are told as C spells them, with width and sign."""
@@ -201,11 +284,11 @@ def test_raw_tracepoint_prototypes_and_the_types_of_their_parameters():
     b.typedef("btf_trace_sched_process_exec", b.ptr(proto))
     btf = Btf.from_bytes(b.build())
     params = btf.params(btf.find("btf_trace_sched_process_exec", "typedef"))
-    assert [name for name, _ in params] == ["__data", "p", "old_pid", "bprm", "name", "k"]
-    types = [btf.value_type(t) for _, t in params]
+    assert [p.name for p in params] == ["__data", "p", "old_pid", "bprm", "name", "k"]
+    types = [btf.value_type(p.type_id) for p in params]
     assert [(t.kind, t.size, t.signed, t.c_type) for t in types] == [
         ("ptr", 8, False, "void *"), ("ptr", 8, False, "struct task_struct *"),
         ("int", 4, True, "int"), ("ptr", 8, False, "struct linux_binprm *"),
         ("ptr", 8, False, "char *"), ("enum", 4, False, "enum kind")]
-    with pytest.raises(BtfError, match="not a function prototype"):
+    with pytest.raises(BtfError, match="not a function"):
         btf.params(binprm)

@@ -125,10 +125,25 @@ FEATURES = {
     "sock, skb on tracepoints' pointer fields": "  tracepoints:\n  - subsystem: sock\n    event: inet_sock_set_state\n"
                                                "    args:\n    - index: 4\n      type: sock\n",
     "sockaddr_un on syscalls": syscall(call="sys_connect", args="    - index: 1\n      type: sockaddr_un\n"),
-    "cred, bpf_attr, bpf_map and other kernel structs": kernel_fn(
-        "    - index: 0\n      type: cred\n", call="commit_creds"),
-    "`resolve`, `btfType`": kernel_fn("    - index: 0\n      type: int\n      resolve: f_path.dentry\n",
-                                      call="security_file_open"),
+    "char_iovec on syscalls": syscall(
+        call="sys_writev", args="    - index: 1\n      type: char_iovec\n      sizeArgIndex: 3\n"
+                                "    - index: 2\n      type: int\n"),
+    "bpf_attr on the bpf syscall (the caller's attr)": syscall(
+        call="sys_bpf", args="    - index: 1\n      type: bpf_attr\n"),
+    "cred, user_namespace, bpf_attr, bpf_prog, bpf_map, perf_event, module, load_info on kernel functions":
+        kernel_fn("    - index: 0\n      type: cred\n", call="commit_creds"),
+    "capability, kernel_cap_t, cap_inheritable, cap_permitted, cap_effective on kernel functions":
+        kernel_fn("    - index: 2\n      type: capability\n", call="cap_capable"),
+    "dentry, kiocb, iov_iter on kernel functions": kernel_fn(
+        "    - index: 0\n      type: kiocb\n    - index: 1\n      type: iov_iter\n", call="ext4_file_write_iter"),
+    "struct-typed arguments, `resolve`, `btfType` on tracepoints' pointer fields":
+        "  tracepoints:\n  - subsystem: sock\n    event: inet_sock_set_state\n"
+        "    args:\n    - index: 4\n      type: uint32\n      btfType: sock\n      resolve: sk_mark\n",
+    "`resolve`, `btfType`, `btfTypeModule` on kernel functions": kernel_fn(
+        "    - index: 0\n      type: int\n      resolve: f_path.dentry\n"
+        "    - index: 0\n      type: uint32\n      btfType: nf_conn\n      btfTypeModule: nf_conntrack\n"
+        "      resolve: mark\n", call="security_file_open"),
+    "const_buf": syscall(call="sys_write", args="    - index: 1\n      type: const_buf\n"),
     "matchArgs string operators (Equal, Prefix, Postfix and Not*)": syscall(
         "    - matchArgs:\n      - index: 1\n        operator: NotPostfix\n        values: [\".so\"]\n",
         call="sys_openat", args="    - index: 1\n      type: string\n"),

@@ -132,8 +132,8 @@ def test_every_kubernetes_metadata_field_is_accepted():
 @pytest.mark.parametrize("where, text, path", [
     ("uprobe btfPath", '  uprobes:\n  - path: /bin/true\n    symbols: [main]\n    btfPath: /b\n',
      "spec.uprobes[0].btfPath"),
-    ("btfTypeModule", '  kprobes:\n  - call: "x"\n    args:\n    - index: 0\n      type: int\n'
-     "      btfTypeModule: m\n", "spec.kprobes[0].args[0].btfTypeModule"),
+    ("source", '  kprobes:\n  - call: "x"\n    args:\n    - index: 0\n      type: int\n'
+     "      source: current_task\n", "spec.kprobes[0].args[0].source"),
     ("argIndex", '  kprobes:\n  - call: "x"\n    selectors:\n    - matchActions:\n'
      "      - action: Post\n        argIndex: 0\n", "spec.kprobes[0].selectors[0].matchActions[0].argIndex"),
     ("nodeSelector", '  nodeSelector: {}\n  kprobes:\n  - call: "x"\n', "spec.nodeSelector"),
@@ -145,8 +145,8 @@ def test_tetragon_fields_tetrad_lacks_are_named_as_not_yet_supported(where, text
 
 def test_tetragon_types_tetrad_lacks_are_named_and_do_not_cascade():
     got = problems(openat("    - matchArgs:\n      - index: 1\n        operator: Equal\n"
-                          "        values: [lo]\n", args="    - index: 1\n      type: kiocb\n"))
-    assert got == {"spec.kprobes[0].args[0].type": "type kiocb is not supported by tetrad yet"}
+                          "        values: [lo]\n", args="    - index: 1\n      type: const_buf\n"))
+    assert got == {"spec.kprobes[0].args[0].type": "type const_buf is not supported by tetrad yet"}
 
 
 def test_a_field_nobody_has_is_unknown():

@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 from tetrad.policy import schema
 from tetrad.policy.compile import KernelFacts, TracepointField, compile_policy
+from tests.unit.kernelbtf import kernel
 from tetrad.policy.errors import EXCERPT_CHARS, PolicyError
 
 SECRET = "SECRET-0123456789-" * 4
@@ -45,7 +46,17 @@ def fake_fields(subsys: str, event: str):
     return FIELDS
 
 
-FACTS = KernelFacts(arch_prefix="__x64_", tracepoint_fields=fake_fields)
+BTF = kernel()
+
+
+def fake_btf(module: str):
+    """The small kernel of tests/unit/kernelbtf.py; no module has BTF."""
+    if module:
+        raise FileNotFoundError(2, "No such file or directory")
+    return BTF
+
+
+FACTS = KernelFacts(arch_prefix="__x64_", tracepoint_fields=fake_fields, btf=fake_btf)
 
 EDGE_INTS = [0, 1, -1, 5, 6, 63, 64, 65, 4095, -4095, -4096, 65535, 65536,
              2 ** 31 - 1, 2 ** 31, -2 ** 31, -2 ** 31 - 1, 2 ** 32 - 1, 2 ** 32, 2 ** 32 + 4242,
@@ -100,12 +111,17 @@ VALUES = {
     "Family": mostly(pick(["AF_INET", "AF_INET6", "2"]), pick(["65536", "AF_BOGUS"])),
 }
 TYPES = {"syscall": ["int", "uint32", "long", "uint64", "size_t", "int8", "uint16", "string",
-                     "char_buf", "fd", "sockaddr", "skb"],
+                     "char_buf", "fd", "sockaddr", "skb", "bpf_attr", "char_iovec", "cred"],
          "kprobe": ["int", "u64", "s32", "file", "path", "sock", "string", "linux_binprm",
-                    "auto", "nop"],
-         "tracepoint": ["auto", "int", "uint64", "string", "filename", "fd", "data_loc"],
-         "lsm": ["file", "path", "int", "linux_binprm"],
+                    "auto", "nop", "cred", "user_namespace", "bpf_map", "perf_event", "module",
+                    "load_info", "capability", "kernel_cap_t", "dentry", "kiocb", "net_device",
+                    "iov_iter", "char_buf"],
+         "tracepoint": ["auto", "int", "uint64", "string", "filename", "fd", "data_loc", "cred"],
+         "lsm": ["file", "path", "int", "linux_binprm", "string"],
          "uprobe": ["int", "string", "uint64"]}
+RESOLVE = mostly(pick(["uid.val", "mm.owner.comm", "file.f_path", "nums[2]", "real_parent[0].pid",
+                       "user_ns.ns.inum"]),
+                 st.one_of(pick(["a..b", "[x]", "a" * 300, ".".join("abcdefghijkl")]), odd_text))
 
 
 def value_for(type_: str, op: str):
@@ -148,8 +164,14 @@ def hook(draw, kind: str):
     args = [{"index": first + i, "type": t} for i, t in enumerate(types)]
     if draw(st.booleans()) and args:
         args[0]["label"] = draw(mostly(words, odd_text))
-    if "char_buf" in types:
-        args[types.index("char_buf")]["sizeArgIndex"] = draw(st.one_of(st.integers(0, 7), ints))
+    for sized in ("char_buf", "char_iovec"):
+        if sized in types:
+            args[types.index(sized)]["sizeArgIndex"] = draw(st.one_of(st.integers(0, 7), ints))
+    for a in args:
+        if draw(st.integers(0, 3)) == 0:
+            a["resolve"] = draw(RESOLVE)
+        if draw(st.integers(0, 7)) == 0:
+            a["btfType"] = draw(mostly(pick(["task_struct", "cred", "file", "nope"]), odd_text))
     selectors = []
     for _ in range(draw(st.integers(0, 2))):
         sel: dict = {}
@@ -186,7 +208,8 @@ def hook(draw, kind: str):
         out.update(call=draw(pick(["sys_openat", "sys_lseek", "__x64_sys_write", "sys_connect"])),
                    syscall=True)
     elif kind == "kprobe":
-        out.update(call=draw(pick(["tcp_connect", "security_file_open", "fd_install"])),
+        out.update(call=draw(pick(["tcp_connect", "security_file_open", "fd_install", "commit_creds",
+                                   "tty_write", "cap_capable"])),
                    syscall=False)
         if draw(st.booleans()):
             out.update({"return": True, "returnArg": {"index": 0, "type": "int"}})

@@ -158,7 +158,7 @@ def test_one_mistake_is_reported_once():
     """An argument of an unknown type does not also fail the matchArgs
     naming it (Tetragon's `skb` made 14 problems of one, when tetrad had no skb)."""
     text = doc("  kprobes:\n" + kprobe(
-        "    args:\n    - index: 1\n      type: kiocb\n    selectors:\n    - matchArgs:\n"
+        "    args:\n    - index: 1\n      type: const_buf\n    selectors:\n    - matchArgs:\n"
         "      - index: 1\n        operator: Protocol\n        values: [IPPROTO_TCP]\n"
         "    - matchArgs:\n      - index: 1\n        operator: DAddr\n        values: [10.0.0.0/8]\n",
         call="ip_output").replace("syscall: true", "syscall: false"))

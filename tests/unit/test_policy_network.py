@@ -102,7 +102,7 @@ def test_a_tracepoint_pointer_field_takes_a_struct_type():
     got = problems("  tracepoints:\n  - subsystem: sock\n    event: inet_sock_set_state\n    args:\n"
                    "    - index: 3\n      type: skb\n")
     assert got == {"spec.tracepoints[0].args[0].type":
-                   "field newstate of sock/inet_sock_set_state is int, not a pointer to a skb"}
+                   "type skb is not supported on tracepoints (field newstate is int, not a pointer)"}
 
 
 @pytest.mark.parametrize("type_,op,values,reason", [
@@ -139,13 +139,29 @@ def test_argsock_names_a_sock_argument_by_its_position():
     args = "    - index: 2\n      type: int\n    - index: 0\n      type: sock\n"
     sel = "    - matchActions:\n      - action: {action}\n        argSock: {pos}\n"
     [ch] = compiled(kprobe(args, sel.format(action="TrackSock", pos=1)))
-    assert ch.hook.selectors[0].actions[0].arg_sock == 0        # the argument's index
+    assert ch.hook.selectors[0].actions[0].arg_sock == 1        # its place in Hook.args
     got = problems(kprobe(args, sel.format(action="UntrackSock", pos=0)))
     assert got == {"spec.kprobes[0].selectors[0].matchActions[0].argSock":
                    "UntrackSock needs argSock, the position in args of a sock or socket argument; "
                    "argument 0 is of type int"}
     got = problems(kprobe(args, sel.format(action="TrackSock", pos=3)))
     assert "there is no argument 3" in got["spec.kprobes[0].selectors[0].matchActions[0].argSock"]
+
+
+def test_argsock_names_the_sock_when_its_index_appears_twice():
+    """An index may repeat (a struct argument and a member resolved from
+    it): the record slot written for TrackSock is the sock's own."""
+    args = ("    - index: 0\n      type: sock\n"
+            "    - index: 0\n      type: uint32\n      resolve: sk_mark\n")
+    sel = "    - matchActions:\n      - action: TrackSock\n        argSock: 0\n"
+    [hook] = policy(kprobe(args, sel)).hooks
+    assert hook.selectors[0].actions[0].arg_sock == 0
+    [ch] = compiled(kprobe(args, sel))
+    tables = PointTables(1)
+    tables.add(0, ch)
+    [raw] = tables.tables().hooks.values()
+    h = enc.Hook.from_buffer_copy(raw)
+    assert (h.sel[0].act[0].action, h.sel[0].act[0].arg) == (enc.ACTIONS["TrackSock"], 0)
 
 
 RET_SOCK = "    return: true\n    returnArg:\n      index: 0\n      type: {type}\n{action}"

@@ -28,16 +28,25 @@ STR_MAX = 256
 LPM_STR = 248
 POSTFIX_MAX = 128
 NO_SLOT = 0xFF
+MAX_OPS = 64            # struct walk steps of one point's slots
+SLOT_OPS = 16           # steps of one slot (walk and gather)
+IOVEC_MAX = 8           # iovec entries of a char_iovec read
 
 # argument read strategies
 GA = {"none": 0, "int": 1, "ustr": 2, "ubuf": 3, "fd": 4, "file": 5, "path": 6, "sock": 7,
-      "usockaddr": 8, "binprm": 9, "kstr": 10, "dataloc": 11, "skb": 20, "socket": 21,
-      "ksockaddr": 22, "usockaddr_un": 23, "ksockaddr_un": 24, "netdev": 25}
+      "usockaddr": 8, "gather": 9, "kstr": 10, "dataloc": 11, "dentry": 12, "iovec": 13, "buf": 14,
+      "iter": 15, "skb": 20, "socket": 21, "ksockaddr": 22, "usockaddr_un": 23, "ksockaddr_un": 24,
+      "netdev": 25}
+# struct walk steps (g_op.code)
+GO_DEREF, GO_LOAD, GO_ADD, GO_COPY, GO_STR, GO_BASE = 1, 2, 3, 4, 5, 6
+GO_USER = 0x80
 # slot descriptor flags
 GS_FWD, GS_REV, GS_SADDR, GS_DADDR, GS_SIGNED, GS_RETCOPY, GS_USER, GS_RETVAL = (
     0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80)
 
-SLOT_TRUNC, SLOT_ERROR, SLOT_PATH_TRUNC, SLOT_UNREADABLE, SLOT_ABSTRACT = 0x1, 0x2, 0x4, 0x8, 0x20
+SLOT_TRUNC, SLOT_ERROR, SLOT_PATH_TRUNC, SLOT_UNREADABLE, SLOT_BADPTR, SLOT_ABSTRACT = (
+    0x1, 0x2, 0x4, 0x8, 0x10, 0x20)
+SLOT_DEPTH_SHIFT = 8            # BADPTR: the flags' high byte is the depth
 
 # integer predicate operators
 IOPS = {"Equal": 1, "Mask": 7, "GreaterThan": 8, "LessThan": 9, "InRange": 10,
@@ -107,7 +116,20 @@ class SlotDesc(ctypes.Structure):
         ("size", ctypes.c_uint8),
         ("sizesrc", ctypes.c_uint8),
         ("src", ctypes.c_uint16),
-        ("pad", ctypes.c_uint16),
+        ("op_at", ctypes.c_uint8),
+        ("nwalk", ctypes.c_uint8),
+        ("ngather", ctypes.c_uint8),
+        ("pad", ctypes.c_uint8 * 3),
+    ]
+
+
+class Op(ctypes.Structure):
+    _fields_ = [
+        ("off", ctypes.c_uint32),
+        ("code", ctypes.c_uint8),
+        ("size", ctypes.c_uint8),
+        ("dst", ctypes.c_uint8),
+        ("depth", ctypes.c_uint8),
     ]
 
 
@@ -147,6 +169,7 @@ class Point(ctypes.Structure):
         ("hooks", ctypes.c_uint16 * POINT_HOOKS),
         ("pred", IPred * MAX_IPREDS),
         ("spred", SPred * MAX_SPREDS),
+        ("ops", Op * MAX_OPS),
     ]
 
 

@@ -19,7 +19,14 @@ own name (`qstr.len`, `mm_struct.exe_file` in 6.x), and typedefs and
 qualifiers are looked through when a path steps into an embedded struct
 (`fs_struct.pwd.dentry`). Absent structs or members raise KeyError naming
 both; malformed data, bitfields asked for a byte offset and paths that step
-into a non-struct raise BtfError.
+into a non-struct raise BtfError. Policy argument walks (`resolve:`) step
+through types one by one with `resolved`, `member`, `array`, `params` and
+`describe` (tetrad/policy/btfwalk.py).
+
+A kernel module's BTF (/sys/kernel/btf/<module>) is split BTF: its type ids
+and string offsets continue those of vmlinux, which it refers to. Load it
+with `Btf.from_bytes(data, base=vmlinux())`; lookups of ids and strings
+below the module's own go to the base.
 """
 
 from __future__ import annotations
@@ -61,6 +68,12 @@ class Member:
 
 
 @dataclass(frozen=True, slots=True)
+class Param:
+    name: str
+    type_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class BtfType:
     kind: str
     name: str
@@ -91,12 +104,22 @@ def vmlinux(path: str = "/sys/kernel/btf/vmlinux") -> "Btf":
 class Btf:
     """One parsed BTF blob. Build with `load()` or `from_bytes()`."""
 
-    def __init__(self, data: bytes, strings_at: int, strings_len: int, starts: array):
+    def __init__(self, data: bytes, strings_at: int, strings_len: int, starts: array,
+                 base: Btf | None = None):
         self._data = data
         self._strings = (strings_at, strings_at + strings_len)
-        self._starts = starts          # record offset of type id i at index i - 1
+        self._starts = starts          # record offset of type id first + i at index i
+        self._base = base
+        # Split BTF: ids and string offsets continue the base's.
+        self._first = base.count + 1 if base else 1
+        self._str_base = base._strings[1] - base._strings[0] if base else 0
         self._decoded: dict[int, BtfType] = {0: BtfType("void", "", 0)}
         self._index: dict[tuple[int, int], int] | None = None   # (name_off, kind) -> id
+
+    @property
+    def count(self) -> int:
+        """The highest type id (the base's included)."""
+        return self._first - 1 + len(self._starts)
 
     @classmethod
     def load(cls, path: str = "/sys/kernel/btf/vmlinux") -> Btf:
@@ -104,7 +127,8 @@ class Btf:
             return cls.from_bytes(f.read())
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> Btf:
+    def from_bytes(cls, data: bytes, base: Btf | None = None) -> Btf:
+        """A BTF blob; `base` for split BTF (a module's, on vmlinux)."""
         data = bytes(data)
         if len(data) < _HEADER.size:
             raise BtfError("BTF data shorter than its header")
@@ -115,35 +139,49 @@ class Btf:
         types_at, strings_at = hdr_len + type_off, hdr_len + str_off
         if hdr_len < _HEADER.size or max(types_at + type_len, strings_at + str_len) > len(data):
             raise BtfError("BTF sections run past the end of the data")
-        if str_len == 0 or data[strings_at] != 0:
+        if base is None and (str_len == 0 or data[strings_at] != 0):
             raise BtfError("BTF string section does not start with the empty string")
-        return cls(data, strings_at, str_len, _record_starts(data, types_at, types_at + type_len))
+        first = base.count + 1 if base else 1
+        return cls(data, strings_at, str_len,
+                   _record_starts(data, types_at, types_at + type_len, first), base)
 
     # ---- decoding ------------------------------------------------------------
 
-    def _header(self, type_id: int) -> tuple[int, int, int, int]:
-        """(record offset, name_off, info, size_or_type) of a type id."""
-        if not 0 < type_id <= len(self._starts):
-            raise BtfError(f"type id {type_id} out of range (1..{len(self._starts)})")
-        pos = self._starts[type_id - 1]
-        return (pos, *_TYPE.unpack_from(self._data, pos))
+    def _record(self, type_id: int) -> tuple[bytes, int, int, int, int]:
+        """(data, record offset, name_off, info, size_or_type) of a type id,
+        in the base's data for a split BTF's base ids."""
+        if 0 < type_id < self._first:
+            return self._base._record(type_id)
+        if not self._first <= type_id <= self.count:
+            raise BtfError(f"type id {type_id} out of range (1..{self.count})")
+        pos = self._starts[type_id - self._first]
+        return (self._data, pos, *_TYPE.unpack_from(self._data, pos))
+
+    def _header(self, type_id: int) -> tuple[int, int, int]:
+        """(name_off, info, size_or_type) of a type id."""
+        return self._record(type_id)[2:]
 
     def _string(self, offset: int) -> str:
+        if offset < self._str_base:
+            return self._base._string(offset)
         start, end = self._strings
-        stop = self._data.find(b"\0", start + offset, end)
+        at = start + offset - self._str_base
+        stop = self._data.find(b"\0", at, end)
         if stop < 0:
             raise BtfError(f"string offset {offset} outside the string section")
-        return self._data[start + offset:stop].decode("utf-8", "replace")
+        return self._data[at:stop].decode("utf-8", "replace")
 
     def type(self, type_id: int) -> BtfType:
         """The decoded type; names and members are read on first use."""
+        if 0 < type_id < self._first:
+            return self._base.type(type_id)
         found = self._decoded.get(type_id)
         if found is None:
-            pos, name_off, info, size_or_type = self._header(type_id)
+            data, pos, name_off, info, size_or_type = self._record(type_id)
             kind_id, vlen = (info >> 24) & 0x1F, info & 0xFFFF
             members = ()
             if kind_id in (_STRUCT, _UNION):
-                items = self._data[pos + 12: pos + 12 + 12 * vlen]
+                items = data[pos + 12: pos + 12 + 12 * vlen]
                 members = tuple(self._member(m, info >> 31) for m in struct.iter_unpack("<III", items))
             found = BtfType(KINDS[kind_id], self._string(name_off), size_or_type, members)
             self._decoded[type_id] = found
@@ -158,9 +196,9 @@ class Btf:
         bits = 0
         resolved = self._resolve(type_id)
         if resolved:
-            pos, _, info, size = self._header(resolved)
+            data, pos, _, info, size = self._record(resolved)
             if (info >> 24) & 0x1F == _INT:
-                encoding = _U32.unpack_from(self._data, pos + 12)[0]
+                encoding = _U32.unpack_from(data, pos + 12)[0]
                 if encoding & 0xFF != size * 8 or (encoding >> 16) & 0xFF:
                     bits, offset = encoding & 0xFF, offset + ((encoding >> 16) & 0xFF)
         return Member(self._string(name_off), type_id, offset, bits)
@@ -168,7 +206,7 @@ class Btf:
     def _resolve(self, type_id: int) -> int:
         """Follow typedefs and qualifiers to the underlying type id."""
         while type_id:
-            _, _, info, refers_to = self._header(type_id)
+            _, info, refers_to = self._header(type_id)
             if (info >> 24) & 0x1F not in _LOOK_THROUGH:
                 break
             type_id = refers_to
@@ -188,19 +226,22 @@ class Btf:
         found = [self._index[key] for key in ((off, kind_id) for off in self._string_offsets(name))
                  if key in self._index]
         if not found:
+            if self._base is not None:
+                return self._base.find(name, kind)
             raise KeyError(f"BTF has no {kind} {name!r}")
         return min(found, key=self._rank)
 
     def _rank(self, type_id: int) -> tuple[bool, int]:
         """Sort key among types of one name and kind: definitions before
         memberless structs/unions, then file order."""
-        info = self._header(type_id)[2]
+        info = self._header(type_id)[1]
         return ((info >> 24) & 0x1F in (_STRUCT, _UNION) and not info & 0xFFFF, type_id)
 
     def _build_index(self) -> dict[tuple[int, int], int]:
+        """This blob's own types by (name offset, kind)."""
         index: dict[tuple[int, int], int] = {}
         unpack, data = _TYPE.unpack_from, self._data
-        for type_id, pos in enumerate(self._starts, 1):
+        for type_id, pos in enumerate(self._starts, self._first):
             name_off, info, _ = unpack(data, pos)
             if name_off:
                 key = (name_off, (info >> 24) & 0x1F)
@@ -210,13 +251,19 @@ class Btf:
         return index
 
     def _string_offsets(self, name: str):
-        """Offsets of `name` in the string section: one in deduplicated BTF
-        such as vmlinux, possibly several elsewhere."""
+        """Offsets of `name` in the string sections (the base's too, for
+        split BTF): one in deduplicated BTF such as vmlinux, possibly
+        several elsewhere."""
+        if self._base is not None:
+            yield from self._base._string_offsets(name)
         start, end = self._strings
-        needle = b"\0" + name.encode() + b"\0"
+        needle = name.encode() + b"\0"
+        if self._base is not None and self._data.startswith(needle, start):
+            yield self._str_base                # a split section need not start with NUL
+        needle = b"\0" + needle
         at = self._data.find(needle, start, end)
         while at >= 0:
-            yield at + 1 - start
+            yield at + 1 - start + self._str_base
             at = self._data.find(needle, at + 1, end)
 
     def _struct(self, name: str) -> int:
@@ -280,32 +327,17 @@ class Btf:
             return False
         return True
 
-    def params(self, type_id: int) -> tuple[tuple[str, int], ...]:
-        """(name, type id) of each parameter of a function prototype, or of
-        the prototype a pointer or typedef leads to (the raw tracepoint
-        typedefs `btf_trace_<event>` are pointers to one)."""
-        resolved = self._resolve(type_id)
-        pos, _, info, refers_to = self._header(resolved)
-        if (info >> 24) & 0x1F == _PTR:
-            resolved = self._resolve(refers_to)
-            pos, _, info, _ = self._header(resolved)
-        if (info >> 24) & 0x1F != _FUNC_PROTO:
-            raise BtfError(f"type {type_id} is {KINDS[(info >> 24) & 0x1F]}, not a function prototype")
-        items = self._data[pos + 12: pos + 12 + 8 * (info & 0xFFFF)]
-        return tuple((self._string(name_off), param_type)
-                     for name_off, param_type in struct.iter_unpack("<II", items))
-
     def value_type(self, type_id: int) -> ValueType:
         """How a value of this type reads (see ValueType)."""
         resolved = self._resolve(type_id)
         if not resolved:
             return ValueType("void", 0, c_type="void")
-        pos, _, info, size_or_type = self._header(resolved)
+        data, pos, _, info, size_or_type = self._record(resolved)
         kind_id = (info >> 24) & 0x1F
         if kind_id == _PTR:
             return ValueType("ptr", POINTER_SIZE, c_type=self._spelling(resolved))
         if kind_id == _INT:
-            encoding = _U32.unpack_from(self._data, pos + 12)[0]
+            encoding = _U32.unpack_from(data, pos + 12)[0]
             return ValueType("int", size_or_type, bool((encoding >> 24) & 1), self._spelling(resolved))
         if kind_id in (_ENUM, _ENUM64):
             return ValueType("enum", size_or_type, bool(info >> 31), self._spelling(resolved))
@@ -330,19 +362,98 @@ class Btf:
         resolved = self._resolve(type_id)
         if not resolved:
             raise BtfError(f"type {type_id} is void; it has no size")
-        pos, _, info, size_or_type = self._header(resolved)
+        _, info, size_or_type = self._header(resolved)
         kind_id = (info >> 24) & 0x1F
         if kind_id in _SIZED:
             return size_or_type
         if kind_id == _PTR:
             return POINTER_SIZE
         if kind_id == _ARRAY:
-            element, _index_type, count = struct.unpack_from("<III", self._data, pos + 12)
+            element, count = self.array(resolved)
             return count * self.size_of(element)
         raise BtfError(f"type {type_id} ({KINDS[kind_id]}) has no size")
 
+    # ---- stepping through types (argument walks) -----------------------------
 
-def _record_starts(data: bytes, pos: int, end: int) -> array:
+    def resolved(self, type_id: int) -> int:
+        """The type under typedefs and qualifiers (0: void)."""
+        return self._resolve(type_id)
+
+    def kind(self, type_id: int) -> str:
+        """The kind under typedefs and qualifiers: int, ptr, struct, ..."""
+        resolved = self._resolve(type_id)
+        return KINDS[(self._header(resolved)[1] >> 24) & 0x1F] if resolved else "void"
+
+    def member(self, type_id: int, name: str) -> tuple[int, Member] | None:
+        """(bit offset, member) of `name` in a struct or union (under
+        typedefs), reached through anonymous members as C does; None if it
+        has none."""
+        return self._find_member(self._resolve(type_id), name)
+
+    def array(self, type_id: int) -> tuple[int, int]:
+        """(element type id, element count) of an array type (count 0: a
+        flexible array member)."""
+        data, pos, _, info, _ = self._record(self._resolve(type_id))
+        if (info >> 24) & 0x1F != _ARRAY:
+            raise BtfError(f"type {type_id} is not an array")
+        element, _index_type, count = struct.unpack_from("<III", data, pos + 12)
+        return element, count
+
+    def int_encoding(self, type_id: int) -> tuple[int, bool]:
+        """(size in bytes, signed) of an int type."""
+        data, pos, _, info, size = self._record(self._resolve(type_id))
+        if (info >> 24) & 0x1F != _INT:
+            raise BtfError(f"type {type_id} is not an int")
+        return size, bool(_U32.unpack_from(data, pos + 12)[0] >> 24 & 1)
+
+    def enumerators(self, type_id: int) -> dict[str, int]:
+        """Name -> value of an enum's (or enum64's) constants."""
+        data, pos, _, info, _ = self._record(self._resolve(type_id))
+        kind_id, vlen = (info >> 24) & 0x1F, info & 0xFFFF
+        if kind_id == 6:
+            return {self._string(n): v for n, v in struct.iter_unpack("<Ii", data[pos + 12: pos + 12 + 8 * vlen])}
+        if kind_id == 19:
+            return {self._string(n): lo | hi << 32
+                    for n, lo, hi in struct.iter_unpack("<III", data[pos + 12: pos + 12 + 12 * vlen])}
+        raise BtfError(f"type {type_id} is not an enum")
+
+    def params(self, type_id: int) -> tuple[Param, ...]:
+        """The parameters of a function, a function prototype, or a
+        typedef or pointer to one (btf_trace_* typedefs)."""
+        while True:
+            data, pos, _, info, refers_to = self._record(type_id)
+            kind_id = (info >> 24) & 0x1F
+            if kind_id != _PTR and kind_id != 12 and kind_id not in _LOOK_THROUGH:
+                break
+            type_id = refers_to
+        if kind_id != 13:
+            raise BtfError(f"type {type_id} ({KINDS[kind_id]}) is not a function")
+        items = data[pos + 12: pos + 12 + 8 * (info & 0xFFFF)]
+        return tuple(Param(self._string(n), t) for n, t in struct.iter_unpack("<II", items))
+
+    def describe(self, type_id: int) -> str:
+        """A type as C writes it, for messages: `struct cred *`, `char[16]`."""
+        if not type_id:
+            return "void"
+        t = self.type(type_id)
+        if t.kind in ("struct", "union", "enum", "fwd", "enum64"):
+            tag = "enum" if t.kind == "enum64" else t.kind if t.kind != "fwd" else "struct"
+            return f"{tag} {t.name or '(anonymous)'}"
+        if t.kind in ("int", "typedef", "float"):
+            return t.name
+        if t.kind == "ptr":
+            return f"{self.describe(t.size_or_type)} *"
+        if t.kind == "array":
+            element, count = self.array(type_id)
+            return f"{self.describe(element)}[{count}]"
+        if t.kind in ("const", "volatile", "restrict"):
+            return f"{t.kind} {self.describe(t.size_or_type)}"
+        if t.kind == "type_tag":
+            return self.describe(t.size_or_type)
+        return t.kind
+
+
+def _record_starts(data: bytes, pos: int, end: int, first: int = 1) -> array:
     """Where each type record starts: the one pass over every type, so it
     reads only the info word and skips each record by its kind's length."""
     starts = array("I")
@@ -351,7 +462,7 @@ def _record_starts(data: bytes, pos: int, end: int) -> array:
         info = unpack(data, pos + 4)[0]
         kind_id = (info >> 24) & 0x1F
         if not 0 < kind_id < len(KINDS):
-            raise BtfError(f"unknown BTF kind {kind_id} (type {len(starts) + 1})")
+            raise BtfError(f"unknown BTF kind {kind_id} (type {len(starts) + first})")
         append(pos)
         pos += 12 + _FIXED[kind_id] + _ITEM[kind_id] * (info & 0xFFFF)
     if pos != end:

@@ -47,8 +47,8 @@ _FIELDS: dict[str, tuple[str, str]] = {
 }
 _OPTIONAL = frozenset({"OFF_TASK_LOGINUID"})
 
-# Fields policy programs follow for file, fd, sock, socket, skb, net_device,
-# linux_binprm arguments and isNamespacePID (bpf/generic_hook.c). Missing
+# Fields policy programs follow for file, fd, path, sock, socket, skb and
+# net_device arguments and isNamespacePID (bpf/generic_hook.c). Missing
 # ones make only the argument types that need them unavailable
 # (TYPE_FIELDS, checked by tetrad.policy.kernel).
 POLICY_FIELDS: dict[str, tuple[str, str]] = {
@@ -56,7 +56,6 @@ POLICY_FIELDS: dict[str, tuple[str, str]] = {
     "OFF_FILES_FDT": ("files_struct", "fdt"),
     "OFF_FDT_FD": ("fdtable", "fd"),
     "OFF_FDT_MAX_FDS": ("fdtable", "max_fds"),
-    "OFF_BINPRM_FILE": ("linux_binprm", "file"),
     "OFF_SOCK_FAMILY": ("sock", "__sk_common.skc_family"),
     "OFF_SOCK_STATE": ("sock", "__sk_common.skc_state"),
     "OFF_SOCK_DADDR": ("sock", "__sk_common.skc_daddr"),

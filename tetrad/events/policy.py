@@ -5,11 +5,14 @@ shape (protojson of its protobuf schema).
 Arguments are rendered by the type the policy gave them, as Tetragon's
 KprobeArgument: {"int_arg": 3}, {"size_arg": "4096"} (64-bit integers are
 JSON strings in protojson), {"string_arg": ...}, {"file_arg": {"path": ...}},
-{"sock_arg": {...}}, {"bytes_arg": base64}, with "label" when set. A value
-the kernel could not read from user memory is Tetragon's error argument,
-{"error_arg": {"Message": "unreadable user memory"}}, never a guess. Zero
-numbers and empty strings inside argument messages, and an empty `args`
-list, are left out, as protojson leaves them out.
+{"sock_arg": {...}}, {"bytes_arg": base64}, with "label" when set; kernel
+structs (cred, bpf_map, module...) as tetrad/events/kernelargs.py shows
+them. A value the kernel could not read from user memory is Tetragon's
+error argument, {"error_arg": {"Message": "unreadable user memory"}}, never
+a guess; so is a value whose struct walk met a NULL or unreadable pointer
+(Tetragon's "Bad address encountered during resolve dereference at depth
+N"). Zero numbers and empty strings inside argument messages, and an empty
+`args` list, are left out, as protojson leaves them out.
 
 Actions: `action` is what the selector did; in `policy-mode: monitor` it is
 what the policy would have done (KPROBE_ACTION_SIGKILL...), as in Tetragon,
@@ -31,6 +34,7 @@ from typing import Callable
 
 from tetrad import netnames
 from tetrad.decode.generic import PolicyRecord, Slot
+from tetrad.events import kernelargs
 from tetrad.events.model import Event
 from tetrad.abi import generic as enc
 from tetrad.bpf import unistd
@@ -195,13 +199,19 @@ def _renderer(spec: ArgSpec, width: tuple[int, bool] | None = None) -> Render:
         render = _int_renderer(*width)
     elif t in INT_SIZES:
         render = _int_renderer(*INT_SIZES[t])
+    elif t in kernelargs.CAPS:
+        of_value = kernelargs.CAPS[t]
+        render = lambda slot: of_value(slot.ival)                                  # noqa: E731
+    elif t in kernelargs.STRUCTS:
+        of_data = kernelargs.STRUCTS[t]
+        render = lambda slot: of_data(slot.data)                                   # noqa: E731
     elif t in ("string", "filename", "data_loc"):
         render = lambda slot: {"string_arg": _text(slot.data)}                     # noqa: E731
-    elif t == "char_buf":
+    elif t in ("char_buf", "char_iovec", "iov_iter"):
         render = _bytes_arg
-    elif t in ("fd", "file"):
+    elif t in ("fd", "file", "kiocb"):
         render = _path_renderer("file_arg")
-    elif t == "path":
+    elif t in ("path", "dentry"):
         render = _path_renderer("path_arg")
     elif t == "linux_binprm":
         render = _path_renderer("linux_binprm_arg")
@@ -303,12 +313,17 @@ def user_actions(rec: PolicyRecord, plan: HookPlan) -> tuple[UserAction, ...]:
 
 
 UNREADABLE = "unreadable user memory"
+BAD_ADDRESS = "Bad address encountered during resolve dereference at depth {}"
+_NO_VALUE = enc.SLOT_UNREADABLE | enc.SLOT_BADPTR
 
 
-def _unreadable(label: str) -> dict:
+def _unreadable(slot: Slot, label: str) -> dict:
     """An argument the kernel could not read from user memory (at entry,
-    nor at syscall exit): Tetragon's error argument, not a value."""
-    arg: dict = {"error_arg": {"Message": UNREADABLE}}
+    nor at syscall exit), or whose struct walk met a NULL or unreadable
+    pointer: Tetragon's error argument, not a value."""
+    message = (UNREADABLE if slot.flags & enc.SLOT_UNREADABLE
+               else BAD_ADDRESS.format(slot.flags >> enc.SLOT_DEPTH_SHIFT & 0xFF))
+    arg: dict = {"error_arg": {"Message": message}}
     if label:
         arg["label"] = label
     return arg
@@ -327,7 +342,7 @@ def policy_event(rec: PolicyRecord, plan: HookPlan, time_ns: int, process, paren
     fields = plan.head.copy()
     if plan.per_syscall:
         fields["function_name"] = plan.per_syscall + unistd.names().get(rec.nr, str(rec.nr))
-    args = [_unreadable(label) if slot.flags & enc.SLOT_UNREADABLE else render(slot)
+    args = [_unreadable(slot, label) if slot.flags & _NO_VALUE else render(slot)
             for (render, label), slot in zip(plan.args, rec.slots)]
     if args:
         fields["args"] = args

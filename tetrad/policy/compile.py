@@ -10,7 +10,9 @@ point into the kernel's tables, and `compile_policy` checks each hook fits
 a point on its own, so `tetrad policy check` refuses what the daemon would.
 
 - Syscall hooks run on `syscalls:sys_enter_*` tracepoints; their arguments
-  are user-space values. kprobe and LSM arguments are kernel values.
+  are user-space values. kprobe and LSM arguments are kernel values. How
+  each argument is read (and walked: resolve:, btfType, struct-typed
+  arguments) is tetrad/policy/args.py.
 - Syscall hooks with an argument in user memory get `retry`: the program
   also runs at sys_exit, to read again what was unreadable at entry. Not
   execve/execveat: after a successful exec the caller's memory is gone, so
@@ -44,42 +46,14 @@ from tetrad.bpf import unistd
 from tetrad.bpf.btf import ValueType
 from tetrad.elf import UsdtArg, UsdtProbe
 from tetrad.policy import limits, schema
-from tetrad.policy.schema import ArgSpec, Hook, Policy, PolicyError
+from tetrad.policy.args import BtfSource, Read, TracepointField, arg_read
+from tetrad.policy.schema import ArgSpec, Hook, Policy, PolicyError, syscall_name
 from tetrad.policy.points import USER_MEMORY, ArgRead, PointTables
 from tetrad.policy.workloads import Workloads
 
 log = logging.getLogger(__name__)
 
 INT_SIZES = schema.INT_WIDTHS         # (bytes, signed) by argument type
-
-# Argument types by where the value lives. Syscall and uprobe arguments are
-# user-space values; kprobe and LSM arguments are kernel values.
-_USER_TYPES = {"string": "ustr", "char_buf": "ubuf", "fd": "fd", "sockaddr": "usockaddr",
-               "sockaddr_un": "usockaddr_un"}
-_KERNEL_TYPES = {"string": "kstr", "fd": "fd", "file": "file", "path": "path", "sock": "sock",
-                 "linux_binprm": "binprm", "socket": "socket", "skb": "skb", "sockaddr": "ksockaddr",
-                 "sockaddr_un": "ksockaddr_un", "net_device": "netdev"}
-# Types a tracepoint's pointer field can be given: the struct it points to.
-_POINTED = {"sock", "socket", "skb", "sockaddr", "sockaddr_un", "net_device"}
-# Syscalls that take a socket address and its length: (address index,
-# length index). An abstract unix name is bounded by the length alone.
-_SOCKADDR_LENGTHS = {"connect": (1, 2), "bind": (1, 2), "sendto": (4, 5)}
-# The C type a raw tracepoint argument must have for a struct-typed read.
-_RAW_POINTERS = {"file": "struct file *", "path": "struct path *", "sock": "struct sock *",
-                 "linux_binprm": "struct linux_binprm *", "socket": "struct socket *",
-                 "skb": "struct sk_buff *", "net_device": "struct net_device *",
-                 "sockaddr": "struct sockaddr *"}
-
-
-@dataclass(frozen=True)
-class TracepointField:
-    name: str
-    type: str                   # the C declaration without the name
-    offset: int
-    size: int
-    signed: bool
-    data_loc: bool
-    pointer: bool
 
 
 @dataclass(frozen=True)
@@ -122,6 +96,8 @@ class CompiledHook:
     has_return: bool = False            # a return probe: return value, returnCopy buffers
     retry: bool = False                 # user memory unreadable at entry is read at sys_exit
     override_return: bool = False       # a kprobe with Override (bpf_override_return)
+    needs_btf: bool = False             # argument offsets come from the kernel's BTF
+    unmet: tuple[tuple[str, str], ...] = ()     # (path, why): what this kernel's BTF cannot serve
     host_user_ns: int = 0               # isNamespaceCapability: the host's user namespace
     # Syscall functions whose enforcer must be attached (bpf/enforcer.c), with
     # the syscall number the notes name (None: a function of another ABI,
@@ -143,92 +119,15 @@ class CompiledHook:
 
 # ---- argument reads --------------------------------------------------------
 
-def _int_read(type_: str, src: int) -> ArgRead:
-    size, signed = INT_SIZES.get(type_, (8, False))
-    return ArgRead(enc.GA["int"], src, size, signed)
-
-
-def _read(hook: Hook, arg: ArgSpec, kind: str, fields: list[TracepointField] | None) -> ArgRead:
-    where = f"{hook.path}.args[{hook.args.index(arg)}]"
-    if kind == "tracepoint":
-        assert fields is not None
-        if arg.index >= len(fields):
-            raise PolicyError("", [(f"{where}.index", f"tracepoint {hook.call} has only {len(fields)} fields")])
-        f = fields[arg.index]
-        user = hook.call.startswith(("syscalls/", "raw_syscalls/"))
-        if f.data_loc:
-            return ArgRead(enc.GA["dataloc"], f.offset)
-        if arg.type in ("string", "filename") or (arg.type == "auto" and f.pointer and "char" in f.type):
-            return ArgRead(enc.GA["ustr" if user else "kstr"], f.offset)
-        if arg.type in schema.INT_TYPES:
-            size, signed = (f.size, f.signed) if arg.type == "auto" else INT_SIZES[arg.type]
-            return ArgRead(enc.GA["int"], f.offset, size, signed)
-        if arg.type == "fd":
-            return ArgRead(enc.GA["fd"], f.offset, 4, True)
-        if arg.type in _POINTED:
-            if f.size != 8 or f.data_loc:
-                raise PolicyError("", [(f"{where}.type", f"field {f.name} of {hook.call} is {f.type}, "
-                                                         f"not a pointer to a {arg.type}")])
-            table = _USER_TYPES if user else _KERNEL_TYPES
-            if arg.type not in table:
-                raise PolicyError("", [(f"{where}.type", f"type {arg.type} is not supported on syscall "
-                                                         "tracepoints (user-space values)")])
-            return ArgRead(enc.GA[table[arg.type]], f.offset)
-        raise PolicyError("", [(f"{where}.type", f"type {arg.type} is not supported on tracepoints")])
-    if arg.type in schema.INT_TYPES:
-        return _int_read(arg.type, arg.index)
-    user = kind in ("syscall", "uprobe", "usdt")
-    table = _USER_TYPES if user else _KERNEL_TYPES
-    strategy = table.get(arg.type)
-    if strategy is None:
-        where_kind = "syscall arguments (user-space values)" if kind == "syscall" else f"{kind} hooks"
-        raise PolicyError("", [(f"{where}.type", f"type {arg.type} is not supported on {where_kind}")])
-    if strategy == "ubuf" and arg.size_arg_index is None and not arg.return_copy:
-        raise PolicyError("", [(f"{where}", "char_buf needs sizeArgIndex or returnCopy")])
-    size_from = arg.size_arg_index
-    if size_from is None and kind == "syscall" and strategy in ("usockaddr", "usockaddr_un"):
-        addr_at, size_at = _SOCKADDR_LENGTHS.get(syscall_name(hook.call), (None, None))
-        size_from = size_at if arg.index == addr_at else None
-    return ArgRead(enc.GA[strategy], arg.index, 8, False, size_from, retcopy=arg.return_copy)
-
-
-def _raw_read(hook: Hook, arg: ArgSpec, params: list[ValueType]) -> ArgRead:
-    """A raw tracepoint's argument: its TP_PROTO parameter `index`, a kernel
-    value whose C type (from BTF) must suit the type the policy gives it."""
-    where = f"{hook.path}.args[{hook.args.index(arg)}]"
-    if arg.index >= len(params):
-        raise PolicyError("", [(f"{where}.index", f"raw tracepoint {hook.call} has {len(params)} "
-                                                  "arguments (its TP_PROTO)")])
-    param = params[arg.index]
-    is_a = f"argument {arg.index} of raw tracepoint {hook.call} is {param.c_type}"
-    if arg.type == "auto":
-        if param.kind not in ("int", "enum", "ptr"):
-            raise PolicyError("", [(f"{where}.type", f"{is_a}: give it a type")])
-        return ArgRead(enc.GA["int"], arg.index, param.size, param.signed)
-    if arg.type in schema.INT_TYPES:
-        if param.kind not in ("int", "enum", "ptr"):
-            raise PolicyError("", [(f"{where}.type", f"{is_a}, not an integer")])
-        return _int_read(arg.type, arg.index)
-    if arg.type in _RAW_POINTERS and param.c_type != _RAW_POINTERS[arg.type]:
-        raise PolicyError("", [(f"{where}.type", f"{is_a}, not {_RAW_POINTERS[arg.type]} "
-                                                 f"(type {arg.type})")])
-    if arg.type == "string" and param.c_type not in ("char *", "const char *"):
-        raise PolicyError("", [(f"{where}.type", f"{is_a}, not a string (char *)")])
-    if arg.type == "fd" and param.kind != "int":
-        raise PolicyError("", [(f"{where}.type", f"{is_a}, not a file descriptor")])
-    strategy = _KERNEL_TYPES.get(arg.type)
-    if strategy is None:
-        raise PolicyError("", [(f"{where}.type", f"type {arg.type} is not supported on raw tracepoints")])
-    return ArgRead(enc.GA[strategy], arg.index, 8, False)
-
-
-def _usdt_read(hook: Hook, arg: ArgSpec, place: UsdtProbe | None) -> ArgRead:
+def _usdt_read(hook: Hook, arg: ArgSpec, place: UsdtProbe | None, btf: BtfSource | None) -> Read:
     """A USDT probe's argument `index` of its note: a user-space value that
     the kernel computes from the note's spec into the call's arguments
     (bpf/generic_hook.c usdt_fetch); `auto` takes the spec's width and sign."""
     where = f"{hook.path}.args[{hook.args.index(arg)}]"
     if place is None:           # not here: tetrad.sensors.targets says why
-        return _int_read("uint64", arg.index) if arg.type == "auto" else _read(hook, arg, "usdt", None)
+        if arg.type == "auto":
+            return Read(ArgRead(enc.GA["int"], arg.index, 8, False))
+        return arg_read(hook, arg, "usdt", None, btf)
     if place.problem:
         raise PolicyError("", [(where, f"the arguments of USDT probe {hook.call} in {hook.binary} "
                                        f"cannot be read: {place.problem}")])
@@ -237,8 +136,8 @@ def _usdt_read(hook: Hook, arg: ArgSpec, place: UsdtProbe | None) -> ArgRead:
                                                   f"{len(place.args)} arguments")])
     if arg.type == "auto":
         spec = place.args[arg.index]
-        return ArgRead(enc.GA["int"], arg.index, spec.size, spec.signed)
-    return _read(hook, arg, "usdt", None)
+        return Read(ArgRead(enc.GA["int"], arg.index, spec.size, spec.signed))
+    return arg_read(hook, arg, "usdt", None, btf)
 
 
 def _uprobe_target(hook: Hook, facts: KernelFacts) -> Target:
@@ -290,14 +189,6 @@ def usdt_missing(hook: Hook, probes: list[UsdtProbe]) -> str:
 
 # ---- hooks -----------------------------------------------------------------
 
-SYSCALL_PREFIX = re.compile(r"^(__x64_|__arm64_|__ia32_)?sys_")
-
-
-def syscall_name(call: str) -> str:
-    """sys_openat, __x64_sys_openat -> openat"""
-    return SYSCALL_PREFIX.sub("", call)
-
-
 @dataclass(frozen=True)
 class KernelFacts:
     """What compiling needs to know about the running kernel, gathered by
@@ -306,6 +197,7 @@ class KernelFacts:
     arch_prefix: str = "__x64_"
     tracepoint_fields: Callable[[str, str], list[TracepointField]] | None = None
     syscall_number: Callable[[str], int] = unistd.number     # raises unistd.UnknownSyscall
+    btf: BtfSource | None = None        # "" -> vmlinux, a module -> its BTF; OSError if none
     # The host's namespace inode numbers (tetrad.abi.state.NAMESPACES order;
     # 0: unknown), for host_ns and isNamespaceCapability.
     host_ns: tuple[int, ...] = ()
@@ -470,7 +362,7 @@ def compile_hook(policy: Policy, hook: Hook, facts: KernelFacts, place: UsdtProb
                                         "(the returned sock takes a record slot)")
         else:
             ret_read = ArgRead(enc.GA["sock"], 0, retval=True)
-    reads = []
+    reads, unmet, needs_btf = [], [], False
     returned = None
     if hook.return_arg is not None and kind == "uprobe" and hook.return_arg.type not in schema.INT_TYPES:
         # A returned string is a slot of its own, read at return, after the
@@ -486,14 +378,17 @@ def compile_hook(policy: Policy, hook: Hook, facts: KernelFacts, place: UsdtProb
             returned = ArgRead(enc.GA["ustr"], enc.RET_SRC, retval=True)
     for arg in hook.args:
         try:
-            if kind == "rawtp":
-                reads.append(_raw_read(hook, arg, params))
-            elif kind == "usdt":
-                reads.append(_usdt_read(hook, arg, place))
+            if kind == "usdt":
+                got = _usdt_read(hook, arg, place, facts.btf)
             else:
-                reads.append(_read(hook, arg, kind, fields))
+                got = arg_read(hook, arg, kind, fields, facts.btf, params)
         except PolicyError as err:
             problems += err.problems
+            continue
+        reads.append(got.read)
+        needs_btf |= got.btf
+        if got.unmet:
+            unmet.append((hook.path, got.unmet))
     if returned is not None:
         reads.append(returned)
     if not problems:
@@ -511,7 +406,8 @@ def compile_hook(policy: Policy, hook: Hook, facts: KernelFacts, place: UsdtProb
     return CompiledHook(hook, target, tuple(reads), policy.name, policy.mode == "monitor",
                         policy.workloads, unreadable_match=policy.unreadable_match,
                         has_return=hook.return_, retry=retry, override_return=overriding,
-                        host_user_ns=host_user_ns, enforced=enforced, ret_read=ret_read)
+                        host_user_ns=host_user_ns, enforced=enforced, ret_read=ret_read,
+                        needs_btf=needs_btf, unmet=tuple(unmet))
 
 
 _EXEC_SYSCALLS = {"execve", "execveat"}
@@ -554,8 +450,8 @@ def _auto_ranges(hook: Hook, reads: list[ArgRead]) -> list[tuple[str, str]]:
     problems = []
     for sel in hook.selectors:
         for ma in sel.match_args:
-            arg = hook.arg(ma.index)
-            slot = reads[hook.args.index(arg)]
+            arg = hook.args[ma.pos]
+            slot = reads[ma.pos]
             if arg.type != "auto" or slot.kind != enc.GA["int"] or ma.operator not in schema.INT_OPS:
                 continue
             low, high = schema.width_range(slot.size, slot.signed, ma.operator)

@@ -3,13 +3,16 @@ compiling needs, and the kernel features each compiled hook requires.
 
 One place decides whether this kernel has what a policy needs, for both
 `tetrad policy check` and the daemon's loader (tetrad/sensors/policies.py):
-  kernel_facts()         what compiling needs to know (tracepoint formats)
+  kernel_facts()         what compiling needs to know (tracepoint formats,
+                         the kernel's and its modules' BTF)
   missing_features(hs)   every feature the compiled hooks need that this
-                         kernel lacks, with the hook that needs it (and,
-                         missing_members, the struct members its argument
-                         types read that this kernel's BTF lacks)
+                         kernel lacks, with the hook that needs it (and
+                         what its BTF cannot serve: a struct or member its
+                         argument types or walks read that it lacks,
+                         missing_members and CompiledHook.unmet)
 (Whether each hook's target exists is tetrad/sensors/targets.py.)
-Pure but for reading tracefs and the feature probe (tetrad.bpf.features).
+Pure but for reading tracefs, /sys/kernel/btf and the feature probe
+(tetrad.bpf.features).
 """
 
 from __future__ import annotations
@@ -20,13 +23,15 @@ from pathlib import Path
 
 from tetrad import elf
 from tetrad.bpf import features
-from tetrad.bpf.btf import BtfError, ValueType, vmlinux
+from tetrad.bpf.btf import Btf, BtfError, ValueType, vmlinux
 from tetrad.process.annotate import host_namespaces
 from tetrad.policy.compile import ANY_SYSCALL, CompiledHook, KernelFacts, parse_tracepoint_format
 from tetrad.bpf import offsets
 
 TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
-STRUCT_TYPES = {"fd", "file", "path", "sock", "linux_binprm", "socket", "skb", "net_device"}
+BTF_DIR = Path("/sys/kernel/btf")
+# Read at -DOFF_* offsets (the programs' own), not by walk steps.
+STRUCT_TYPES = {"fd", "file", "path", "sock", "dentry", "socket", "skb", "net_device"}
 
 
 def tracepoint_fields(subsys: str, event: str):
@@ -35,6 +40,18 @@ def tracepoint_fields(subsys: str, event: str):
         if path.exists():
             return parse_tracepoint_format(path.read_text())
     raise FileNotFoundError(2, f"no tracefs format for {subsys}:{event}")
+
+
+@functools.lru_cache(maxsize=16)
+def kernel_btf(module: str = "") -> Btf:
+    """The running kernel's BTF ("") or a module's (split BTF on vmlinux);
+    OSError when there is none. Parsed once per process."""
+    if not module:
+        return vmlinux(str(BTF_DIR / "vmlinux"))
+    if "/" in module or module.startswith("."):
+        raise OSError(2, "not a module name")
+    data = (BTF_DIR / module).read_bytes()
+    return Btf.from_bytes(data, base=kernel_btf())
 
 
 @functools.cache
@@ -48,12 +65,12 @@ def raw_tracepoint_args(event: str) -> list[ValueType]:
     (`btf_trace_<event>`: a pointer to a prototype whose first parameter is
     the tracepoint's private data, not an argument). KeyError when there is
     no such raw tracepoint."""
-    btf = vmlinux()
+    btf = kernel_btf()
     try:
         params = btf.params(btf.find(f"btf_trace_{event}", "typedef"))
     except BtfError as err:
         raise KeyError(str(err)) from None
-    return [btf.value_type(type_id) for _, type_id in params[1:]]
+    return [btf.value_type(p.type_id) for p in params[1:]]
 
 
 def usdt_probes(binary: str) -> list[elf.UsdtProbe]:
@@ -83,7 +100,7 @@ def kernel_facts() -> KernelFacts:
     raw = raw_tracepoint_args if features.get("btf").available else None
     return KernelFacts(arch_prefix=arch, tracepoint_fields=tracepoint_fields, raw_tracepoint_args=raw,
                        usdt_probes=usdt_probes, file_offset=file_offset,
-                       ftrace_functions=ftrace_functions, host_ns=_host_namespaces())
+                       ftrace_functions=ftrace_functions, host_ns=_host_namespaces(), btf=kernel_btf)
 
 
 def required_features(ch: CompiledHook) -> list[tuple[str, str]]:
@@ -118,8 +135,10 @@ def required_features(ch: CompiledHook) -> list[tuple[str, str]]:
         need.append(("send_signal", f"{what} {'/'.join(sorted(actions & {'Sigkill', 'Signal'}))}"))
     types = {a.type for a in ch.hook.args} | ({"sock"} if ch.ret_read is not None else set())
     ns_pid = any(p.is_namespace_pid for s in ch.hook.selectors for p in s.match_pids)
-    if types & STRUCT_TYPES or ns_pid:
-        need.append(("btf", f"{what} {'isNamespacePID' if ns_pid else '/'.join(sorted(types & STRUCT_TYPES))}"))
+    if types & STRUCT_TYPES or ns_pid or ch.needs_btf:
+        uses = sorted(types & STRUCT_TYPES) + (["isNamespacePID"] if ns_pid else []) + \
+            (["struct walks"] if ch.needs_btf else [])
+        need.append(("btf", f"{what} {'/'.join(uses)}"))
     if kind == "syscall" and any(a.kernel_stack for s in ch.hook.selectors for a in s.actions):
         # Syscall hooks run at the syscall's entry tracepoint.
         need.append(("syscall_kernel_stacks", f"{what} kernelStackTrace"))
@@ -131,13 +150,18 @@ def required_features(ch: CompiledHook) -> list[tuple[str, str]]:
 
 def missing_features(compiled: list[CompiledHook]) -> list[tuple[str, str]]:
     """(hook path, reason) for every feature a hook needs that this kernel
-    lacks; empty when the policy can load here."""
+    lacks, and everything its BTF cannot serve; empty when the policy can
+    load here."""
     missing = []
     for ch in compiled:
+        unmet = list(ch.unmet)
         for name, why in required_features(ch):
             feature = features.get(name)
             if not feature.available:
                 missing.append((ch.hook.path, str(features.MissingFeature(feature, why))))
+                if name == "btf":
+                    unmet = []          # said once: without BTF nothing is walked
+        missing += unmet
         missing += missing_members(ch)
     return missing
 

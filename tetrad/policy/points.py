@@ -35,6 +35,9 @@ tracepoint, a uprobe) shares the point's tables (bpf/generic.h):
   (GS_RETVAL, the point POINT_RETVAL), read at the return; its
   matchReturnArgs are trie predicates like an argument's, decided there,
   instead of the selector's integer `ret` test.
+- Struct walks (resolve:, btfType, struct-typed arguments: the steps of
+  tetrad/policy/btfwalk.py) live in the point's `ops`, each slot's steps
+  side by side from its `op_at`: at most MAX_OPS for all slots of a point.
 
 Bits and slots are allocated stably: a hook added or removed leaves every
 other hook's bits, slots and trie values as they were, so the kernel can be
@@ -81,6 +84,8 @@ class ArgRead:
     sizesrc: int | None = None  # argument holding a buffer's length
     retcopy: bool = False       # a buffer the call fills: read at return
     retval: bool = False        # the return value (a string, a sock): read at return
+    steps: tuple = ()           # struct walk, then gather (btfwalk.Step)
+    nwalk: int = 0              # steps of the walk
 
     @property
     def user(self) -> bool:
@@ -218,6 +223,10 @@ class PointTables:
         if ints > enc.MAX_IPREDS:
             raise PointFull(f"the hooks at this attach point have more than {enc.MAX_IPREDS} distinct "
                             "integer tests")
+        ops = sum(len(read.steps) for read in self._slots)
+        if ops > enc.MAX_OPS:
+            raise PointFull(f"the arguments read at this attach point take {ops} struct walk steps; "
+                            f"a point holds {enc.MAX_OPS}")
         states = sum(1 for p in self._bits if p.table == "state")
         if states > enc.MAX_SPREDS:
             raise PointFull(f"the hooks at this attach point have more than {enc.MAX_SPREDS} distinct "
@@ -228,10 +237,8 @@ class PointTables:
     def _selector_preds(self, ch, slots: tuple[int, ...], sel: schema.Selector):
         """(predicate, negated) for every test of a selector."""
         hook = ch.hook
-        positions = {a.index: n for n, a in enumerate(hook.args)}
         for ma in sel.match_args:
-            arg = hook.arg(ma.index)
-            yield _arg_pred(ma, slots[positions[ma.index]], arg.type)
+            yield _arg_pred(ma, slots[ma.pos], hook.args[ma.pos].type)
         if sel.match_return_args and _tested_as_slot(ch):
             # A returned string: its slot, after the arguments'.
             yield _arg_pred(sel.match_return_args[0], slots[len(hook.args)], hook.return_arg.type)
@@ -258,9 +265,16 @@ class PointTables:
                 uses.setdefault(pred.slot, set()).add(pred.table)
         table_flags = {"fwd": enc.GS_FWD, "rev": enc.GS_REV, "saddr": enc.GS_SADDR,
                        "daddr": enc.GS_DADDR}
-        for read, slot in self._slots.items():
+        op_at = 0
+        for read, slot in sorted(self._slots.items(), key=lambda item: item[1]):
             d = point.slot[slot]
             d.kind, d.src, d.size = read.kind, read.src, read.size
+            d.op_at, d.nwalk, d.ngather = op_at, read.nwalk, len(read.steps) - read.nwalk
+            for step in read.steps:
+                op = point.ops[op_at]
+                op.off, op.code, op.size, op.dst, op.depth = (step.off, step.code, step.size, step.dst,
+                                                              step.depth)
+                op_at += 1
             d.sizesrc = enc.NO_SLOT if read.sizesrc is None else read.sizesrc
             d.flags = ((enc.GS_SIGNED if read.signed else 0) | (enc.GS_RETCOPY if read.retcopy else 0)
                        | (enc.GS_USER if read.user else 0) | (enc.GS_RETVAL if read.retval else 0))
@@ -319,7 +333,6 @@ class PointTables:
             h.track = entry.track
             h.ret_action = enc.ACTIONS.get(ch.hook.return_arg_action, 0)
             h.sockargs = sum(1 << i for i, read in enumerate(record_reads(ch)) if read.kind in SOCK_READS)
-        positions = {a.index: n for n, a in enumerate(ch.hook.args)}
         for i, sel in enumerate(ch.hook.selectors):
             out = h.sel[i]
             for pred, negated in self._selector_preds(ch, entry.slots, sel):
@@ -341,10 +354,10 @@ class PointTables:
                 out.ret.negate = int(op != ma.operator)
             out.nact = len(sel.actions)
             for j, a in enumerate(sel.actions):
-                _fill_action(out.act[j], a, positions)
+                _fill_action(out.act[j], a)
             out.nret_act = len(sel.return_actions)
             for j, a in enumerate(sel.return_actions):
-                _fill_action(out.ret_act[j], a, positions)
+                _fill_action(out.ret_act[j], a)
         return bytes(h)
 
     def _entries(self) -> dict[str, dict[bytes, bytes]]:
@@ -492,7 +505,7 @@ def _fill_ipred(q: enc.IPred, op: int, values) -> None:
         q.vals[i] = v - (1 << 64) if v > schema.S64[1] else v
 
 
-def _fill_action(a: enc.Action, action: schema.Action, positions: dict[int, int]) -> None:
+def _fill_action(a: enc.Action, action: schema.Action) -> None:
     a.action = enc.ACTIONS[action.action]
     a.rate_limit_s = action.rate_limit_s
     a.stack = ((enc.STACK_KERNEL if action.kernel_stack else 0)
@@ -508,7 +521,7 @@ def _fill_action(a: enc.Action, action: schema.Action, positions: dict[int, int]
         a.arg = action.arg_error
         a.arg2 = action.arg_sig
     elif action.action in schema.SOCK_ACTIONS:
-        a.arg = positions[action.arg_sock]      # the sock's record slot
+        a.arg = action.arg_sock                 # the sock's record slot
 
 
 def _union_prefixes(keys: dict[bytes, int]) -> dict[bytes, int]:

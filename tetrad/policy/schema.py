@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 from tetrad.abi import state as proc_state
 from tetrad import netnames
-from tetrad.policy import document, limits, source, tetragon_fields
+from tetrad.policy import btfwalk, document, limits, source, tetragon_fields
 from tetrad.policy import workloads as workload_scope
 from tetrad.policy.errors import PolicyError, describe, kind_of, path_key
 from tetrad.policy.workloads import Workloads
@@ -66,15 +66,23 @@ INT_WIDTHS = {"int": (4, True), "sint32": (4, True), "int32": (4, True), "s32": 
               "size_t": (8, False), "auto": (8, False),
               "syscall64": (8, True)}         # raw_syscalls' `long id`, shown as syscall_id
 INT_TYPES = set(INT_WIDTHS)
-STRING_TYPES = {"string", "char_buf", "data_loc", "filename"}
-PATH_TYPES = {"fd", "file", "path", "linux_binprm"}
+# Integers with a kernel meaning: a capability number, capability sets
+# (read through a kernel_cap_t pointer).
+CAP_WIDTHS = {"capability": (4, True), "kernel_cap_t": (8, False), "cap_inheritable": (8, False),
+              "cap_permitted": (8, False), "cap_effective": (8, False)}
+STRING_TYPES = {"string", "char_buf", "data_loc", "filename", "char_iovec", "iov_iter"}
+PATH_TYPES = {"fd", "file", "path", "linux_binprm", "dentry", "kiocb"}
 # Network types. sock, socket (its sock) and skb have both ends of a
 # connection; sockaddr one address (tetrad lets S* and D* operators both see
 # it); sockaddr_un a family and a path; net_device a name (a string).
 SOCK_TYPES = {"sock", "socket"}
 NET_TYPES = SOCK_TYPES | {"skb", "sockaddr", "sockaddr_un", "net_device"}
+# Kernel structs shown whole (tetrad/abi/argstructs.py): no operator applies.
+STRUCT_TYPES = {"cred", "user_namespace", "bpf_attr", "bpf_prog", "bpf_map", "perf_event",
+                "module", "load_info"}
 NOP_TYPE = "nop"                # a placeholder: neither read nor shown, as in Tetragon
-ARG_TYPES = INT_TYPES | STRING_TYPES | PATH_TYPES | NET_TYPES | {NOP_TYPE}
+ARG_TYPES = (INT_TYPES | set(CAP_WIDTHS) | STRING_TYPES | PATH_TYPES | NET_TYPES | STRUCT_TYPES
+             | {NOP_TYPE})
 
 INT_OPS = {"Equal", "NotEqual", "Mask", "GreaterThan", "LessThan", "InRange", "NotInRange",
            "InMap", "NotInMap"}
@@ -96,7 +104,7 @@ NAMED_OPS = {"Protocol", "Family", "State"}
 NET_OPS = ADDR_OPS | PORT_OPS | PRIV_OPS | NAMED_OPS
 OPS_BY_GROUP = {"int": INT_OPS, "string": STRING_OPS, "path": STRING_OPS, "net": NET_OPS,
                 "sockaddr": NET_OPS - {"Protocol", "State"},
-                "sockaddr_un": STRING_OPS | {"Family"}}
+                "sockaddr_un": STRING_OPS | {"Family"}, "struct": set()}
 ORDER_OPS = {"GreaterThan", "LessThan", "InRange", "NotInRange"}
 ACTIONS = {"Post", "NoPost", "Sigkill", "Signal", "Override", "FollowFD", "UnfollowFD",
            "TrackSock", "UntrackSock", "GetUrl", "DnsLookup", "NotifyEnforcer"}
@@ -117,6 +125,7 @@ NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-
 KERNEL_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")        # functions, LSM hooks
 TRACEFS_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")   # tracefs directory names
 USDT_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")          # what sys/sdt.h takes
+SYSCALL_PREFIX = re.compile(r"^(__x64_|__arm64_|__ia32_)?sys_")
 # binaryDigests algorithms and their lengths in hex digits (build-id: any).
 DIGEST_HEX = {"sha1": 40, "sha256": 64, "sha384": 96, "sha512": 128, "build-id": 0}
 
@@ -141,6 +150,8 @@ FQDN_RE = re.compile(r"(?=.{1,253}\.?$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0
 UNREADABLE_ARGS = "unreadable-args"
 # A USDT probe's arguments: the first 8 of its note (G_MAX_ARGV).
 MAX_ARG_INDEX = {"kprobe": 5, "uprobe": 5, "lsm": 5, "tracepoint": 63, "rawtp": 5, "usdt": 7}
+BTF_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")       # a struct (btfType)
+MODULE_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")  # a kernel module (btfTypeModule)
 
 
 @dataclass(frozen=True)
@@ -150,6 +161,11 @@ class ArgSpec:
     label: str = ""
     size_arg_index: int | None = None     # 0-based index of the size argument
     return_copy: bool = False
+    resolve: str = ""                       # a member path walked from the argument
+    btf_type: str = ""                      # cast to this struct first
+    btf_type_module: str = ""               # ... found in this module's BTF
+    max_data: bool = False                  # Tetragon's large buffers (tetrad: 256 bytes)
+    where: str = ""                         # its YAML path, for messages
 
     @property
     def group(self) -> str:
@@ -162,6 +178,7 @@ class MatchArg:
     operator: str
     values: tuple[str, ...]
     path: str
+    pos: int = 0                # the argument's place in Hook.args (return value: 0)
 
 
 @dataclass(frozen=True)
@@ -216,7 +233,7 @@ class Action:
     arg_fd: int = 0
     arg_name: int = 0
     rate_limit_s: int = 0
-    arg_sock: int = 0           # TrackSock/UntrackSock: the `index` of a sock argument
+    arg_sock: int = 0           # TrackSock/UntrackSock: a sock argument's place in Hook.args
     arg_url: str = ""           # GetUrl
     arg_fqdn: str = ""          # DnsLookup
     kernel_stack: bool = False          # Post: kernelStackTrace
@@ -276,6 +293,21 @@ class Hook:
         return next((a for a in self.args if a.index == index), None)
 
 
+@dataclass
+class _HookArgs:
+    """A hook's args as matchArgs name them: by `index` (the first spec
+    argument with that index, as Tetragon picks it) or by `args: [n]` (the
+    n-th spec argument)."""
+
+    by_index: dict[int, ArgSpec]
+    by_pos: dict[int, ArgSpec]          # spec position -> spec, usable ones only
+    kept: list[ArgSpec]                 # read and shown (not nop), as Hook.args
+    count: int                          # spec positions, usable or not
+
+    def pos(self, spec: ArgSpec) -> int:
+        return next(n for n, a in enumerate(self.kept) if a is spec)
+
+
 @dataclass(frozen=True)
 class Policy:
     name: str
@@ -312,8 +344,13 @@ class Policy:
 LOADER_HOOK = Hook(
     kind="kprobe", path="spec.loader", call="sys_mmap", syscall=True, loader=True,
     args=(ArgSpec(2, "int32", "prot"), ArgSpec(4, "fd", "fd")),
-    selectors=(Selector(match_args=(MatchArg(2, "Mask", ("4",), "spec.loader"),
-                                    MatchArg(4, "Prefix", ("/",), "spec.loader"))),))
+    selectors=(Selector(match_args=(MatchArg(2, "Mask", ("4",), "spec.loader", 0),
+                                    MatchArg(4, "Prefix", ("/",), "spec.loader", 1))),))
+
+
+def syscall_name(call: str) -> str:
+    """sys_openat, __x64_sys_openat -> openat"""
+    return SYSCALL_PREFIX.sub("", call)
 
 
 def arg_group(type_: str) -> str:
@@ -327,6 +364,8 @@ def arg_group(type_: str) -> str:
         return type_
     if type_ in NET_TYPES:
         return "net"
+    if type_ in STRUCT_TYPES:
+        return "struct"
     return "int"
 
 
@@ -337,7 +376,7 @@ def int_range(type_: str, operator: str) -> tuple[int, int]:
     width_range: here, any 64-bit value."""
     if type_ == "auto":
         return S64 if operator in ORDER_OPS else ANY64
-    return width_range(*INT_WIDTHS[type_], operator)
+    return width_range(*(INT_WIDTHS.get(type_) or CAP_WIDTHS[type_]), operator)
 
 
 def width_range(size: int, signed: bool, operator: str) -> tuple[int, int]:
@@ -527,7 +566,7 @@ class _Checker:
         """An argument spec, or None when it is unusable; then its index goes
         into `broken`, so matchArgs naming it are not reported again."""
         raw = self.mapping(raw, path, {"index", "type", "label", "sizeArgIndex", "returnCopy",
-                                       "maxData"}, "arg")
+                                       "maxData", "resolve", "btfType", "btfTypeModule"}, "arg")
         if raw.get("index") is None:
             self.fail(path, "index is required")
             return None
@@ -551,9 +590,26 @@ class _Checker:
             size_arg -= 1       # Tetragon's documented quirk: sizeArgIndex counts from 1
         else:
             size_arg = None     # 0 is Tetragon's default: no size argument
-        if self.flag(raw, "maxData", path):
-            self.fail(f"{path}.maxData", "maxData is not supported by tetrad (buffers are cut at 256 bytes)")
-        return ArgSpec(index, type_, label, size_arg, self.flag(raw, "returnCopy", path))
+        max_data = self.flag(raw, "maxData", path)
+        if max_data and type_ not in ("char_buf", "char_iovec", "iov_iter"):
+            self.fail(f"{path}.maxData", "maxData applies to char_buf, char_iovec and iov_iter arguments")
+        resolve = self.optional_text(raw, "resolve", path, limits.SYMBOL)
+        if resolve:
+            try:
+                btfwalk.parse_path(resolve)
+            except ValueError as err:
+                self.fail(f"{path}.resolve", f"{describe(resolve)}: {err}")
+                resolve = ""
+        btf_type = self.optional_text(raw, "btfType", path, limits.SYMBOL)
+        if btf_type and not BTF_NAME_RE.fullmatch(btf_type):
+            self.fail(f"{path}.btfType", f"{describe(btf_type)} is not a struct name (without `struct`)")
+        module = self.optional_text(raw, "btfTypeModule", path, limits.SYMBOL)
+        if module and not MODULE_NAME_RE.fullmatch(module):
+            self.fail(f"{path}.btfTypeModule", f"{describe(module)} is not a kernel module name")
+        elif module and not btf_type:
+            self.fail(f"{path}.btfTypeModule", "btfTypeModule names where btfType is found: it needs btfType")
+        return ArgSpec(index, type_, label, size_arg, self.flag(raw, "returnCopy", path), resolve,
+                       btf_type, module, max_data, path)
 
     def values(self, raw, path: str, limit: int | None) -> list:
         """The values of one operator. Values kept in the kernel's maps
@@ -572,9 +628,10 @@ class _Checker:
             return []
         return values
 
-    def match_arg(self, raw, path: str, hook_args: dict[int, ArgSpec], return_arg: ArgSpec | None,
+    def match_arg(self, raw, path: str, hook_args: _HookArgs, return_arg: ArgSpec | None,
                   is_return: bool, broken: set, kind: str = "") -> MatchArg | None:
-        raw = self.mapping(raw, path, {"index", "operator", "values"}, "matchArgs")
+        raw = self.mapping(raw, path, {"index", "args", "operator", "values"}, "matchArgs")
+        pos = 0
         if is_return:
             if "return" in broken:
                 return None
@@ -584,25 +641,23 @@ class _Checker:
                 return None
             index = 0
         else:
-            index = self.integer(raw.get("index", 0), f"{path}.index", (0, 63), default=None)
-            if index is None or index in broken:
-                return None
-            spec = hook_args.get(index)
-            if spec is None and kind == "tracepoint" and index < len(hook_args):
-                # Tetragon reads a tracepoint's matchArgs index that names no
-                # field of its args as a position in args.
-                spec = list(hook_args.values())[index]
-                index = spec.index
+            spec = self._matched_arg(raw, path, hook_args, broken, kind)
             if spec is None:
-                self.fail(f"{path}.index", f"no argument with index {index} in this hook's args")
                 return None
+            index = spec.index
             if spec.type == NOP_TYPE:
                 self.fail(f"{path}.index", f"argument {index} is of type nop (not read): it "
                                            "cannot be matched")
                 return None
+            pos = hook_args.pos(spec)
         allowed = OPS_BY_GROUP[spec.group]
         if spec.group == "int":
             allowed = allowed | {"GT", "LT"}        # Tetragon's short names
+        if not allowed:
+            self.fail(f"{path}.index", f"argument {index} is a {spec.type}, shown whole: no matchArgs "
+                                       "operator applies (resolve one of its members as an integer or "
+                                       "a string to match it)")
+            return None
         op = raw.get("operator")
         if isinstance(op, str) and op not in allowed:
             self.fail(f"{path}.operator", f"operator {describe(op)} does not apply to a {spec.type} "
@@ -620,7 +675,7 @@ class _Checker:
             if raw.get("values"):
                 self.fail(f"{path}.values", f"{op} takes no values (it means ports 0..1023)")
                 return None
-            return MatchArg(index, op, (), path)
+            return MatchArg(index, op, (), path, pos)
         in_maps = spec.group in ("string", "path") or op in ADDR_OPS or (
             spec.group == "sockaddr_un" and op in STRING_OPS)
         limit = None if in_maps or op in MAP_OPS else limits.VALUES
@@ -638,7 +693,36 @@ class _Checker:
                              f"{limits.VALUES} (a selector's kernel entry)")
         if in_maps:
             self.map_values += len(values)
-        return MatchArg(index, op, tuple(values), path)
+        return MatchArg(index, op, tuple(values), path, pos)
+
+    def _matched_arg(self, raw: dict, path: str, hook_args: _HookArgs, broken: set,
+                     kind: str) -> ArgSpec | None:
+        """The spec argument a matchArgs entry names: `args: [n]` (its place
+        in args) or `index` (the first argument with that index); None
+        when it names none (reported once)."""
+        if raw.get("args") is not None:
+            places = self.seq(raw["args"], f"{path}.args")
+            if len(places) != 1:
+                self.fail(f"{path}.args", "one argument: operators on several arguments "
+                                          "(CapabilitiesGained) are not supported by tetrad yet")
+                return None
+            n = self.integer(places[0], f"{path}.args[0]", (0, MAX_ARGS - 1), "a place in args")
+            if n is None:
+                return None
+            if n >= hook_args.count:
+                self.fail(f"{path}.args[0]", f"args has {hook_args.count} entries: no [{n}]")
+            return hook_args.by_pos.get(n)          # broken: reported where it is
+        index = self.integer(raw.get("index", 0), f"{path}.index", (0, 63), default=None)
+        if index is None or index in broken:
+            return None
+        spec = hook_args.by_index.get(index)
+        if spec is None and kind == "tracepoint" and index < hook_args.count:
+            # Tetragon reads a tracepoint's matchArgs index that names no
+            # field of its args as a position in args.
+            return hook_args.by_pos.get(index)
+        if spec is None:
+            self.fail(f"{path}.index", f"no argument with index {index} in this hook's args")
+        return spec
 
     def _value(self, spec: ArgSpec, op: str, value, path: str) -> str | None:
         """One matchArgs value as the compiler reads it (a string), checked
@@ -903,7 +987,7 @@ class _Checker:
         self.fail(path, f"unknown {what} {describe(value)} (one of {', '.join(shown)})")
         return None
 
-    def selector(self, raw, path: str, hook_args: dict[int, ArgSpec],
+    def selector(self, raw, path: str, hook_args: _HookArgs,
                  return_arg: ArgSpec | None, kind: str, broken: set) -> Selector:
         raw = self.mapping(raw, path, {"label", "matchArgs", "matchReturnArgs", "matchPIDs",
                                        "matchBinaries", "matchActions", "matchReturnActions",
@@ -965,22 +1049,22 @@ class _Checker:
                         tuple(actions), tuple(ret_actions), tuple(namespaces), ns_changes,
                         tuple(caps), tuple(cap_changes))
 
-    def _sock_args(self, actions: list[Action], path: str, hook_args: dict[int, ArgSpec]) -> list[Action]:
+    def _sock_args(self, actions: list[Action], path: str, hook_args: _HookArgs) -> list[Action]:
         """TrackSock/UntrackSock: argSock is a position in the hook's args
         (as Tetragon counts it), which must be a sock or socket; the action
-        keeps that argument's index."""
+        keeps that argument's place in Hook.args (its record slot: nop
+        arguments are not there, and an index may appear more than once)."""
         out = []
-        by_position = list(hook_args.values())
         for i, a in enumerate(actions):
             if a.action in SOCK_ACTIONS:
-                arg = by_position[a.arg_sock] if a.arg_sock < len(by_position) else None
+                arg = hook_args.by_pos.get(a.arg_sock)
                 if arg is None or arg.type not in SOCK_TYPES:
                     what = f"argument {a.arg_sock} is of type {arg.type}" if arg else \
                         f"there is no argument {a.arg_sock}"
                     self.fail(f"{path}[{i}].argSock", f"{a.action} needs argSock, the position in args "
                                                       f"of a sock or socket argument; {what}")
                     continue
-                a = replace(a, arg_sock=arg.index)
+                a = replace(a, arg_sock=hook_args.pos(arg))
             out.append(a)
         return out
 
@@ -1135,24 +1219,31 @@ class _Checker:
         # raw tracepoint's, its arguments (at most 6, as Tetragon reads).
         raw_tp = kind == "tracepoint" and raw.get("raw") is True
         max_index = MAX_ARG_INDEX["rawtp" if raw_tp else kind]
-        args = [a for i, x in enumerate(args_raw)
-                if (a := self.arg(x, f"{path}.args[{i}]", max_index, broken))]
-        by_index = {}
-        for i, a in enumerate(args):
-            if a.index in by_index:
-                self.fail(f"{path}.args[{i}].index", f"index {a.index} appears twice")
-            by_index[a.index] = a
-        for i, a in enumerate(args):
+        # An index may appear more than once (several members of one struct
+        # argument, each resolved): matchArgs `index` names the first.
+        by_pos = {i: a for i, x in enumerate(args_raw)
+                  if (a := self.arg(x, f"{path}.args[{i}]", max_index, broken))}
+        args = list(by_pos.values())
+        by_index: dict[int, ArgSpec] = {}
+        for a in args:
+            by_index.setdefault(a.index, a)
+        for a in args:
             if a.size_arg_index is not None and a.size_arg_index not in set(by_index) | broken:
-                self.fail(f"{path}.args[{i}].sizeArgIndex",
+                self.fail(f"{a.where}.sizeArgIndex",
                           f"no argument with index {a.size_arg_index} (sizeArgIndex counts from 1)")
             if a.return_copy and kind != "kprobe":
-                self.fail(f"{path}.args[{i}].returnCopy", "returnCopy applies to kprobes")
+                self.fail(f"{a.where}.returnCopy", "returnCopy applies to kprobes")
+        hook_args = _HookArgs(by_index, by_pos, [a for a in args if a.type != NOP_TYPE], len(args_raw))
         return_ = self.flag(raw, "return", path)
         return_arg = None
         if "returnArg" in raw:
             return_broken: set = set()
             return_arg = self.arg(raw["returnArg"], f"{path}.returnArg", max_index, return_broken)
+            if return_arg is not None and (return_arg.resolve or return_arg.btf_type):
+                # the return value is shown as the integer it is
+                self.fail(f"{path}.returnArg", "resolve and btfType are not supported on returnArg "
+                                               "by tetrad yet")
+                return_arg = None
             if return_arg is None:
                 broken.add("return")
         if return_ and return_arg is None and "return" not in broken:
@@ -1165,7 +1256,7 @@ class _Checker:
         if len(sel_raw) > MAX_SELECTORS:
             self.fail(f"{path}.selectors", f"{len(sel_raw)} selectors; Tetragon allows at most {MAX_SELECTORS}")
             sel_raw = []
-        selectors = tuple(self.selector(s, f"{path}.selectors[{i}]", by_index, return_arg, kind, broken)
+        selectors = tuple(self.selector(s, f"{path}.selectors[{i}]", hook_args, return_arg, kind, broken)
                           for i, s in enumerate(sel_raw))
         tags_raw = self.seq(raw.get("tags"), f"{path}.tags")
         if len(tags_raw) > limits.TAGS:
@@ -1179,8 +1270,7 @@ class _Checker:
             elif tag is not None:
                 tags.append(tag)
         message = self.optional_text(raw, "message", path, limits.MESSAGE)
-        args = [a for a in args if a.type != NOP_TYPE]
-        base = dict(kind=kind, path=path, args=tuple(args), selectors=selectors, message=message,
+        base = dict(kind=kind, path=path, args=tuple(hook_args.kept), selectors=selectors, message=message,
                     tags=tuple(tags), return_=return_, return_arg=return_arg,
                     return_arg_action=ret_action, ignore_missing=ignore_missing)
         if kind == "kprobe":
