@@ -25,7 +25,7 @@ systemctl stop rsyslog.service syslog.socket 2>/dev/null || true
 # emulation they would double the guest's time for nothing new.
 KERNEL_DEPENDENT=(test_features test_record_layout test_process_sensor test_process_state_map
                   test_credentials test_untouched_pages test_loss test_policies test_state_selectors
-                  test_network test_hooks test_stack_traces test_bpf_cache)
+                  test_network test_hooks test_kernel_args test_stack_traces test_bpf_cache)
 python3 -m pytest -v -rs --durations=10 -p no:cacheprovider -m "kernel or guest" \
   --junitxml="$TETRAD_OUT/guest-junit.xml" tests/guest \
   $(printf "tests/kernel/%s.py " "${KERNEL_DEPENDENT[@]}")
