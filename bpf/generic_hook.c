@@ -81,7 +81,8 @@
 #define S_ACT 3
 #define S_STATE 4
 #define S_STEPS 5
-#define S_COUNT 6
+#define S_IOVEC 6
+#define S_COUNT 7
 
 #ifndef G_MAX_POINTS
 #define G_MAX_POINTS 128
@@ -564,14 +565,17 @@ static __always_inline void read_buf(struct g_slot *s, u64 ptr, s64 want)
 }
 
 /* The bytes of up to G_IOVEC_MAX entries of a struct iovec array in user
- * memory, one after the other; ival: the bytes they hold in all. */
+ * memory, one after the other; ival: the bytes they hold in all. Unrolled,
+ * in a stage of its own (S_IOVEC): 6.1's verifier, walking a loop here
+ * inside g_read with every slot kind around it, gave up ("the sequence of
+ * 8193 jumps is too complex"). */
 static __always_inline void read_iovec(struct g_slot *s, u64 iov, s64 count)
 {
 	u32 pos = 0;
 	s64 total = 0;
 	if (count > G_IOVEC_MAX)
 		s->flags |= G_SLOT_TRUNC;
-#pragma clang loop unroll(disable)
+#pragma unroll
 	for (u32 i = 0; i < G_IOVEC_MAX; i++) {
 		if (i >= count)
 			break;
@@ -581,7 +585,7 @@ static __always_inline void read_iovec(struct g_slot *s, u64 iov, s64 count)
 			break;
 		}
 		total += vec[1];
-		u32 room = G_STR_MAX - LAUNDER(pos);
+		u32 room = G_STR_MAX - pos;
 		u64 n = vec[1] < room ? vec[1] : room;
 		BARRIER_VAR(n);
 		n &= G_STR_MAX * 2 - 1;
@@ -589,12 +593,12 @@ static __always_inline void read_iovec(struct g_slot *s, u64 iov, s64 count)
 			s->flags |= G_SLOT_ERROR;
 			break;
 		}
-		LAUNDER(pos) += n;
+		pos += n;
 	}
 	if (total > pos)
 		s->flags |= G_SLOT_TRUNC;
 	s->ival = total;
-	s->len = LAUNDER(pos) & (G_STR_MAX * 2 - 1);
+	s->len = pos & (G_STR_MAX * 2 - 1);
 }
 
 /* The raw value a slot starts from: the call's argument, or a tracepoint
@@ -610,8 +614,11 @@ static __always_inline u64 raw_value(void *ctx, struct g_state *st, struct g_slo
 }
 
 /* Reads one slot. Returns whether a read of user memory failed (a NULL
- * pointer is no value to read, not an unreadable one). */
-static __always_inline bool read_slot(void *ctx, struct g_scratch *sc, struct g_slot_desc *d, u32 i)
+ * pointer is no value to read, not an unreadable one). `iovec` (a
+ * constant): the slot is a GA_IOVEC, read in S_IOVEC; without it every
+ * other kind is read (S_READ). */
+static __always_inline bool read_slot(void *ctx, struct g_scratch *sc, struct g_slot_desc *d, u32 i,
+				      bool iovec)
 {
 	struct g_state *st = &sc->st;
 	struct g_slot *s = &st->slots[at(i, G_SLOT_MASK)];
@@ -632,6 +639,10 @@ static __always_inline bool read_slot(void *ctx, struct g_scratch *sc, struct g_
 		if (d->flags & GS_RETVAL)
 			return false;           /* the return value: read at return */
 		v = raw_value(ctx, st, d);
+	}
+	if (iovec) {
+		read_iovec(s, v, arg_or(st, d->sizesrc, 1));
+		return (s->flags & G_SLOT_ERROR) && v;
 	}
 	if (kind == GA_INT) {
 		if (!(s->flags & G_SLOT_BADPTR))
@@ -682,10 +693,6 @@ static __always_inline bool read_slot(void *ctx, struct g_scratch *sc, struct g_
 		}
 		read_ubuf(s, ptr, count);
 		return false;
-	}
-	if (kind == GA_IOVEC) {
-		read_iovec(s, v, arg_or(st, d->sizesrc, 1));
-		return (s->flags & G_SLOT_ERROR) && v;
 	}
 	if (kind == GA_USOCKADDR) {
 		slot_sockaddr(s, (void *)v, arg_or(st, d->sizesrc, 0), true);
@@ -1698,7 +1705,11 @@ int g_read(void *ctx)
 			stages.call(ctx, S_STEPS);
 			return tail_missed(S_STEPS);
 		}
-		if (read_slot(ctx, sc, d, i))
+		if (d->kind == GA_IOVEC) {
+			stages.call(ctx, S_IOVEC);
+			return tail_missed(S_IOVEC);
+		}
+		if (read_slot(ctx, sc, d, i, false))
 			st->failed |= 1u << i;
 		st->iter = i + 1;
 		if (i + 1 < p->nslots) {
@@ -1818,6 +1829,26 @@ int g_steps(void *ctx)
 	if (n > nwalk && !(s->flags & G_SLOT_BADPTR))
 		LAUNDER(st->stepped) = LAUNDER(st->step_base);
 	st->has_stepped = 1;
+	stages.call(ctx, S_READ);
+	return tail_missed(S_READ);
+}
+
+/* S_IOVEC: slot `iter`, a char_iovec (read_iovec), then S_READ goes on
+ * with the next. */
+int g_iovec(void *ctx)
+{
+	struct g_scratch *sc = get_scratch();
+	if (!sc)
+		return 0;
+	struct g_state *st = &sc->st;
+	u32 point = st->point;
+	struct g_point *p = points.lookup(&point);
+	u32 i = st->iter;
+	if (!p || i >= G_MAX_SLOTS)
+		return 0;
+	if (read_slot(ctx, sc, &p->slot[at(i, G_SLOT_MASK)], i, true))
+		st->failed |= 1u << i;
+	st->iter = i + 1;
 	stages.call(ctx, S_READ);
 	return tail_missed(S_READ);
 }

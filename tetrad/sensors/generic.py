@@ -73,7 +73,7 @@ BCC_TYPE = {TYPE_TP: BPF.TRACEPOINT, TYPE_KPROBE: BPF.KPROBE, TYPE_LSM: BPF.LSM,
             TYPE_RAWTP: BPF.RAW_TRACEPOINT}
 TYPE_NAMES = {TYPE_TP: "syscall and tracepoint", TYPE_KPROBE: "kprobe and uprobe", TYPE_LSM: "LSM",
               TYPE_RAWTP: "raw tracepoint"}
-STAGES = ("g_read", "g_eval", "g_select", "g_act", "g_caller", "g_steps")     # S_READ .. S_STEPS
+STAGES = ("g_read", "g_eval", "g_select", "g_act", "g_caller", "g_steps", "g_iovec")  # S_READ .. S_IOVEC
 ENTRY = {"tracepoint": "g_tp", "kprobe": "g_kprobe", "uprobe": "g_kprobe", "usdt": "g_usdt",
          "lsm": "g_lsm", "rawtp": "g_rawtp"}
 EXIT = {"kprobe": "g_kretprobe", "uprobe": "g_kretprobe"}
