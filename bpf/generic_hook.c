@@ -573,16 +573,20 @@ static __always_inline void read_iovec(struct g_slot *s, u64 iov, s64 count)
 {
 	u32 pos = 0;
 	s64 total = 0;
+	bool stop = false;
 	if (count > G_IOVEC_MAX)
 		s->flags |= G_SLOT_TRUNC;
-#pragma unroll
+	/* Eight rounds whatever the count (no early exit): clang unrolls
+	 * them all, and there is no loop left for the verifier to bound. */
+#pragma clang loop unroll(full)
 	for (u32 i = 0; i < G_IOVEC_MAX; i++) {
-		if (i >= count)
-			break;
+		if (stop || i >= count)
+			continue;
 		u64 vec[2] = {};
 		if (bpf_probe_read_user(vec, sizeof(vec), (void *)(iov + 16 * i)) < 0) {
 			s->flags |= G_SLOT_ERROR;
-			break;
+			stop = true;
+			continue;
 		}
 		total += vec[1];
 		u32 room = G_STR_MAX - pos;
@@ -591,7 +595,8 @@ static __always_inline void read_iovec(struct g_slot *s, u64 iov, s64 count)
 		n &= G_STR_MAX * 2 - 1;
 		if (n && bpf_probe_read_user(&s->data[pos & G_STR_MASK], n, (void *)vec[0]) < 0) {
 			s->flags |= G_SLOT_ERROR;
-			break;
+			stop = true;
+			continue;
 		}
 		pos += n;
 	}
