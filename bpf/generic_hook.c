@@ -255,6 +255,13 @@ static __always_inline struct g_scratch *get_scratch(void)
 	return scratch.lookup(&zero);
 }
 
+/* The tables of the call's point (the one its entry chose). */
+static __always_inline struct g_point *point_of(struct g_state *st)
+{
+	u32 point = st->point;
+	return points.lookup(&point);
+}
+
 static __always_inline int tail_missed(u32 stage)
 {
 	u64 *n = tail_misses.lookup(&stage);
@@ -1558,8 +1565,7 @@ static __always_inline int finish(void *ctx, u32 lpoint, s64 retval)
 	__sync_fetch_and_add(waiting, -1);
 	/* The table the entry used: its hook positions are what `sel` and
 	 * `wanted` refer to. */
-	u32 point = st->point;
-	struct g_point *p = points.lookup(&point);
+	struct g_point *p = point_of(st);
 	if (!p)
 		return 0;
 	st->at_return = 1;
@@ -1662,8 +1668,7 @@ int g_caller(void *ctx)
 	if (!sc)
 		return 0;
 	struct g_state *st = &sc->st;
-	u32 point = st->point;
-	struct g_point *p = points.lookup(&point);
+	struct g_point *p = point_of(st);
 	if (!p)
 		return 0;
 #ifdef TETRAD_HAVE_STATE
@@ -1699,8 +1704,7 @@ int g_read(void *ctx)
 	if (!sc)
 		return 0;
 	struct g_state *st = &sc->st;
-	u32 point = st->point;
-	struct g_point *p = points.lookup(&point);
+	struct g_point *p = point_of(st);
 	if (!p)
 		return 0;
 	u32 i = st->iter;
@@ -1762,8 +1766,7 @@ int g_steps(void *ctx)
 	if (!sc)
 		return 0;
 	struct g_state *st = &sc->st;
-	u32 point = st->point;
-	struct g_point *p = points.lookup(&point);
+	struct g_point *p = point_of(st);
 	u32 i = st->iter;
 	if (!p || i >= G_MAX_SLOTS)
 		return 0;
@@ -1846,8 +1849,7 @@ int g_iovec(void *ctx)
 	if (!sc)
 		return 0;
 	struct g_state *st = &sc->st;
-	u32 point = st->point;
-	struct g_point *p = points.lookup(&point);
+	struct g_point *p = point_of(st);
 	u32 i = st->iter;
 	if (!p || i >= G_MAX_SLOTS)
 		return 0;
@@ -1866,8 +1868,7 @@ int g_eval(void *ctx)
 	if (!sc)
 		return 0;
 	struct g_state *st = &sc->st;
-	u32 point = st->point;
-	struct g_point *p = points.lookup(&point);
+	struct g_point *p = point_of(st);
 	if (!p)
 		return 0;
 	__builtin_memset(st->hits, 0, sizeof(st->hits));
@@ -1925,8 +1926,7 @@ int g_select(void *ctx)
 	if (!sc)
 		return 0;
 	struct g_state *st = &sc->st;
-	u32 point = st->point;
-	struct g_point *p = points.lookup(&point);
+	struct g_point *p = point_of(st);
 	if (!p)
 		return 0;
 	/* Accumulated in map memory (see wanted_hooks). */
@@ -1973,8 +1973,7 @@ int g_act(void *ctx)
 	if (!sc)
 		return 0;
 	struct g_state *st = &sc->st;
-	u32 point = st->point;
-	struct g_point *p = points.lookup(&point);
+	struct g_point *p = point_of(st);
 	u32 acting = st->acting;
 	if (!p || !acting)
 		return 0;
