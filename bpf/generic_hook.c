@@ -27,7 +27,8 @@
  *   S_READ    one slot per run, each read once however many hooks use it;
  *             a slot with struct walk steps (resolve:, btfType, struct-
  *             typed arguments) runs S_STEPS first, which walks to its
- *             value and gathers its fields (generic.h GO_*)
+ *             value and gathers its fields (generic.h GO_*); a char_iovec
+ *             is read by S_IOVEC instead
  *   S_EVAL    predicates: one trie lookup per slot and trie, then the
  *             integer predicates -> `hits`
  *   S_SELECT  each wanted hook: its first selector whose masks hold;
