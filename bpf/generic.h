@@ -164,6 +164,8 @@
 				 * an enforce note is for */
 #define G_POINT_RETVAL 0x200     /* a slot is a return value (GS_RETVAL): its
 				 * tests are decided at return */
+#define G_POINT_BIN_REV 0x400   /* matchBinaries Postfix: the binary is looked
+				 * up reversed too (a loop of G_POSTFIX_MAX) */
 
 /* Record flags (g_msg.flags). */
 #define G_MSG_MONITOR 0x1       /* the action was not enforced (monitor)    */

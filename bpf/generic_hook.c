@@ -771,7 +771,7 @@ static __always_inline bool ipred_holds(struct g_slot *s, struct g_ipred *q)
 
 /* matchBinaries predicates that hold: one lookup per trie on the process's
  * binary from execve_map (an unknown process: none holds). */
-static __always_inline u64 binary_bits(struct g_scratch *sc, u32 point)
+static __always_inline u64 binary_bits(struct g_scratch *sc, struct g_point *p, u32 point)
 {
 	struct g_state *st = &sc->st;
 	u32 tgid = st->pid;
@@ -785,6 +785,8 @@ static __always_inline u64 binary_bits(struct g_scratch *sc, u32 point)
 	struct g_bits *b = fwd_lookup(sc, trie_id(point, G_TRIE_FWD, G_BINARY_SLOT), sc->bin, len);
 	if (b)
 		bits |= b->w[0];
+	if (!(p->flags & G_POINT_BIN_REV))
+		return bits;
 	b = rev_lookup(sc, trie_id(point, G_TRIE_REV, G_BINARY_SLOT), sc->bin, len);
 	if (b)
 		bits |= b->w[0];
@@ -947,7 +949,7 @@ static __always_inline int begin(void *ctx, u32 ck, u32 lpoint)
 	st->at_return = 0;
 	st->deferred = 0;
 	if (p->flags & G_POINT_BINARY)
-		st->callerhits |= binary_bits(sc, lpoint);
+		st->callerhits |= binary_bits(sc, p, lpoint);
 	if (p->flags & G_POINT_PIDS)
 		st->callerhits |= pid_bits(st, p, lpoint);
 	bool state = p->flags & G_POINT_STATE;

@@ -59,6 +59,7 @@ POINT_SYSNR = 0x100
 STACK_KERNEL, STACK_USER = 0x1, 0x2
 NO_STACK = -65536       # a record's kstack/ustack when its action asked for none
 POINT_RETVAL = 0x200
+POINT_BIN_REV = 0x400
 RET_SRC = MAX_ARGV - 1          # the argument index a return-value slot names (unused by calls)
 MSG_MONITOR, MSG_RETURN = 0x1, 0x2
 

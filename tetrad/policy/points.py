@@ -282,6 +282,8 @@ class PointTables:
         tables = {p.table for p in self._bits}
         if tables & {"bin_fwd", "bin_rev"}:
             point.flags |= enc.POINT_BINARY
+        if "bin_rev" in tables:
+            point.flags |= enc.POINT_BIN_REV
         pid_kinds = {p.op for p in self._bits if p.table == "pid"}
         if pid_kinds:
             point.flags |= enc.POINT_PIDS
