@@ -203,8 +203,13 @@ struct g_slot_desc {
 	__u8 size;              /* integer bytes */
 	__u8 sizesrc;           /* argument holding a buffer's length, or G_NO_SLOT */
 	__u16 src;              /* argument index, or tracepoint field offset */
-	__u16 pad;
+	__u16 xflags;           /* GSX_* */
 };
+
+/* g_slot_desc.xflags. */
+#define GSX_OPENED 0x1          /* the path of an open-family syscall: read at
+				 * a deferred call's exit from the file the
+				 * call returned (the kernel's own path) */
 
 struct g_ipred {
 	__u8 slot;

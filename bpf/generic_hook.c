@@ -319,6 +319,14 @@ static __always_inline void walk_into(struct g_scratch *sc, void *dentry, void *
 	s->flags = flags;
 }
 
+/* sc->walk's path (walk_into) as the slot's value. */
+static __always_inline void walked_into(struct g_scratch *sc, struct g_slot *s)
+{
+	s->len = sc->walk.len;
+	s->flags = sc->walk.flags;
+	bpf_probe_read_kernel(s->data, G_STR_MAX, sc->walk.data);
+}
+
 static __always_inline void slot_sock(struct g_slot *s, void *sk)
 {
 	struct g_sockinfo *si = (struct g_sockinfo *)s->data;
@@ -639,9 +647,7 @@ static __always_inline bool read_slot(void *ctx, struct g_scratch *sc, struct g_
 		mnt = read_ptr((char *)file + OFF_FILE_F_PATH + OFF_PATH_MNT);
 	}
 	walk_into(sc, dentry, mnt);
-	s->len = sc->walk.len;
-	s->flags = sc->walk.flags;
-	bpf_probe_read_kernel(s->data, G_STR_MAX, sc->walk.data);
+	walked_into(sc, s);
 #endif
 	return false;
 }
@@ -1446,6 +1452,7 @@ static __always_inline int finish(void *ctx, u32 lpoint, s64 retval)
 	st->verdict = 0;
 
 	u32 failed = st->failed;
+	u32 opened = G_MAX_SLOTS;       /* a slot whose path comes from the opened file */
 #pragma clang loop unroll(disable)
 	for (u32 i = 0; i < G_MAX_SLOTS; i++) {
 		if (i >= BOUND(p->nslots))
@@ -1484,6 +1491,12 @@ static __always_inline int finish(void *ctx, u32 lpoint, s64 retval)
 		/* Read again what was unreadable at entry. */
 		s->flags = 0;
 		s->len = 0;
+#ifndef TETRAD_NO_BTF
+		if ((d->xflags & GSX_OPENED) && retval >= 0) {
+			opened = i;     /* walked once, after this loop */
+			continue;
+		}
+#endif
 		if (d->kind == GA_USTR)
 			string_read(s, bpf_probe_read_user_str(s->data, G_STR_MAX, (void *)v));
 		else if (d->kind == GA_UBUF)
@@ -1497,6 +1510,26 @@ static __always_inline int finish(void *ctx, u32 lpoint, s64 retval)
 		else
 			s->flags |= G_SLOT_UNREADABLE;
 	}
+#ifndef TETRAD_NO_BTF
+	if (opened < G_MAX_SLOTS) {
+		/* The file the call opened, as the kernel resolved it: another
+		 * thread can no longer change what was opened, as it can change
+		 * the caller's string between the kernel's copy and a read here. */
+		struct g_slot *s = &st->slots[at(opened, G_SLOT_MASK)];
+		void *file = fd_file(retval);
+		void *dentry = NULL, *mnt = NULL;
+		if (file) {
+			dentry = read_ptr((char *)file + OFF_FILE_F_PATH + OFF_PATH_DENTRY);
+			mnt = read_ptr((char *)file + OFF_FILE_F_PATH + OFF_PATH_MNT);
+		}
+		walk_into(sc, dentry, mnt);
+		walked_into(sc, s);
+		if (!(s->flags & G_SLOT_ERROR))
+			failed &= ~(1u << (opened & G_SLOT_MASK));
+		else
+			s->flags |= G_SLOT_UNREADABLE;
+	}
+#endif
 	if (st->deferred) {
 		if (failed) {
 			u32 n = 0;

@@ -64,6 +64,10 @@ _POINTED = {"sock", "socket", "skb", "sockaddr", "sockaddr_un", "net_device"}
 # Syscalls that take a socket address and its length: (address index,
 # length index). An abstract unix name is bounded by the length alone.
 _SOCKADDR_LENGTHS = {"connect": (1, 2), "bind": (1, 2), "sendto": (4, 5)}
+# Syscalls that open a file by path, and the path's index. A call deferred
+# to its exit (its path unreadable at entry) takes the path from the file
+# it opened there: what the kernel resolved, not the caller's string again.
+OPENED_PATHS = {"openat": 1, "openat2": 1, "open": 0, "creat": 0}
 # The C type a raw tracepoint argument must have for a struct-typed read.
 _RAW_POINTERS = {"file": "struct file *", "path": "struct path *", "sock": "struct sock *",
                  "linux_binprm": "struct linux_binprm *", "socket": "struct socket *",
@@ -189,7 +193,10 @@ def _read(hook: Hook, arg: ArgSpec, kind: str, fields: list[TracepointField] | N
     if size_from is None and kind == "syscall" and strategy in ("usockaddr", "usockaddr_un"):
         addr_at, size_at = _SOCKADDR_LENGTHS.get(syscall_name(hook.call), (None, None))
         size_from = size_at if arg.index == addr_at else None
-    return ArgRead(enc.GA[strategy], arg.index, 8, False, size_from, retcopy=arg.return_copy)
+    opened = kind == "syscall" and strategy == "ustr" and \
+        OPENED_PATHS.get(syscall_name(hook.call)) == arg.index
+    return ArgRead(enc.GA[strategy], arg.index, 8, False, size_from, retcopy=arg.return_copy,
+                   opened=opened)
 
 
 def _raw_read(hook: Hook, arg: ArgSpec, params: list[ValueType]) -> ArgRead:

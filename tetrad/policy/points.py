@@ -81,6 +81,8 @@ class ArgRead:
     sizesrc: int | None = None  # argument holding a buffer's length
     retcopy: bool = False       # a buffer the call fills: read at return
     retval: bool = False        # the return value (a string, a sock): read at return
+    opened: bool = False        # an open-family syscall's path: a deferred call's comes from
+                                # the file it opened (bpf/generic_hook.c, GSX_OPENED)
 
     @property
     def user(self) -> bool:
@@ -262,6 +264,7 @@ class PointTables:
             d = point.slot[slot]
             d.kind, d.src, d.size = read.kind, read.src, read.size
             d.sizesrc = enc.NO_SLOT if read.sizesrc is None else read.sizesrc
+            d.xflags = enc.GSX_OPENED if read.opened else 0
             d.flags = ((enc.GS_SIGNED if read.signed else 0) | (enc.GS_RETCOPY if read.retcopy else 0)
                        | (enc.GS_USER if read.user else 0) | (enc.GS_RETVAL if read.retval else 0))
             for table in uses.get(slot, ()):
