@@ -194,6 +194,8 @@
 				 * an enforce note is for */
 #define G_POINT_RETVAL 0x200     /* a slot is a return value (GS_RETVAL): its
 				 * tests are decided at return */
+#define G_POINT_BIN_REV 0x400   /* matchBinaries Postfix: the binary is looked
+				 * up reversed too (a loop of G_POSTFIX_MAX) */
 
 /* Record flags (g_msg.flags). */
 #define G_MSG_MONITOR 0x1       /* the action was not enforced (monitor)    */
@@ -234,7 +236,8 @@ struct g_slot_desc {
 	__u8 op_at;             /* its first step in the point's ops */
 	__u8 nwalk;             /* steps to its value */
 	__u8 ngather;           /* then steps gathering fields (GA_GATHER) */
-	__u8 pad[3];
+	__u8 pad;
+	__u16 xflags;           /* GSX_* */
 };
 
 struct g_op {
@@ -244,6 +247,11 @@ struct g_op {
 	__u8 dst;               /* where in the slot's data (copy, string) */
 	__u8 depth;             /* its place in the resolve path (BADPTR) */
 };
+
+/* g_slot_desc.xflags. */
+#define GSX_OPENED 0x1          /* the path of an open-family syscall: read at
+				 * a deferred call's exit from the file the
+				 * call returned (the kernel's own path) */
 
 struct g_ipred {
 	__u8 slot;

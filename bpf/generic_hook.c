@@ -340,6 +340,14 @@ static __always_inline void walk_into(struct g_scratch *sc, void *dentry, void *
 	s->flags = flags;
 }
 
+/* sc->walk's path (walk_into) as the slot's value. */
+static __always_inline void walked_into(struct g_scratch *sc, struct g_slot *s)
+{
+	s->len = sc->walk.len;
+	s->flags = sc->walk.flags;
+	bpf_probe_read_kernel(s->data, G_STR_MAX, sc->walk.data);
+}
+
 static __always_inline void slot_sock(struct g_slot *s, void *sk)
 {
 	struct g_sockinfo *si = (struct g_sockinfo *)s->data;
@@ -769,9 +777,8 @@ static __always_inline bool read_slot(void *ctx, struct g_scratch *sc, struct g_
 	}
 	u16 walked = s->flags & (G_SLOT_BADPTR | 0xff00);
 	walk_into(sc, dentry, mnt, kind != GA_DENTRY);
-	s->len = sc->walk.len;
-	s->flags = sc->walk.flags | walked;
-	bpf_probe_read_kernel(s->data, G_STR_MAX, sc->walk.data);
+	walked_into(sc, s);
+	s->flags |= walked;
 #endif
 	return false;
 }
@@ -901,7 +908,7 @@ static __always_inline bool ipred_holds(struct g_slot *s, struct g_ipred *q)
 
 /* matchBinaries predicates that hold: one lookup per trie on the process's
  * binary from execve_map (an unknown process: none holds). */
-static __always_inline u64 binary_bits(struct g_scratch *sc, u32 point)
+static __always_inline u64 binary_bits(struct g_scratch *sc, struct g_point *p, u32 point)
 {
 	struct g_state *st = &sc->st;
 	u32 tgid = st->pid;
@@ -915,6 +922,8 @@ static __always_inline u64 binary_bits(struct g_scratch *sc, u32 point)
 	struct g_bits *b = fwd_lookup(sc, trie_id(point, G_TRIE_FWD, G_BINARY_SLOT), sc->bin, len);
 	if (b)
 		bits |= b->w[0];
+	if (!(p->flags & G_POINT_BIN_REV))
+		return bits;
 	b = rev_lookup(sc, trie_id(point, G_TRIE_REV, G_BINARY_SLOT), sc->bin, len);
 	if (b)
 		bits |= b->w[0];
@@ -1077,7 +1086,7 @@ static __always_inline int begin(void *ctx, u32 ck, u32 lpoint)
 	st->at_return = 0;
 	st->deferred = 0;
 	if (p->flags & G_POINT_BINARY)
-		st->callerhits |= binary_bits(sc, lpoint);
+		st->callerhits |= binary_bits(sc, p, lpoint);
 	if (p->flags & G_POINT_PIDS)
 		st->callerhits |= pid_bits(st, p, lpoint);
 	bool state = p->flags & G_POINT_STATE;
@@ -1574,6 +1583,7 @@ static __always_inline int finish(void *ctx, u32 lpoint, s64 retval)
 	st->verdict = 0;
 
 	u32 failed = st->failed;
+	u32 opened = G_MAX_SLOTS;       /* a slot whose path comes from the opened file */
 #pragma clang loop unroll(disable)
 	for (u32 i = 0; i < G_MAX_SLOTS; i++) {
 		if (i >= BOUND(p->nslots))
@@ -1618,6 +1628,12 @@ static __always_inline int finish(void *ctx, u32 lpoint, s64 retval)
 		}
 		s->flags = 0;
 		s->len = 0;
+#ifndef TETRAD_NO_BTF
+		if ((d->xflags & GSX_OPENED) && retval >= 0) {
+			opened = i;     /* walked once, after this loop */
+			continue;
+		}
+#endif
 		if (kind == GA_USTR)
 			string_read(s, bpf_probe_read_user_str(s->data, G_STR_MAX, (void *)v));
 		else if (kind == GA_UBUF)
@@ -1631,6 +1647,26 @@ static __always_inline int finish(void *ctx, u32 lpoint, s64 retval)
 		else
 			s->flags |= G_SLOT_UNREADABLE;
 	}
+#ifndef TETRAD_NO_BTF
+	if (opened < G_MAX_SLOTS) {
+		/* The file the call opened, as the kernel resolved it: another
+		 * thread can no longer change what was opened, as it can change
+		 * the caller's string between the kernel's copy and a read here. */
+		struct g_slot *s = &st->slots[at(opened, G_SLOT_MASK)];
+		void *file = fd_file(retval);
+		void *dentry = NULL, *mnt = NULL;
+		if (file) {
+			dentry = read_ptr((char *)file + OFF_FILE_F_PATH + OFF_PATH_DENTRY);
+			mnt = read_ptr((char *)file + OFF_FILE_F_PATH + OFF_PATH_MNT);
+		}
+		walk_into(sc, dentry, mnt, true);
+		walked_into(sc, s);
+		if (!(s->flags & G_SLOT_ERROR))
+			failed &= ~(1u << (opened & G_SLOT_MASK));
+		else
+			s->flags |= G_SLOT_UNREADABLE;
+	}
+#endif
 	if (st->deferred) {
 		if (failed) {
 			u32 n = 0;

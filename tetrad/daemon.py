@@ -190,7 +190,7 @@ class Daemon:
         self.sinks = SinkDispatcher(sinks + [self.streams], capacity=config.sink_queue_size,
                                     capacity_bytes=config.sink_queue_bytes,
                                     clock=self.clock)
-        self.sensor = ProcessSensor(config.sensor)
+        self.sensor = ProcessSensor(config.sensor, config.bpf_cache)
         self.observer = Observer(OP_NAMES)
         self.notify = notifier or Notifier()
         self._reconfigure = reconfigure
@@ -226,18 +226,21 @@ class Daemon:
         mounted = ensure_kernel_mounts()
         if mounted:
             log.info("mounted %s", ", ".join(mounted))
+        # The process sensor compiles (or comes from the cache) in a child
+        # process while the kernel's features are probed.
+        self.sensor.begin()
         log.info("kernel: %s", features.summary_line())
 
         sensor = self.sensor
 
         def shared() -> dict[str, int]:
-            return {name: sensor.bpf[name.encode()].map_fd for name in SHARED_MAPS}
+            return {name: sensor.map_fd(name) for name in SHARED_MAPS}
         programs = GenericPrograms(shared, self.config.bpf_cache)
         enforcers = Enforcers(shared, bpfobject.Cache(self.config.bpf_cache))
         # The programs nearly every policy set needs compile (or come from
         # the cache) in a child process while the process sensor compiles.
         programs.begin("syscall")
-        with self.notify.busy(COMPILE_EXTEND_S, "compiling the process sensor"):
+        with self.notify.busy(COMPILE_EXTEND_S, "loading the process sensor"):
             self.sensor.load()
         # Events carry credentials and namespaces: follow their changes after
         # exec too (a few ns on every syscall while on; bpf/process.c).
@@ -256,7 +259,7 @@ class Daemon:
         for events in (self.process_events, self.policy_events):
             for op, decoder, handler in events.routes():
                 self.observer.register(op, decoder, handler)
-        self.observer.open(self.sensor.bpf)
+        self.observer.open(self.sensor.map_fd("events"))
         self._seed_from_procfs()
         self.sinks.start()
         self.backpressure = Backpressure(self.sinks.room, self.config.sink_queue_size,
@@ -465,10 +468,10 @@ class Daemon:
             "policy_records_unknown_hook": self.policy_events.unknown_hook if self.policy_events else 0,
             # Stack traces asked for that the kernel did not keep (the event has none).
             "stack_traces_lost": self.stacks.lost if self.stacks else 0,
-            "ringbuf_drops": self.sensor.drops() if self.sensor.bpf else {},
+            "ringbuf_drops": self.sensor.drops() if self.sensor.loaded else {},
             "policy_drops": policy_totals.get("dropped", 0),
             "policy_shed": policy_totals.get("shed", 0),
-            "execve_map_errors": self.sensor.map_errors() if self.sensor.bpf else 0,
+            "execve_map_errors": self.sensor.map_errors() if self.sensor.loaded else 0,
             "events_emitted": self.sinks.emitted,
             "events_by_type": dict(self.sinks.by_kind),
             "events_written": self.sinks.written,
@@ -522,7 +525,7 @@ class Daemon:
             self.metrics.close()
         if self.reader is not None:
             self.reader.stop()
-        if self.sensor.bpf is None:
+        if not self.sensor.loaded:
             self.sinks.close(STOP_SINKS_S)
             return
         if self.reader is not None and self.reader.alive:
@@ -534,7 +537,7 @@ class Daemon:
         self.sinks.close(STOP_SINKS_S)
         self.user_actions.close()
         final = self.stats_line()          # before unloading: it reads the policies' counters
-        close_tracepoints([self.sensor.bpf], self.loader.tracepoint_fds() if self.loader else ())
+        close_tracepoints(self.sensor.detach_fds() + (self.loader.tracepoint_fds() if self.loader else []))
         if self.loader is not None:
             self.loader.close()
         if self.stacks is not None:

@@ -17,7 +17,8 @@ A record that fails to decode or to handle is counted per op code and the
 first failure of each op and exception type is logged at WARNING with its
 traceback; the reader goes on with the next record.
 
-One of the two modules allowed to import bcc (with tetrad.sensors).
+One of the two modules allowed to import bcc (with tetrad.sensors): it
+reads the ring buffer with libbcc's libbpf ring buffer manager.
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
+import os
 import threading
 from typing import Any, Callable
 
-from bcc import BPF
+from bcc.libbcc import _RINGBUF_CB_TYPE, lib
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +49,7 @@ class Observer:
     def __init__(self, op_names: dict[int, str] | None = None, batch_limit: int = BATCH_LIMIT) -> None:
         self._routes: dict[int, tuple[Decoder, Handler]] = {}
         self._names = op_names or {}
-        self._poller: BPF | None = None
+        self._ring = None                         # libbpf's ring_buffer, once opened
         self._callback = None
         self._batch_limit = batch_limit
         self._in_batch = 0
@@ -58,29 +60,28 @@ class Observer:
     def register(self, op: int, decoder: Decoder, handler: Handler) -> None:
         self._routes[int(op)] = (decoder, handler)
 
-    def open(self, bpf: BPF, table: str = "events") -> None:
-        """Read `bpf`'s ring buffer `table` from now on."""
-        ring = bpf[table]
-        try:
-            from bcc.libbcc import _RINGBUF_CB_TYPE
-            register = bpf._open_ring_buffer
-        except (ImportError, AttributeError):        # not the bcc we know: its public way
-            ring.open_ring_buffer(self._on_record)
-        else:
-            # RingBuf.open_ring_buffer wraps the callback in one more Python
-            # function (return value check, EPIPE), a call per record.
-            self._callback = _RINGBUF_CB_TYPE(self._on_record)    # kept alive here
-            register(ring.map_fd, self._callback)
-        self._poller = bpf
+    def open(self, map_fd: int) -> None:
+        """Read the ring buffer map `map_fd` from now on."""
+        self._callback = _RINGBUF_CB_TYPE(self._on_record)    # kept alive here
+        ring = lib.bpf_new_ringbuf(map_fd, self._callback, None)
+        if not ring:
+            raise OSError(ctypes.get_errno(), f"cannot open the ring buffer: "
+                          f"{os.strerror(ctypes.get_errno())}")
+        self._ring = ring
+
+    def close(self) -> None:
+        if self._ring:
+            lib.bpf_free_ringbuf(self._ring)
+            self._ring = None
 
     def drain(self) -> int:
         """Handle the records in the ring buffer now, at most batch_limit of
         them; returns how many."""
-        if self._poller is None:
+        if not self._ring:
             return 0
         before = self.received
         self._in_batch = 0
-        self._poller.ring_buffer_consume()
+        lib.bpf_consume_ringbuf(self._ring)
         return self.received - before
 
     def _on_record(self, _ctx, data, size) -> int:

@@ -182,6 +182,21 @@ def setup(tmp_path_factory):
       - operator: In
         values: ["{os.path.realpath('/usr/bin/cat')}"]
 """),
+        "binpostfix": policy("t-binpostfix", f"""  kprobes:
+  - call: "sys_openat"
+    syscall: true
+    args:
+    - index: 1
+      type: string
+    selectors:
+    - matchArgs:
+      - index: 1
+        operator: Prefix
+        values: ["{files}/bp-"]
+      matchBinaries:
+      - operator: Postfix
+        values: ["/head"]
+"""),
         "postfix": policy("t-postfix", f"""  kprobes:
   - call: "sys_openat"
     syscall: true
@@ -447,6 +462,17 @@ def test_matchbinaries_in_is_exact(setup):
         longer.unlink()
     got = [arg_values(h)[0] for h in hits(setup["daemon"].sync(), "t-open")]
     assert str(files / "c.txt") not in got
+
+
+def test_matchbinaries_postfix(setup):
+    """Postfix on the binary: the binary's path is looked up reversed (a
+    point flag turns that lookup on only where a policy needs it)."""
+    target = setup["files"] / f"bp-{RUN}"
+    target.write_text("x")
+    for tool in ("head", "cat"):
+        subprocess.run([tool, str(target)], check=True, capture_output=True)
+    got = [(h["process"]["binary"], arg_values(h)[0]) for h in hits(setup["daemon"].sync(), "t-binpostfix")]
+    assert got == [(os.path.realpath(shutil.which("head")), str(target))]
 
 
 def test_postfix(setup):

@@ -62,8 +62,10 @@ def sensor():
 
 
 def entry(sensor, pid):
-    table = sensor.bpf[b"execve_map"]
-    return table[table.Key(pid)]
+    found = sensor.exec_entry(pid)
+    if found is None:
+        raise KeyError(pid)
+    return found
 
 
 def kernel_view(pid: int) -> dict:

@@ -124,6 +124,7 @@ def setup(tmp_path_factory):
            "optout": optout, "execer": execer, "victim": victim,
            "secret": string_file(work / "secret.path", str(protected / "secret")),
            "benign": string_file(work / "benign.path", str(other / "file")),
+           "relative": string_file(work / "relative.path", "secret"),
            "anyone": string_file(work / "anyone.path", str(anyone / "file"))}
     if daemon.proc.poll() is None:
         daemon.stop()
@@ -177,6 +178,23 @@ def test_a_deferred_event_names_its_process(setup):
     assert {h["process"]["pid"] for h in got} == pids
     assert {h["process"]["binary"] for h in got} == {str(setup["poster"])}
     assert all(h["process"]["exec_id"] != h["parent"]["exec_id"] for h in got)
+
+
+def test_a_deferred_open_is_decided_on_the_path_the_kernel_opened(setup):
+    """The path of an open decided at its exit comes from the file the call
+    opened (the kernel's struct file), not from the caller's memory again:
+    a relative path (openat on a directory's descriptor) is seen as the
+    absolute path the kernel resolved, which the Prefix policy selects. A
+    read of the caller's string would see "secret" and let it live; so
+    would any swap of the string by another thread after the kernel's copy."""
+    protected = setup["work"] / "protected"
+    results = [run(setup["killer"], "open-in", protected, setup["relative"]) for _ in range(ROUNDS)]
+    killed = sum(1 for r in results if r.returncode == -9)
+    print(f"Sigkill policy, relative path on an untouched page: killed {killed} of {ROUNDS}")
+    assert killed == ROUNDS, [(r.returncode, r.stdout, r.stderr) for r in results]
+    got = [h for h in hits(setup["daemon"].sync(), "t-pages-kill")
+           if h["process"]["arguments"].startswith("open-in")]
+    assert [h["args"][0] for h in got] == [{"string_arg": str(protected / "secret")}] * ROUNDS
 
 
 def test_the_touched_control_is_killed_too(setup):

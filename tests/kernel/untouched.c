@@ -7,6 +7,8 @@
  * syscall entry (with page faults disabled) fails with -EFAULT.
  *
  *   untouched open FILE [touch]    openat(path in FILE); prints "opened"
+ *   untouched open-in DIR FILE     openat(DIR's descriptor, path in FILE, a
+ *                                  path relative to DIR); prints "opened"
  *   untouched open-none            openat(a pointer to a PROT_NONE page): the
  *                                  kernel cannot read it either (EFAULT)
  *   untouched exec FILE PROG LEN...  execv(PROG, argv from FILE: strings of
@@ -61,6 +63,16 @@ int main(int argc, char **argv)
 	}
 	if (argc < 3)
 		return 2;
+	if (!strcmp(argv[1], "open-in") && argc > 3) {
+		char *rel = map(argv[3], &size);
+		int dir = open(argv[2], O_RDONLY | O_DIRECTORY);
+		if (!rel || dir < 0 || openat(dir, rel, O_RDONLY) < 0) {
+			perror("openat");
+			return 1;
+		}
+		puts("opened");
+		return 0;
+	}
 	char *p = map(argv[2], &size);
 	if (!p)
 		return 2;

@@ -51,7 +51,7 @@ def test_syscall_hook_target_and_reads():
     ch = one(OPENAT)
     assert (ch.target.kind, ch.target.name, ch.target.function_name) == \
         ("syscall", "openat", "__x64_sys_openat")
-    assert ch.reads == (ArgRead(enc.GA["int"], 0, 4, True), ArgRead(enc.GA["ustr"], 1),
+    assert ch.reads == (ArgRead(enc.GA["int"], 0, 4, True), ArgRead(enc.GA["ustr"], 1, opened=True),
                         ArgRead(enc.GA["int"], 2, 4, False))
     assert not ch.has_return and not ch.monitor and ch.unreadable_match
 
@@ -101,6 +101,19 @@ def test_unreadable_args_no_match_is_kept_with_the_hook():
 ])
 def test_syscall_hooks_with_user_memory_read_it_again_at_exit(hook, retry):
     assert one("  kprobes:\n" + hook).retry is retry
+
+
+@pytest.mark.parametrize("call,index,opened", [
+    ("sys_openat", 1, True), ("sys_open", 0, True), ("sys_creat", 0, True),
+    ("sys_openat2", 1, True),
+    ("sys_openat", 0, False),       # the directory descriptor, not the path
+    ("sys_unlinkat", 1, False),     # no file comes back
+    ("sys_mkdir", 0, False),
+])
+def test_an_open_familys_path_is_read_from_the_opened_file_when_deferred(call, index, opened):
+    typ = "int" if (call, index) == ("sys_openat", 0) else "string"
+    ch = one(f"  kprobes:\n  - call: {call}\n    args:\n    - index: {index}\n      type: {typ}\n")
+    assert ch.reads[0].opened is opened
 
 
 def test_return_values_and_buffers():

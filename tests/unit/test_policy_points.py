@@ -98,6 +98,19 @@ def test_one_hook_point_and_hook_bytes():
     assert lookup(t.entries, "str_fwd", binary, b"/usr/bin/catx\0") == 0
 
 
+def test_a_binary_postfix_turns_on_the_reversed_binary_lookup():
+    """Only a point with a matchBinaries Postfix pays for reversing the
+    binary's path on every call (G_POINT_BIN_REV)."""
+    pt = PointTables(LPOINT)
+    pt.add(1, openat('    - matchBinaries:\n      - operator: Postfix\n        values: ["/head"]\n'))
+    p = enc.Point.from_buffer_copy(pt.tables().point)
+    assert p.flags & enc.POINT_BINARY and p.flags & enc.POINT_BIN_REV
+    pt = PointTables(LPOINT)
+    pt.add(1, openat('    - matchBinaries:\n      - operator: Prefix\n        values: ["/usr/"]\n'))
+    p = enc.Point.from_buffer_copy(pt.tables().point)
+    assert p.flags & enc.POINT_BINARY and not p.flags & enc.POINT_BIN_REV
+
+
 def test_hooks_of_several_policies_share_slots_and_equal_tests():
     pt = PointTables(LPOINT)
     pt.add(1, openat('    - matchArgs:\n      - index: 1\n        operator: Prefix\n'

@@ -68,6 +68,8 @@ POINT_SYSNR = 0x100
 STACK_KERNEL, STACK_USER = 0x1, 0x2
 NO_STACK = -65536       # a record's kstack/ustack when its action asked for none
 POINT_RETVAL = 0x200
+POINT_BIN_REV = 0x400
+GSX_OPENED = 0x1          # g_slot_desc.xflags: an open-family syscall's path
 RET_SRC = MAX_ARGV - 1          # the argument index a return-value slot names (unused by calls)
 MSG_MONITOR, MSG_RETURN = 0x1, 0x2
 
@@ -119,7 +121,8 @@ class SlotDesc(ctypes.Structure):
         ("op_at", ctypes.c_uint8),
         ("nwalk", ctypes.c_uint8),
         ("ngather", ctypes.c_uint8),
-        ("pad", ctypes.c_uint8 * 3),
+        ("pad", ctypes.c_uint8),
+        ("xflags", ctypes.c_uint16),
     ]
 
 

@@ -115,6 +115,7 @@ class Btf:
         self._str_base = base._strings[1] - base._strings[0] if base else 0
         self._decoded: dict[int, BtfType] = {0: BtfType("void", "", 0)}
         self._index: dict[tuple[int, int], int] | None = None   # (name_off, kind) -> id
+        self._found: dict[tuple[str, int], int] = {}             # find()'s answers
 
     @property
     def count(self) -> int:
@@ -221,6 +222,9 @@ class Btf:
         kind_id = _KIND_IDS.get(kind)
         if kind_id is None:
             raise BtfError(f"unknown BTF kind {kind!r}; one of {', '.join(KINDS[1:])}")
+        known = self._found.get((name, kind_id))
+        if known is not None:
+            return known
         if self._index is None:
             self._index = self._build_index()
         found = [self._index[key] for key in ((off, kind_id) for off in self._string_offsets(name))
@@ -229,7 +233,8 @@ class Btf:
             if self._base is not None:
                 return self._base.find(name, kind)
             raise KeyError(f"BTF has no {kind} {name!r}")
-        return min(found, key=self._rank)
+        self._found[(name, kind_id)] = best = min(found, key=self._rank)
+        return best
 
     def _rank(self, type_id: int) -> tuple[bool, int]:
         """Sort key among types of one name and kind: definitions before

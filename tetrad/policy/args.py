@@ -65,6 +65,10 @@ _KERNEL_TYPES = {"string": "kstr", "fd": "fd", "file": "file", "path": "path", "
 # Syscalls that take a socket address and its length: (address index,
 # length index). An abstract unix name is bounded by the length alone.
 _SOCKADDR_LENGTHS = {"connect": (1, 2), "bind": (1, 2), "sendto": (4, 5)}
+# Syscalls that open a file by path, and the path's index. A call deferred
+# to its exit (its path unreadable at entry) takes the path from the file
+# it opened there: what the kernel resolved, not the caller's string again.
+OPENED_PATHS = {"openat": 1, "openat2": 1, "open": 0, "creat": 0}
 # Kernel structs reached through a member first: (struct, member, kind).
 _MEMBER_TYPES = {"linux_binprm": ("struct linux_binprm", "file", "file"),
                  "kiocb": ("struct kiocb", "ki_filp", "file"),
@@ -219,7 +223,11 @@ def _user_read(hook: Hook, arg: ArgSpec, src: int, where: str, kind: str) -> Arg
         addr_at, size_at = _SOCKADDR_LENGTHS.get(schema.syscall_name(hook.call), (None, None))
         if arg.index == addr_at:
             arg = replace(arg, size_arg_index=size_at)
-    return _sized(arg, strategy, src, where)
+    read = _sized(arg, strategy, src, where)
+    if kind == "syscall" and strategy == "ustr" and \
+            OPENED_PATHS.get(schema.syscall_name(hook.call)) == arg.index:
+        read = replace(read, opened=True)
+    return read
 
 
 def _kernel_read(arg: ArgSpec, src: int, where: str) -> ArgRead:

@@ -86,6 +86,8 @@ class ArgRead:
     retval: bool = False        # the return value (a string, a sock): read at return
     steps: tuple = ()           # struct walk, then gather (btfwalk.Step)
     nwalk: int = 0              # steps of the walk
+    opened: bool = False        # an open-family syscall's path: a deferred call's comes from
+                                # the file it opened (bpf/generic_hook.c, GSX_OPENED)
 
     @property
     def user(self) -> bool:
@@ -276,6 +278,7 @@ class PointTables:
                                                               step.depth)
                 op_at += 1
             d.sizesrc = enc.NO_SLOT if read.sizesrc is None else read.sizesrc
+            d.xflags = enc.GSX_OPENED if read.opened else 0
             d.flags = ((enc.GS_SIGNED if read.signed else 0) | (enc.GS_RETCOPY if read.retcopy else 0)
                        | (enc.GS_USER if read.user else 0) | (enc.GS_RETVAL if read.retval else 0))
             for table in uses.get(slot, ()):
@@ -296,6 +299,8 @@ class PointTables:
         tables = {p.table for p in self._bits}
         if tables & {"bin_fwd", "bin_rev"}:
             point.flags |= enc.POINT_BINARY
+        if "bin_rev" in tables:
+            point.flags |= enc.POINT_BIN_REV
         pid_kinds = {p.op for p in self._bits if p.table == "pid"}
         if pid_kinds:
             point.flags |= enc.POINT_PIDS

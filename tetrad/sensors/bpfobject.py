@@ -184,13 +184,15 @@ class Cache:
 class Compilation:
     """A compile of `source` under way in a child process (a thread of ours
     reads its answer, so it never waits on us, and caches it), or its result
-    from the cache. `result()` waits for it."""
+    from the cache. `result()` waits for it. Without `use_cached` it
+    compiles even when the cache has an entry (one that did not load), and
+    replaces that entry."""
 
-    def __init__(self, source: Path, cflags: list[str], cache: Cache):
+    def __init__(self, source: Path, cflags: list[str], cache: Cache, use_cached: bool = True):
         self.source, self.cflags, self._cache = source, cflags, cache
         self.key = cache_key(source, cflags)
         self.started = time.monotonic()
-        self.cached = cache.get(self.key)
+        self.cached = cache.get(self.key) if use_cached else None
         self.from_cache = self.cached is not None
         self._error: CompileError | None = None
         self._child = None
@@ -298,11 +300,13 @@ class Loaded:
         self.ncpus = len(get_possible_cpus())
 
     def load(self, function: str, *, point: int | None = None, maps: dict[str, int] | None = None,
-             name: str | None = None) -> int:
+             name: str | None = None, prog_type: int | None = None) -> int:
         """Load one function (with its point patched in, and maps replaced by
         name); returns the program's descriptor, which the caller owns.
         `name` is what the kernel is told; for an LSM program lsm__<hook>
-        says which hook it is for (libbcc's loader reads it)."""
+        says which hook it is for (libbcc's loader reads it). `prog_type`:
+        another type than the object's, for an object whose functions
+        attach to different kinds of hooks."""
         reloc = dict(self._reloc)
         for map_name, fd in (maps or {}).items():
             reloc[self.specs[map_name].fd] = fd
@@ -310,13 +314,14 @@ class Loaded:
         buf = ctypes.create_string_buffer(code, len(code))
         kname = (name or function).encode()
         license_ = self.compiled.license.encode()
-        fd = lib.bcc_prog_load(self.prog_type, kname, buf, len(code), license_,
+        prog_type = self.prog_type if prog_type is None else prog_type
+        fd = lib.bcc_prog_load(prog_type, kname, buf, len(code), license_,
                                self.compiled.kern_version, 0, None, 0)
         if fd >= 0:
             return fd
         err = ctypes.get_errno()
         log_buf = ctypes.create_string_buffer(LOG_SIZE)
-        again = lib.bcc_prog_load(self.prog_type, kname, buf, len(code), license_,
+        again = lib.bcc_prog_load(prog_type, kname, buf, len(code), license_,
                                   self.compiled.kern_version, 1, log_buf, LOG_SIZE)
         if again >= 0:
             os.close(again)
@@ -326,17 +331,25 @@ class Loaded:
 
     # ---- maps, by name, as bytes ----
 
-    def update(self, map_name: str, key: bytes, value: bytes) -> None:
-        """OSError with the kernel's errno on failure (E2BIG, ENOMEM: full)."""
+    def update(self, map_name: str, key: bytes, value: bytes, flags: int = 0) -> None:
+        """OSError with the kernel's errno on failure (E2BIG, ENOMEM: full;
+        EEXIST with BPF_NOEXIST)."""
         k = ctypes.create_string_buffer(key, len(key))
         v = ctypes.create_string_buffer(value, len(value))
-        if lib.bpf_update_elem(self.fds[map_name], k, v, 0) < 0:
+        if lib.bpf_update_elem(self.fds[map_name], k, v, flags) < 0:
             err = ctypes.get_errno()
             raise OSError(err, os.strerror(err))
 
     def delete(self, map_name: str, key: bytes) -> None:
         k = ctypes.create_string_buffer(key, len(key))
         lib.bpf_delete_elem(self.fds[map_name], k)
+
+    def lookup(self, map_name: str, key: bytes) -> bytes | None:
+        k = ctypes.create_string_buffer(key, len(key))
+        v = ctypes.create_string_buffer(self.specs[map_name].value_size)
+        if lib.bpf_lookup_elem(self.fds[map_name], k, v) < 0:
+            return None
+        return v.raw
 
     def lookup_percpu(self, map_name: str, key: bytes) -> list[bytes]:
         """One value per possible CPU."""
