@@ -106,3 +106,17 @@ def test_a_cached_sensor_the_kernel_refuses_is_compiled_again_and_replaced(tmp_p
     assert SENSOR_COMPILED in log
     third = run_once(tmp_path, "third", str(cache))
     assert SENSOR_CACHED in third and "did not load" not in third
+
+
+def test_the_compiler_child_compiles_the_sensor_without_attaching_it():
+    """bcc's BPF() attaches TRACEPOINT_PROBEs as it compiles; the child that
+    compiles bpf/process.c must not run a second copy of the sensor."""
+    from tetrad.sensors import compiler
+    from tetrad.sensors.process import ProcessSensor
+    sensor = ProcessSensor()
+    b = compiler._CompileOnly(src_file=str(sensor.source()).encode(), cflags=sensor.cflags())
+    try:
+        assert not b.tracepoint_fds and not b.raw_tracepoint_fds
+        assert b.num_open_kprobes() == 0
+    finally:
+        b.cleanup()

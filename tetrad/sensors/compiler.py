@@ -34,8 +34,17 @@ for _name in ("bpf_table_key_size_id", "bpf_table_leaf_size_id"):
     getattr(lib, _name).argtypes = [ctypes.c_void_p, ctypes.c_size_t]
 
 
+class _CompileOnly(BPF):
+    """bcc's BPF without the attaching its constructor does for functions
+    named like TRACEPOINT_PROBEs (bpf/process.c's): here they must only be
+    compiled, not run beside the daemon's own copies while this child lives."""
+
+    def _trace_autoload(self):
+        pass
+
+
 def compile_source(source: str, cflags: list[str]) -> dict:
-    b = BPF(src_file=source.encode(), cflags=cflags)
+    b = _CompileOnly(src_file=source.encode(), cflags=cflags)
     m = b.module
     maps = []
     for i in range(lib.bpf_num_tables(m)):
