@@ -536,6 +536,7 @@ class Daemon:
             until = time.monotonic() + STOP_DRAIN_S
             while time.monotonic() < until and self.observer.drain():
                 pass
+            self.observer.close()
         self.sinks.close(STOP_SINKS_S)
         self.user_actions.close()
         final = self.stats_line()          # before unloading: it reads the policies' counters

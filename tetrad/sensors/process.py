@@ -87,8 +87,6 @@ class ProcessSensor:
         self.tracks_state = False          # credentials and namespaces
         self.follows_state = False         # ... and their changes after exec
         self.can_follow_state = False
-        self.load_seconds = 0.0
-        self.from_cache = False
 
     @property
     def loaded(self) -> bool:
@@ -169,10 +167,9 @@ class ProcessSensor:
         except bpfobject.CompileError:
             self._unload()
             raise
-        self.from_cache = compilation.from_cache
-        self.load_seconds = time.monotonic() - compilation.started
         log.info("process sensor %s and attached in %.2fs",
-                 "taken from the cache" if self.from_cache else "compiled", self.load_seconds)
+                 "taken from the cache" if compilation.from_cache else "compiled",
+                 time.monotonic() - compilation.started)
 
     def _program(self, name: str, prog_type: int | None = None) -> int:
         if name not in self._progs:
